@@ -1,0 +1,44 @@
+/* The few types every stage of kiln shares: the metrics a profile carries and
+ * the limits that bound what one stack may hold. Collectors produce values of
+ * these metrics, the stream stores them, the aggregator sums them and the
+ * exporters print them; keeping the list in one place keeps them in step. */
+#ifndef KILN_KILN_H
+#define KILN_KILN_H
+
+#include <stdint.h>
+
+enum kiln_metric {
+	KM_CPU,
+	KM_WALL,
+	KM_ALLOC_BYTES,
+	KM_ALLOC_COUNT,
+	KM_LEAK_BYTES,
+	KM_LEAK_COUNT,
+	KM_PEAK_BYTES,
+	KM_TEMP_COUNT,
+	KM_LIVE_BYTES,
+	KM_LIVE_COUNT,
+	KM__COUNT
+};
+
+/* Metric name as users type it (`--metric alloc_bytes`), or NULL. */
+const char *kiln_metric__name(int metric);
+/* Metric id for a name, or -1. */
+int kiln_metric__parse(const char *name);
+/* Whether the metric counts bytes (for units in tables and flamegraphs). */
+int kiln_metric__is_bytes(int metric);
+
+/* The deepest stack kiln keeps; deeper ones end in a truncation marker. */
+#define KILN_MAX_DEPTH 256
+
+/* Exit codes of the CLI (see docs/cli.md and the contract). */
+enum {
+	KILN_EXIT_OK = 0,
+	KILN_EXIT_ERROR = 1,
+	KILN_EXIT_USAGE = 2,
+	KILN_EXIT_RECORD_FAIL = 125,
+	KILN_EXIT_NOEXEC = 126,
+	KILN_EXIT_NOTFOUND = 127,
+};
+
+#endif

@@ -1,0 +1,473 @@
+/* Loading a profile file (stream records) into the in-memory model of
+ * profile.h. Each record is decoded through a bounds-checked cursor and every
+ * reference (a location's module, a stack's locations, a cell's stack) is
+ * checked against what was defined before it: a file that breaks any rule is
+ * refused as corrupt, one that is merely cut short loads with a warning. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aggregate/profile.h"
+#include "stream/stream.h"
+
+static struct pframe marker_frame;
+
+static int corrupt(char *err, size_t errlen, const char *what, size_t off)
+{
+	snprintf(err, errlen, "corrupt profile: bad %s record near byte %zu", what, off);
+	return -1;
+}
+
+static uint32_t loc_fallback_name(struct profile *p, uint32_t module, uint64_t addr)
+{
+	if (module == UINT32_MAX || module >= p->nmodules)
+		return p->str_unknown;
+	char name[512];
+	snprintf(name, sizeof(name), "%s+0x%llx", path_base(p->modules[module].path), (unsigned long long)addr);
+	return intern__str(&p->strings, name);
+}
+
+static uint8_t module_frame_kind(const struct profile *p, uint32_t module)
+{
+	if (module >= p->nmodules)
+		return FK_LIBRARY;
+	const struct pmodule *m = &p->modules[module];
+	switch (m->kind) {
+	case 2: return FK_JIT;
+	case 3: return FK_KERNEL;
+	case 1: return FK_KERNEL;
+	default: break;
+	}
+	return strstr(path_base(m->path), ".so") ? FK_LIBRARY : FK_PROGRAM;
+}
+
+static void cell_add(struct profile *p, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t v)
+{
+	uint32_t key[3] = {pid, tid, stack};
+	bool added;
+	uint32_t id = intern__put(&p->cellkeys, key, sizeof(key), &added);
+	if (added) {
+		ARR_GROW(p->cells, p->ccells, id + 1);
+		p->cells[id].pid = pid;
+		p->cells[id].tid = tid;
+		p->cells[id].stack = stack;
+		p->ncells = id + 1;
+	}
+	p->cells[id].v[metric] = v; /* absolute: the last record wins */
+}
+
+static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uint32_t len, size_t off,
+		  char *err, size_t errlen)
+{
+	struct cursor c;
+	cursor__init(&c, pl, len);
+	switch (type) {
+	case REC_META: {
+		json_error_t je;
+		json_t *j = json_loadb((const char *)pl, len, 0, &je);
+		if (!j || !json_is_object(j)) {
+			json_decref(j);
+			return corrupt(err, errlen, "meta", off);
+		}
+		json_decref(p->meta);
+		p->meta = j;
+		json_t *k = json_object_get(j, "kind");
+		p->kind = json_is_string(k) ? json_string_value(k) : "profile";
+		json_t *pr = json_object_get(j, "program");
+		p->program = json_is_string(pr) ? json_string_value(pr) : "";
+		json_t *st = json_object_get(j, "start_ns");
+		if (json_is_integer(st))
+			p->start_ns = (uint64_t)json_integer_value(st);
+		return 0;
+	}
+	case REC_PROCESS: {
+		uint32_t pid, ppid;
+		uint64_t start;
+		cursor__u32(&c, &pid);
+		cursor__u32(&c, &ppid);
+		cursor__u64(&c, &start);
+		char *name = cursor__str(&c), *exe = cursor__str(&c);
+		if (c.bad) {
+			free(name);
+			free(exe);
+			return corrupt(err, errlen, "process", off);
+		}
+		struct pprocess *pr = (struct pprocess *)profile__process(p, pid);
+		if (!pr) {
+			ARR_GROW(p->procs, p->cprocs, p->nprocs + 1);
+			pr = &p->procs[p->nprocs++];
+			pr->status = -1;
+		} else {
+			free(pr->name);
+			free(pr->exe);
+		}
+		pr->pid = pid;
+		pr->ppid = ppid;
+		pr->start_ns = start;
+		pr->name = name;
+		pr->exe = exe;
+		return 0;
+	}
+	case REC_THREAD: {
+		uint32_t pid, tid;
+		cursor__u32(&c, &pid);
+		cursor__u32(&c, &tid);
+		char *name = cursor__str(&c);
+		if (c.bad) {
+			free(name);
+			return corrupt(err, errlen, "thread", off);
+		}
+		struct pthread *t = (struct pthread *)profile__thread(p, pid, tid);
+		if (!t) {
+			ARR_GROW(p->threads, p->cthreads, p->nthreads + 1);
+			t = &p->threads[p->nthreads++];
+		} else {
+			free(t->name);
+		}
+		t->pid = pid;
+		t->tid = tid;
+		t->name = name;
+		return 0;
+	}
+	case REC_EXIT: {
+		uint32_t pid, status;
+		uint64_t end;
+		cursor__u32(&c, &pid);
+		cursor__u32(&c, &status);
+		cursor__u64(&c, &end);
+		if (c.bad)
+			return corrupt(err, errlen, "exit", off);
+		struct pprocess *pr = (struct pprocess *)profile__process(p, pid);
+		if (pr) {
+			pr->status = (int32_t)status;
+			pr->end_ns = end;
+			pr->exited = true;
+		}
+		return 0;
+	}
+	case REC_MODULE: {
+		uint32_t id, pid;
+		uint8_t kind;
+		cursor__u32(&c, &id);
+		cursor__u8(&c, &kind);
+		cursor__u32(&c, &pid);
+		char *path = cursor__str(&c), *bid = cursor__str(&c);
+		if (c.bad || id != p->nmodules || kind > 3) {
+			free(path);
+			free(bid);
+			return corrupt(err, errlen, "module", off);
+		}
+		ARR_GROW(p->modules, p->cmodules, p->nmodules + 1);
+		struct pmodule *m = &p->modules[p->nmodules++];
+		m->path = path;
+		m->build_id = bid;
+		m->kind = kind;
+		m->pid = pid;
+		return 0;
+	}
+	case REC_LOC: {
+		uint32_t id, module;
+		uint64_t addr;
+		uint8_t flags;
+		cursor__u32(&c, &id);
+		cursor__u32(&c, &module);
+		cursor__u64(&c, &addr);
+		cursor__u8(&c, &flags);
+		if (c.bad || id != p->nlocs || (module != UINT32_MAX && module >= p->nmodules))
+			return corrupt(err, errlen, "location", off);
+		ARR_GROW(p->locs, p->clocs, p->nlocs + 1);
+		struct ploc *l = &p->locs[p->nlocs++];
+		l->module = module;
+		l->addr = addr;
+		l->flags = flags;
+		l->nframes = 1;
+		l->frames = xcalloc(1, sizeof(*l->frames));
+		l->frames[0].func = loc_fallback_name(p, module, addr);
+		l->frames[0].file = p->str_empty;
+		l->frames[0].module = module;
+		l->frames[0].kind = module_frame_kind(p, module);
+		return 0;
+	}
+	case REC_SYM: {
+		uint32_t loc;
+		uint16_t n;
+		cursor__u32(&c, &loc);
+		cursor__u16(&c, &n);
+		if (c.bad || loc >= p->nlocs || n == 0 || n > 64)
+			return corrupt(err, errlen, "symbol", off);
+		struct pframe *fr = xcalloc(n, sizeof(*fr));
+		struct ploc *l = &p->locs[loc];
+		for (uint16_t i = 0; i < n; i++) {
+			char *func = cursor__str(&c), *file = cursor__str(&c);
+			uint32_t line;
+			uint8_t inl;
+			cursor__u32(&c, &line);
+			cursor__u8(&c, &inl);
+			if (c.bad) {
+				free(func);
+				free(file);
+				free(fr);
+				return corrupt(err, errlen, "symbol", off);
+			}
+			fr[i].func = *func ? intern__str(&p->strings, func) : l->frames[0].func;
+			fr[i].file = intern__str(&p->strings, file);
+			fr[i].line = line;
+			fr[i].inlined = inl;
+			fr[i].module = l->module;
+			fr[i].kind = inl ? FK_INLINED : module_frame_kind(p, l->module);
+			free(func);
+			free(file);
+		}
+		free(l->frames);
+		l->frames = fr;
+		l->nframes = n;
+		return 0;
+	}
+	case REC_STACK: {
+		uint32_t id;
+		uint16_t flags, depth;
+		cursor__u32(&c, &id);
+		cursor__u16(&c, &flags);
+		cursor__u16(&c, &depth);
+		if (c.bad || id != p->nstacks || depth > KILN_MAX_DEPTH || cursor__left(&c) != (size_t)depth * 4)
+			return corrupt(err, errlen, "stack", off);
+		uint32_t *locs = xmalloc((size_t)depth * 4 + 4);
+		for (uint16_t i = 0; i < depth; i++) {
+			cursor__u32(&c, &locs[i]);
+			if (locs[i] >= p->nlocs) {
+				free(locs);
+				return corrupt(err, errlen, "stack", off);
+			}
+		}
+		ARR_GROW(p->stacks, p->cstacks, p->nstacks + 1);
+		struct pstack *s = &p->stacks[p->nstacks++];
+		s->depth = depth;
+		s->flags = flags;
+		s->locs = locs;
+		return 0;
+	}
+	case REC_COUNTS: {
+		uint32_t n;
+		cursor__u32(&c, &n);
+		if (c.bad || cursor__left(&c) != (size_t)n * 21)
+			return corrupt(err, errlen, "counts", off);
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t pid, tid, stack;
+			uint8_t metric;
+			uint64_t v;
+			cursor__u32(&c, &pid);
+			cursor__u32(&c, &tid);
+			cursor__u32(&c, &stack);
+			cursor__u8(&c, &metric);
+			cursor__u64(&c, &v);
+			if (stack >= p->nstacks || metric >= KM__COUNT)
+				return corrupt(err, errlen, "counts", off);
+			cell_add(p, pid, tid, stack, metric, (int64_t)v);
+		}
+		return 0;
+	}
+	case REC_END: {
+		uint64_t end, samples, lost;
+		cursor__u64(&c, &end);
+		cursor__u64(&c, &samples);
+		cursor__u64(&c, &lost);
+		if (c.bad)
+			return corrupt(err, errlen, "end", off);
+		p->end_ns = end;
+		p->samples = samples;
+		p->lost = lost;
+		p->complete = true;
+		return 0;
+	}
+	case REC_LOST: {
+		uint64_t lost;
+		if (!cursor__u64(&c, &lost))
+			return corrupt(err, errlen, "lost", off);
+		p->lost = lost;
+		return 0;
+	}
+	default:
+		/* Unknown record types are skipped: later minor versions may add some. */
+		return 0;
+	}
+}
+
+static int load_from_reader(struct profile *p, struct stream_reader *r, char *err, size_t errlen)
+{
+	uint16_t type;
+	const unsigned char *pl;
+	uint32_t len;
+	int rc;
+	bool first = true;
+	while ((rc = stream_reader__next(r, &type, &pl, &len)) == 1) {
+		size_t off = r->off - len - KILN_REC_HEADER;
+		if (first && type != REC_META)
+			return corrupt(err, errlen, "first (not meta)", off);
+		first = false;
+		if (p->complete)
+			return corrupt(err, errlen, "trailing", off);
+		if (decode(p, type, pl, len, off, err, errlen) < 0)
+			return -1;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", r->err);
+		return -1;
+	}
+	if (first) {
+		snprintf(err, errlen, "%s", r->status == STREAM_TRUNCATED ? r->err : "no records (an empty profile)");
+		if (r->status == STREAM_TRUNCATED)
+			snprintf(err, errlen, "cut short before any data could be read");
+		return -1;
+	}
+	if (r->status == STREAM_TRUNCATED || !p->complete) {
+		snprintf(p->warning, sizeof(p->warning), "%.200s; the recording was interrupted, showing what was written before",
+			 r->status == STREAM_TRUNCATED ? r->err : "no end record");
+	}
+	for (size_t i = 0; i < p->ncells; i++)
+		for (int m = 0; m < KM__COUNT; m++)
+			if (p->cells[i].v[m])
+				p->has[m] = true;
+	if (!p->samples)
+		for (size_t i = 0; i < p->ncells; i++)
+			p->samples += (uint64_t)(p->cells[i].v[KM_CPU] + p->cells[i].v[KM_WALL]);
+	return 0;
+}
+
+static void profile_init(struct profile *p)
+{
+	memset(p, 0, sizeof(*p));
+	intern__init(&p->strings);
+	intern__init(&p->cellkeys);
+	p->str_empty = intern__str(&p->strings, "");
+	p->str_unknown = intern__str(&p->strings, "[unknown]");
+	p->str_truncated = intern__str(&p->strings, "[truncated]");
+	p->kind = "profile";
+	p->program = "";
+	marker_frame.func = p->str_truncated;
+	marker_frame.file = p->str_empty;
+	marker_frame.module = UINT32_MAX;
+	marker_frame.kind = FK_MARKER;
+}
+
+int profile__load(struct profile *p, const char *path, char *err, size_t errlen)
+{
+	profile_init(p);
+	p->path = xstrdup(path);
+	struct stream_reader r;
+	int rc = stream_reader__open(&r, path);
+	if (rc == 0)
+		rc = load_from_reader(p, &r, err, errlen);
+	else
+		snprintf(err, errlen, "%s", r.err);
+	stream_reader__release(&r);
+	return rc;
+}
+
+int profile__load_mem(struct profile *p, const void *data, size_t n, char *err, size_t errlen)
+{
+	profile_init(p);
+	p->path = xstrdup("<memory>");
+	struct stream_reader r;
+	int rc = stream_reader__open_mem(&r, data, n);
+	if (rc == 0)
+		rc = load_from_reader(p, &r, err, errlen);
+	else
+		snprintf(err, errlen, "%s", r.err);
+	stream_reader__release(&r);
+	return rc;
+}
+
+void profile__release(struct profile *p)
+{
+	json_decref(p->meta);
+	for (size_t i = 0; i < p->nmodules; i++) {
+		free(p->modules[i].path);
+		free(p->modules[i].build_id);
+	}
+	for (size_t i = 0; i < p->nlocs; i++)
+		free(p->locs[i].frames);
+	for (size_t i = 0; i < p->nstacks; i++)
+		free(p->stacks[i].locs);
+	for (size_t i = 0; i < p->nprocs; i++) {
+		free(p->procs[i].name);
+		free(p->procs[i].exe);
+	}
+	for (size_t i = 0; i < p->nthreads; i++)
+		free(p->threads[i].name);
+	free(p->modules);
+	free(p->locs);
+	free(p->stacks);
+	free(p->procs);
+	free(p->threads);
+	free(p->cells);
+	free(p->path);
+	intern__release(&p->strings);
+	intern__release(&p->cellkeys);
+	memset(p, 0, sizeof(*p));
+}
+
+int profile__default_metric(const struct profile *p)
+{
+	if (!strcmp(p->kind, "snapshot"))
+		return KM_LIVE_BYTES;
+	if (p->has[KM_CPU])
+		return KM_CPU;
+	if (p->has[KM_WALL])
+		return KM_WALL;
+	if (p->has[KM_ALLOC_COUNT])
+		return KM_LEAK_BYTES;
+	return KM_CPU;
+}
+
+size_t profile__stack_frames(const struct profile *p, uint32_t stack, const struct pframe **out, size_t max)
+{
+	size_t n = 0;
+	if (stack >= p->nstacks)
+		return 0;
+	const struct pstack *s = &p->stacks[stack];
+	if ((s->flags & STACK_TRUNCATED) && n < max)
+		out[n++] = &marker_frame;
+	for (int i = (int)s->depth - 1; i >= 0; i--) {
+		const struct ploc *l = &p->locs[s->locs[i]];
+		for (int k = (int)l->nframes - 1; k >= 0 && n < max; k--)
+			out[n++] = &l->frames[k];
+	}
+	return n;
+}
+
+const struct pprocess *profile__process(const struct profile *p, uint32_t pid)
+{
+	for (size_t i = 0; i < p->nprocs; i++)
+		if (p->procs[i].pid == pid)
+			return &p->procs[i];
+	return NULL;
+}
+
+const struct pthread *profile__thread(const struct profile *p, uint32_t pid, uint32_t tid)
+{
+	for (size_t i = 0; i < p->nthreads; i++)
+		if (p->threads[i].tid == tid && p->threads[i].pid == pid)
+			return &p->threads[i];
+	return NULL;
+}
+
+const char *profile__process_name(const struct profile *p, uint32_t pid)
+{
+	const struct pprocess *pr = profile__process(p, pid);
+	if (pr && pr->exe && *pr->exe)
+		return path_base(pr->exe);
+	if (pr && pr->name && *pr->name)
+		return pr->name;
+	return *p->program ? path_base(p->program) : "process";
+}
+
+double profile__duration(const struct profile *p)
+{
+	uint64_t end = p->end_ns;
+	if (!end)
+		for (size_t i = 0; i < p->nprocs; i++)
+			if (p->procs[i].end_ns > end)
+				end = p->procs[i].end_ns;
+	if (!end || end < p->start_ns)
+		return 0;
+	return (double)(end - p->start_ns) / 1e9;
+}

@@ -1,0 +1,114 @@
+/* A profile file loaded into memory: modules, symbolized locations, interned
+ * stacks and the cells (process, thread, stack) that carry each metric's
+ * value. Every reader of profiles (report, export, diff, flamegraph) starts
+ * here; nothing in it trusts the file. */
+#ifndef KILN_AGGREGATE_PROFILE_H
+#define KILN_AGGREGATE_PROFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "kiln/kiln.h"
+#include "util/util.h"
+
+struct pframe {
+	uint32_t func, file; /* ids in profile.strings; file "" when unknown */
+	uint32_t line;
+	uint32_t module;     /* index in modules, or UINT32_MAX */
+	uint8_t inlined;
+	uint8_t kind;        /* enum frame_kind, for colouring */
+};
+
+enum frame_kind { FK_PROGRAM, FK_LIBRARY, FK_KERNEL, FK_JIT, FK_INLINED, FK_MARKER };
+
+struct pmodule {
+	char *path, *build_id;
+	uint8_t kind;
+	uint32_t pid;
+};
+
+struct ploc {
+	uint32_t module;
+	uint64_t addr;
+	uint8_t flags;
+	uint16_t nframes; /* innermost first */
+	struct pframe *frames;
+};
+
+struct pstack {
+	uint16_t depth, flags;
+	uint32_t *locs; /* leaf first */
+};
+
+struct pprocess {
+	uint32_t pid, ppid;
+	char *name, *exe;
+	uint64_t start_ns, end_ns;
+	int status; /* wait status, -1 unknown */
+	bool exited;
+};
+
+struct pthread {
+	uint32_t pid, tid;
+	char *name;
+};
+
+struct pcell {
+	uint32_t pid, tid, stack;
+	int64_t v[KM__COUNT];
+};
+
+struct profile {
+	char *path;
+	json_t *meta;
+	const char *kind;    /* "profile" or "snapshot" */
+	const char *program; /* from meta */
+	struct intern strings;
+	struct pmodule *modules;
+	size_t nmodules, cmodules;
+	struct ploc *locs;
+	size_t nlocs, clocs;
+	struct pstack *stacks;
+	size_t nstacks, cstacks;
+	struct pprocess *procs;
+	size_t nprocs, cprocs;
+	struct pthread *threads;
+	size_t nthreads, cthreads;
+	struct pcell *cells;
+	size_t ncells, ccells;
+	struct intern cellkeys;
+	uint64_t start_ns, end_ns, samples, lost;
+	bool complete;       /* ended with REC_END */
+	bool has[KM__COUNT]; /* metric has any value */
+	char warning[400];   /* set when the file was cut short */
+	uint32_t str_unknown, str_truncated, str_empty;
+};
+
+/* Load and validate a profile file. 0 on success (p->warning may be set),
+ * -1 with a one-line reason in err (the caller names the file). */
+int profile__load(struct profile *p, const char *path, char *err, size_t errlen);
+/* Same from bytes in memory (fuzzing, tests). */
+int profile__load_mem(struct profile *p, const void *data, size_t n, char *err, size_t errlen);
+void profile__release(struct profile *p);
+
+/* The metric shown when the user names none (see the contract). */
+int profile__default_metric(const struct profile *p);
+
+/* Frames of a stack, root first, into out (at most max); a truncated stack
+ * starts with a "[truncated]" marker frame. Returns the count. */
+size_t profile__stack_frames(const struct profile *p, uint32_t stack, const struct pframe **out, size_t max);
+static inline const char *profile__str(const struct profile *p, uint32_t id)
+{
+	return intern__cstr(&p->strings, id);
+}
+const struct pprocess *profile__process(const struct profile *p, uint32_t pid);
+const struct pthread *profile__thread(const struct profile *p, uint32_t pid, uint32_t tid);
+/* "name" of a process for PROGRAM-PID frames: its exe's base name. */
+const char *profile__process_name(const struct profile *p, uint32_t pid);
+/* Duration of the recording in seconds (0 when unknown). */
+double profile__duration(const struct profile *p);
+
+#define PROFILE_MAX_FRAMES (KILN_MAX_DEPTH * 8 + 1)
+
+#endif

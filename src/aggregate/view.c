@@ -1,0 +1,299 @@
+/* Tables, folded stacks and diffs over a loaded profile (see view.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "aggregate/view.h"
+
+static const char *const by_names[] = {"function", "line", "file", "lib", "stack"};
+
+int by__parse(const char *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(by_names); i++)
+		if (!strcmp(s, by_names[i]))
+			return (int)i;
+	return -1;
+}
+
+const char *by__name(int by)
+{
+	return by >= 0 && by < (int)ARRAY_SIZE(by_names) ? by_names[by] : "?";
+}
+
+bool view__cell_selected(const struct pcell *c, const struct view_filter *f)
+{
+	if (!c->v[f->metric])
+		return false;
+	if (f->pid >= 0 && c->pid != (uint64_t)f->pid)
+		return false;
+	if (f->tid >= 0 && c->tid != (uint64_t)f->tid)
+		return false;
+	return true;
+}
+
+bool view__multi_process(const struct profile *p)
+{
+	for (size_t i = 1; i < p->ncells; i++)
+		if (p->cells[i].pid != p->cells[0].pid)
+			return true;
+	return false;
+}
+
+static const char *module_name(const struct profile *p, uint32_t m)
+{
+	return m < p->nmodules ? path_base(p->modules[m].path) : "[unknown]";
+}
+
+void view__frame_key(const struct profile *p, const struct pframe *f, int by, struct buf *out)
+{
+	const char *file = profile__str(p, f->file);
+	switch (by) {
+	case BY_LINE:
+		if (*file)
+			buf__printf(out, "%s (%s:%u)", profile__str(p, f->func), file, f->line);
+		else
+			buf__printf(out, "%s (%s)", profile__str(p, f->func), module_name(p, f->module));
+		break;
+	case BY_FILE:
+		buf__printf(out, "%s", *file ? file : module_name(p, f->module));
+		break;
+	case BY_LIB:
+		buf__printf(out, "%s", module_name(p, f->module));
+		break;
+	default:
+		buf__printf(out, "%s", profile__str(p, f->func));
+		break;
+	}
+}
+
+static void append_frame_name(struct buf *out, const char *s)
+{
+	/* ';' separates frames and the last space precedes the value: keep
+	 * names free of ';' and newlines so every reader splits them right. */
+	for (; *s; s++)
+		buf__u8(out, (*s == ';' || *s == '\n') ? ':' : (uint8_t)*s);
+}
+
+void view__folded_line(const struct profile *p, const struct pcell *c, const struct view_filter *f, bool multi,
+		       struct buf *out)
+{
+	char tmp[512];
+	bool first = true;
+	if (multi) {
+		snprintf(tmp, sizeof(tmp), "%s-%u", profile__process_name(p, c->pid), c->pid);
+		append_frame_name(out, tmp);
+		first = false;
+	}
+	if (f->threads) {
+		const struct pthread *t = profile__thread(p, c->pid, c->tid);
+		snprintf(tmp, sizeof(tmp), "%s-%u", t && t->name && *t->name ? t->name : "thread", c->tid);
+		if (!first)
+			buf__u8(out, ';');
+		append_frame_name(out, tmp);
+		first = false;
+	}
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
+	for (size_t i = 0; i < n; i++) {
+		if (!first)
+			buf__u8(out, ';');
+		append_frame_name(out, profile__str(p, fr[i]->func));
+		first = false;
+	}
+	if (first)
+		buf__printf(out, "[unknown]");
+}
+
+void table__build(struct table *t, const struct profile *p, const struct view_filter *f, int by)
+{
+	memset(t, 0, sizeof(*t));
+	intern__init(&t->keys);
+	t->metric = f->metric;
+	t->by = by;
+	struct buf key;
+	buf__init(&key);
+	bool multi = view__multi_process(p);
+	uint32_t mark = 0;
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	for (size_t ci = 0; ci < p->ncells; ci++) {
+		const struct pcell *c = &p->cells[ci];
+		if (!view__cell_selected(c, f))
+			continue;
+		int64_t v = c->v[f->metric];
+		t->sum += v;
+		t->cells++;
+		if (by == BY_STACK) {
+			key.len = 0;
+			view__folded_line(p, c, f, multi, &key);
+			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
+			ARR_GROW(t->rows, t->crows, id + 1);
+			t->rows[id].self += v;
+			t->rows[id].total += v;
+			continue;
+		}
+		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
+		mark++;
+		for (size_t i = 0; i < n; i++) {
+			key.len = 0;
+			view__frame_key(p, fr[i], by, &key);
+			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
+			ARR_GROW(t->rows, t->crows, id + 1);
+			struct row *r = &t->rows[id];
+			if (!r->frame)
+				r->frame = fr[i];
+			if (r->mark != mark) { /* recursion: once per stack */
+				r->mark = mark;
+				r->total += v;
+			}
+			if (i == n - 1)
+				r->self += v;
+		}
+	}
+	buf__release(&key);
+	t->order = xmalloc((t->keys.n + 1) * sizeof(*t->order));
+	for (size_t i = 0; i < t->keys.n; i++)
+		t->order[i] = i;
+}
+
+static const struct table *sort_table;
+static bool sort_self;
+
+static int row_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	const struct row *rx = &sort_table->rows[x], *ry = &sort_table->rows[y];
+	int64_t vx = sort_self ? rx->self : rx->total, vy = sort_self ? ry->self : ry->total;
+	int64_t ax = vx < 0 ? -vx : vx, ay = vy < 0 ? -vy : vy;
+	if (ax != ay)
+		return ax > ay ? -1 : 1;
+	int64_t sx = sort_self ? rx->total : rx->self, sy = sort_self ? ry->total : ry->self;
+	if (sx != sy)
+		return sx > sy ? -1 : 1;
+	return strcmp(table__key(sort_table, x), table__key(sort_table, y));
+}
+
+void table__sort(struct table *t, bool by_self)
+{
+	sort_table = t;
+	sort_self = by_self;
+	qsort(t->order, t->keys.n, sizeof(*t->order), row_cmp);
+}
+
+void table__release(struct table *t)
+{
+	intern__release(&t->keys);
+	free(t->rows);
+	free(t->order);
+	memset(t, 0, sizeof(*t));
+}
+
+static const struct folded *sort_folded;
+
+static int line_cmp(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return strcmp(intern__cstr(&sort_folded->lines, (uint32_t)x), intern__cstr(&sort_folded->lines, (uint32_t)y));
+}
+
+void folded__build(struct folded *fo, const struct profile *p, const struct view_filter *f)
+{
+	memset(fo, 0, sizeof(*fo));
+	intern__init(&fo->lines);
+	bool multi = view__multi_process(p);
+	struct buf line;
+	buf__init(&line);
+	for (size_t ci = 0; ci < p->ncells; ci++) {
+		const struct pcell *c = &p->cells[ci];
+		if (!view__cell_selected(c, f))
+			continue;
+		line.len = 0;
+		view__folded_line(p, c, f, multi, &line);
+		uint32_t id = intern__put(&fo->lines, line.data, (uint32_t)line.len, NULL);
+		ARR_GROW(fo->vals, fo->cvals, id + 1);
+		fo->vals[id] += c->v[f->metric];
+		fo->sum += c->v[f->metric];
+	}
+	buf__release(&line);
+	fo->order = xmalloc((fo->lines.n + 1) * sizeof(*fo->order));
+	for (size_t i = 0; i < fo->lines.n; i++)
+		fo->order[i] = i;
+	sort_folded = fo;
+	qsort(fo->order, fo->lines.n, sizeof(*fo->order), line_cmp);
+}
+
+void folded__release(struct folded *fo)
+{
+	intern__release(&fo->lines);
+	free(fo->vals);
+	free(fo->order);
+	memset(fo, 0, sizeof(*fo));
+}
+
+static int diff_cmp(const void *a, const void *b)
+{
+	const struct diff_row *x = a, *y = b;
+	int64_t dx = x->new_ - x->base, dy = y->new_ - y->base;
+	if (dx < 0)
+		dx = -dx;
+	if (dy < 0)
+		dy = -dy;
+	if (dx != dy)
+		return dx > dy ? -1 : 1;
+	return strcmp(x->key, y->key);
+}
+
+static void diff_add(struct diff *d, size_t *cap, const char *key, int64_t base, int64_t new_)
+{
+	ARR_GROW(d->rows, *cap, d->n + 1);
+	d->rows[d->n++] = (struct diff_row){key, base, new_};
+}
+
+void diff__tables(struct diff *d, const struct table *base, const struct table *new_, bool use_self)
+{
+	memset(d, 0, sizeof(*d));
+	size_t cap = 0;
+	d->base_sum = base->sum;
+	d->new_sum = new_->sum;
+	for (size_t i = 0; i < new_->keys.n; i++) {
+		uint32_t len;
+		const char *k = intern__key(&new_->keys, (uint32_t)i, &len);
+		int64_t b = intern__get(&base->keys, k, len);
+		int64_t nv = use_self ? new_->rows[i].self : new_->rows[i].total;
+		int64_t bv = b < 0 ? 0 : (use_self ? base->rows[b].self : base->rows[b].total);
+		diff_add(d, &cap, k, bv, nv);
+	}
+	for (size_t i = 0; i < base->keys.n; i++) {
+		uint32_t len;
+		const char *k = intern__key(&base->keys, (uint32_t)i, &len);
+		if (intern__get(&new_->keys, k, len) >= 0)
+			continue;
+		diff_add(d, &cap, k, use_self ? base->rows[i].self : base->rows[i].total, 0);
+	}
+	qsort(d->rows, d->n, sizeof(*d->rows), diff_cmp);
+}
+
+void diff__folded(struct diff *d, const struct folded *base, const struct folded *new_)
+{
+	memset(d, 0, sizeof(*d));
+	size_t cap = 0;
+	d->base_sum = base->sum;
+	d->new_sum = new_->sum;
+	for (size_t i = 0; i < new_->lines.n; i++) {
+		uint32_t len;
+		const char *k = intern__key(&new_->lines, (uint32_t)i, &len);
+		int64_t b = intern__get(&base->lines, k, len);
+		diff_add(d, &cap, k, b < 0 ? 0 : base->vals[b], new_->vals[i]);
+	}
+	for (size_t i = 0; i < base->lines.n; i++) {
+		uint32_t len;
+		const char *k = intern__key(&base->lines, (uint32_t)i, &len);
+		if (intern__get(&new_->lines, k, len) < 0)
+			diff_add(d, &cap, k, base->vals[i], 0);
+	}
+	qsort(d->rows, d->n, sizeof(*d->rows), diff_cmp);
+}
+
+void diff__release(struct diff *d)
+{
+	free(d->rows);
+	memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,81 @@
+/* What the subcommands share: the command table entry, error reporting (only
+ * the CLI prints and decides exit codes) and the options of the views. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "aggregate/view.h"
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+int cmd_record(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_flamegraph(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+
+/* "kiln CMD: message" + "Try 'kiln CMD --help'." on stderr; returns 2. */
+int cli__usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "kiln CMD: message" on stderr; returns 1. */
+int cli__error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli__warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse a whole number in [lo, hi]; false on anything else. */
+bool cli__parse_long(const char *s, long lo, long hi, long *out);
+bool cli__parse_double(const char *s, double lo, double hi, double *out);
+
+/* Options shared by report, diff and export. */
+struct view_opts {
+	const char *metric_name;
+	int by;
+	bool sort_self;
+	long limit;
+	int64_t pid, tid;
+	bool json, threads, inverted;
+	const char *format;
+	const char *output;
+	const char *title;
+};
+void view_opts__init(struct view_opts *o);
+/* Handle one of the shared options (getopt code c with optarg); returns 1
+ * when handled, 0 when not one of them, -1 on a bad value (usage printed). */
+int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *arg);
+/* Resolve the metric against a profile: -1 after printing an error. */
+int view_opts__metric(const struct view_opts *o, const char *cmd, const struct profile *p);
+
+/* Load a profile; on failure print "kiln CMD: FILE: reason" and return -1.
+ * A warning (file cut short) is printed and loading succeeds. */
+int cli__load(const char *cmd, const char *path, struct profile *p);
+
+/* Output to a file written whole or not at all: a temporary beside it,
+ * renamed on success. path NULL or "-" is stdout. */
+struct out {
+	FILE *f;
+	char *path, *tmp;
+};
+int out__open(struct out *o, const char *cmd, const char *path);
+/* Close; rename into place when ok, else remove. Returns 0 or 1 (error printed). */
+int out__close(struct out *o, const char *cmd, bool ok);
+
+/* The long options shared by report/diff/export, for getopt_long tables. */
+enum {
+	OPT_METRIC = 1000, OPT_BY, OPT_SORT, OPT_LIMIT, OPT_PID, OPT_TID, OPT_JSON, OPT_THREADS, OPT_FORMAT,
+	OPT_INVERTED, OPT_TITLE, OPT_HELP,
+};
+#define VIEW_LONG_OPTIONS                                                                                      \
+	{"metric", required_argument, NULL, OPT_METRIC}, {"by", required_argument, NULL, OPT_BY},              \
+	{"sort", required_argument, NULL, OPT_SORT}, {"limit", required_argument, NULL, OPT_LIMIT},            \
+	{"pid", required_argument, NULL, OPT_PID}, {"tid", required_argument, NULL, OPT_TID},                  \
+	{"json", no_argument, NULL, OPT_JSON}, {"threads", no_argument, NULL, OPT_THREADS},                    \
+	{"format", required_argument, NULL, OPT_FORMAT}, {"inverted", no_argument, NULL, OPT_INVERTED},        \
+	{"title", required_argument, NULL, OPT_TITLE}, {"output", required_argument, NULL, 'o'},               \
+	{"help", no_argument, NULL, OPT_HELP}
+
+#endif

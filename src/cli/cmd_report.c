@@ -1,0 +1,97 @@
+/* kiln report FILE: what was recorded, a heap summary, and the cumulative
+ * table (self and total per function, line, file, library or stack). */
+#include <getopt.h>
+#include <string.h>
+#include "cli/cli.h"
+#include "export/export.h"
+
+#define CMD "report"
+
+static void help(void)
+{
+	printf("usage: kiln report FILE [OPTIONS]\n\n"
+	       "A cumulative table of a profile or heap snapshot, like cProfile's sort cumulative.\n\n"
+	       "  --metric M        cpu, wall, alloc_bytes, alloc_count, leak_bytes, leak_count,\n"
+	       "                    peak_bytes, temp_count, live_bytes, live_count\n"
+	       "  --by UNIT         function (default), line, file, lib or stack\n"
+	       "  --sort self|total order rows by self or cumulative value (default total)\n"
+	       "  --limit N         at most N rows (default 25; 0: all)\n"
+	       "  --pid P, --tid T  only that process / thread\n"
+	       "  --json            the table as JSON\n");
+}
+
+/* Parse the shared view options plus FILE operands (at most max). Returns
+ * the number of files, -1 for --help, or -2 after a usage error. */
+int view_cmd_parse(const char *cmd, int argc, char **argv, struct view_opts *o, const char **files, int max,
+		   void (*helpfn)(void));
+int view_cmd_parse(const char *cmd, int argc, char **argv, struct view_opts *o, const char **files, int max,
+		   void (*helpfn)(void))
+{
+	static const struct option longopts[] = {VIEW_LONG_OPTIONS, {NULL, 0, NULL, 0}};
+	view_opts__init(o);
+	int c, nfiles = 0;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "-o:", longopts, NULL)) != -1) {
+		if (c == 1) {
+			if (nfiles == max) {
+				cli__usage(cmd, "too many files ('%s')", optarg);
+				return -2;
+			}
+			files[nfiles++] = optarg;
+			continue;
+		}
+		if (c == OPT_HELP) {
+			helpfn();
+			return -1;
+		}
+		int r = view_opts__parse(o, cmd, c, optarg);
+		if (r < 0)
+			return -2;
+		if (r == 0) {
+			if (optopt)
+				cli__usage(cmd, "option '-%c' is unknown or lacks its value", optopt);
+			else
+				cli__usage(cmd, "option '%s' is unknown or lacks its value", argv[optind - 1]);
+			return -2;
+		}
+	}
+	while (optind < argc && nfiles < max)
+		files[nfiles++] = argv[optind++];
+	if (optind < argc) {
+		cli__usage(cmd, "too many files ('%s')", argv[optind]);
+		return -2;
+	}
+	return nfiles;
+}
+
+int cmd_report(int argc, char **argv)
+{
+	struct view_opts o;
+	const char *file = NULL;
+	int n = view_cmd_parse(CMD, argc, argv, &o, &file, 1, help);
+	if (n == -1)
+		return 0;
+	if (n < 0)
+		return 2;
+	if (n == 0)
+		return cli__usage(CMD, "no profile file given");
+	struct profile p;
+	if (cli__load(CMD, file, &p) < 0)
+		return 1;
+	struct view_filter vf = {.metric = view_opts__metric(&o, CMD, &p), .pid = o.pid, .tid = o.tid,
+				 .threads = o.threads};
+	struct table t;
+	table__build(&t, &p, &vf, o.by);
+	table__sort(&t, o.sort_self);
+	if (o.json) {
+		export__table_json(stdout, &p, &t, o.limit, o.sort_self, &vf);
+	} else {
+		export__report_header(stdout, &p, &vf);
+		export__heap_summary(stdout, &p, &vf);
+		export__table_text(stdout, &p, &t, o.limit, o.sort_self);
+	}
+	table__release(&t);
+	profile__release(&p);
+	return 0;
+}

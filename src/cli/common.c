@@ -1,0 +1,214 @@
+/* Helpers shared by the subcommands (see cli.h). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli/cli.h"
+#include "kiln/kiln.h"
+
+static void vmsg(const char *cmd, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "kiln %s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+int cli__usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(cmd, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "Try 'kiln %s --help'.\n", cmd);
+	return KILN_EXIT_USAGE;
+}
+
+int cli__error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg(cmd, fmt, ap);
+	va_end(ap);
+	return KILN_EXIT_ERROR;
+}
+
+void cli__warn(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "kiln %s: warning: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+bool cli__parse_long(const char *s, long lo, long hi, long *out)
+{
+	if (!s || !*s)
+		return false;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool cli__parse_double(const char *s, double lo, double hi, double *out)
+{
+	if (!s || !*s)
+		return false;
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !isfinite(v) || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+void view_opts__init(struct view_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->by = BY_FUNCTION;
+	o->limit = 25;
+	o->pid = o->tid = -1;
+}
+
+int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *arg)
+{
+	long v;
+	switch (c) {
+	case OPT_METRIC:
+		if (kiln_metric__parse(arg) < 0) {
+			cli__usage(cmd, "unknown metric '%s' (cpu, wall, alloc_bytes, alloc_count, leak_bytes, "
+					"leak_count, peak_bytes, temp_count, live_bytes, live_count)", arg);
+			return -1;
+		}
+		o->metric_name = arg;
+		return 1;
+	case OPT_BY:
+		if ((o->by = by__parse(arg)) < 0) {
+			cli__usage(cmd, "--by takes function, line, file, lib or stack, not '%s'", arg);
+			return -1;
+		}
+		return 1;
+	case OPT_SORT:
+		if (strcmp(arg, "self") && strcmp(arg, "total")) {
+			cli__usage(cmd, "--sort takes self or total, not '%s'", arg);
+			return -1;
+		}
+		o->sort_self = !strcmp(arg, "self");
+		return 1;
+	case OPT_LIMIT:
+		if (!cli__parse_long(arg, 0, INT_MAX, &v)) {
+			cli__usage(cmd, "--limit takes a whole number >= 0 (0: no limit), not '%s'", arg);
+			return -1;
+		}
+		o->limit = v;
+		return 1;
+	case OPT_PID:
+	case OPT_TID:
+		if (!cli__parse_long(arg, 1, INT_MAX, &v)) {
+			cli__usage(cmd, "--%s takes a positive id, not '%s'", c == OPT_PID ? "pid" : "tid", arg);
+			return -1;
+		}
+		if (c == OPT_PID)
+			o->pid = v;
+		else
+			o->tid = v;
+		return 1;
+	case OPT_JSON:
+		o->json = true;
+		return 1;
+	case OPT_THREADS:
+		o->threads = true;
+		return 1;
+	case OPT_INVERTED:
+		o->inverted = true;
+		return 1;
+	case OPT_FORMAT:
+		o->format = arg;
+		return 1;
+	case OPT_TITLE:
+		o->title = arg;
+		return 1;
+	case 'o':
+		o->output = arg;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int view_opts__metric(const struct view_opts *o, const char *cmd, const struct profile *p)
+{
+	if (!o->metric_name)
+		return profile__default_metric(p);
+	return kiln_metric__parse(o->metric_name);
+}
+
+int cli__load(const char *cmd, const char *path, struct profile *p)
+{
+	char err[512];
+	if (profile__load(p, path, err, sizeof(err)) < 0) {
+		cli__error(cmd, "%s: %s", path, err);
+		profile__release(p);
+		return -1;
+	}
+	if (p->warning[0])
+		cli__warn(cmd, "%s: %s", path, p->warning);
+	return 0;
+}
+
+int out__open(struct out *o, const char *cmd, const char *path)
+{
+	memset(o, 0, sizeof(*o));
+	if (!path || !strcmp(path, "-")) {
+		o->f = stdout;
+		return 0;
+	}
+	o->path = xstrdup(path);
+	size_t n = strlen(path) + 32;
+	o->tmp = xmalloc(n);
+	snprintf(o->tmp, n, "%s.kiln-tmp.%d", path, (int)getpid());
+	o->f = fopen(o->tmp, "we");
+	if (!o->f) {
+		cli__error(cmd, "cannot write %s: %s", path, strerror(errno));
+		free(o->path);
+		free(o->tmp);
+		return -1;
+	}
+	return 0;
+}
+
+int out__close(struct out *o, const char *cmd, bool ok)
+{
+	int rc = 0;
+	if (o->f == stdout)
+		return ok ? 0 : 1;
+	if (fflush(o->f) != 0 || ferror(o->f)) {
+		if (ok)
+			cli__error(cmd, "cannot write %s: %s", o->path, strerror(errno));
+		ok = false;
+	}
+	if (fclose(o->f) != 0 && ok) {
+		cli__error(cmd, "cannot write %s: %s", o->path, strerror(errno));
+		ok = false;
+	}
+	if (ok && rename(o->tmp, o->path) != 0) {
+		cli__error(cmd, "cannot write %s: %s", o->path, strerror(errno));
+		ok = false;
+	}
+	if (!ok) {
+		unlink(o->tmp);
+		rc = 1;
+	}
+	free(o->path);
+	free(o->tmp);
+	return rc;
+}

@@ -1,0 +1,439 @@
+/* The perf_event sampler backend. One software cpu-clock event per CPU,
+ * attached to the launched child (inherit: its threads and forked children
+ * too, enabled at its exec) or to each thread of an attached process, with
+ * user registers and a copy of the user stack in every sample. Samples are
+ * unwound here as they arrive and only interned stacks are kept: nothing
+ * like perf.data's raw stack copies reaches the profile file.
+ *
+ *   per-CPU ring ──► sample ──unwind──► ips ──► recorder__stack/count
+ *                └─► MMAP2/COMM/FORK/EXIT ──► recorder maps and tasks */
+#include <dirent.h>
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "collect/recorder.h"
+#include "collect/sampler.h"
+#include "collect/unwind.h"
+#include "kiln/kiln.h"
+#include "util/util.h"
+
+/* x86-64 perf register numbers */
+enum { R_AX, R_BX, R_CX, R_DX, R_SI, R_DI, R_BP, R_SP, R_IP, R_FLAGS, R_R8 = 16, R_R9, R_R10, R_R11, R_R12, R_R13,
+       R_R14, R_R15 };
+#define REGS_MASK (((1ull << 9) - 1) | (0xffull << 16))
+#define NREGS 17
+
+#define RING_PAGES 512 /* 2 MiB of data per CPU */
+
+struct ring {
+	int fd;
+	void *base;
+	size_t size; /* data area */
+	int cpu;
+};
+
+struct sampler {
+	struct sampler_opts o;
+	struct recorder *r;
+	struct ring *rings;
+	size_t nrings;
+	int *fds; /* all events, including those redirected into a ring */
+	size_t nfds, cfds;
+	unsigned char *scratch;
+	size_t scratch_size;
+	uint64_t regs_mask;
+};
+
+static long perf_open(struct perf_event_attr *a, pid_t pid, int cpu, int group, unsigned long flags)
+{
+	return syscall(SYS_perf_event_open, a, pid, cpu, group, flags);
+}
+
+static void fill_attr(struct perf_event_attr *a, const struct sampler_opts *o, bool exclude_kernel)
+{
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	a->type = PERF_TYPE_SOFTWARE;
+	if (o->cpu) {
+		a->config = PERF_COUNT_SW_CPU_CLOCK;
+		a->freq = 1;
+		a->sample_freq = (uint64_t)o->freq;
+		a->sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CPU |
+				 PERF_SAMPLE_PERIOD | PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
+		a->sample_regs_user = REGS_MASK;
+		a->sample_stack_user = o->stack_size;
+	} else {
+		a->config = PERF_COUNT_SW_DUMMY;
+		a->sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_TIME;
+	}
+	a->exclude_kernel = exclude_kernel;
+	a->exclude_hv = 1;
+	a->mmap = 1;
+	a->mmap2 = 1;
+	a->comm = 1;
+	a->comm_exec = 1;
+	a->task = 1;
+	a->sample_id_all = 1;
+	a->inherit = 1;
+	a->watermark = 1;
+	a->wakeup_watermark = RING_PAGES * 4096 / 4;
+	if (o->launch) {
+		a->disabled = 1;
+		a->enable_on_exec = 1;
+	}
+}
+
+static int ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_CONF);
+	return n > 0 ? (int)n : 1;
+}
+
+static void add_fd(struct sampler *s, int fd)
+{
+	ARR_GROW(s->fds, s->cfds, s->nfds + 1);
+	s->fds[s->nfds++] = fd;
+}
+
+/* Open one event for (tid, cpu); the first per CPU gets a ring, the rest
+ * write into it. */
+static int open_one(struct sampler *s, pid_t tid, int cpu, bool *exclude_kernel)
+{
+	struct perf_event_attr a;
+	long fd;
+	for (;;) {
+		fill_attr(&a, &s->o, *exclude_kernel);
+		fd = perf_open(&a, tid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+		if (fd >= 0 || *exclude_kernel || (errno != EACCES && errno != EPERM))
+			break;
+		*exclude_kernel = true; /* unprivileged: user space only */
+	}
+	if (fd < 0)
+		return -errno;
+	add_fd(s, (int)fd);
+	for (size_t i = 0; i < s->nrings; i++)
+		if (s->rings[i].cpu == cpu) {
+			if (ioctl((int)fd, PERF_EVENT_IOC_SET_OUTPUT, s->rings[i].fd) < 0)
+				return -errno;
+			return 0;
+		}
+	size_t pages = RING_PAGES;
+	void *base;
+	for (;;) {
+		base = mmap(NULL, (pages + 1) * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+		if (base != MAP_FAILED || pages <= 8)
+			break;
+		pages /= 2; /* perf_event_mlock_kb limits unprivileged users */
+	}
+	if (base == MAP_FAILED)
+		return -errno;
+	s->rings = xrealloc(s->rings, (s->nrings + 1) * sizeof(*s->rings));
+	s->rings[s->nrings++] = (struct ring){.fd = (int)fd, .base = base, .size = pages * 4096, .cpu = cpu};
+	return 0;
+}
+
+static int list_tasks(pid_t pid, pid_t **out)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	size_t n = 0, cap = 0;
+	pid_t *tids = NULL;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int t = atoi(e->d_name);
+		if (t <= 0)
+			continue;
+		ARR_GROW(tids, cap, n + 1);
+		tids[n++] = t;
+	}
+	closedir(d);
+	*out = tids;
+	return (int)n;
+}
+
+static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o, struct recorder *r)
+{
+	struct sampler *s = xcalloc(1, sizeof(*s));
+	s->o = *o;
+	s->r = r;
+	s->scratch_size = 1 << 16;
+	s->scratch = xmalloc(s->scratch_size);
+	bool exclude_kernel = false;
+	int rc = 0, opened = 0, cpus = ncpus();
+	pid_t *tids = NULL;
+	int ntids = 1;
+	if (o->launch) {
+		tids = xmalloc(sizeof(*tids));
+		tids[0] = o->pid;
+	} else {
+		ntids = list_tasks(o->pid, &tids);
+		if (ntids < 0) {
+			rc = ntids;
+			goto fail;
+		}
+	}
+	for (int t = 0; t < ntids; t++) {
+		for (int cpu = 0; cpu < cpus; cpu++) {
+			int e = open_one(s, tids[t], cpu, &exclude_kernel);
+			if (e == 0) {
+				opened++;
+				continue;
+			}
+			if (e == -ESRCH)
+				break; /* the thread ended meanwhile */
+			if (e == -ENODEV || e == -EINVAL)
+				continue; /* an offline CPU */
+			rc = e;
+			goto fail;
+		}
+	}
+	free(tids);
+	if (!opened) {
+		rc = -ESRCH;
+		goto fail_notids;
+	}
+	*out = s;
+	return 0;
+fail:
+	free(tids);
+fail_notids:
+	s->o.launch = false;
+	perf_sampler_ops.close(s);
+	return rc;
+}
+
+static int perf_sampler_start(struct sampler *s)
+{
+	if (s->o.launch)
+		return 0; /* enabled by the kernel at exec */
+	for (size_t i = 0; i < s->nfds; i++)
+		ioctl(s->fds[i], PERF_EVENT_IOC_ENABLE, 0);
+	return 0;
+}
+
+static int perf_sampler_stop(struct sampler *s)
+{
+	for (size_t i = 0; i < s->nfds; i++)
+		ioctl(s->fds[i], PERF_EVENT_IOC_DISABLE, 0);
+	return 0;
+}
+
+/* ---- record parsing ---- */
+
+struct rd {
+	const unsigned char *p, *end;
+};
+
+static uint64_t rd_u64(struct rd *d)
+{
+	uint64_t v = 0;
+	if (d->end - d->p >= 8)
+		memcpy(&v, d->p, 8);
+	d->p += 8;
+	return v;
+}
+
+static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
+{
+	struct rd d = {p, p + len};
+	uint64_t ip = rd_u64(&d);
+	uint64_t pidtid = rd_u64(&d);
+	uint32_t pid = (uint32_t)pidtid, tid = (uint32_t)(pidtid >> 32);
+	rd_u64(&d); /* time */
+	rd_u64(&d); /* cpu */
+	rd_u64(&d); /* period */
+	uint64_t abi = rd_u64(&d);
+	uint64_t regs[NREGS] = {0};
+	if (abi)
+		for (int i = 0; i < NREGS; i++)
+			regs[i] = rd_u64(&d);
+	uint64_t ssize = rd_u64(&d);
+	const unsigned char *stack = d.p;
+	if (d.p > d.end || (uint64_t)(d.end - d.p) < ssize)
+		return;
+	d.p += ssize;
+	uint64_t dyn = ssize ? rd_u64(&d) : 0;
+	if (dyn > ssize)
+		dyn = ssize;
+	if (d.p > d.end || !abi)
+		return; /* a kernel thread or a malformed sample */
+	/* regs are in mask bit order: AX BX CX DX SI DI BP SP IP R8..R15 */
+	struct unwind_regs ur = {
+		.ax = regs[0], .bx = regs[1], .cx = regs[2], .dx = regs[3], .si = regs[4], .di = regs[5],
+		.bp = regs[6], .sp = regs[7], .ip = regs[8], .r8 = regs[9], .r9 = regs[10], .r10 = regs[11],
+		.r11 = regs[12], .r12 = regs[13], .r13 = regs[14], .r14 = regs[15], .r15 = regs[16],
+	};
+	(void)ip;
+	struct unwind_mem mem = {.stack = stack, .sp = ur.sp, .size = dyn};
+	uint64_t ips[KILN_MAX_DEPTH];
+	bool truncated;
+	recorder__proc(s->r, pid);
+	int n = unwind__stack(s->r, pid, &ur, &mem, ips, KILN_MAX_DEPTH, &truncated);
+	uint32_t stack_id = recorder__stack(s->r, pid, ips, n, true, truncated);
+	recorder__count(s->r, pid, tid, stack_id, KM_CPU, 1);
+}
+
+static void handle_record(struct sampler *s, const struct perf_event_header *h)
+{
+	const unsigned char *p = (const unsigned char *)(h + 1);
+	size_t len = h->size - sizeof(*h);
+	switch (h->type) {
+	case PERF_RECORD_SAMPLE:
+		if (s->o.cpu)
+			handle_sample(s, p, len);
+		break;
+	case PERF_RECORD_MMAP2: {
+		if (len < 64)
+			break;
+		uint32_t pid;
+		uint64_t addr, mlen, pgoff;
+		uint32_t prot;
+		memcpy(&pid, p, 4);
+		memcpy(&addr, p + 8, 8);
+		memcpy(&mlen, p + 16, 8);
+		memcpy(&pgoff, p + 24, 8);
+		memcpy(&prot, p + 56, 4);
+		char name[4096];
+		size_t nl = strnlen((const char *)p + 64, len - 64);
+		if (nl >= sizeof(name))
+			nl = sizeof(name) - 1;
+		memcpy(name, p + 64, nl);
+		name[nl] = 0;
+		if (prot & 4 /* PROT_EXEC */)
+			recorder__mmap(s->r, pid, addr, mlen, pgoff, name);
+		break;
+	}
+	case PERF_RECORD_COMM: {
+		if (len < 9)
+			break;
+		uint32_t pid, tid;
+		memcpy(&pid, p, 4);
+		memcpy(&tid, p + 4, 4);
+		char comm[64];
+		size_t nl = strnlen((const char *)p + 8, len - 8);
+		if (nl >= sizeof(comm))
+			nl = sizeof(comm) - 1;
+		memcpy(comm, p + 8, nl);
+		comm[nl] = 0;
+		if (h->misc & PERF_RECORD_MISC_COMM_EXEC)
+			recorder__exec(s->r, pid, comm);
+		recorder__thread_name(s->r, pid, tid, comm);
+		break;
+	}
+	case PERF_RECORD_FORK: {
+		if (len < 16)
+			break;
+		uint32_t pid, ppid, tid, ptid;
+		memcpy(&pid, p, 4);
+		memcpy(&ppid, p + 4, 4);
+		memcpy(&tid, p + 8, 4);
+		memcpy(&ptid, p + 12, 4);
+		if (pid != ppid && s->o.follow)
+			recorder__fork(s->r, pid, ppid);
+		break;
+	}
+	case PERF_RECORD_EXIT: {
+		if (len < 16)
+			break;
+		uint32_t pid, tid;
+		memcpy(&pid, p, 4);
+		memcpy(&tid, p + 8, 4);
+		if (pid == tid && (pid_t)pid != s->o.pid)
+			recorder__exit(s->r, pid, -1);
+		break;
+	}
+	case PERF_RECORD_LOST: {
+		if (len < 16)
+			break;
+		uint64_t lost;
+		memcpy(&lost, p + 8, 8);
+		recorder__lost(s->r, lost);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+static void drain_ring(struct sampler *s, struct ring *rg)
+{
+	struct perf_event_mmap_page *mp = rg->base;
+	unsigned char *data = (unsigned char *)rg->base + 4096;
+	uint64_t head = __atomic_load_n(&mp->data_head, __ATOMIC_ACQUIRE);
+	uint64_t tail = mp->data_tail;
+	while (tail < head) {
+		struct perf_event_header h;
+		size_t off = tail % rg->size;
+		if (rg->size - off >= sizeof(h)) {
+			memcpy(&h, data + off, sizeof(h));
+		} else {
+			size_t a = rg->size - off;
+			memcpy(&h, data + off, a);
+			memcpy((char *)&h + a, data, sizeof(h) - a);
+		}
+		if (h.size < sizeof(h) || h.size > head - tail)
+			break;
+		const struct perf_event_header *rec;
+		if (off + h.size <= rg->size) {
+			rec = (const void *)(data + off);
+		} else {
+			if (h.size > s->scratch_size) {
+				s->scratch_size = h.size;
+				s->scratch = xrealloc(s->scratch, h.size);
+			}
+			size_t a = rg->size - off;
+			memcpy(s->scratch, data + off, a);
+			memcpy(s->scratch + a, data, h.size - a);
+			rec = (const void *)s->scratch;
+		}
+		handle_record(s, rec);
+		tail += h.size;
+	}
+	__atomic_store_n(&mp->data_tail, tail, __ATOMIC_RELEASE);
+}
+
+static int perf_sampler_read(struct sampler *s, int timeout_ms)
+{
+	struct pollfd pfd[64];
+	size_t n = s->nrings < 64 ? s->nrings : 64;
+	for (size_t i = 0; i < n; i++)
+		pfd[i] = (struct pollfd){.fd = s->rings[i].fd, .events = POLLIN};
+	if (timeout_ms > 0)
+		poll(pfd, n, timeout_ms);
+	for (size_t i = 0; i < s->nrings; i++)
+		drain_ring(s, &s->rings[i]);
+	return 0;
+}
+
+static void perf_sampler_close(struct sampler *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nrings; i++)
+		munmap(s->rings[i].base, s->rings[i].size + 4096);
+	for (size_t i = 0; i < s->nfds; i++)
+		close(s->fds[i]);
+	free(s->rings);
+	free(s->fds);
+	free(s->scratch);
+	free(s);
+}
+
+const struct sampler_ops perf_sampler_ops = {
+	.name = "perf_event",
+	.open = perf_sampler_open,
+	.start = perf_sampler_start,
+	.read = perf_sampler_read,
+	.stop = perf_sampler_stop,
+	.close = perf_sampler_close,
+};

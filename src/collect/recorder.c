@@ -1,0 +1,941 @@
+/* The recorder's tables (see recorder.h). Single-threaded: the record loop
+ * owns it. Heap accounting is incremental:
+ *
+ *   alloc/free ──► live[addr] = {size, cell}
+ *                  cell.live ±= size            (leak_* at the end)
+ *                  proc.cur ±= size; new max ⇒ proc.peak_seq = seq
+ *   before changing cell.live: if cell.mod_seq <= proc.peak_seq then
+ *                  cell.peak = cell.live        (its value at the last peak)
+ *   peak_bytes(cell) = cell.mod_seq <= proc.peak_seq ? cell.live : cell.peak
+ *
+ * so the per-stack heap at the largest moment costs O(1) per event. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libunwind.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "collect/recorder.h"
+#include "collect/unwind.h"
+#include "stream/format.h"
+#include "symbols/image.h"
+#include "util/util.h"
+
+struct rmap {
+	uint64_t start, end, pgoff, bias;
+	uint32_t module;
+	struct image *img; /* NULL for anonymous or unreadable */
+};
+
+struct rproc {
+	uint32_t pid, ppid;
+	char comm[64];
+	char *exe;
+	struct rmap *maps;
+	size_t nmaps, cmaps;
+	size_t last_hit;
+	unw_addr_space_t as;
+	uint64_t maps_read_ns;
+	bool dirty, exited;
+	int status;
+	uint64_t start_ns, end_ns;
+	/* heap */
+	struct u64map live;
+	int64_t cur, peak;
+	uint64_t seq, peak_seq;
+	uint32_t anon_module;
+	bool has_anon;
+};
+
+struct rmodule {
+	char *path;
+	uint8_t kind;
+	uint32_t pid;
+	struct image *img;
+	bool written;
+};
+
+struct rcell {
+	uint32_t pid, tid, stack;
+	int64_t v[KM__COUNT];
+	int64_t written[KM__COUNT];
+	/* heap */
+	int64_t live_bytes, live_count, peak_bytes, frozen_bytes, frozen_count;
+	uint64_t mod_seq;
+};
+
+struct rthread {
+	uint32_t pid, tid;
+	char name[64];
+	bool dirty;
+	uint64_t last_alloc;
+};
+
+struct recorder {
+	struct stream_writer *w;
+	json_t *meta;
+	bool snapshot;
+	struct rproc **procs;
+	size_t nprocs, cprocs;
+	struct u64map procidx; /* pid -> index+1 */
+	struct rmodule *mods;
+	size_t nmods, cmods;
+	struct intern modkeys; /* path (or "[anon]pid") -> module id */
+	struct intern imgkeys; /* path -> image index */
+	struct image **imgs;
+	size_t cimgs;
+	struct image *vdso;
+	bool vdso_tried;
+	struct intern locs;    /* {u32 module, u32 flags, u64 addr} -> loc id */
+	struct buf *locsyms;   /* encoded SYM payload per loc */
+	size_t clocsyms;
+	size_t locs_written;
+	struct intern stacks;  /* {u16 flags, u16 depth, u32 loc[]} -> stack id */
+	size_t stacks_written;
+	struct intern cellkeys;
+	struct rcell *cells;
+	size_t ccells;
+	struct u64map threads; /* pid<<32|tid -> index+1 */
+	struct rthread *thr;
+	size_t nthr, cthr;
+	uint64_t samples, lost, lost_written;
+	bool meta_written;
+	/* JIT maps, per pid: parsed /tmp/perf-PID.map */
+	struct buf scratch;
+};
+
+static struct rproc *proc_find(struct recorder *r, uint32_t pid)
+{
+	struct u64map_ent *e = u64map__find(&r->procidx, (uint64_t)pid + 1);
+	return e ? r->procs[e->v1] : NULL;
+}
+
+static void read_exe(struct rproc *p)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%u/exe", p->pid);
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = 0;
+		free(p->exe);
+		p->exe = xstrdup(buf);
+	}
+	snprintf(path, sizeof(path), "/proc/%u/comm", p->pid);
+	char *c = read_small_file(path, NULL);
+	if (c) {
+		c[strcspn(c, "\n")] = 0;
+		snprintf(p->comm, sizeof(p->comm), "%s", c);
+		free(c);
+	}
+}
+
+struct rproc *recorder__proc(struct recorder *r, uint32_t pid)
+{
+	struct rproc *p = proc_find(r, pid);
+	if (p)
+		return p;
+	p = xcalloc(1, sizeof(*p));
+	p->pid = pid;
+	p->dirty = true;
+	p->status = -1;
+	p->start_ns = realtime_ns();
+	u64map__init(&p->live);
+	read_exe(p);
+	ARR_GROW(r->procs, r->cprocs, r->nprocs + 1);
+	r->procs[r->nprocs] = p;
+	u64map__upsert(&r->procidx, (uint64_t)pid + 1, NULL)->v1 = r->nprocs;
+	r->nprocs++;
+	return p;
+}
+
+static void proc_flush_unwind(struct rproc *p)
+{
+	if (p->as)
+		unw_flush_cache(p->as, 0, 0);
+}
+
+void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
+{
+	struct rproc *parent = proc_find(r, ppid);
+	struct rproc *p = recorder__proc(r, pid);
+	p->ppid = ppid;
+	p->dirty = true;
+	if (parent && parent != p && !p->nmaps) {
+		ARR_GROW(p->maps, p->cmaps, parent->nmaps);
+		memcpy(p->maps, parent->maps, parent->nmaps * sizeof(*p->maps));
+		p->nmaps = parent->nmaps;
+		if (!p->exe && parent->exe)
+			p->exe = xstrdup(parent->exe);
+		if (!p->comm[0])
+			memcpy(p->comm, parent->comm, sizeof(p->comm));
+	}
+}
+
+void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	recorder__heap_end(r, pid);
+	p->nmaps = 0;
+	p->last_hit = 0;
+	proc_flush_unwind(p);
+	if (comm)
+		snprintf(p->comm, sizeof(p->comm), "%s", comm);
+	read_exe(p);
+	p->dirty = true;
+}
+
+void recorder__exit(struct recorder *r, uint32_t pid, int status)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	if (p->exited)
+		return;
+	p->exited = true;
+	p->status = status;
+	p->end_ns = realtime_ns();
+	p->dirty = true;
+}
+
+static struct rthread *thread_get(struct recorder *r, uint32_t pid, uint32_t tid)
+{
+	bool created;
+	struct u64map_ent *e = u64map__upsert(&r->threads, ((uint64_t)pid << 32) | tid, &created);
+	if (created) {
+		ARR_GROW(r->thr, r->cthr, r->nthr + 1);
+		struct rthread *t = &r->thr[r->nthr];
+		memset(t, 0, sizeof(*t));
+		t->pid = pid;
+		t->tid = tid;
+		char path[96];
+		snprintf(path, sizeof(path), "/proc/%u/task/%u/comm", pid, tid);
+		char *c = read_small_file(path, NULL);
+		if (c) {
+			c[strcspn(c, "\n")] = 0;
+			snprintf(t->name, sizeof(t->name), "%s", c);
+			free(c);
+		}
+		t->dirty = true;
+		e->v1 = r->nthr++;
+	}
+	return &r->thr[e->v1];
+}
+
+void recorder__thread_name(struct recorder *r, uint32_t pid, uint32_t tid, const char *name)
+{
+	struct rthread *t = thread_get(r, pid, tid);
+	if (strcmp(t->name, name)) {
+		snprintf(t->name, sizeof(t->name), "%s", name);
+		t->dirty = true;
+	}
+}
+
+static uint32_t module_get(struct recorder *r, const char *key, const char *path, uint8_t kind, uint32_t pid,
+			   struct image *img)
+{
+	bool added;
+	uint32_t id = intern__put(&r->modkeys, key, (uint32_t)strlen(key), &added);
+	if (added) {
+		ARR_GROW(r->mods, r->cmods, id + 1);
+		r->mods[id].path = xstrdup(path);
+		r->mods[id].kind = kind;
+		r->mods[id].pid = pid;
+		r->mods[id].img = img;
+		r->nmods = id + 1;
+	}
+	return id;
+}
+
+static struct image *image_get(struct recorder *r, const char *path, uint32_t pid, uint64_t start, uint64_t end)
+{
+	bool added;
+	uint32_t id = intern__put(&r->imgkeys, path, (uint32_t)strlen(path), &added);
+	ARR_GROW(r->imgs, r->cimgs, id + 1);
+	if (added) {
+		struct image *img = image__open(path);
+		if (!img) {
+			/* deleted or replaced: the kernel still has it */
+			char alt[128];
+			snprintf(alt, sizeof(alt), "/proc/%u/map_files/%" PRIx64 "-%" PRIx64, pid, start, end);
+			img = image__open(alt);
+			if (img) {
+				free(img->path);
+				img->path = xstrdup(path);
+			}
+		}
+		r->imgs[id] = img;
+	}
+	return r->imgs[id];
+}
+
+static int map_cmp(const void *a, const void *b)
+{
+	const struct rmap *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t len, uint64_t pgoff,
+		    const char *path)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	uint64_t end = start + len;
+	struct rmap m = {.start = start, .end = end, .pgoff = pgoff, .module = UINT32_MAX};
+	if (!strcmp(path, "[vdso]")) {
+		if (!r->vdso_tried) {
+			r->vdso = image__vdso();
+			r->vdso_tried = true;
+		}
+		m.img = r->vdso;
+		if (m.img && image__bias(m.img, start, 0, &m.bias) == 0)
+			m.module = module_get(r, "[vdso]", "[vdso]", MOD_VDSO, 0, m.img);
+		else
+			m.img = NULL;
+	} else if (path[0] == '/') {
+		char clean[4096];
+		snprintf(clean, sizeof(clean), "%s", path);
+		size_t n = strlen(clean);
+		if (n > 10 && !strcmp(clean + n - 10, " (deleted)"))
+			clean[n - 10] = 0;
+		m.img = image_get(r, clean, pid, start, end);
+		if (m.img && image__bias(m.img, start, pgoff, &m.bias) == 0)
+			m.module = module_get(r, clean, clean, MOD_FILE, 0, m.img);
+		else
+			m.img = NULL;
+	} else if (path[0] == '[' && strcmp(path, "[anon]") && strncmp(path, "[anon:", 6)) {
+		return; /* [stack], [heap], [vsyscall]: no code kiln can name */
+	}
+	/* Replace whatever overlapped: the newer mapping wins. */
+	size_t k = 0;
+	bool changed = false;
+	for (size_t i = 0; i < p->nmaps; i++) {
+		struct rmap *o = &p->maps[i];
+		if (o->end <= start || o->start >= end) {
+			p->maps[k++] = *o;
+			continue;
+		}
+		changed = true;
+		if (o->start < start) { /* keep the part below */
+			struct rmap lo = *o;
+			lo.end = start;
+			p->maps[k++] = lo;
+		}
+		if (o->end > end) { /* and above */
+			struct rmap hi = *o;
+			hi.pgoff += end - o->start;
+			hi.start = end;
+			ARR_GROW(p->maps, p->cmaps, p->nmaps + 2);
+			p->maps[p->nmaps + 1] = hi; /* appended after the loop */
+			p->maps[k++] = hi;
+		}
+	}
+	p->nmaps = k;
+	ARR_GROW(p->maps, p->cmaps, p->nmaps + 1);
+	p->maps[p->nmaps++] = m;
+	qsort(p->maps, p->nmaps, sizeof(*p->maps), map_cmp);
+	p->last_hit = 0;
+	if (changed)
+		proc_flush_unwind(p);
+}
+
+int recorder__read_maps(struct recorder *r, uint32_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%u/maps", pid);
+	char *text = read_small_file(path, NULL);
+	if (!text)
+		return -errno;
+	struct rproc *p = recorder__proc(r, pid);
+	p->maps_read_ns = now_ns();
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long s, e, off;
+		char perms[8];
+		int pos = 0;
+		if (sscanf(line, "%llx-%llx %7s %llx %*s %*s%n", &s, &e, perms, &off, &pos) < 4)
+			continue;
+		if (perms[2] != 'x' || e <= s)
+			continue;
+		const char *name = line + pos;
+		while (*name == ' ')
+			name++;
+		recorder__mmap(r, pid, s, e - s, off, *name ? name : "[anon]");
+	}
+	free(text);
+	return 0;
+}
+
+static struct rmap *map_at(struct rproc *p, uint64_t addr)
+{
+	if (p->last_hit < p->nmaps) {
+		struct rmap *m = &p->maps[p->last_hit];
+		if (addr >= m->start && addr < m->end)
+			return m;
+	}
+	size_t lo = 0, hi = p->nmaps;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->maps[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo && addr < p->maps[lo - 1].end) {
+		p->last_hit = lo - 1;
+		return &p->maps[lo - 1];
+	}
+	return NULL;
+}
+
+const struct image *recorder__image_at(struct recorder *r, uint32_t pid, uint64_t addr, uint64_t *bias,
+				       uint64_t *map_start, uint64_t *map_end)
+{
+	struct rproc *p = proc_find(r, pid);
+	if (!p)
+		return NULL;
+	struct rmap *m = map_at(p, addr);
+	if (m && m->img) {
+		*bias = m->bias;
+		if (map_start)
+			*map_start = m->start;
+		if (map_end)
+			*map_end = m->end;
+		return m->img;
+	}
+	/* Not in an executable mapping: perhaps in a read-only segment of an
+	 * image (.eh_frame), which only its executable mapping tells us of. */
+	for (size_t i = 0; i < p->nmaps; i++) {
+		m = &p->maps[i];
+		if (m->img && addr >= m->img->lo + m->bias && addr < m->img->hi + m->bias) {
+			*bias = m->bias;
+			if (map_start)
+				*map_start = m->start;
+			if (map_end)
+				*map_end = m->end;
+			return m->img;
+		}
+	}
+	return NULL;
+}
+
+void *recorder__unw_as(struct recorder *r, uint32_t pid)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	if (!p->as)
+		p->as = unwind__new_as();
+	return p->as;
+}
+
+static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool retaddr)
+{
+	struct rmap *m = map_at(p, ip);
+	if (!m && now_ns() - p->maps_read_ns > 20000000ull) {
+		recorder__read_maps(r, p->pid);
+		m = map_at(p, ip);
+	}
+	struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} key;
+	if (m && m->module != UINT32_MAX) {
+		key.module = m->module;
+		key.addr = ip - m->bias;
+	} else {
+		if (!p->has_anon) {
+			char k[32];
+			snprintf(k, sizeof(k), "[anon]%u", p->pid);
+			p->anon_module = module_get(r, k, "[anon]", MOD_ANON, p->pid, NULL);
+			p->has_anon = true;
+		}
+		key.module = p->anon_module;
+		key.addr = ip;
+	}
+	key.flags = retaddr ? LOC_RETADDR : 0;
+	return intern__put(&r->locs, &key, sizeof(key), NULL);
+}
+
+uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, bool exact_leaf,
+			 bool truncated)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	uint32_t key[2 + KILN_MAX_DEPTH];
+	if (n > KILN_MAX_DEPTH) {
+		n = KILN_MAX_DEPTH;
+		truncated = true;
+	}
+	key[0] = truncated ? STACK_TRUNCATED : 0;
+	key[1] = (uint32_t)n;
+	for (int i = 0; i < n; i++)
+		key[2 + i] = loc_get(r, p, ips[i], !(i == 0 && exact_leaf));
+	return intern__put(&r->stacks, key, (uint32_t)(2 + n) * 4, NULL);
+}
+
+static struct rcell *cell_get(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
+{
+	uint32_t key[3] = {pid, tid, stack};
+	bool added;
+	uint32_t id = intern__put(&r->cellkeys, key, sizeof(key), &added);
+	if (added) {
+		ARR_GROW(r->cells, r->ccells, id + 1);
+		r->cells[id].pid = pid;
+		r->cells[id].tid = tid;
+		r->cells[id].stack = stack;
+	}
+	return &r->cells[id];
+}
+
+void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
+{
+	struct rcell *c = cell_get(r, pid, tid, stack);
+	c->v[metric] += delta;
+	if (metric == KM_CPU || metric == KM_WALL)
+		r->samples += (uint64_t)delta;
+	thread_get(r, pid, tid);
+}
+
+static void heap_change(struct rproc *p, struct rcell *c, int64_t bytes, int64_t count)
+{
+	uint64_t seq = ++p->seq;
+	if (c->mod_seq <= p->peak_seq)
+		c->peak_bytes = c->live_bytes;
+	c->live_bytes += bytes;
+	c->live_count += count;
+	c->mod_seq = seq;
+	p->cur += bytes;
+	if (p->cur > p->peak) {
+		p->peak = p->cur;
+		p->peak_seq = seq;
+	}
+}
+
+void recorder__free_block(struct recorder *r, uint32_t pid, uint64_t addr)
+{
+	struct rproc *p = proc_find(r, pid);
+	struct u64map_ent e;
+	if (!p || !u64map__remove(&p->live, addr, &e))
+		return; /* allocated before tracking began (or in the parent before fork) */
+	struct rcell *c = &r->cells[e.v2];
+	heap_change(p, c, -(int64_t)e.v1, -1);
+	struct u64map_ent *te = u64map__find(&r->threads, ((uint64_t)pid << 32) | c->tid);
+	if (te && r->thr[te->v1].last_alloc == addr) {
+		c->v[KM_TEMP_COUNT]++;
+		r->thr[te->v1].last_alloc = 0;
+	}
+}
+
+void recorder__alloc(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, uint64_t addr,
+		     uint64_t size)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	if (u64map__find(&p->live, addr))
+		recorder__free_block(r, pid, addr); /* a free we never saw */
+	struct rcell *c = cell_get(r, pid, tid, stack);
+	uint32_t cid = (uint32_t)(c - r->cells);
+	c->v[KM_ALLOC_BYTES] += (int64_t)size;
+	c->v[KM_ALLOC_COUNT]++;
+	bool created;
+	struct u64map_ent *e = u64map__upsert(&p->live, addr, &created);
+	e->v1 = size;
+	e->v2 = cid;
+	heap_change(p, c, (int64_t)size, 1);
+	thread_get(r, pid, tid)->last_alloc = addr;
+}
+
+void recorder__heap_end(struct recorder *r, uint32_t pid)
+{
+	struct rproc *p = proc_find(r, pid);
+	if (!p || !p->live.len)
+		return;
+	/* Freeze what is live as leaked, then forget the blocks: a new image
+	 * (after exec) starts with an empty heap. */
+	for (size_t i = 0; i < p->live.cap; i++) {
+		struct u64map_ent *e = &p->live.ents[i];
+		if (!e->key)
+			continue;
+		struct rcell *c = &r->cells[e->v2];
+		if (c->mod_seq <= p->peak_seq)
+			c->peak_bytes = c->live_bytes;
+		c->mod_seq = UINT64_MAX; /* its peak is final */
+		c->frozen_bytes += (int64_t)e->v1;
+		c->frozen_count++;
+		c->live_bytes -= (int64_t)e->v1;
+		c->live_count--;
+	}
+	u64map__clear(&p->live);
+	p->cur = 0;
+}
+
+void recorder__lost(struct recorder *r, uint64_t n)
+{
+	r->lost += n;
+}
+
+uint64_t recorder__samples(const struct recorder *r)
+{
+	return r->samples;
+}
+
+struct recorder *recorder__new(struct stream_writer *w, json_t *meta, bool snapshot)
+{
+	struct recorder *r = xcalloc(1, sizeof(*r));
+	r->w = w;
+	r->meta = json_incref(meta);
+	r->snapshot = snapshot;
+	u64map__init(&r->procidx);
+	u64map__init(&r->threads);
+	intern__init(&r->modkeys);
+	intern__init(&r->imgkeys);
+	intern__init(&r->locs);
+	intern__init(&r->stacks);
+	intern__init(&r->cellkeys);
+	buf__init(&r->scratch);
+	return r;
+}
+
+void recorder__free(struct recorder *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		struct rproc *p = r->procs[i];
+		if (p->as)
+			unwind__free_as(p->as);
+		u64map__release(&p->live);
+		free(p->maps);
+		free(p->exe);
+		free(p);
+	}
+	for (size_t i = 0; i < r->nmods; i++)
+		free(r->mods[i].path);
+	for (size_t i = 0; i < r->imgkeys.n; i++)
+		image__free(r->imgs[i]);
+	image__free(r->vdso);
+	for (size_t i = 0; i < r->clocsyms; i++)
+		buf__release(&r->locsyms[i]);
+	free(r->locsyms);
+	free(r->imgs);
+	free(r->procs);
+	free(r->mods);
+	free(r->cells);
+	free(r->thr);
+	u64map__release(&r->procidx);
+	u64map__release(&r->threads);
+	intern__release(&r->modkeys);
+	intern__release(&r->imgkeys);
+	intern__release(&r->locs);
+	intern__release(&r->stacks);
+	intern__release(&r->cellkeys);
+	buf__release(&r->scratch);
+	json_decref(r->meta);
+	free(r);
+}
+
+/* ---- symbolization and writing ---- */
+
+/* JIT code: /tmp/perf-PID.map lines "START SIZE name" (hex, hex). */
+static bool jit_name(uint32_t pid, uint64_t addr, char *out, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/perf-%u.map", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	char line[1024];
+	bool found = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long s, sz;
+		int pos = 0;
+		if (sscanf(line, "%llx %llx %n", &s, &sz, &pos) < 2 || pos <= 0)
+			continue;
+		if (addr >= s && addr < s + sz) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(out, n, "%s", line + pos);
+			found = true; /* later lines win: code may be regenerated */
+		}
+	}
+	fclose(f);
+	return found && *out;
+}
+
+static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
+{
+	uint32_t klen;
+	const struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} *key = intern__key(&r->locs, loc, &klen);
+	struct rmodule *m = &r->mods[key->module];
+	struct sym_frame fr[32];
+	int n = 0;
+	uint64_t a = key->addr - ((key->flags & LOC_RETADDR) ? 1 : 0);
+	if (m->img)
+		n = image__symbolize(m->img, a, fr, 32);
+	else if (m->kind == MOD_ANON) {
+		char name[512];
+		if (jit_name(m->pid, a, name, sizeof(name))) {
+			fr[0].func = xstrdup(name);
+			fr[0].file = xstrdup("");
+			fr[0].line = 0;
+			fr[0].inlined = false;
+			n = 1;
+		}
+	}
+	b->len = 0;
+	if (n <= 0)
+		return;
+	buf__u32(b, loc);
+	buf__u16(b, (uint16_t)n);
+	for (int i = 0; i < n; i++) {
+		buf__str(b, fr[i].func);
+		buf__str(b, fr[i].file);
+		buf__u32(b, fr[i].line);
+		buf__u8(b, fr[i].inlined);
+		sym_frame__release(&fr[i]);
+	}
+}
+
+static void write_meta(struct recorder *r, struct stream_writer *w, json_t *meta)
+{
+	char *s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+	stream_writer__record(w, REC_META, s, strlen(s));
+	free(s);
+}
+
+static void write_module(struct recorder *r, struct stream_writer *w, uint32_t id)
+{
+	struct buf *b = &r->scratch;
+	struct rmodule *m = &r->mods[id];
+	b->len = 0;
+	buf__u32(b, id);
+	buf__u8(b, m->kind);
+	buf__u32(b, m->pid);
+	buf__str(b, m->path);
+	buf__str(b, m->img ? m->img->build_id : "");
+	stream_writer__record(w, REC_MODULE, b->data, b->len);
+}
+
+static void write_loc(struct recorder *r, struct stream_writer *w, uint32_t id)
+{
+	struct buf *b = &r->scratch;
+	const struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} *key = intern__key(&r->locs, id, NULL);
+	b->len = 0;
+	buf__u32(b, id);
+	buf__u32(b, key->module);
+	buf__u64(b, key->addr);
+	buf__u8(b, (uint8_t)key->flags);
+	stream_writer__record(w, REC_LOC, b->data, b->len);
+	if (r->locsyms[id].len)
+		stream_writer__record(w, REC_SYM, r->locsyms[id].data, r->locsyms[id].len);
+}
+
+static void write_stack(struct recorder *r, struct stream_writer *w, uint32_t id)
+{
+	struct buf *b = &r->scratch;
+	const uint32_t *key = intern__key(&r->stacks, id, NULL);
+	b->len = 0;
+	buf__u32(b, id);
+	buf__u16(b, (uint16_t)key[0]);
+	buf__u16(b, (uint16_t)key[1]);
+	buf__put(b, key + 2, key[1] * 4);
+	stream_writer__record(w, REC_STACK, b->data, b->len);
+}
+
+static void write_process(struct recorder *r, struct stream_writer *w, struct rproc *p)
+{
+	struct buf *b = &r->scratch;
+	b->len = 0;
+	buf__u32(b, p->pid);
+	buf__u32(b, p->ppid);
+	buf__u64(b, p->start_ns);
+	buf__str(b, p->comm);
+	buf__str(b, p->exe ? p->exe : "");
+	stream_writer__record(w, REC_PROCESS, b->data, b->len);
+	if (p->exited) {
+		b->len = 0;
+		buf__u32(b, p->pid);
+		buf__u32(b, (uint32_t)p->status);
+		buf__u64(b, p->end_ns);
+		stream_writer__record(w, REC_EXIT, b->data, b->len);
+	}
+}
+
+static void write_thread(struct recorder *r, struct stream_writer *w, struct rthread *t)
+{
+	struct buf *b = &r->scratch;
+	b->len = 0;
+	buf__u32(b, t->pid);
+	buf__u32(b, t->tid);
+	buf__str(b, t->name);
+	stream_writer__record(w, REC_THREAD, b->data, b->len);
+}
+
+/* The values a cell shows now (heap ones derived from the live state). */
+static void cell_values(struct recorder *r, struct rcell *c, int64_t *v, bool snapshot)
+{
+	memcpy(v, c->v, sizeof(c->v));
+	if (snapshot) {
+		memset(v, 0, sizeof(c->v));
+		v[KM_LIVE_BYTES] = c->live_bytes;
+		v[KM_LIVE_COUNT] = c->live_count;
+		return;
+	}
+	struct rproc *p = proc_find(r, c->pid);
+	v[KM_LEAK_BYTES] = c->live_bytes + c->frozen_bytes;
+	v[KM_LEAK_COUNT] = c->live_count + c->frozen_count;
+	v[KM_PEAK_BYTES] = (p && c->mod_seq <= p->peak_seq) ? c->live_bytes : c->peak_bytes;
+}
+
+static void write_counts(struct stream_writer *w, struct buf *b, uint32_t n)
+{
+	if (!n)
+		return;
+	memcpy(b->data, &n, 4);
+	stream_writer__record(w, REC_COUNTS, b->data, b->len);
+}
+
+int recorder__flush(struct recorder *r)
+{
+	struct stream_writer *w = r->w;
+	if (!r->meta_written) {
+		write_meta(r, w, r->meta);
+		r->meta_written = true;
+	}
+	for (size_t i = 0; i < r->nmods; i++)
+		if (!r->mods[i].written) {
+			write_module(r, w, (uint32_t)i);
+			r->mods[i].written = true;
+		}
+	ARR_GROW(r->locsyms, r->clocsyms, r->locs.n);
+	for (size_t i = r->locs_written; i < r->locs.n; i++) {
+		encode_sym(r, (uint32_t)i, &r->locsyms[i]);
+		write_loc(r, w, (uint32_t)i);
+	}
+	r->locs_written = r->locs.n;
+	for (size_t i = r->stacks_written; i < r->stacks.n; i++)
+		write_stack(r, w, (uint32_t)i);
+	r->stacks_written = r->stacks.n;
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i]->dirty) {
+			write_process(r, w, r->procs[i]);
+			r->procs[i]->dirty = false;
+		}
+	for (size_t i = 0; i < r->nthr; i++)
+		if (r->thr[i].dirty) {
+			write_thread(r, w, &r->thr[i]);
+			r->thr[i].dirty = false;
+		}
+	struct buf b;
+	buf__init(&b);
+	buf__u32(&b, 0);
+	uint32_t n = 0;
+	for (size_t i = 0; i < r->cellkeys.n; i++) {
+		struct rcell *c = &r->cells[i];
+		int64_t v[KM__COUNT];
+		cell_values(r, c, v, false);
+		for (int m = 0; m < KM__COUNT; m++) {
+			if (v[m] == c->written[m])
+				continue;
+			buf__u32(&b, c->pid);
+			buf__u32(&b, c->tid);
+			buf__u32(&b, c->stack);
+			buf__u8(&b, (uint8_t)m);
+			buf__u64(&b, (uint64_t)v[m]);
+			c->written[m] = v[m];
+			if (++n == 100000) {
+				write_counts(w, &b, n);
+				b.len = 4;
+				n = 0;
+			}
+		}
+	}
+	write_counts(w, &b, n);
+	buf__release(&b);
+	if (r->lost != r->lost_written) {
+		stream_writer__record(w, REC_LOST, &r->lost, 8);
+		r->lost_written = r->lost;
+	}
+	return stream_writer__flush(w);
+}
+
+int recorder__finish(struct recorder *r)
+{
+	int rc = recorder__flush(r);
+	if (rc < 0)
+		return rc;
+	uint64_t end[3] = {realtime_ns(), r->samples, r->lost};
+	stream_writer__record(r->w, REC_END, end, sizeof(end));
+	return stream_writer__flush(r->w);
+}
+
+int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
+{
+	/* Make sure every location is symbolized, then write a file of its own
+	 * holding just this process's live blocks by stack. */
+	int rc = recorder__flush(r);
+	if (rc < 0)
+		return rc;
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	struct stream_writer *w = stream_writer__new(tmp);
+	if (!w)
+		return -errno;
+	json_t *meta = json_deep_copy(r->meta);
+	json_object_set_new(meta, "kind", json_string("snapshot"));
+	json_object_set_new(meta, "snapshot_pid", json_integer(pid));
+	json_object_set_new(meta, "start_ns", json_integer((json_int_t)realtime_ns()));
+	write_meta(r, w, meta);
+	json_decref(meta);
+	for (size_t i = 0; i < r->nmods; i++)
+		write_module(r, w, (uint32_t)i);
+	for (size_t i = 0; i < r->locs.n; i++)
+		write_loc(r, w, (uint32_t)i);
+	for (size_t i = 0; i < r->stacks.n; i++)
+		write_stack(r, w, (uint32_t)i);
+	struct rproc *p = proc_find(r, pid);
+	if (p) {
+		bool exited = p->exited;
+		p->exited = false;
+		write_process(r, w, p);
+		p->exited = exited;
+	}
+	for (size_t i = 0; i < r->nthr; i++)
+		if (r->thr[i].pid == pid)
+			write_thread(r, w, &r->thr[i]);
+	struct buf b;
+	buf__init(&b);
+	buf__u32(&b, 0);
+	uint32_t n = 0;
+	for (size_t i = 0; i < r->cellkeys.n; i++) {
+		struct rcell *c = &r->cells[i];
+		if (c->pid != pid || (!c->live_bytes && !c->live_count))
+			continue;
+		int64_t v[KM__COUNT];
+		cell_values(r, c, v, true);
+		for (int m = KM_LIVE_BYTES; m <= KM_LIVE_COUNT; m++) {
+			buf__u32(&b, c->pid);
+			buf__u32(&b, c->tid);
+			buf__u32(&b, c->stack);
+			buf__u8(&b, (uint8_t)m);
+			buf__u64(&b, (uint64_t)v[m]);
+			n++;
+		}
+		if (n >= 100000) {
+			write_counts(w, &b, n);
+			b.len = 4;
+			n = 0;
+		}
+	}
+	write_counts(w, &b, n);
+	buf__release(&b);
+	uint64_t end[3] = {realtime_ns(), 0, 0};
+	stream_writer__record(w, REC_END, end, sizeof(end));
+	rc = stream_writer__free(w);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}

@@ -1,0 +1,47 @@
+/* Exporters: each prints a view of a loaded profile in one format. They
+ * compute nothing of their own beyond layout; the numbers come from
+ * src/aggregate. To add one, see docs/adding-an-exporter.md. */
+#ifndef KILN_EXPORT_H
+#define KILN_EXPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include "aggregate/view.h"
+
+/* Brendan Gregg's folded format: "root;...;leaf VALUE\n" per distinct stack. */
+int export__folded(FILE *f, const struct profile *p, const struct view_filter *vf);
+
+/* The report: a header saying what was recorded, a heap summary when the
+ * file has heap data, then the cumulative table. */
+void export__report_header(FILE *f, const struct profile *p, const struct view_filter *vf);
+void export__heap_summary(FILE *f, const struct profile *p, const struct view_filter *vf);
+void export__table_text(FILE *f, const struct profile *p, const struct table *t, long limit, bool sort_self);
+void export__table_json(FILE *f, const struct profile *p, const struct table *t, long limit, bool sort_self,
+			const struct view_filter *vf);
+
+/* speedscope's file format: one sampled profile per thread. */
+int export__speedscope(FILE *f, const struct profile *p, const struct view_filter *vf);
+/* Everything aggregated, for scripts (schema in docs/json-format.md). */
+int export__json(FILE *f, const struct profile *p);
+/* gzipped pprof profile.proto. */
+int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf);
+
+struct svg_opts {
+	const char *title;
+	bool inverted;
+	int width;
+};
+/* A self-contained interactive SVG flamegraph. */
+int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, const struct svg_opts *o);
+/* A differential flamegraph: widths by the new profile, colour by change. */
+int export__svg_diff(FILE *f, const struct folded *base, const struct folded *new_, int metric,
+		     const struct svg_opts *o);
+
+void export__diff_text(FILE *f, const struct diff *d, int metric, const char *unit, long limit);
+void export__diff_json(FILE *f, const struct diff *d, int metric, const char *by, long limit);
+void export__diff_folded(FILE *f, const struct diff *d);
+
+/* "12.3 MiB" for byte metrics, a plain count otherwise. */
+void export__fmt_value(char *out, size_t n, int metric, double v);
+
+#endif

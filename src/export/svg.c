@@ -1,0 +1,433 @@
+/* A self-contained interactive SVG flamegraph: frames merged into a tree
+ * (FlameGraph's layout: children sorted by name, width by value), frames
+ * narrower than half a pixel left out (their parent keeps their width),
+ * colour by kind (program, library, kernel, JIT, inlined) or, for a diff, by
+ * growth (red) and shrinkage (blue). The embedded script gives hover
+ * details, click to zoom, reset, and search with the matched share. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "export/export.h"
+#include "stream/format.h"
+
+struct node {
+	uint32_t name, file, line, parent;
+	uint8_t kind;
+	int64_t value, base;
+	uint32_t first, next; /* children list (UINT32_MAX ends) */
+};
+
+struct tree {
+	struct node *n;
+	size_t len, cap;
+	struct intern keys;  /* {parent, name} -> node */
+	struct intern names; /* strings */
+	int depth;
+};
+
+static void tree_init(struct tree *t)
+{
+	memset(t, 0, sizeof(*t));
+	intern__init(&t->keys);
+	intern__init(&t->names);
+	intern__str(&t->names, "all");
+	ARR_GROW(t->n, t->cap, 1);
+	t->n[0] = (struct node){.first = UINT32_MAX, .next = UINT32_MAX, .parent = UINT32_MAX};
+	t->len = 1;
+	uint32_t k[2] = {UINT32_MAX, 0};
+	intern__put(&t->keys, k, sizeof(k), NULL);
+}
+
+static void tree_release(struct tree *t)
+{
+	free(t->n);
+	intern__release(&t->keys);
+	intern__release(&t->names);
+}
+
+static uint32_t tree_child(struct tree *t, uint32_t parent, uint32_t name)
+{
+	uint32_t k[2] = {parent, name};
+	bool added;
+	uint32_t id = intern__put(&t->keys, k, sizeof(k), &added);
+	if (added) {
+		ARR_GROW(t->n, t->cap, id + 1);
+		struct node *c = &t->n[id];
+		memset(c, 0, sizeof(*c));
+		c->name = name;
+		c->parent = parent;
+		c->first = UINT32_MAX;
+		c->next = t->n[parent].first;
+		t->n[parent].first = id;
+		t->len = id + 1;
+	}
+	return id;
+}
+
+struct tframe {
+	const char *name;
+	const char *file;
+	uint32_t line;
+	uint8_t kind;
+};
+
+static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t v, int64_t base)
+{
+	uint32_t cur = 0;
+	t->n[0].value += v;
+	t->n[0].base += base;
+	for (size_t i = 0; i < n; i++) {
+		cur = tree_child(t, cur, intern__str(&t->names, fr[i].name));
+		struct node *c = &t->n[cur];
+		c->value += v;
+		c->base += base;
+		c->kind = fr[i].kind;
+		if (fr[i].file && *fr[i].file && !c->file) {
+			c->file = intern__str(&t->names, fr[i].file);
+			c->line = fr[i].line;
+		}
+	}
+	if ((int)n > t->depth)
+		t->depth = (int)n;
+}
+
+static void xml_escape(FILE *f, const char *s, size_t max)
+{
+	for (size_t i = 0; *s && i < max; s++, i++) {
+		switch (*s) {
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '&': fputs("&amp;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&apos;", f); break;
+		default:
+			if ((unsigned char)*s >= 0x20 || *s == '\t')
+				fputc(*s, f);
+		}
+	}
+}
+
+static void kind_colour(char *out, size_t n, uint8_t kind, const char *name)
+{
+	uint64_t h = hash_bytes(name, strlen(name));
+	double r1 = (double)(h & 0xff) / 255.0, r2 = (double)((h >> 8) & 0xff) / 255.0;
+	int r, g, b;
+	switch (kind) {
+	case FK_LIBRARY: r = 200 + (int)(55 * r1); g = 150 + (int)(60 * r2); b = 40 + (int)(40 * r1); break;
+	case FK_KERNEL: r = 90 + (int)(40 * r1); g = 140 + (int)(50 * r2); b = 215 + (int)(40 * r1); break;
+	case FK_JIT: r = 60 + (int)(60 * r1); g = 190 + (int)(55 * r2); b = 60 + (int)(50 * r1); break;
+	case FK_INLINED: r = 80 + (int)(50 * r1); g = 190 + (int)(50 * r2); b = 200 + (int)(50 * r1); break;
+	case FK_MARKER: r = g = b = 170 + (int)(30 * r1); break;
+	default: r = 225 + (int)(30 * r1); g = 90 + (int)(90 * r2); b = 40 + (int)(30 * r1); break;
+	}
+	snprintf(out, n, "rgb(%d,%d,%d)", r, g, b);
+}
+
+static void diff_colour(char *out, size_t n, int64_t v, int64_t base, int64_t max_abs)
+{
+	int64_t d = v - base;
+	if (!d || !max_abs) {
+		snprintf(out, n, "rgb(235,235,235)");
+		return;
+	}
+	double k = sqrt((double)(d < 0 ? -d : d) / (double)max_abs);
+	int c = 235 - (int)(k * 175);
+	if (d > 0)
+		snprintf(out, n, "rgb(250,%d,%d)", c, c);
+	else
+		snprintf(out, n, "rgb(%d,%d,250)", c, c);
+}
+
+struct layout {
+	FILE *f;
+	struct tree *t;
+	const struct svg_opts *o;
+	int metric;
+	bool diff;
+	double scale; /* px per unit */
+	double xpad;
+	int height, frame_h, top;
+	int64_t total, max_abs;
+	size_t emitted;
+};
+
+static struct tree *cmp_tree;
+
+static int child_cmp(const void *a, const void *b)
+{
+	const struct node *x = &cmp_tree->n[*(const uint32_t *)a], *y = &cmp_tree->n[*(const uint32_t *)b];
+	return strcmp(intern__cstr(&cmp_tree->names, x->name), intern__cstr(&cmp_tree->names, y->name));
+}
+
+static void emit(struct layout *L, uint32_t id, double x, int depth)
+{
+	struct node *nd = &L->t->n[id];
+	double w = (double)nd->value * L->scale;
+	if (depth > 0 && w < 0.5)
+		return;
+	const char *name = intern__cstr(&L->t->names, nd->name);
+	double y = L->o->inverted ? L->top + (double)(depth * L->frame_h)
+				  : (double)(L->height - 40 - (depth + 1) * L->frame_h);
+	char colour[48], val[32], extra[96] = "";
+	if (L->diff)
+		diff_colour(colour, sizeof(colour), nd->value, nd->base, L->max_abs);
+	else if (depth == 0)
+		snprintf(colour, sizeof(colour), "rgb(210,210,210)");
+	else
+		kind_colour(colour, sizeof(colour), nd->kind, name);
+	export__fmt_value(val, sizeof(val), L->metric, (double)nd->value);
+	if (L->diff) {
+		char dv[32];
+		export__fmt_value(dv, sizeof(dv), L->metric, (double)(nd->value - nd->base));
+		snprintf(extra, sizeof(extra), ", %s%s vs base", nd->value >= nd->base ? "+" : "", dv);
+	}
+	fprintf(L->f, "<g><title>");
+	xml_escape(L->f, name, 2000);
+	fprintf(L->f, " (%s, %.2f%%%s)", val, L->total ? 100.0 * (double)nd->value / (double)L->total : 0, extra);
+	if (nd->file) {
+		fputs(" ", L->f);
+		xml_escape(L->f, intern__cstr(&L->t->names, nd->file), 500);
+		fprintf(L->f, ":%u", nd->line);
+	}
+	fprintf(L->f, "</title><rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%d\" fill=\"%s\" rx=\"2\"/>",
+		x + L->xpad, y, w, L->frame_h - 1, colour);
+	size_t chars = (size_t)(w / 7.0);
+	fprintf(L->f, "<text x=\"%.1f\" y=\"%.0f\">", x + L->xpad + 3, y + L->frame_h - 4);
+	if (chars >= 3) {
+		size_t len = strlen(name);
+		if (len <= chars) {
+			xml_escape(L->f, name, len);
+		} else {
+			xml_escape(L->f, name, chars - 2);
+			fputs("..", L->f);
+		}
+	}
+	fputs("</text></g>\n", L->f);
+	L->emitted++;
+	/* children, sorted by name */
+	size_t nc = 0;
+	for (uint32_t c = nd->first; c != UINT32_MAX; c = L->t->n[c].next)
+		nc++;
+	if (!nc)
+		return;
+	uint32_t *kids = xmalloc(nc * sizeof(*kids));
+	nc = 0;
+	for (uint32_t c = nd->first; c != UINT32_MAX; c = L->t->n[c].next)
+		kids[nc++] = c;
+	cmp_tree = L->t;
+	qsort(kids, nc, sizeof(*kids), child_cmp);
+	double cx = x;
+	for (size_t i = 0; i < nc; i++) {
+		emit(L, kids[i], cx, depth + 1);
+		cx += (double)L->t->n[kids[i]].value * L->scale;
+	}
+	free(kids);
+}
+
+static const char script[] =
+	"<script type=\"text/ecmascript\"><![CDATA[\n"
+	"'use strict';\n"
+	"var svg, frames = [], details, matchedtxt, resetbtn, W, PAD, zoomed = null, searching = null;\n"
+	"function init(evt) {\n"
+	"  svg = document.documentElement; W = +svg.getAttribute('width'); PAD = 10;\n"
+	"  details = document.getElementById('details'); matchedtxt = document.getElementById('matched');\n"
+	"  resetbtn = document.getElementById('reset');\n"
+	"  var gs = document.querySelectorAll('#frames > g');\n"
+	"  for (var i = 0; i < gs.length; i++) {\n"
+	"    var g = gs[i], r = g.querySelector('rect'), t = g.querySelector('text');\n"
+	"    var name = g.querySelector('title').textContent.replace(/ \\([^()]*\\)( .*)?$/, '');\n"
+	"    var f = {g: g, r: r, t: t, x: +r.getAttribute('x'), w: +r.getAttribute('width'),\n"
+	"             y: +r.getAttribute('y'), name: name, fill: r.getAttribute('fill')};\n"
+	"    frames.push(f); g.kf = f;\n"
+	"    g.addEventListener('mouseover', function (e) { details.textContent = this.querySelector('title').textContent; });\n"
+	"    g.addEventListener('mouseout', function (e) { details.textContent = ' '; });\n"
+	"    g.addEventListener('click', function (e) { zoom(this.kf); });\n"
+	"  }\n"
+	"  resetbtn.addEventListener('click', unzoom);\n"
+	"  document.getElementById('search').addEventListener('click', function () {\n"
+	"    if (searching) { clearsearch(); return; }\n"
+	"    var re = prompt('Search for (a regular expression):', '');\n"
+	"    if (re) search(re);\n"
+	"  });\n"
+	"  window.addEventListener('keydown', function (e) {\n"
+	"    if ((e.ctrlKey || e.metaKey) && e.keyCode === 70) { e.preventDefault(); var re = prompt('Search for:', ''); if (re) search(re); }\n"
+	"    if (e.keyCode === 27) { unzoom(); clearsearch(); }\n"
+	"  });\n"
+	"}\n"
+	"function label(f, w) {\n"
+	"  var n = Math.floor(w / 7);\n"
+	"  f.t.textContent = n < 3 ? '' : (f.name.length <= n ? f.name : f.name.substring(0, n - 2) + '..');\n"
+	"}\n"
+	"function place(f, x, w, show) {\n"
+	"  f.g.style.display = show ? '' : 'none'; if (!show) return;\n"
+	"  f.r.setAttribute('x', x); f.r.setAttribute('width', w); f.t.setAttribute('x', x + 3); label(f, w);\n"
+	"}\n"
+	"function zoom(z) {\n"
+	"  zoomed = z; resetbtn.style.opacity = 1;\n"
+	"  var scale = (W - 2 * PAD) / z.w, eps = 1e-6;\n"
+	"  frames.forEach(function (f) {\n"
+	"    if (f.x >= z.x - eps && f.x + f.w <= z.x + z.w + eps) {\n"
+	"      var inside = INVERTED ? f.y >= z.y : f.y <= z.y;\n"
+	"      if (inside) { place(f, PAD + (f.x - z.x) * scale, f.w * scale, true); f.g.style.opacity = 1; return; }\n"
+	"    }\n"
+	"    var anc = f.x <= z.x + eps && f.x + f.w >= z.x + z.w - eps && (INVERTED ? f.y < z.y : f.y > z.y);\n"
+	"    if (anc) { place(f, PAD, W - 2 * PAD, true); f.g.style.opacity = 0.6; }\n"
+	"    else place(f, 0, 0, false);\n"
+	"  });\n"
+	"  if (searching) search(searching);\n"
+	"}\n"
+	"function unzoom() {\n"
+	"  zoomed = null; resetbtn.style.opacity = 0;\n"
+	"  frames.forEach(function (f) { place(f, f.x, f.w, true); f.g.style.opacity = 1; });\n"
+	"  if (searching) search(searching);\n"
+	"}\n"
+	"function clearsearch() {\n"
+	"  searching = null; matchedtxt.textContent = ' ';\n"
+	"  document.getElementById('search').textContent = 'Search';\n"
+	"  frames.forEach(function (f) { f.r.setAttribute('fill', f.fill); });\n"
+	"}\n"
+	"function search(re) {\n"
+	"  var rx; try { rx = new RegExp(re); } catch (e) { alert('bad regular expression: ' + e); return; }\n"
+	"  searching = re; document.getElementById('search').textContent = 'Clear';\n"
+	"  var spans = [], root = frames[0];\n"
+	"  frames.forEach(function (f) {\n"
+	"    var hit = rx.test(f.name);\n"
+	"    f.r.setAttribute('fill', hit ? 'rgb(230,0,230)' : f.fill);\n"
+	"    if (hit) spans.push([f.x, f.x + f.w]);\n"
+	"  });\n"
+	"  spans.sort(function (a, b) { return a[0] - b[0]; });\n"
+	"  var tot = 0, end = -1;\n"
+	"  spans.forEach(function (s) { if (s[0] >= end) { tot += s[1] - s[0]; end = s[1]; } else if (s[1] > end) { tot += s[1] - end; end = s[1]; } });\n"
+	"  var pct = root.w ? 100 * tot / root.w : 0;\n"
+	"  matchedtxt.textContent = 'Matched: ' + pct.toFixed(2) + '%';\n"
+	"  return pct;\n"
+	"}\n"
+	"]]></script>\n";
+
+static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int metric, bool diff, const char *title,
+		      const char *subtitle)
+{
+	struct layout L = {.f = f, .t = t, .o = o, .metric = metric, .diff = diff, .xpad = 10, .frame_h = 16};
+	int width = o->width > 0 ? o->width : 1200;
+	L.total = t->n[0].value;
+	L.top = 60;
+	L.height = (t->depth + 1) * L.frame_h + L.top + 50;
+	L.scale = L.total > 0 ? (double)(width - 20) / (double)L.total : 0;
+	if (diff)
+		for (size_t i = 1; i < t->len; i++) {
+			int64_t d = t->n[i].value - t->n[i].base;
+			if (d < 0)
+				d = -d;
+			if (d > L.max_abs)
+				L.max_abs = d;
+		}
+	fprintf(f, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
+		   "<svg version=\"1.1\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" onload=\"init(evt)\" "
+		   "xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\">\n",
+		width, L.height, width, L.height);
+	fprintf(f, "<!-- kiln flamegraph: frames are <g> elements under #frames; title text is "
+		   "'name (value, percent) file:line' -->\n");
+	fprintf(f, "<style type=\"text/css\">text { font-family: monospace; font-size: 12px; fill: #000; }\n"
+		   "#frames g:hover rect { stroke: #000; stroke-width: 0.5; cursor: pointer; }\n"
+		   "#frames text { pointer-events: none; }\n"
+		   ".btn { cursor: pointer; fill: #333; } #title { font-size: 17px; }\n</style>\n");
+	fprintf(f, "<script type=\"text/ecmascript\">var INVERTED = %s;</script>\n", o->inverted ? "true" : "false");
+	fputs(script, f);
+	fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#f8f8f4\"/>\n", width, L.height);
+	fprintf(f, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", width / 2);
+	xml_escape(f, title, 500);
+	fprintf(f, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\">", width / 2);
+	xml_escape(f, subtitle, 500);
+	fprintf(f, "</text>\n");
+	fprintf(f, "<text id=\"reset\" class=\"btn\" x=\"10\" y=\"24\" style=\"opacity:0\">Reset Zoom</text>\n");
+	fprintf(f, "<text id=\"search\" class=\"btn\" x=\"%d\" y=\"24\" text-anchor=\"end\">Search</text>\n", width - 10);
+	fprintf(f, "<text id=\"matched\" x=\"%d\" y=\"%d\" text-anchor=\"end\"> </text>\n", width - 10, L.height - 12);
+	fprintf(f, "<text id=\"details\" x=\"10\" y=\"%d\"> </text>\n", L.height - 12);
+	fprintf(f, "<g id=\"frames\">\n");
+	if (L.total > 0)
+		emit(&L, 0, 0, 0);
+	fprintf(f, "</g>\n</svg>\n");
+}
+
+int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, const struct svg_opts *o)
+{
+	struct tree t;
+	tree_init(&t);
+	bool multi = view__multi_process(p);
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	struct tframe tf[PROFILE_MAX_FRAMES + 2];
+	char pname[300], tname[300];
+	uint64_t ncells = 0;
+	for (size_t ci = 0; ci < p->ncells; ci++) {
+		const struct pcell *c = &p->cells[ci];
+		if (!view__cell_selected(c, vf))
+			continue;
+		ncells++;
+		size_t k = 0;
+		if (multi) {
+			snprintf(pname, sizeof(pname), "%s-%u", profile__process_name(p, c->pid), c->pid);
+			tf[k++] = (struct tframe){.name = pname, .kind = FK_MARKER};
+		}
+		if (vf->threads) {
+			const struct pthread *th = profile__thread(p, c->pid, c->tid);
+			snprintf(tname, sizeof(tname), "%s-%u", th && th->name && *th->name ? th->name : "thread", c->tid);
+			tf[k++] = (struct tframe){.name = tname, .kind = FK_MARKER};
+		}
+		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
+		for (size_t i = 0; i < n; i++)
+			tf[k++] = (struct tframe){.name = profile__str(p, fr[i]->func), .file = profile__str(p, fr[i]->file),
+						  .line = fr[i]->line, .kind = fr[i]->kind};
+		tree_add(&t, tf, k, c->v[vf->metric], 0);
+	}
+	char title[600], sub[600], total[32];
+	if (o->title)
+		snprintf(title, sizeof(title), "%s", o->title);
+	else
+		snprintf(title, sizeof(title), "%s of %s", kiln_metric__name(vf->metric), *p->program ? p->program : p->path);
+	export__fmt_value(total, sizeof(total), vf->metric, (double)t.n[0].value);
+	snprintf(sub, sizeof(sub), "%s: %s in all; %.2f s, %" PRIu64 " samples, %" PRIu64 " stacks%s",
+		 kiln_metric__name(vf->metric), total, profile__duration(p), p->samples, ncells,
+		 t.n[0].value < 0 ? " (negative values not drawn)" : "");
+	write_svg(f, &t, o, vf->metric, false, title, sub);
+	tree_release(&t);
+	return ferror(f) ? -1 : 0;
+}
+
+static void add_folded_line(struct tree *t, const char *line, int64_t v, int64_t base)
+{
+	char *copy = xstrdup(line);
+	struct tframe tf[PROFILE_MAX_FRAMES + 2];
+	size_t n = 0;
+	char *save = NULL;
+	for (char *s = strtok_r(copy, ";", &save); s && n < ARRAY_SIZE(tf); s = strtok_r(NULL, ";", &save))
+		tf[n++] = (struct tframe){.name = s, .kind = FK_PROGRAM};
+	tree_add(t, tf, n, v, base);
+	free(copy);
+}
+
+int export__svg_diff(FILE *f, const struct folded *base, const struct folded *new_, int metric,
+		     const struct svg_opts *o)
+{
+	struct tree t;
+	tree_init(&t);
+	for (size_t i = 0; i < new_->lines.n; i++) {
+		const char *k = intern__cstr(&new_->lines, (uint32_t)i);
+		int64_t b = intern__get(&base->lines, k, (uint32_t)strlen(k));
+		add_folded_line(&t, k, new_->vals[i], b < 0 ? 0 : base->vals[b]);
+	}
+	for (size_t i = 0; i < base->lines.n; i++) {
+		const char *k = intern__cstr(&base->lines, (uint32_t)i);
+		if (intern__get(&new_->lines, k, (uint32_t)strlen(k)) < 0)
+			add_folded_line(&t, k, 0, base->vals[i]);
+	}
+	char title[300], sub[300], a[32], b[32];
+	snprintf(title, sizeof(title), "%s", o->title ? o->title : "kiln differential flamegraph");
+	export__fmt_value(a, sizeof(a), metric, (double)base->sum);
+	export__fmt_value(b, sizeof(b), metric, (double)new_->sum);
+	snprintf(sub, sizeof(sub), "%s: base %s, new %s; width = new, red = grew, blue = shrank",
+		 kiln_metric__name(metric), a, b);
+	write_svg(f, &t, o, metric, true, title, sub);
+	tree_release(&t);
+	return ferror(f) ? -1 : 0;
+}

@@ -1,0 +1,253 @@
+/* Text and JSON renderings of tables and diffs, and folded stacks. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <string.h>
+#include <time.h>
+#include "export/export.h"
+#include "stream/format.h"
+
+void export__fmt_value(char *out, size_t n, int metric, double v)
+{
+	if (kiln_metric__is_bytes(metric))
+		fmt_bytes(out, n, v);
+	else
+		snprintf(out, n, "%.0f", v);
+}
+
+int export__folded(FILE *f, const struct profile *p, const struct view_filter *vf)
+{
+	struct folded fo;
+	folded__build(&fo, p, vf);
+	for (size_t i = 0; i < fo.lines.n; i++) {
+		size_t id = fo.order[i];
+		fprintf(f, "%s %" PRId64 "\n", intern__cstr(&fo.lines, (uint32_t)id), fo.vals[id]);
+	}
+	folded__release(&fo);
+	return ferror(f) ? -1 : 0;
+}
+
+void export__report_header(FILE *f, const struct profile *p, const struct view_filter *vf)
+{
+	json_t *argv = json_object_get(p->meta, "argv");
+	struct buf cmd;
+	buf__init(&cmd);
+	size_t i;
+	json_t *a;
+	json_array_foreach(argv, i, a)
+	{
+		if (json_is_string(a))
+			buf__printf(&cmd, "%s%s", i ? " " : "", json_string_value(a));
+	}
+	if (!cmd.len)
+		buf__printf(&cmd, "%s", p->program);
+	size_t nthreads = 0, nprocs = 0;
+	for (i = 0; i < p->nthreads; i++)
+		nthreads += vf->pid < 0 || p->threads[i].pid == (uint64_t)vf->pid;
+	for (i = 0; i < p->nprocs; i++)
+		nprocs += vf->pid < 0 || p->procs[i].pid == (uint64_t)vf->pid;
+	const char *kind = !strcmp(p->kind, "snapshot") ? "heap snapshot of" : "profile of";
+	fprintf(f, "# kiln %s %s\n", kind, buf__cstr(&cmd));
+	fprintf(f, "# duration %.2f s, %" PRIu64 " samples, %zu process%s, %zu thread%s", profile__duration(p),
+		p->samples, nprocs, nprocs == 1 ? "" : "es", nthreads, nthreads == 1 ? "" : "s");
+	if (p->lost)
+		fprintf(f, ", %" PRIu64 " samples LOST", p->lost);
+	json_t *fr = json_object_get(p->meta, "frequency");
+	if (json_is_integer(fr) && p->samples)
+		fprintf(f, ", %lld Hz", (long long)json_integer_value(fr));
+	fprintf(f, "\n");
+	buf__release(&cmd);
+}
+
+void export__heap_summary(FILE *f, const struct profile *p, const struct view_filter *vf)
+{
+	int64_t tot[KM__COUNT] = {0};
+	for (size_t i = 0; i < p->ncells; i++) {
+		const struct pcell *c = &p->cells[i];
+		if ((vf->pid >= 0 && c->pid != (uint64_t)vf->pid) || (vf->tid >= 0 && c->tid != (uint64_t)vf->tid))
+			continue;
+		for (int m = 0; m < KM__COUNT; m++)
+			tot[m] += c->v[m];
+	}
+	char a[32], b[32];
+	if (!strcmp(p->kind, "snapshot")) {
+		fprintf(f, "# heap: %s live in %" PRId64 " blocks\n", fmt_bytes(a, sizeof(a), (double)tot[KM_LIVE_BYTES]),
+			tot[KM_LIVE_COUNT]);
+		return;
+	}
+	if (!p->has[KM_ALLOC_COUNT])
+		return;
+	fprintf(f, "# heap: %s allocated in %" PRId64 " calls, %" PRId64 " temporary; peak %s; leaked %s in %" PRId64
+		   " blocks\n",
+		fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), tot[KM_ALLOC_COUNT], tot[KM_TEMP_COUNT],
+		fmt_bytes(b, sizeof(b), (double)tot[KM_PEAK_BYTES]), fmt_bytes((char[32]){0}, 32, (double)tot[KM_LEAK_BYTES]),
+		tot[KM_LEAK_COUNT]);
+}
+
+static size_t shown_rows(const struct table *t, long limit)
+{
+	size_t n = table__nrows(t);
+	return limit > 0 && (size_t)limit < n ? (size_t)limit : n;
+}
+
+static const char *row_location(const struct profile *p, const struct row *r, char *buf, size_t n)
+{
+	const char *file = r->frame ? profile__str(p, r->frame->file) : "";
+	if (*file)
+		snprintf(buf, n, "%s:%u", path_base(file), r->frame->line);
+	else if (r->frame && r->frame->module < p->nmodules)
+		snprintf(buf, n, "%s", path_base(p->modules[r->frame->module].path));
+	else
+		snprintf(buf, n, "-");
+	return buf;
+}
+
+void export__table_text(FILE *f, const struct profile *p, const struct table *t, long limit, bool sort_self)
+{
+	const char *mname = kiln_metric__name(t->metric);
+	double sum = t->sum ? (double)t->sum : 1;
+	char total[32];
+	export__fmt_value(total, sizeof(total), t->metric, (double)t->sum);
+	fprintf(f, "# metric %s: %s in all; rows by %s, sorted by %s\n\n", mname, total, by__name(t->by),
+		sort_self ? "self" : "total");
+	if (!table__nrows(t)) {
+		fprintf(f, "(no %s data%s)\n", mname, t->sum ? "" : " in this profile");
+		return;
+	}
+	fprintf(f, "%12s %7s %12s %7s  %-s\n", "total", "total%", "self", "self%",
+		t->by == BY_STACK ? "stack" : by__name(t->by));
+	size_t n = shown_rows(t, limit);
+	for (size_t i = 0; i < n; i++) {
+		size_t id = t->order[i];
+		const struct row *r = &t->rows[id];
+		char tv[32], sv[32], loc[300];
+		export__fmt_value(tv, sizeof(tv), t->metric, (double)r->total);
+		export__fmt_value(sv, sizeof(sv), t->metric, (double)r->self);
+		fprintf(f, "%12s %6.2f%% %12s %6.2f%%  %s", tv, 100.0 * (double)r->total / sum, sv,
+			100.0 * (double)r->self / sum, table__key(t, id));
+		if (t->by == BY_FUNCTION)
+			fprintf(f, "  [%s]", row_location(p, r, loc, sizeof(loc)));
+		fputc('\n', f);
+	}
+	if (n < table__nrows(t))
+		fprintf(f, "... %zu more rows (--limit 0 shows all)\n", table__nrows(t) - n);
+}
+
+void export__table_json(FILE *f, const struct profile *p, const struct table *t, long limit, bool sort_self,
+			const struct view_filter *vf)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "file", json_string(p->path));
+	json_object_set_new(o, "kind", json_string(p->kind));
+	json_object_set_new(o, "program", json_string(p->program));
+	json_object_set_new(o, "metric", json_string(kiln_metric__name(t->metric)));
+	json_object_set_new(o, "by", json_string(by__name(t->by)));
+	json_object_set_new(o, "sort", json_string(sort_self ? "self" : "total"));
+	json_object_set_new(o, "total", json_integer(t->sum));
+	json_object_set_new(o, "samples", json_integer((json_int_t)p->samples));
+	json_object_set_new(o, "lost", json_integer((json_int_t)p->lost));
+	json_object_set_new(o, "duration_s", json_real(profile__duration(p)));
+	json_object_set_new(o, "complete", json_boolean(p->complete));
+	json_t *rows = json_array();
+	size_t n = shown_rows(t, limit);
+	double sum = t->sum ? (double)t->sum : 1;
+	for (size_t i = 0; i < n; i++) {
+		size_t id = t->order[i];
+		const struct row *r = &t->rows[id];
+		json_t *row = json_object();
+		json_object_set_new(row, "name", json_string(table__key(t, id)));
+		json_object_set_new(row, "self", json_integer(r->self));
+		json_object_set_new(row, "total", json_integer(r->total));
+		json_object_set_new(row, "self_pct", json_real(100.0 * (double)r->self / sum));
+		json_object_set_new(row, "total_pct", json_real(100.0 * (double)r->total / sum));
+		if (r->frame && t->by != BY_STACK) {
+			const char *file = profile__str(p, r->frame->file);
+			json_object_set_new(row, "file", json_string(file));
+			json_object_set_new(row, "line", json_integer(r->frame->line));
+			json_object_set_new(row, "module", json_string(r->frame->module < p->nmodules
+									       ? p->modules[r->frame->module].path
+									       : ""));
+		}
+		json_array_append_new(rows, row);
+	}
+	json_object_set_new(o, "rows", rows);
+	json_object_set_new(o, "rows_total", json_integer((json_int_t)table__nrows(t)));
+	(void)vf;
+	json_dumpf(o, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	fputc('\n', f);
+	json_decref(o);
+}
+
+void export__diff_text(FILE *f, const struct diff *d, int metric, const char *unit, long limit)
+{
+	char a[32], b[32], c[32];
+	fprintf(f, "# diff of %s by %s\n\n", kiln_metric__name(metric), unit);
+	fprintf(f, "%14s %14s %14s %9s  %s\n", "base", "new", "delta", "delta%", unit);
+	size_t n = d->n;
+	if (limit > 0 && (size_t)limit < n)
+		n = (size_t)limit;
+	size_t shown = 0;
+	for (size_t i = 0; i < d->n && shown < n; i++) {
+		const struct diff_row *r = &d->rows[i];
+		int64_t delta = r->new_ - r->base;
+		if (!delta)
+			continue;
+		export__fmt_value(a, sizeof(a), metric, (double)r->base);
+		export__fmt_value(b, sizeof(b), metric, (double)r->new_);
+		export__fmt_value(c, sizeof(c), metric, (double)delta);
+		char pct[16];
+		if (r->base)
+			snprintf(pct, sizeof(pct), "%+.1f%%", 100.0 * (double)delta / (double)r->base);
+		else
+			snprintf(pct, sizeof(pct), "new");
+		fprintf(f, "%14s %14s %s%13s %9s  %s\n", a, b, delta > 0 ? "+" : "", c, pct, r->key);
+		shown++;
+	}
+	if (!shown)
+		fprintf(f, "(no change)\n");
+	int64_t delta = d->new_sum - d->base_sum;
+	export__fmt_value(a, sizeof(a), metric, (double)d->base_sum);
+	export__fmt_value(b, sizeof(b), metric, (double)d->new_sum);
+	export__fmt_value(c, sizeof(c), metric, (double)delta);
+	fprintf(f, "%14s %14s %s%13s %9s  %s\n", a, b, delta > 0 ? "+" : "", c, "", "TOTAL");
+}
+
+void export__diff_json(FILE *f, const struct diff *d, int metric, const char *by, long limit)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "metric", json_string(kiln_metric__name(metric)));
+	json_object_set_new(o, "by", json_string(by));
+	json_object_set_new(o, "base_total", json_integer(d->base_sum));
+	json_object_set_new(o, "new_total", json_integer(d->new_sum));
+	json_object_set_new(o, "delta_total", json_integer(d->new_sum - d->base_sum));
+	json_t *rows = json_array();
+	size_t shown = 0;
+	for (size_t i = 0; i < d->n; i++) {
+		const struct diff_row *r = &d->rows[i];
+		if (r->new_ == r->base)
+			continue;
+		if (limit > 0 && shown >= (size_t)limit)
+			break;
+		json_t *row = json_object();
+		json_object_set_new(row, "name", json_string(r->key));
+		json_object_set_new(row, "base", json_integer(r->base));
+		json_object_set_new(row, "new", json_integer(r->new_));
+		json_object_set_new(row, "delta", json_integer(r->new_ - r->base));
+		json_object_set_new(row, "delta_pct",
+				    r->base ? json_real(100.0 * (double)(r->new_ - r->base) / (double)r->base) : json_null());
+		json_array_append_new(rows, row);
+		shown++;
+	}
+	json_object_set_new(o, "rows", rows);
+	json_dumpf(o, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	fputc('\n', f);
+	json_decref(o);
+}
+
+void export__diff_folded(FILE *f, const struct diff *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		int64_t delta = d->rows[i].new_ - d->rows[i].base;
+		if (delta)
+			fprintf(f, "%s %" PRId64 "\n", d->rows[i].key, delta);
+	}
+}

@@ -1,0 +1,45 @@
+/* The profile file format, version 1 (docs/file-format.md is the prose).
+ *
+ *   file   := header record*
+ *   header := "KILNPROF" u32 version u32 header_size(16)
+ *   record := u16 type u16 zero u32 len u32 crc32(payload) payload[len]
+ *
+ * All integers little-endian. Records are written in order of dependence
+ * (a module before the locations in it, a location before stacks using it),
+ * flushed at least once a second, so a file cut short is valid up to its
+ * last whole record. A clean recording ends with REC_END.
+ */
+#ifndef KILN_STREAM_FORMAT_H
+#define KILN_STREAM_FORMAT_H
+
+#define KILN_MAGIC "KILNPROF"
+#define KILN_FORMAT_VERSION 1u
+#define KILN_HEADER_SIZE 16u
+#define KILN_REC_HEADER 12u
+#define KILN_REC_MAX (64u << 20) /* no record is larger; a larger len is corruption */
+
+enum kiln_rec {
+	REC_META = 1,    /* JSON object: kind, program, argv, start_ns, frequency, events */
+	REC_PROCESS = 2, /* u32 pid, u32 ppid, u64 start_ns, str name, str exe */
+	REC_THREAD = 3,  /* u32 pid, u32 tid, str name */
+	REC_EXIT = 4,    /* u32 pid, i32 wait status (-1 unknown), u64 end_ns */
+	REC_MODULE = 5,  /* u32 id, u8 kind, u32 pid, str path, str build_id */
+	REC_LOC = 6,     /* u32 id, u32 module, u64 addr (ELF vaddr in module), u8 flags */
+	REC_SYM = 7,     /* u32 loc, u16 n, n x {str func, str file, u32 line, u8 inlined}, innermost first */
+	REC_STACK = 8,   /* u32 id, u16 flags, u16 depth, u32 loc[depth], leaf first */
+	REC_COUNTS = 9,  /* u32 n, n x {u32 pid, u32 tid, u32 stack, u8 metric, i64 value}: absolute, last wins */
+	REC_END = 10,    /* u64 end_ns, u64 samples, u64 lost */
+	REC_LOST = 11,   /* u64 lost samples so far */
+};
+
+enum kiln_module_kind {
+	MOD_FILE = 0,  /* an ELF file on disk */
+	MOD_VDSO = 1,  /* the kernel's vDSO */
+	MOD_ANON = 2,  /* anonymous executable memory (JIT); addr is absolute */
+	MOD_KERNEL = 3,
+};
+
+#define LOC_RETADDR 1u /* the address is a return address: symbolize addr-1 */
+#define STACK_TRUNCATED 1u /* the unwinder stopped early; a marker frame is shown */
+
+#endif

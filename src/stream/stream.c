@@ -1,0 +1,202 @@
+/* Record framing for profile files (format.h). The writer buffers records
+ * and writes them in whole-record batches so a reader never sees a torn
+ * record except at the very end of a file that was cut short; the reader
+ * trusts nothing: lengths are bounded, every payload carries a CRC. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include "stream/stream.h"
+#include "util/util.h"
+
+struct stream_writer {
+	int fd;
+	int err;
+	size_t written;
+	struct buf pending;
+};
+
+struct stream_writer *stream_writer__new(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return NULL;
+	struct stream_writer *w = xcalloc(1, sizeof(*w));
+	w->fd = fd;
+	buf__init(&w->pending);
+	buf__put(&w->pending, KILN_MAGIC, 8);
+	buf__u32(&w->pending, KILN_FORMAT_VERSION);
+	buf__u32(&w->pending, KILN_HEADER_SIZE);
+	return w;
+}
+
+void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len)
+{
+	if (len > KILN_REC_MAX)
+		len = KILN_REC_MAX; /* never happens with kiln's own writers */
+	buf__u16(&w->pending, type);
+	buf__u16(&w->pending, 0);
+	buf__u32(&w->pending, (uint32_t)len);
+	buf__u32(&w->pending, (uint32_t)crc32(0L, payload, (uInt)len));
+	buf__put(&w->pending, payload, len);
+}
+
+int stream_writer__flush(struct stream_writer *w)
+{
+	if (w->err)
+		return w->err;
+	if (!w->pending.len)
+		return 0;
+	int r = write_full(w->fd, w->pending.data, w->pending.len);
+	if (r < 0) {
+		/* Keep the file valid up to its last whole record. */
+		if (ftruncate(w->fd, (off_t)w->written) == 0)
+			lseek(w->fd, (off_t)w->written, SEEK_SET);
+		w->err = r;
+		return r;
+	}
+	w->written += w->pending.len;
+	w->pending.len = 0;
+	return 0;
+}
+
+size_t stream_writer__bytes(const struct stream_writer *w)
+{
+	return w->written + w->pending.len;
+}
+
+int stream_writer__free(struct stream_writer *w)
+{
+	if (!w)
+		return 0;
+	int r = stream_writer__flush(w);
+	if (!r && fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS)
+		r = -errno;
+	if (close(w->fd) < 0 && !r)
+		r = -errno;
+	buf__release(&w->pending);
+	free(w);
+	return r;
+}
+
+static int reader_check_header(struct stream_reader *r)
+{
+	r->off = 0;
+	r->status = STREAM_OK;
+	if (r->len == 0) {
+		snprintf(r->err, sizeof(r->err), "empty file, not a kiln profile");
+		return -1;
+	}
+	if (r->len < KILN_HEADER_SIZE || memcmp(r->data, KILN_MAGIC, 8)) {
+		snprintf(r->err, sizeof(r->err), "not a kiln profile (bad magic)");
+		return -1;
+	}
+	uint32_t ver, hsz;
+	memcpy(&ver, r->data + 8, 4);
+	memcpy(&hsz, r->data + 12, 4);
+	if (ver != KILN_FORMAT_VERSION) {
+		snprintf(r->err, sizeof(r->err), "unsupported profile format version %u (this kiln reads %u)",
+			 ver, KILN_FORMAT_VERSION);
+		return -1;
+	}
+	if (hsz != KILN_HEADER_SIZE) {
+		snprintf(r->err, sizeof(r->err), "corrupt header (size %u)", hsz);
+		return -1;
+	}
+	r->off = KILN_HEADER_SIZE;
+	return 0;
+}
+
+int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n)
+{
+	memset(r, 0, sizeof(*r));
+	r->data = xmalloc(n ? n : 1);
+	if (n)
+		memcpy(r->data, p, n);
+	r->len = n;
+	return reader_check_header(r);
+}
+
+int stream_reader__open(struct stream_reader *r, const char *path)
+{
+	memset(r, 0, sizeof(*r));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(r->err, sizeof(r->err), "%s", strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(r->err, sizeof(r->err), "%s", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+		close(fd);
+		return -1;
+	}
+	size_t n = (size_t)st.st_size, got = 0;
+	r->data = xmalloc(n ? n : 1);
+	while (got < n) {
+		ssize_t k = read(fd, r->data + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			if (k < 0) {
+				snprintf(r->err, sizeof(r->err), "read error: %s", strerror(errno));
+				close(fd);
+				return -1;
+			}
+			break;
+		}
+		got += (size_t)k;
+	}
+	close(fd);
+	r->len = got;
+	return reader_check_header(r);
+}
+
+int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len)
+{
+	size_t left = r->len - r->off;
+	if (left == 0)
+		return 0;
+	if (left < KILN_REC_HEADER) {
+		r->status = STREAM_TRUNCATED;
+		snprintf(r->err, sizeof(r->err), "cut short at byte %zu (a partial record)", r->off);
+		return 0;
+	}
+	const unsigned char *h = r->data + r->off;
+	uint16_t t, zero;
+	uint32_t n, crc;
+	memcpy(&t, h, 2);
+	memcpy(&zero, h + 2, 2);
+	memcpy(&n, h + 4, 4);
+	memcpy(&crc, h + 8, 4);
+	if (zero != 0 || t == 0 || n > KILN_REC_MAX) {
+		snprintf(r->err, sizeof(r->err), "corrupt record header at byte %zu", r->off);
+		return -1;
+	}
+	if ((size_t)n > left - KILN_REC_HEADER) {
+		r->status = STREAM_TRUNCATED;
+		snprintf(r->err, sizeof(r->err), "cut short at byte %zu (a partial record)", r->off);
+		return 0;
+	}
+	const unsigned char *p = h + KILN_REC_HEADER;
+	if ((uint32_t)crc32(0L, p, n) != crc) {
+		snprintf(r->err, sizeof(r->err), "corrupt record at byte %zu (checksum mismatch)", r->off);
+		return -1;
+	}
+	r->off += KILN_REC_HEADER + n;
+	*type = t;
+	*payload = p;
+	*len = n;
+	return 1;
+}
+
+void stream_reader__release(struct stream_reader *r)
+{
+	free(r->data);
+	r->data = NULL;
+	r->len = r->off = 0;
+}

@@ -1,0 +1,45 @@
+/* Writing and reading the record stream of a profile file: framing, CRCs,
+ * flushing and truncation. What a record's payload means is for its producer
+ * (src/collect) and its consumer (src/aggregate); see format.h. */
+#ifndef KILN_STREAM_H
+#define KILN_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "stream/format.h"
+
+struct stream_writer;
+
+/* Create (truncate) path and write the header. NULL and errno on failure. */
+struct stream_writer *stream_writer__new(const char *path);
+/* Append one record to the in-memory buffer. */
+void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len);
+/* Write buffered records to the file. 0 or -errno (e.g. -ENOSPC); after an
+ * error the writer keeps failing. */
+int stream_writer__flush(struct stream_writer *w);
+size_t stream_writer__bytes(const struct stream_writer *w);
+/* Flush, fsync, close and free. 0 or -errno. */
+int stream_writer__free(struct stream_writer *w);
+
+enum stream_status {
+	STREAM_OK = 0,        /* every record intact, ends with REC_END */
+	STREAM_TRUNCATED = 1, /* intact up to a point, then cut short */
+};
+
+struct stream_reader {
+	unsigned char *data;
+	size_t len, off;
+	int status;
+	char err[256]; /* why the file was refused, or where it was cut */
+};
+
+/* Load path. 0, or -1 with r->err set ("not a kiln profile", ...). */
+int stream_reader__open(struct stream_reader *r, const char *path);
+/* Same from memory (copied); used by the fuzzer and tests. */
+int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n);
+/* Next record: 1 with type, payload and len set, 0 at the end (r->status
+ * tells clean or truncated), -1 on corruption with r->err set. */
+int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len);
+void stream_reader__release(struct stream_reader *r);
+
+#endif

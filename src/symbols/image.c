@@ -1,0 +1,441 @@
+/* ELF images (see image.h): segments, .eh_frame_hdr and build-id parsed
+ * once with libelf; symbol names from a sorted table (libdw's own lookup is
+ * a linear scan per address); inlined frames and file:line from DWARF. */
+#include <dwarf.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "symbols/image.h"
+#include "util/util.h"
+
+struct image_sym {
+	uint64_t addr, size;
+	char *name;
+};
+
+struct image_dwarf {
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+};
+
+extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+char *symbols__demangle(const char *name)
+{
+	if (name[0] == '_' && name[1] == 'Z') {
+		int status = 0;
+		char *d = __cxa_demangle(name, NULL, NULL, &status);
+		if (d && status == 0)
+			return d;
+		free(d);
+	}
+	return xstrdup(name);
+}
+
+static int parse_elf(struct image *img)
+{
+	elf_version(EV_CURRENT);
+	Elf *elf = elf_memory((char *)img->data, img->size);
+	if (!elf)
+		return -ENOEXEC;
+	int rc = -ENOEXEC;
+	GElf_Ehdr eh;
+	size_t nph;
+	if (elf_kind(elf) != ELF_K_ELF || !gelf_getehdr(elf, &eh) || elf_getphdrnum(elf, &nph) < 0)
+		goto out;
+	img->elf_type = eh.e_type;
+	img->lo = UINT64_MAX;
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+		if (!gelf_getphdr(elf, (int)i, &ph))
+			continue;
+		if (ph.p_type == PT_LOAD) {
+			img->loads = xrealloc(img->loads, (img->nloads + 1) * sizeof(*img->loads));
+			struct image_load *l = &img->loads[img->nloads++];
+			l->vaddr = ph.p_vaddr;
+			l->off = ph.p_offset;
+			l->filesz = ph.p_filesz;
+			l->memsz = ph.p_memsz;
+			l->flags = ph.p_flags;
+			if (ph.p_vaddr < img->lo)
+				img->lo = ph.p_vaddr;
+			if (ph.p_vaddr + ph.p_memsz > img->hi)
+				img->hi = ph.p_vaddr + ph.p_memsz;
+		} else if (ph.p_type == PT_GNU_EH_FRAME) {
+			img->eh_hdr_vaddr = ph.p_vaddr;
+			img->eh_hdr_size = ph.p_memsz;
+		} else if (ph.p_type == PT_NOTE && ph.p_offset + ph.p_filesz <= img->size) {
+			/* GNU build-id note */
+			const unsigned char *p = img->data + ph.p_offset, *end = p + ph.p_filesz;
+			while (p + 12 <= end) {
+				uint32_t nsz, dsz, type;
+				memcpy(&nsz, p, 4);
+				memcpy(&dsz, p + 4, 4);
+				memcpy(&type, p + 8, 4);
+				const unsigned char *name = p + 12;
+				const unsigned char *desc = name + ((nsz + 3) & ~3u);
+				if (desc > end || (size_t)(end - desc) < dsz)
+					break;
+				if (type == NT_GNU_BUILD_ID && nsz == 4 && !memcmp(name, "GNU", 4)) {
+					for (uint32_t k = 0; k < dsz && k < 20; k++) {
+						static const char hex[] = "0123456789abcdef";
+						img->build_id[2 * k] = hex[desc[k] >> 4];
+						img->build_id[2 * k + 1] = hex[desc[k] & 15];
+					}
+				}
+				p = desc + ((dsz + 3) & ~3u);
+			}
+		}
+	}
+	if (img->nloads)
+		rc = 0;
+out:
+	elf_end(elf);
+	return rc;
+}
+
+struct image *image__open(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 64) {
+		close(fd);
+		errno = ENOEXEC;
+		return NULL;
+	}
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return NULL;
+	struct image *img = xcalloc(1, sizeof(*img));
+	img->path = xstrdup(path);
+	img->data = p;
+	img->size = (size_t)st.st_size;
+	img->mapped = true;
+	int rc = parse_elf(img);
+	if (rc < 0) {
+		image__free(img);
+		errno = -rc;
+		return NULL;
+	}
+	return img;
+}
+
+struct image *image__from_mem(const char *name, const void *p, size_t n)
+{
+	struct image *img = xcalloc(1, sizeof(*img));
+	img->path = xstrdup(name);
+	img->data = xmalloc(n);
+	memcpy(img->data, p, n);
+	img->size = n;
+	int rc = parse_elf(img);
+	if (rc < 0) {
+		image__free(img);
+		errno = -rc;
+		return NULL;
+	}
+	return img;
+}
+
+struct image *image__vdso(void)
+{
+	unsigned long base = getauxval(AT_SYSINFO_EHDR);
+	if (!base)
+		return NULL;
+	/* The vDSO's extent: its section headers end it (they come last). */
+	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)base;
+	size_t size = eh->e_shoff + (size_t)eh->e_shnum * eh->e_shentsize;
+	const Elf64_Phdr *ph = (const Elf64_Phdr *)(base + eh->e_phoff);
+	for (int i = 0; i < eh->e_phnum; i++)
+		if (ph[i].p_type == PT_LOAD && ph[i].p_offset + ph[i].p_filesz > size)
+			size = ph[i].p_offset + ph[i].p_filesz;
+	if (size > (1u << 20))
+		return NULL;
+	struct image *img = image__from_mem("[vdso]", (const void *)base, size);
+	if (img)
+		img->is_vdso = true;
+	return img;
+}
+
+void image__free(struct image *img)
+{
+	if (!img)
+		return;
+	if (img->dw) {
+		if (img->dw->dwfl)
+			dwfl_end(img->dw->dwfl);
+		free(img->dw);
+	}
+	for (size_t i = 0; i < img->nsyms; i++)
+		free(img->syms[i].name);
+	free(img->syms);
+	if (img->mapped)
+		munmap(img->data, img->size);
+	else
+		free(img->data);
+	free(img->loads);
+	free(img->path);
+	free(img);
+}
+
+int image__bias(const struct image *img, uint64_t start, uint64_t pgoff, uint64_t *bias)
+{
+	for (size_t i = 0; i < img->nloads; i++) {
+		const struct image_load *l = &img->loads[i];
+		uint64_t off0 = l->off & ~0xfffULL;
+		if (pgoff >= off0 && pgoff < l->off + (l->filesz ? l->filesz : 1)) {
+			/* vaddr of file offset pgoff in this segment */
+			uint64_t v = l->vaddr - l->off + pgoff;
+			*bias = start - v;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int image__read(const struct image *img, uint64_t vaddr, void *out, size_t n)
+{
+	for (size_t i = 0; i < img->nloads; i++) {
+		const struct image_load *l = &img->loads[i];
+		if (vaddr >= l->vaddr && vaddr + n <= l->vaddr + l->filesz) {
+			uint64_t off = l->off + (vaddr - l->vaddr);
+			if (off + n > img->size)
+				return -EFAULT;
+			memcpy(out, img->data + off, n);
+			return 0;
+		}
+	}
+	return -EFAULT;
+}
+
+static int sym_cmp(const void *a, const void *b)
+{
+	const struct image_sym *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	/* prefer the one with a size, then global names (shorter usually) */
+	if ((x->size == 0) != (y->size == 0))
+		return x->size == 0 ? 1 : -1;
+	return strcmp(x->name, y->name);
+}
+
+static void add_sym(struct image *img, size_t *cap, uint64_t addr, uint64_t size, const char *name)
+{
+	if (!name || !*name || !addr)
+		return;
+	ARR_GROW(img->syms, *cap, img->nsyms + 1);
+	img->syms[img->nsyms].addr = addr;
+	img->syms[img->nsyms].size = size;
+	img->syms[img->nsyms].name = xstrdup(name);
+	img->nsyms++;
+}
+
+static void dwarf_open(struct image *img)
+{
+	static const Dwfl_Callbacks cb = {
+		.find_elf = dwfl_build_id_find_elf,
+		.find_debuginfo = dwfl_standard_find_debuginfo,
+		.section_address = dwfl_offline_section_address,
+	};
+	img->dw = xcalloc(1, sizeof(*img->dw));
+	if (img->is_vdso)
+		return;
+	Dwfl *dwfl = dwfl_begin(&cb);
+	if (!dwfl)
+		return;
+	dwfl_report_begin(dwfl);
+	Dwfl_Module *mod = dwfl_report_elf(dwfl, path_base(img->path), img->path, -1, 0, false);
+	dwfl_report_end(dwfl, NULL, NULL);
+	if (!mod) {
+		dwfl_end(dwfl);
+		return;
+	}
+	img->dw->dwfl = dwfl;
+	img->dw->mod = mod;
+}
+
+static void load_syms(struct image *img)
+{
+	size_t cap = 0;
+	img->syms_loaded = true;
+	if (!img->dw)
+		dwarf_open(img);
+	if (img->dw->mod) {
+		int n = dwfl_module_getsymtab(img->dw->mod);
+		for (int i = 1; i < n; i++) {
+			GElf_Sym sym;
+			GElf_Addr addr;
+			const char *name = dwfl_module_getsym_info(img->dw->mod, i, &sym, &addr, NULL, NULL, NULL);
+			int t = GELF_ST_TYPE(sym.st_info);
+			if (name && (t == STT_FUNC || t == STT_GNU_IFUNC) && sym.st_shndx != SHN_UNDEF)
+				add_sym(img, &cap, addr, sym.st_size, name);
+		}
+	} else {
+		Elf *elf = elf_memory((char *)img->data, img->size);
+		Elf_Scn *scn = NULL;
+		while (elf && (scn = elf_nextscn(elf, scn))) {
+			GElf_Shdr sh;
+			if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
+				continue;
+			Elf_Data *d = elf_getdata(scn, NULL);
+			for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+				GElf_Sym sym;
+				if (!gelf_getsym(d, (int)i, &sym))
+					continue;
+				int t = GELF_ST_TYPE(sym.st_info);
+				if ((t == STT_FUNC || t == STT_GNU_IFUNC) && sym.st_shndx != SHN_UNDEF)
+					add_sym(img, &cap, sym.st_value, sym.st_size,
+						elf_strptr(elf, sh.sh_link, sym.st_name));
+			}
+		}
+		elf_end(elf);
+	}
+	qsort(img->syms, img->nsyms, sizeof(*img->syms), sym_cmp);
+	/* drop duplicates at one address (aliases), keeping the first */
+	size_t k = 0;
+	for (size_t i = 0; i < img->nsyms; i++) {
+		if (k && img->syms[k - 1].addr == img->syms[i].addr) {
+			free(img->syms[i].name);
+			continue;
+		}
+		img->syms[k++] = img->syms[i];
+	}
+	img->nsyms = k;
+}
+
+static const struct image_sym *find_sym(struct image *img, uint64_t vaddr)
+{
+	if (!img->syms_loaded)
+		load_syms(img);
+	size_t lo = 0, hi = img->nsyms;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (img->syms[mid].addr <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (!lo)
+		return NULL;
+	const struct image_sym *s = &img->syms[lo - 1];
+	if (s->size && vaddr >= s->addr + s->size)
+		return NULL;
+	if (!s->size && lo < img->nsyms && vaddr >= img->syms[lo].addr)
+		return NULL;
+	return s;
+}
+
+static char *die_name(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *s = NULL;
+	if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
+	    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
+		s = dwarf_formstring(&attr);
+	if (s && s[0] == '_' && s[1] == 'Z')
+		return symbols__demangle(s);
+	if (dwarf_attr_integrate(die, DW_AT_name, &attr))
+		s = dwarf_formstring(&attr);
+	return s ? xstrdup(s) : NULL;
+}
+
+static const char *cu_file(Dwarf_Die *cudie, Dwarf_Word idx)
+{
+	Dwarf_Files *files;
+	size_t nfiles;
+	if (dwarf_getsrcfiles(cudie, &files, &nfiles) != 0 || idx >= nfiles)
+		return NULL;
+	return dwarf_filesrc(files, idx, NULL, NULL);
+}
+
+void sym_frame__release(struct sym_frame *f)
+{
+	free(f->func);
+	free(f->file);
+	f->func = f->file = NULL;
+}
+
+int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, int max)
+{
+	if (max <= 0)
+		return 0;
+	if (!img->dw)
+		dwarf_open(img);
+	int n = 0;
+	const char *file = NULL;
+	int line = 0;
+	if (img->dw->mod) {
+		Dwfl_Line *dl = dwfl_module_getsrc(img->dw->mod, vaddr);
+		if (dl)
+			file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
+		Dwarf_Addr bias = 0;
+		Dwarf_Die *cudie = dwfl_module_addrdie(img->dw->mod, vaddr, &bias);
+		Dwarf_Die *scopes = NULL;
+		int ns = cudie ? dwarf_getscopes(cudie, vaddr - bias, &scopes) : 0;
+		char *cur_file = file ? xstrdup(file) : NULL;
+		int cur_line = line;
+		for (int i = 0; i < ns && n < max; i++) {
+			int tag = dwarf_tag(&scopes[i]);
+			if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
+				continue;
+			char *name = die_name(&scopes[i]);
+			if (!name && tag == DW_TAG_subprogram) {
+				const struct image_sym *s = find_sym(img, vaddr);
+				if (s)
+					name = symbols__demangle(s->name);
+			}
+			out[n].func = name ? name : xstrdup("");
+			out[n].file = cur_file ? cur_file : xstrdup("");
+			out[n].line = (uint32_t)(cur_line > 0 ? cur_line : 0);
+			out[n].inlined = tag == DW_TAG_inlined_subroutine;
+			n++;
+			cur_file = NULL;
+			if (tag != DW_TAG_inlined_subroutine)
+				break;
+			Dwarf_Attribute attr;
+			Dwarf_Word w;
+			cur_line = 0;
+			if (dwarf_attr(&scopes[i], DW_AT_call_file, &attr) && dwarf_formudata(&attr, &w) == 0) {
+				const char *f = cu_file(cudie, w);
+				cur_file = f ? xstrdup(f) : NULL;
+			}
+			if (dwarf_attr(&scopes[i], DW_AT_call_line, &attr) && dwarf_formudata(&attr, &w) == 0)
+				cur_line = (int)w;
+		}
+		free(cur_file);
+		free(scopes);
+		/* A chain ending in an inlined frame lacks its outer function
+		 * (abstract DIE only): name it from the symbol table. */
+		if (n > 0 && out[n - 1].inlined && n < max) {
+			const struct image_sym *s = find_sym(img, vaddr);
+			if (s) {
+				out[n].func = symbols__demangle(s->name);
+				out[n].file = xstrdup("");
+				out[n].line = 0;
+				out[n].inlined = false;
+				n++;
+			}
+		}
+	}
+	if (n == 0) {
+		const struct image_sym *s = find_sym(img, vaddr);
+		if (!s)
+			return 0;
+		out[0].func = symbols__demangle(s->name);
+		out[0].file = xstrdup(file ? file : "");
+		out[0].line = (uint32_t)(line > 0 ? line : 0);
+		out[0].inlined = false;
+		n = 1;
+	}
+	return n;
+}

@@ -1,0 +1,72 @@
+/* An ELF image kiln reads while recording: its loadable segments (to turn a
+ * runtime address into an ELF virtual address and back), its .eh_frame_hdr
+ * (for the unwinder), its build-id, and, lazily, what is needed to name an
+ * address (sorted symbol table, DWARF through libdw). One per file, shared
+ * by every process that maps it. */
+#ifndef KILN_SYMBOLS_IMAGE_H
+#define KILN_SYMBOLS_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct image_load {
+	uint64_t vaddr, off, filesz, memsz;
+	uint32_t flags;
+};
+
+struct image_sym;
+struct image_dwarf;
+
+struct image {
+	char *path;
+	bool is_vdso;
+	unsigned char *data; /* the whole file, mapped (or a copy for the vDSO) */
+	size_t size;
+	bool mapped;
+	int elf_type;
+	struct image_load *loads;
+	size_t nloads;
+	uint64_t lo, hi;            /* vaddr range covered by loads */
+	uint64_t eh_hdr_vaddr;      /* 0 when there is no .eh_frame_hdr */
+	uint64_t eh_hdr_size;
+	char build_id[41];
+	/* symbolization state, built on first use */
+	struct image_sym *syms;
+	size_t nsyms;
+	bool syms_loaded;
+	struct image_dwarf *dw;
+};
+
+/* Open and parse an ELF file. NULL with errno (ENOEXEC for non-ELF). */
+struct image *image__open(const char *path);
+/* An image from bytes (copied), e.g. the vDSO. */
+struct image *image__from_mem(const char *name, const void *p, size_t n);
+/* The vDSO of this process, which is the vDSO of every process on this kernel. */
+struct image *image__vdso(void);
+void image__free(struct image *img);
+
+/* The load bias of a mapping of this image at start with file offset pgoff:
+ * runtime address = vaddr + bias. 0 or -ENOENT if pgoff is in no segment. */
+int image__bias(const struct image *img, uint64_t start, uint64_t pgoff, uint64_t *bias);
+/* Copy n bytes at ELF vaddr from the file. 0 or -EFAULT. */
+int image__read(const struct image *img, uint64_t vaddr, void *out, size_t n);
+
+/* One frame of a symbolized address. Strings are malloc'ed. */
+struct sym_frame {
+	char *func, *file;
+	uint32_t line;
+	bool inlined;
+};
+
+/* Name vaddr (already adjusted for return addresses): fills out[] innermost
+ * first (inlined callees before their caller), at most max. Returns how many
+ * frames were found, 0 when nothing names this address. */
+int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, int max);
+void sym_frame__release(struct sym_frame *f);
+
+/* C++ (and Rust legacy) demangling; returns a malloc'ed name (a copy of the
+ * input when it is not mangled). */
+char *symbols__demangle(const char *name);
+
+#endif

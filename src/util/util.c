@@ -1,0 +1,466 @@
+/* Leaf helpers (see util.h): memory, buffers, bounded reading, maps. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "util/util.h"
+
+static void oom(void)
+{
+	static const char msg[] = "kiln: error: out of memory\n";
+	ssize_t r = write(2, msg, sizeof(msg) - 1);
+	(void)r;
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+void grow_array(void **arr, size_t *cap, size_t need, size_t sz)
+{
+	if (need <= *cap)
+		return;
+	size_t c = *cap ? *cap : 8;
+	while (c < need)
+		c *= 2;
+	*arr = xrealloc(*arr, c * sz);
+	memset((char *)*arr + *cap * sz, 0, (c - *cap) * sz);
+	*cap = c;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void buf__init(struct buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void buf__release(struct buf *b)
+{
+	free(b->data);
+	buf__init(b);
+}
+
+void buf__reserve(struct buf *b, size_t extra)
+{
+	if (b->len + extra + 1 <= b->cap)
+		return;
+	size_t c = b->cap ? b->cap : 256;
+	while (c < b->len + extra + 1)
+		c *= 2;
+	b->data = xrealloc(b->data, c);
+	b->cap = c;
+}
+
+void buf__put(struct buf *b, const void *p, size_t n)
+{
+	buf__reserve(b, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+void buf__u8(struct buf *b, uint8_t v) { buf__put(b, &v, 1); }
+void buf__u16(struct buf *b, uint16_t v) { buf__put(b, &v, 2); }
+void buf__u32(struct buf *b, uint32_t v) { buf__put(b, &v, 4); }
+void buf__u64(struct buf *b, uint64_t v) { buf__put(b, &v, 8); }
+
+void buf__str(struct buf *b, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n > 65535)
+		n = 65535;
+	buf__u16(b, (uint16_t)n);
+	buf__put(b, s, n);
+}
+
+void buf__printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	buf__reserve(b, (size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+const char *buf__cstr(struct buf *b)
+{
+	buf__reserve(b, 1);
+	b->data[b->len] = 0;
+	return (const char *)b->data;
+}
+
+void cursor__init(struct cursor *c, const void *p, size_t n)
+{
+	c->p = p;
+	c->end = c->p + n;
+	c->bad = false;
+}
+
+static bool cursor_take(struct cursor *c, void *out, size_t n)
+{
+	if (c->bad || (size_t)(c->end - c->p) < n) {
+		c->bad = true;
+		memset(out, 0, n);
+		return false;
+	}
+	memcpy(out, c->p, n);
+	c->p += n;
+	return true;
+}
+
+bool cursor__u8(struct cursor *c, uint8_t *v) { return cursor_take(c, v, 1); }
+bool cursor__u16(struct cursor *c, uint16_t *v) { return cursor_take(c, v, 2); }
+bool cursor__u32(struct cursor *c, uint32_t *v) { return cursor_take(c, v, 4); }
+bool cursor__u64(struct cursor *c, uint64_t *v) { return cursor_take(c, v, 8); }
+
+char *cursor__str(struct cursor *c)
+{
+	uint16_t n;
+	if (!cursor__u16(c, &n))
+		return NULL;
+	if ((size_t)(c->end - c->p) < n) {
+		c->bad = true;
+		return NULL;
+	}
+	char *s = xstrndup((const char *)c->p, n);
+	c->p += n;
+	return s;
+}
+
+size_t cursor__left(const struct cursor *c)
+{
+	return c->bad ? 0 : (size_t)(c->end - c->p);
+}
+
+uint64_t hash_bytes(const void *p, size_t n)
+{
+	/* FNV-1a over words, finished with a 64-bit mix: fast and good enough
+	 * for interning stacks and strings. */
+	const unsigned char *s = p;
+	uint64_t h = 0xcbf29ce484222325ULL ^ n;
+	while (n >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
+		s += 8;
+		n -= 8;
+	}
+	while (n--)
+		h = (h ^ *s++) * 0x100000001b3ULL;
+	return hash_u64(h);
+}
+
+void u64map__init(struct u64map *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void u64map__release(struct u64map *m)
+{
+	free(m->ents);
+	u64map__init(m);
+}
+
+void u64map__clear(struct u64map *m)
+{
+	if (m->ents)
+		memset(m->ents, 0, m->cap * sizeof(*m->ents));
+	m->len = 0;
+}
+
+static void u64map_rehash(struct u64map *m, size_t ncap)
+{
+	struct u64map_ent *old = m->ents;
+	size_t ocap = m->cap;
+	m->ents = xcalloc(ncap, sizeof(*m->ents));
+	m->cap = ncap;
+	for (size_t i = 0; i < ocap; i++) {
+		if (!old[i].key)
+			continue;
+		size_t j = hash_u64(old[i].key) & (ncap - 1);
+		while (m->ents[j].key)
+			j = (j + 1) & (ncap - 1);
+		m->ents[j] = old[i];
+	}
+	free(old);
+}
+
+struct u64map_ent *u64map__find(struct u64map *m, uint64_t key)
+{
+	if (!m->cap)
+		return NULL;
+	size_t mask = m->cap - 1, j = hash_u64(key) & mask;
+	for (;;) {
+		struct u64map_ent *e = &m->ents[j];
+		if (e->key == key)
+			return e;
+		if (!e->key)
+			return NULL;
+		j = (j + 1) & mask;
+	}
+}
+
+struct u64map_ent *u64map__upsert(struct u64map *m, uint64_t key, bool *created)
+{
+	if ((m->len + 1) * 4 >= m->cap * 3)
+		u64map_rehash(m, m->cap ? m->cap * 2 : 64);
+	size_t mask = m->cap - 1, j = hash_u64(key) & mask;
+	for (;;) {
+		struct u64map_ent *e = &m->ents[j];
+		if (e->key == key) {
+			if (created)
+				*created = false;
+			return e;
+		}
+		if (!e->key) {
+			e->key = key;
+			e->v1 = e->v2 = 0;
+			m->len++;
+			if (created)
+				*created = true;
+			return e;
+		}
+		j = (j + 1) & mask;
+	}
+}
+
+bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out)
+{
+	struct u64map_ent *e = u64map__find(m, key);
+	if (!e)
+		return false;
+	if (out)
+		*out = *e;
+	size_t mask = m->cap - 1, i = (size_t)(e - m->ents), j = i;
+	/* Backward-shift deletion: no tombstones, lookups stay short. */
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!m->ents[j].key)
+			break;
+		size_t home = hash_u64(m->ents[j].key) & mask;
+		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+			m->ents[i] = m->ents[j];
+			i = j;
+		}
+	}
+	m->ents[i].key = 0;
+	m->len--;
+	return true;
+}
+
+void intern__init(struct intern *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void intern__release(struct intern *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->keys[i]);
+	free(t->keys);
+	free(t->lens);
+	free(t->hashes);
+	free(t->slots);
+	intern__init(t);
+}
+
+static void intern_rehash(struct intern *t)
+{
+	size_t ns = t->nslots ? t->nslots * 2 : 64;
+	free(t->slots);
+	t->slots = xcalloc(ns, sizeof(*t->slots));
+	t->nslots = ns;
+	for (size_t id = 0; id < t->n; id++) {
+		size_t j = t->hashes[id] & (ns - 1);
+		while (t->slots[j])
+			j = (j + 1) & (ns - 1);
+		t->slots[j] = (uint32_t)id + 1;
+	}
+}
+
+static size_t intern_probe(const struct intern *t, const void *key, uint32_t len, uint64_t h)
+{
+	size_t mask = t->nslots - 1, j = h & mask;
+	for (;;) {
+		uint32_t s = t->slots[j];
+		if (!s)
+			return j;
+		s--;
+		if (t->hashes[s] == h && t->lens[s] == len && !memcmp(t->keys[s], key, len))
+			return j;
+		j = (j + 1) & mask;
+	}
+}
+
+uint32_t intern__put(struct intern *t, const void *key, uint32_t len, bool *added)
+{
+	if ((t->n + 1) * 2 >= t->nslots)
+		intern_rehash(t);
+	uint64_t h = hash_bytes(key, len);
+	size_t j = intern_probe(t, key, len, h);
+	if (t->slots[j]) {
+		if (added)
+			*added = false;
+		return t->slots[j] - 1;
+	}
+	if (t->n == t->cap) {
+		size_t c = t->cap ? t->cap * 2 : 64;
+		t->keys = xrealloc(t->keys, c * sizeof(*t->keys));
+		t->lens = xrealloc(t->lens, c * sizeof(*t->lens));
+		t->hashes = xrealloc(t->hashes, c * sizeof(*t->hashes));
+		t->cap = c;
+	}
+	unsigned char *copy = xmalloc(len + 1);
+	memcpy(copy, key, len);
+	copy[len] = 0;
+	t->keys[t->n] = copy;
+	t->lens[t->n] = len;
+	t->hashes[t->n] = h;
+	t->slots[j] = (uint32_t)t->n + 1;
+	if (added)
+		*added = true;
+	return (uint32_t)t->n++;
+}
+
+int64_t intern__get(const struct intern *t, const void *key, uint32_t len)
+{
+	if (!t->nslots)
+		return -1;
+	size_t j = intern_probe(t, key, len, hash_bytes(key, len));
+	return t->slots[j] ? (int64_t)t->slots[j] - 1 : -1;
+}
+
+uint32_t intern__str(struct intern *t, const char *s)
+{
+	return intern__put(t, s, (uint32_t)strlen(s), NULL);
+}
+
+int write_full(int fd, const void *p, size_t n)
+{
+	const char *s = p;
+	while (n) {
+		ssize_t w = write(fd, s, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (w == 0)
+			return -EIO;
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+char *read_small_file(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct buf b;
+	buf__init(&b);
+	for (;;) {
+		buf__reserve(&b, 4096);
+		ssize_t r = read(fd, b.data + b.len, b.cap - b.len - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r < 0) {
+				int e = errno;
+				close(fd);
+				buf__release(&b);
+				errno = e;
+				return NULL;
+			}
+			break;
+		}
+		b.len += (size_t)r;
+	}
+	close(fd);
+	buf__cstr(&b);
+	if (len)
+		*len = b.len;
+	return (char *)b.data;
+}
+
+const char *path_base(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+const char *fmt_bytes(char *out, size_t n, double v)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int u = 0;
+	double a = v < 0 ? -v : v;
+	while (a >= 1024 && u < 4) {
+		a /= 1024;
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(out, n, "%.0f %s", v, units[u]);
+	else
+		snprintf(out, n, "%.2f %s", v, units[u]);
+	return out;
+}
