@@ -103,6 +103,19 @@ void view__folded_line(const struct profile *p, const struct pcell *c, const str
 		buf__printf(out, "[unknown]");
 }
 
+/* Frames every stack of a process or thread starts with: in a table they
+ * only repeat 100% above main; --all-frames keeps them. */
+static bool startup_frame(const char *name)
+{
+	static const char *const glue[] = {"_start", "__libc_start_main", "__libc_start_main_impl",
+					   "__libc_start_call_main", "start_thread", "__clone", "__clone3",
+					   "clone", "clone3", "__GI___clone3", "__GI___clone"};
+	for (size_t i = 0; i < ARRAY_SIZE(glue); i++)
+		if (!strcmp(name, glue[i]))
+			return true;
+	return false;
+}
+
 void table__build(struct table *t, const struct profile *p, const struct view_filter *f, int by)
 {
 	memset(t, 0, sizeof(*t));
@@ -133,6 +146,9 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		mark++;
 		for (size_t i = 0; i < n; i++) {
+			if (!f->all_frames && i + 1 < n && fr[i]->module < p->nmodules &&
+			    startup_frame(profile__str(p, fr[i]->func)))
+				continue;
 			key.len = 0;
 			view__frame_key(p, fr[i], by, &key);
 			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);

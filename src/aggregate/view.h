@@ -16,6 +16,7 @@ struct view_filter {
 	int metric;
 	int64_t pid, tid; /* -1: all */
 	bool threads;     /* folded: a THREAD-TID frame after PROGRAM-PID */
+	bool all_frames;  /* tables: keep process/thread start-up frames (_start...) */
 };
 
 /* Whether a cell passes the filter (and has a value for the metric). */

@@ -44,7 +44,7 @@ int cmd_diff(int argc, char **argv)
 		return 1;
 	}
 	int metric = o.metric_name ? view_opts__metric(&o, CMD, &a) : profile__default_metric(&b);
-	struct view_filter vf = {.metric = metric, .pid = o.pid, .tid = o.tid, .threads = o.threads};
+	struct view_filter vf = {.metric = metric, .pid = o.pid, .tid = o.tid, .threads = o.threads, .all_frames = o.all_frames};
 	/* Processes differ between two runs: never split by pid in a diff. */
 	struct out out;
 	if (out__open(&out, CMD, o.output) < 0) {

@@ -17,7 +17,8 @@ static void help(void)
 	       "  --sort self|total order rows by self or cumulative value (default total)\n"
 	       "  --limit N         at most N rows (default 25; 0: all)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
-	       "  --json            the table as JSON\n");
+	       "  --json            the table as JSON\n"
+	       "  --all-frames      keep start-up frames (_start, __libc_start_main, ...) in the table\n");
 }
 
 /* Parse the shared view options plus FILE operands (at most max). Returns
@@ -80,7 +81,7 @@ int cmd_report(int argc, char **argv)
 	if (cli__load(CMD, file, &p) < 0)
 		return 1;
 	struct view_filter vf = {.metric = view_opts__metric(&o, CMD, &p), .pid = o.pid, .tid = o.tid,
-				 .threads = o.threads};
+				 .threads = o.threads, .all_frames = o.all_frames};
 	struct table t;
 	table__build(&t, &p, &vf, o.by);
 	table__sort(&t, o.sort_self);

@@ -128,6 +128,9 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 	case OPT_THREADS:
 		o->threads = true;
 		return 1;
+	case OPT_ALLFRAMES:
+		o->all_frames = true;
+		return 1;
 	case OPT_INVERTED:
 		o->inverted = true;
 		return 1;

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,10 +247,10 @@ static void ring_consume_event(struct heapsrc *h, struct hring *rg)
 }
 
 /* Merge a group's rings in seq order. Returns events processed. */
-static long group_drain(struct heapsrc *h, struct hgroup *g, bool force)
+static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long budget)
 {
 	long n = 0;
-	for (;;) {
+	while (n < budget) {
 		struct hring *best = NULL;
 		uint64_t bseq = UINT64_MAX;
 		for (size_t i = 0; i < g->n; i++) {
@@ -312,7 +313,7 @@ static bool process_gone(uint32_t pid)
 
 static void group_end(struct heapsrc *h, struct hgroup *g)
 {
-	group_drain(h, g, true);
+	group_drain(h, g, true, LONG_MAX);
 	recorder__heap_end(h->r, g->pid);
 	for (size_t i = 0; i < g->n; i++)
 		ring_close(g->rings[i], true);
@@ -342,7 +343,7 @@ long heapsrc__poll(struct heapsrc *h)
 				older_live = true;
 		if (older_live)
 			continue;
-		n += group_drain(h, g, false);
+		n += group_drain(h, g, false, 1 << 18);
 		if (g->ending || (check && process_gone(g->pid))) {
 			scan(h, true); /* a last ring may have appeared */
 			group_end(h, g);

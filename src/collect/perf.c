@@ -30,7 +30,7 @@ enum { R_AX, R_BX, R_CX, R_DX, R_SI, R_DI, R_BP, R_SP, R_IP, R_FLAGS, R_R8 = 16,
 #define REGS_MASK (((1ull << 9) - 1) | (0xffull << 16))
 #define NREGS 17
 
-#define RING_PAGES 512 /* 2 MiB of data per CPU */
+#define RING_PAGES 2048 /* 8 MiB of data per CPU: ~250 samples of 32 KiB */
 
 struct ring {
 	int fd;

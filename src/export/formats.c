@@ -270,6 +270,7 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 		for (int i = 0; i < nm; i++)
 			pb_varint(&sub, (uint64_t)c->v[metrics[i]]);
 		pb_bytes(&m, 2, sub.data, sub.len);
+		sub.len = 0;
 		/* labels: pid, tid */
 		struct buf lab;
 		buf__init(&lab);

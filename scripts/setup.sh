@@ -1,0 +1,24 @@
+#!/bin/bash
+# Install what kiln needs on Debian, build it, and profile the bundled demo.
+#   sudo bash scripts/setup.sh            install, build, run the demo
+#   sudo bash scripts/setup.sh --deps     install only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+PKGS="build-essential cmake pkg-config libunwind-dev libdw-dev libelf-dev libjansson-dev
+  libcriterion-dev zlib1g-dev linux-perf heaptrack clang python3 valgrind"
+missing=
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "== installing:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+[ "${1:-}" = "--deps" ] && exit 0
+echo "== building (build/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+echo "== profiling the demo: build/targets/cpu_split (60% frame_a, 30% frame_b, 10% frame_c)"
+build/kiln record -o demo.kiln -- build/targets/cpu_split 1
+build/kiln report demo.kiln --limit 12
+build/kiln flamegraph demo.kiln -o demo.svg && echo "== flamegraph: demo.svg"

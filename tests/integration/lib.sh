@@ -1,0 +1,29 @@
+# Helpers for the integration tests: each test runs the real kiln on real
+# programs and asserts numbers. A test prints "ok: ..." lines and exits
+# non-zero at the first failed assertion.
+set -u
+: "${KILN:?}" "${TARGETS:?}"
+W=$(mktemp -d /tmp/kiln-test.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+run_to() { local s=$1; shift; timeout -k 5 "$s" "$@"; }
+# folded FILE METRIC [args]: export folded stacks, print the path
+folded() {
+  local f=$1 m=$2; shift 2
+  local out=$W/$(basename "$f").$m.$RANDOM.folded
+  "$KILN" export "$f" --format folded --metric "$m" "$@" -o "$out" || return 1
+  echo "$out"
+}
+# share FOLDED REGEX: percent of weight whose stack has a frame matching REGEX
+share() {
+  awk -v re="$2" '{ n=$NF; $NF=""; sub(/ $/, ""); tot+=n; k=split($0, f, ";"); for (i=1;i<=k;i++) if (f[i] ~ re) { hit+=n; break } }
+    END { if (tot == 0) print "nan"; else printf "%.2f\n", 100*hit/tot }' "$1"
+}
+weight() {
+  awk -v re="$2" '{ n=$NF; $NF=""; sub(/ $/, ""); k=split($0, f, ";"); for (i=1;i<=k;i++) if (f[i] ~ re) { hit+=n; break } }
+    END { printf "%d\n", hit }' "$1"
+}
+total() { awk '{ s+=$NF } END { printf "%d\n", s }' "$1"; }
+within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d=a-b; if (d<0) d=-d; exit !(a==a && d<=t) }'; }
+eq() { [ "$1" = "$2" ] || fail "$3: got $1, want $2"; }

@@ -1,0 +1,58 @@
+#!/bin/bash
+# Exports: folded read by the FlameGraph convention, SVG, speedscope, JSON,
+# pprof (decoded independently), and outputs written whole or not at all.
+source "$(dirname "$0")/lib.sh"
+run_to 60 "$KILN" record -q --heap -o $W/cs.kiln -- $TARGETS/cpu_split 1 >/dev/null || fail record
+"$KILN" export $W/cs.kiln --format folded >$W/f || fail folded
+awk 'NF < 2 || $NF !~ /^-?[0-9]+$/ { exit 1 }' $W/f || fail "folded line format"
+sort -c $W/f || fail "folded lines sorted"
+"$KILN" flamegraph $W/cs.kiln -o $W/fg.svg || fail flamegraph
+python3 - $W/fg.svg <<'PY' || fail "svg"
+import sys, xml.etree.ElementTree as ET
+t = ET.parse(sys.argv[1]); root = t.getroot(); assert root.tag.endswith('svg')
+s = open(sys.argv[1]).read()
+assert '<script' in s and 'frame_a' in s and 'cpu_split.c' in s
+ns = {'s': 'http://www.w3.org/2000/svg'}
+g = root.findall('.//s:g[@id="frames"]/s:g', ns)
+assert len(g) > 10
+titles = [x.find('s:title', ns).text for x in g]
+fa = [t for t in titles if t.startswith('frame_a (')]
+assert fa and '%' in fa[0], fa
+PY
+ok "svg"
+"$KILN" flamegraph $W/cs.kiln --metric alloc_bytes --inverted -o $W/heap.svg || fail "heap svg"
+grep -q 'INVERTED = true' $W/heap.svg || fail "inverted"
+"$KILN" export $W/cs.kiln --format speedscope -o $W/ss.json || fail speedscope
+python3 - $W/ss.json <<'PY' || fail "speedscope schema"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["$schema"] == "https://www.speedscope.app/file-format-schema.json"
+fr = d["shared"]["frames"]; names = [f["name"] for f in fr]
+assert "frame_a" in names
+for p in d["profiles"]:
+    assert p["type"] == "sampled" and len(p["samples"]) == len(p["weights"])
+    assert p["endValue"] == sum(p["weights"])
+    assert all(0 <= i < len(fr) for s in p["samples"] for i in s)
+PY
+ok "speedscope"
+"$KILN" export $W/cs.kiln --format json -o $W/all.json || fail json
+python3 - $W/all.json <<'PY' || fail "json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["format"] == "kiln-json" and "cpu" in d["metrics"] and "alloc_bytes" in d["metrics"]
+assert sum(c.get("cpu", 0) for c in d["cells"]) == d["samples"]
+for c in d["cells"]:
+    assert 0 <= c["stack"] < len(d["stacks"])
+PY
+ok "json"
+"$KILN" export $W/cs.kiln --format pprof -o $W/p.pb.gz || fail pprof
+python3 "$(dirname "$0")/pprof_decode.py" $W/p.pb.gz $W/f || fail "pprof decode"
+ok "pprof"
+# no half-written output: a failing export leaves nothing
+"$KILN" export $W/cs.kiln --format folded -o /nonexistent-dir/out 2>/dev/null; eq $? 1 "unwritable output"
+"$KILN" export $W/nothere --format folded -o $W/never 2>/dev/null; eq $? 1 "missing input"
+[ ! -e $W/never ] || fail "output left behind"
+# closed pipe: exit 0, no noise
+"$KILN" report $W/cs.kiln --limit 0 2>$W/e | head -1 >/dev/null; eq "${PIPESTATUS[0]}" 0 "report | head"
+[ ! -s $W/e ] || fail "noise on a closed pipe: $(cat $W/e)"
+ok "outputs"

@@ -1,0 +1,55 @@
+#!/bin/bash
+# Heap tracking, exact: leaky's leaks, peak, temporaries; a program killed
+# by SIGKILL; processes that fork and exec; C++ containers in four threads.
+source "$(dirname "$0")/lib.sh"
+run_to 60 "$KILN" record -q --heap -o $W/lk.kiln -- $TARGETS/leaky >$W/out || fail "record --heap leaky"
+grep -q 'leaky done' $W/out || fail "leaky's output"
+F=$(folded $W/lk.kiln leak_bytes)
+eq $(weight $F '^leak_small$') 1024000 leak_small
+eq $(weight $F '^leak_big$') 8388608 leak_big
+eq $(weight $F '^leak_aligned$') 196608 leak_aligned
+C=$(folded $W/lk.kiln leak_count)
+eq $(weight $C '^leak_(small|big|aligned)$') 1056 "leaked blocks"
+eq $(weight $C '^leak_aligned$') 48 "memalign-family blocks"
+P=$(folded $W/lk.kiln peak_bytes)
+eq $(weight $P '^peak_phase$') 67108864 "peak_phase at the peak"
+eq $(weight $P '^(leak_small|leak_big|leak_aligned)$') 9609216 "leaks live at the peak"
+eq $(weight $P '^(churn|grow_chain)$') 0 "temporaries live at the peak"
+M=$(folded $W/lk.kiln temp_count)
+eq $(weight $M '^churn$') 100000 "churn temporaries"
+A=$(folded $W/lk.kiln alloc_count)
+eq $(weight $A '^grow_chain$') 21 "grow_chain calls"
+eq $(weight $A '^churn$') 100000 "churn calls"
+B=$(folded $W/lk.kiln alloc_bytes)
+eq $(weight $B '^grow_chain$') 2097151 "grow_chain bytes (1+2+...+2^20)"
+eq $(weight $B '^peak_phase$') 67108864 "peak_phase bytes"
+"$KILN" report $W/lk.kiln >$W/rep || fail report
+grep -q '^# heap: .* allocated in 101[0-9]* calls, 1000[0-9][0-9] temporary; peak .*; leaked .* in 105[0-9] blocks' $W/rep || fail "heap summary: $(grep heap $W/rep)"
+"$KILN" report $W/lk.kiln --metric leak_bytes | grep -q leak_big || fail "report leak_bytes"
+ok "leaky exact"
+
+run_to 60 "$KILN" record -q --heap --no-cpu -o $W/kill.kiln -- $TARGETS/leak_kill; eq $? 137 "SIGKILLed program's exit"
+F=$(folded $W/kill.kiln leak_bytes); eq $(weight $F '^leak_then_die$') 102400 "leak before SIGKILL"
+C=$(folded $W/kill.kiln leak_count); eq $(weight $C '^leak_then_die$') 50 "blocks before SIGKILL"
+ok "SIGKILL: leaks exact, exit 137"
+
+run_to 60 "$KILN" record -q --heap -o $W/fe.kiln -- $TARGETS/fork_exec $TARGETS/leaky >$W/out || fail "record fork_exec"
+read -r _ _ c1 c2 < <(grep 'fork_exec done' $W/out) || fail "fork_exec output"
+F=$(folded $W/fe.kiln leak_bytes)
+grep -qE "^fork_exec-[0-9]+;" $F || fail "PROGRAM-PID first frame: $(head -2 $F)"
+eq $(grep "^fork_exec-$c1;" $F | weight /dev/stdin '^child_leak$') 100000 "child 1 leak"
+eq $(grep "^leaky-$c2;" $F | weight /dev/stdin '^leak_(small|big|aligned)$') 9609216 "exec'd child leak"
+ppid=$(grep -vE "^(fork_exec-$c1|leaky-$c2);" $F | grep -oE '^fork_exec-[0-9]+' | head -1)
+eq $(grep "^$ppid;" $F | weight /dev/stdin '^parent_leak$') 50000 "parent leak"
+eq $(grep "^fork_exec-$c1;" $F | weight /dev/stdin '^parent_leak$') 0 "parent's blocks are not the child's leak"
+U=$(folded $W/fe.kiln cpu)
+s=$(grep "^fork_exec-$c1;" $U | weight /dev/stdin '^child_spin$'); [ "$s" -ge 300 ] || fail "child 1 cpu $s"
+s=$(grep "^$ppid;" $U | weight /dev/stdin '^parent_spin$'); [ "$s" -ge 200 ] || fail "parent cpu $s"
+eq $(grep "^$ppid;" $U | weight /dev/stdin '^child_spin$') 0 "child's cpu not in parent"
+ok "fork + exec: each process apart"
+
+run_to 120 "$KILN" record -q --heap -o $W/cxx.kiln -- $TARGETS/cxx_threads || fail "record cxx_threads"
+A=$(folded $W/cxx.kiln alloc_count); n=$(weight $A '^churn_worker\\(int\\)$'); eq "$n" 2000000 "C++ allocations (25 a round, 20000 rounds, 4 threads)"
+L=$(folded $W/cxx.kiln leak_bytes); eq $(weight $L '^churn_worker\\(int\\)$') 0 "C++ false leak"
+grep -q 'operator new' $A || fail "operator new frames"
+ok "C++ containers in 4 threads: $n allocations, no leak"

@@ -1,0 +1,46 @@
+#!/bin/bash
+# Symbols: a dlopen'ed-then-dlclose'd library is named; a recursive function
+# is counted once per stack; an always_inline function is a frame of its own
+# with its file:line; the profile reports after the binary is deleted.
+source "$(dirname "$0")/lib.sh"
+run_to 60 "$KILN" record -q -o $W/dl.kiln -- $TARGETS/dl_main $TARGETS/libdl_lib.so >/dev/null || fail "record dl_main"
+"$KILN" report $W/dl.kiln --limit 0 >$W/rep || fail "report"
+grep -q 'dl_spin' $W/rep || fail "dl_spin not named: $(cat $W/rep)"
+F=$(folded $W/dl.kiln cpu); s=$(share $F '^dl_spin$'); within $s 66 8 || fail "dl_spin $s%"
+s=$(share $F '^after_close$'); within $s 33 8 || fail "after_close $s%"
+"$KILN" report $W/dl.kiln --by lib --limit 0 | grep -q 'libdl_lib.so' || fail "--by lib names the library"
+ok "dlopen/dlclose: dl_spin $s% named"
+
+run_to 60 "$KILN" record -q -o $W/rec.kiln -- $TARGETS/recursion 1 || fail "record recursion"
+"$KILN" report $W/rec.kiln --json --limit 0 >$W/rec.json || fail "report"
+python3 - $W/rec.json <<'PY' || fail "recursion counted more than once"
+import json, sys
+d = json.load(open(sys.argv[1])); rows = {r["name"]: r for r in d["rows"]}
+assert rows["recurse"]["total"] == d["total"], (rows["recurse"], d["total"])
+assert rows["recurse"]["total_pct"] <= 100.0
+PY
+F=$(folded $W/rec.kiln cpu); grep -q '(;recurse){13}' <(grep -oE '(;recurse)+' $F) || grep -qE '(recurse;){12}recurse' $F || fail "13 recurse frames in the stack"
+ok "recursion counted once"
+
+run_to 60 "$KILN" record -q -o $W/inl.kiln -- $TARGETS/inlined 1 || fail "record inlined"
+F=$(folded $W/inl.kiln cpu); s=$(share $F '^hot_inline$'); within $s 97 3 || fail "hot_inline frame $s%"
+grep -q ';outer_fn;hot_inline' $F || fail "hot_inline under outer_fn"
+line=$(grep -n HOT_INLINE_LINE $SRC/tests/targets/inlined.c | cut -d: -f1)
+"$KILN" report $W/inl.kiln --by line --limit 0 | grep -q "hot_inline (.*inlined.c:$line)" || fail "hot_inline at inlined.c:$line"
+ok "always_inline frame with file:line"
+
+# self-contained: copy the binary, profile the copy, delete it
+cp $TARGETS/cpu_split $W/gone
+run_to 60 "$KILN" record -q -o $W/gone.kiln -- $W/gone 0.5 >/dev/null || fail "record copy"
+rm -f $W/gone
+F=$(folded $W/gone.kiln cpu); s=$(share $F '^frame_a$'); within $s 60 6 || fail "after deleting the binary: frame_a $s%"
+"$KILN" report $W/gone.kiln --by line | grep -q 'cpu_split.c' || fail "file:line after deleting the binary"
+ok "reports after the binary is deleted"
+
+# deep recursion: stacks end in a marker, no crash, no slowdown
+s0=$(date +%s%N)
+run_to 60 "$KILN" record -q -o $W/deep.kiln -- $TARGETS/deep 20000 0.5 || fail "record deep"
+ms=$(( ($(date +%s%N) - s0) / 1000000 )); [ $ms -lt 5000 ] || fail "deep recursion took $ms ms"
+F=$(folded $W/deep.kiln cpu); s=$(share $F '^\[truncated\]$'); within $s 100 5 || fail "deep stacks marked truncated: $s%"
+grep -q '^\[truncated\];dive;dive' $F || fail "marker at the root of a deep stack"
+ok "deep recursion marked [truncated] ($ms ms)"
