@@ -196,18 +196,20 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			return corrupt(err, errlen, "symbol", off);
 		struct pframe *fr = xcalloc(n, sizeof(*fr));
 		struct ploc *l = &p->locs[loc];
+		uint16_t ntail = 0;
 		for (uint16_t i = 0; i < n; i++) {
 			char *func = cursor__str(&c), *file = cursor__str(&c);
 			uint32_t line;
 			uint8_t inl;
 			cursor__u32(&c, &line);
 			cursor__u8(&c, &inl);
-			if (c.bad) {
+			if (c.bad || inl > 2 || (inl == 2 && i != ntail)) {
 				free(func);
 				free(file);
 				free(fr);
 				return corrupt(err, errlen, "symbol", off);
 			}
+			ntail += inl == 2;
 			fr[i].func = *func ? intern__str(&p->strings, func) : l->frames[0].func;
 			fr[i].file = intern__str(&p->strings, file);
 			fr[i].line = line;
@@ -218,8 +220,27 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			free(file);
 		}
 		free(l->frames);
-		l->frames = fr;
-		l->nframes = n;
+		free(l->tail);
+		l->tail = NULL;
+		l->ntail = 0;
+		if (ntail == n) { /* only tail frames: keep the fallback name */
+			l->frames = xcalloc(1, sizeof(*l->frames));
+			l->frames[0] = fr[0];
+			l->frames[0].func = loc_fallback_name(p, l->module, l->addr);
+			l->frames[0].kind = module_frame_kind(p, l->module);
+			l->frames[0].inlined = 0;
+			l->nframes = 1;
+		} else {
+			l->frames = xmemdup(fr + ntail, (size_t)(n - ntail) * sizeof(*fr));
+			l->nframes = (uint16_t)(n - ntail);
+		}
+		if (ntail) {
+			l->tail = xmemdup(fr, ntail * sizeof(*fr));
+			l->ntail = ntail;
+			for (uint16_t i = 0; i < ntail; i++)
+				l->tail[i].kind = module_frame_kind(p, l->module);
+		}
+		free(fr);
 		return 0;
 	}
 	case REC_STACK: {
@@ -383,8 +404,10 @@ void profile__release(struct profile *p)
 		free(p->modules[i].path);
 		free(p->modules[i].build_id);
 	}
-	for (size_t i = 0; i < p->nlocs; i++)
+	for (size_t i = 0; i < p->nlocs; i++) {
 		free(p->locs[i].frames);
+		free(p->locs[i].tail);
+	}
 	for (size_t i = 0; i < p->nstacks; i++)
 		free(p->stacks[i].locs);
 	for (size_t i = 0; i < p->nprocs; i++) {
@@ -430,6 +453,20 @@ size_t profile__stack_frames(const struct profile *p, uint32_t stack, const stru
 		const struct ploc *l = &p->locs[s->locs[i]];
 		for (int k = (int)l->nframes - 1; k >= 0 && n < max; k--)
 			out[n++] = &l->frames[k];
+		if (!l->ntail)
+			continue;
+		/* tail-call frames, down to (not including) the deeper frame the
+		 * call really reached */
+		uint32_t stop = UINT32_MAX;
+		if (i > 0) {
+			const struct ploc *d = &p->locs[s->locs[i - 1]];
+			stop = d->frames[d->nframes - 1].func;
+		}
+		for (int k = (int)l->ntail - 1; k >= 0 && n < max; k--) {
+			if (l->tail[k].func == stop)
+				break;
+			out[n++] = &l->tail[k];
+		}
 	}
 	return n;
 }

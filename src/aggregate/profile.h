@@ -34,6 +34,8 @@ struct ploc {
 	uint8_t flags;
 	uint16_t nframes; /* innermost first */
 	struct pframe *frames;
+	uint16_t ntail;   /* functions the call here entered by tail calls, innermost first */
+	struct pframe *tail;
 };
 
 struct pstack {

@@ -669,7 +669,7 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 	int n = 0;
 	uint64_t a = key->addr - ((key->flags & LOC_RETADDR) ? 1 : 0);
 	if (m->img)
-		n = image__symbolize(m->img, a, fr, 32);
+		n = image__symbolize(m->img, a, (key->flags & LOC_RETADDR) ? key->addr : 0, fr, 32);
 	else if (m->kind == MOD_ANON) {
 		char name[512];
 		if (jit_name(m->pid, a, name, sizeof(name))) {

@@ -236,7 +236,8 @@ static void add_sym(struct image *img, size_t *cap, uint64_t addr, uint64_t size
 	ARR_GROW(img->syms, *cap, img->nsyms + 1);
 	img->syms[img->nsyms].addr = addr;
 	img->syms[img->nsyms].size = size;
-	img->syms[img->nsyms].name = xstrdup(name);
+	const char *at = strchr(name, '@'); /* memcpy@@GLIBC_2.14: drop the version */
+	img->syms[img->nsyms].name = at && at != name ? xstrndup(name, (size_t)(at - name)) : xstrdup(name);
 	img->nsyms++;
 }
 
@@ -358,6 +359,113 @@ static const char *cu_file(Dwarf_Die *cudie, Dwarf_Word idx)
 	return dwarf_filesrc(files, idx, NULL, NULL);
 }
 
+static bool die_is_call_site(Dwarf_Die *d)
+{
+	int t = dwarf_tag(d);
+	return t == DW_TAG_call_site || t == DW_TAG_GNU_call_site;
+}
+
+static bool call_site_origin(Dwarf_Die *site, Dwarf_Die *out)
+{
+	Dwarf_Attribute attr;
+	if (!dwarf_attr(site, DW_AT_call_origin, &attr) && !dwarf_attr(site, DW_AT_abstract_origin, &attr))
+		return false;
+	return dwarf_formref_die(&attr, out) != NULL;
+}
+
+static bool die_is_definition(Dwarf_Die *d)
+{
+	bool decl = false;
+	Dwarf_Attribute attr;
+	if (dwarf_attr(d, DW_AT_declaration, &attr))
+		dwarf_formflag(&attr, &decl);
+	return !decl && dwarf_hasattr(d, DW_AT_low_pc);
+}
+
+/* The functions a call entered by tail calls that left no frame: the call
+ * site returning to ret (in one of scopes) names its callee; while that
+ * callee's body ends in exactly one tail call, follow it (as gdb's tail-call
+ * frames do). Frames are added innermost first with inlined = 2. */
+static int tail_chain(Dwarf_Die *scopes, int ns, uint64_t ret, struct sym_frame *out, int max)
+{
+	Dwarf_Die site, callee;
+	bool found = false;
+	for (int i = 0; i < ns && !found; i++) {
+		Dwarf_Die child;
+		if (dwarf_child(&scopes[i], &child) != 0)
+			continue;
+		do {
+			if (!die_is_call_site(&child))
+				continue;
+			Dwarf_Attribute attr;
+			Dwarf_Addr pc;
+			if ((dwarf_attr(&child, DW_AT_call_return_pc, &attr) || dwarf_attr(&child, DW_AT_low_pc, &attr)) &&
+			    dwarf_formaddr(&attr, &pc) == 0 && pc == ret) {
+				site = child;
+				found = true;
+				break;
+			}
+		} while (dwarf_siblingof(&child, &child) == 0);
+		int tag = dwarf_tag(&scopes[i]);
+		if (tag == DW_TAG_subprogram)
+			break;
+	}
+	if (!found || !call_site_origin(&site, &callee))
+		return 0;
+	char *names[8];
+	int n = 0;
+	while (n < 8 && die_is_definition(&callee)) {
+		names[n] = die_name(&callee);
+		if (!names[n])
+			break;
+		n++;
+		/* exactly one tail call in its body? */
+		Dwarf_Die child, next;
+		int tails = 0;
+		if (dwarf_child(&callee, &child) == 0) {
+			do {
+				if (!die_is_call_site(&child))
+					continue;
+				bool tail = false;
+				Dwarf_Attribute attr;
+				if (dwarf_attr(&child, DW_AT_call_tail_call, &attr) ||
+				    dwarf_attr(&child, DW_AT_GNU_tail_call, &attr))
+					dwarf_formflag(&attr, &tail);
+				if (tail && call_site_origin(&child, &next))
+					tails++;
+			} while (dwarf_siblingof(&child, &child) == 0);
+		}
+		if (tails != 1)
+			break;
+		/* find it again (next holds the last one seen) */
+		if (dwarf_child(&callee, &child) != 0)
+			break;
+		do {
+			bool tail = false;
+			Dwarf_Attribute attr;
+			if (die_is_call_site(&child) &&
+			    (dwarf_attr(&child, DW_AT_call_tail_call, &attr) || dwarf_attr(&child, DW_AT_GNU_tail_call, &attr)) &&
+			    dwarf_formflag(&attr, &tail) == 0 && tail && call_site_origin(&child, &next))
+				break;
+		} while (dwarf_siblingof(&child, &child) == 0);
+		callee = next;
+	}
+	/* innermost first */
+	int k = 0;
+	for (int i = n - 1; i >= 0; i--) {
+		if (k < max) {
+			out[k].func = names[i];
+			out[k].file = xstrdup("");
+			out[k].line = 0;
+			out[k].inlined = 2;
+			k++;
+		} else {
+			free(names[i]);
+		}
+	}
+	return k;
+}
+
 void sym_frame__release(struct sym_frame *f)
 {
 	free(f->func);
@@ -365,7 +473,7 @@ void sym_frame__release(struct sym_frame *f)
 	f->func = f->file = NULL;
 }
 
-int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, int max)
+int image__symbolize(struct image *img, uint64_t vaddr, uint64_t ret, struct sym_frame *out, int max)
 {
 	if (max <= 0)
 		return 0;
@@ -384,6 +492,8 @@ int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, i
 		int ns = cudie ? dwarf_getscopes(cudie, vaddr - bias, &scopes) : 0;
 		char *cur_file = file ? xstrdup(file) : NULL;
 		int cur_line = line;
+		if (ret && ns > 0)
+			n = tail_chain(scopes, ns, ret, out, max / 2);
 		for (int i = 0; i < ns && n < max; i++) {
 			int tag = dwarf_tag(&scopes[i]);
 			if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
@@ -416,7 +526,7 @@ int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, i
 		free(scopes);
 		/* A chain ending in an inlined frame lacks its outer function
 		 * (abstract DIE only): name it from the symbol table. */
-		if (n > 0 && out[n - 1].inlined && n < max) {
+		if (n > 0 && out[n - 1].inlined == 1 && n < max) {
 			const struct image_sym *s = find_sym(img, vaddr);
 			if (s) {
 				out[n].func = symbols__demangle(s->name);
@@ -427,15 +537,18 @@ int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, i
 			}
 		}
 	}
-	if (n == 0) {
+	bool named = false;
+	for (int i = 0; i < n; i++)
+		named |= out[i].inlined != 2;
+	if (!named && n < max) {
 		const struct image_sym *s = find_sym(img, vaddr);
 		if (!s)
-			return 0;
-		out[0].func = symbols__demangle(s->name);
-		out[0].file = xstrdup(file ? file : "");
-		out[0].line = (uint32_t)(line > 0 ? line : 0);
-		out[0].inlined = false;
-		n = 1;
+			return n;
+		out[n].func = symbols__demangle(s->name);
+		out[n].file = xstrdup(file ? file : "");
+		out[n].line = (uint32_t)(line > 0 ? line : 0);
+		out[n].inlined = 0;
+		n++;
 	}
 	return n;
 }

@@ -56,13 +56,15 @@ int image__read(const struct image *img, uint64_t vaddr, void *out, size_t n);
 struct sym_frame {
 	char *func, *file;
 	uint32_t line;
-	bool inlined;
+	uint8_t inlined; /* 0 a function, 1 inlined into the next, 2 entered by a tail call */
 };
 
 /* Name vaddr (already adjusted for return addresses): fills out[] innermost
- * first (inlined callees before their caller), at most max. Returns how many
+ * first (inlined callees before their caller), at most max. When ret is the
+ * return address of a call (vaddr = ret - 1), the functions that call
+ * entered by tail calls come first, with inlined = 2. Returns how many
  * frames were found, 0 when nothing names this address. */
-int image__symbolize(struct image *img, uint64_t vaddr, struct sym_frame *out, int max);
+int image__symbolize(struct image *img, uint64_t vaddr, uint64_t ret, struct sym_frame *out, int max);
 void sym_frame__release(struct sym_frame *f);
 
 /* C++ (and Rust legacy) demangling; returns a malloc'ed name (a copy of the

@@ -54,6 +54,14 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+void *xmemdup(const void *p, size_t n)
+{
+	void *q = xmalloc(n);
+	if (n)
+		memcpy(q, p, n);
+	return q;
+}
+
 void grow_array(void **arr, size_t *cap, size_t need, size_t sz)
 {
 	if (need <= *cap)

@@ -16,6 +16,7 @@ void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+void *xmemdup(const void *p, size_t n);
 /* Grow *arr (of *cap elements of size sz) to hold at least need elements. */
 void grow_array(void **arr, size_t *cap, size_t need, size_t sz);
 #define ARR_GROW(arr, cap, need) grow_array((void **)&(arr), &(cap), (need), sizeof(*(arr)))
