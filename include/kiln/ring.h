@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define KILN_RING_MAGIC 0x676e69726e6c696bULL /* "kilnring" */
-#define KILN_RING_WORDS (1u << 18)             /* 2 MiB of events */
+#define KILN_RING_WORDS (1u << 20)             /* 8 MiB of events */
 
 enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3 };
 

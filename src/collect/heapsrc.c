@@ -29,9 +29,10 @@ struct hring {
 	char *path;
 	struct kiln_ring_hdr *hdr;
 	uint64_t *data;
-	uint64_t mask, tail;
+	uint64_t mask, tail, head; /* head: last seen, reloaded when reached */
 	uint32_t pid, tid;
-	uint32_t *stacks; /* ring-local id -> recorder stack id */
+	struct rproc *proc;
+	uint32_t *stacks; /* ring-local stack id -> recorder cell (pid, tid, stack) */
 	size_t cstacks;
 };
 
@@ -142,6 +143,8 @@ static bool ring_open(struct heapsrc *h, const char *name)
 	rg->tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
 	rg->pid = hdr->pid;
 	rg->tid = hdr->tid;
+	rg->head = rg->tail;
+	rg->proc = recorder__proc(h->r, hdr->pid);
 	struct hgroup *g = group_get(h, hdr->pid, hdr->nonce);
 	ARR_GROW(g->rings, g->cap, g->n + 1);
 	g->rings[g->n++] = rg;
@@ -188,8 +191,10 @@ static void scan(struct heapsrc *h, bool full)
 
 static inline uint64_t ring_avail(struct hring *rg, uint64_t *head)
 {
-	*head = __atomic_load_n(&rg->hdr->head, __ATOMIC_ACQUIRE);
-	return *head - rg->tail;
+	if (rg->head == rg->tail)
+		rg->head = __atomic_load_n(&rg->hdr->head, __ATOMIC_ACQUIRE);
+	*head = rg->head;
+	return rg->head - rg->tail;
 }
 
 #define W(rg, i) ((rg)->data[((rg)->tail + (i)) & (rg)->mask])
@@ -221,7 +226,8 @@ static uint64_t ring_front(struct heapsrc *h, struct hring *rg)
 			ips[i] = W(rg, 2 + i);
 		if (id < (1u << 24)) {
 			ARR_GROW(rg->stacks, rg->cstacks, id + 1);
-			rg->stacks[id] = recorder__stack(h->r, rg->pid, ips, (int)n, false, truncated);
+			uint32_t st = recorder__stack(h->r, rg->pid, ips, (int)n, false, truncated);
+			rg->stacks[id] = recorder__cell(h->r, rg->pid, rg->tid, st);
 		}
 		rg->tail += n + 2;
 	}
@@ -233,11 +239,13 @@ static void ring_consume_event(struct heapsrc *h, struct hring *rg)
 	unsigned type = w0 & 0xff;
 	if (type == RING_ALLOC) {
 		uint64_t addr = W(rg, 1), size = W(rg, 2), id = W(rg, 3);
-		uint32_t stack = id < rg->cstacks ? rg->stacks[id] : recorder__stack(h->r, rg->pid, NULL, 0, false, true);
-		recorder__alloc(h->r, rg->pid, rg->tid, stack, addr, size);
+		uint32_t cell = id < rg->cstacks ? rg->stacks[id]
+					: recorder__cell(h->r, rg->pid, rg->tid,
+							 recorder__stack(h->r, rg->pid, NULL, 0, false, true));
+		recorder__alloc_cell(h->r, cell, addr, size);
 		rg->tail += 4;
 	} else if (type == RING_FREE) {
-		recorder__free_block(h->r, rg->pid, W(rg, 1));
+		recorder__free_in(h->r, rg->proc, W(rg, 1));
 		rg->tail += 2;
 	} else {
 		uint64_t head;

@@ -124,7 +124,7 @@ static int open_one(struct sampler *s, pid_t tid, int cpu, bool *exclude_kernel)
 				return -errno;
 			return 0;
 		}
-	size_t pages = RING_PAGES;
+	size_t pages = s->o.cpu ? RING_PAGES : 64; /* no samples: maps and tasks only */
 	void *base;
 	for (;;) {
 		base = mmap(NULL, (pages + 1) * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);

@@ -65,6 +65,8 @@ struct rcell {
 	/* heap */
 	int64_t live_bytes, live_count, peak_bytes, frozen_bytes, frozen_count;
 	uint64_t mod_seq;
+	uint32_t thr; /* index in recorder.thr */
+	struct rproc *proc;
 };
 
 struct rthread {
@@ -476,12 +478,20 @@ static struct rcell *cell_get(struct recorder *r, uint32_t pid, uint32_t tid, ui
 	bool added;
 	uint32_t id = intern__put(&r->cellkeys, key, sizeof(key), &added);
 	if (added) {
+		uint32_t thr = (uint32_t)(thread_get(r, pid, tid) - r->thr);
 		ARR_GROW(r->cells, r->ccells, id + 1);
 		r->cells[id].pid = pid;
 		r->cells[id].tid = tid;
 		r->cells[id].stack = stack;
+		r->cells[id].thr = thr;
+		r->cells[id].proc = recorder__proc(r, pid);
 	}
 	return &r->cells[id];
+}
+
+uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
+{
+	return (uint32_t)(cell_get(r, pid, tid, stack) - r->cells);
 }
 
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
@@ -511,34 +521,48 @@ static void heap_change(struct rproc *p, struct rcell *c, int64_t bytes, int64_t
 void recorder__free_block(struct recorder *r, uint32_t pid, uint64_t addr)
 {
 	struct rproc *p = proc_find(r, pid);
+	if (p)
+		recorder__free_in(r, p, addr);
+}
+
+void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr)
+{
 	struct u64map_ent e;
-	if (!p || !u64map__remove(&p->live, addr, &e))
+	if (!u64map__remove(&p->live, addr, &e))
 		return; /* allocated before tracking began (or in the parent before fork) */
 	struct rcell *c = &r->cells[e.v2];
 	heap_change(p, c, -(int64_t)e.v1, -1);
-	struct u64map_ent *te = u64map__find(&r->threads, ((uint64_t)pid << 32) | c->tid);
-	if (te && r->thr[te->v1].last_alloc == addr) {
+	struct rthread *t = &r->thr[c->thr];
+	if (t->last_alloc == addr) {
 		c->v[KM_TEMP_COUNT]++;
-		r->thr[te->v1].last_alloc = 0;
+		t->last_alloc = 0;
 	}
+}
+
+void recorder__alloc_cell(struct recorder *r, uint32_t cid, uint64_t addr, uint64_t size)
+{
+	struct rcell *c = &r->cells[cid];
+	struct rproc *p = c->proc;
+	bool created;
+	struct u64map_ent *e = u64map__upsert(&p->live, addr, &created);
+	if (!created) {
+		/* a free we never saw: forget the old block first */
+		recorder__free_in(r, p, addr);
+		e = u64map__upsert(&p->live, addr, &created);
+	}
+	c = &r->cells[cid];
+	c->v[KM_ALLOC_BYTES] += (int64_t)size;
+	c->v[KM_ALLOC_COUNT]++;
+	e->v1 = size;
+	e->v2 = cid;
+	heap_change(p, c, (int64_t)size, 1);
+	r->thr[c->thr].last_alloc = addr;
 }
 
 void recorder__alloc(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, uint64_t addr,
 		     uint64_t size)
 {
-	struct rproc *p = recorder__proc(r, pid);
-	if (u64map__find(&p->live, addr))
-		recorder__free_block(r, pid, addr); /* a free we never saw */
-	struct rcell *c = cell_get(r, pid, tid, stack);
-	uint32_t cid = (uint32_t)(c - r->cells);
-	c->v[KM_ALLOC_BYTES] += (int64_t)size;
-	c->v[KM_ALLOC_COUNT]++;
-	bool created;
-	struct u64map_ent *e = u64map__upsert(&p->live, addr, &created);
-	e->v1 = size;
-	e->v2 = cid;
-	heap_change(p, c, (int64_t)size, 1);
-	thread_get(r, pid, tid)->last_alloc = addr;
+	recorder__alloc_cell(r, recorder__cell(r, pid, tid, stack), addr, size);
 }
 
 void recorder__heap_end(struct recorder *r, uint32_t pid)

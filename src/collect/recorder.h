@@ -54,7 +54,11 @@ void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t st
 /* Heap events, in the order the process made them. */
 void recorder__alloc(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, uint64_t addr,
 		     uint64_t size);
+/* The same with the cell (pid, tid, stack) looked up once by the caller. */
+uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack);
+void recorder__alloc_cell(struct recorder *r, uint32_t cell, uint64_t addr, uint64_t size);
 void recorder__free_block(struct recorder *r, uint32_t pid, uint64_t addr);
+void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr);
 /* A process image ended (exec or exit): its live blocks become leaks. */
 void recorder__heap_end(struct recorder *r, uint32_t pid);
 

@@ -63,7 +63,7 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *valp, in
 	if (write)
 		return -UNW_EINVAL;
 	const struct unwind_mem *m = u->mem;
-	if (addr >= m->sp && addr + sizeof(*valp) <= m->sp + m->size) {
+	if (addr >= m->sp && m->size >= sizeof(*valp) && addr - m->sp <= m->size - sizeof(*valp)) {
 		memcpy(valp, m->stack + (addr - m->sp), sizeof(*valp));
 		return 0;
 	}

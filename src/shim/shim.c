@@ -36,6 +36,7 @@
 #include <libunwind.h>
 #include "kiln/kiln.h"
 #include "kiln/ring.h"
+#include "shim/cfi.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -91,6 +92,7 @@ static uintptr_t g_self_lo, g_self_hi; /* our own text, skipped in stacks */
 static pthread_key_t g_key;
 static bool g_key_ok;
 static volatile int g_recorder_gone;
+static int g_threads;          /* rings made in this image: >1 means seq must be atomic */
 
 struct cache_slot {
 	uint64_t hash;
@@ -108,6 +110,8 @@ struct tstate {
 	struct cache_slot *slots; /* CACHE_SLOTS */
 	uint64_t *arena;          /* ARENA_WORDS */
 	uint32_t arena_used;
+	struct cfi_rule *rules;   /* CFI_RULES */
+	uintptr_t stack_hi;
 };
 
 static TLS int t_guard;
@@ -187,6 +191,7 @@ static void atfork_child(void)
 	t->arena_used = 0;
 	t->next_id = 0;
 	g_ringno = 0;
+	g_threads = 0;
 	__atomic_add_fetch(&g_epoch, 1, __ATOMIC_RELAXED);
 	t->epoch = g_epoch;
 	new_image();
@@ -280,6 +285,7 @@ static bool ring_create(struct tstate *t)
 		unlink(tmp);
 		return false;
 	}
+	__atomic_add_fetch(&g_threads, 1, __ATOMIC_SEQ_CST);
 	t->hdr = h;
 	t->data = (uint64_t *)((char *)m + KILN_RING_HDR_SIZE);
 	t->mask = KILN_RING_WORDS - 1;
@@ -303,6 +309,10 @@ static void thread_end(void *arg)
 		munmap(t->arena, 8 * (size_t)ARENA_WORDS);
 		t->slots = NULL;
 		t->arena = NULL;
+	}
+	if (t->rules) {
+		munmap(t->rules, sizeof(struct cfi_rule) * CFI_RULES);
+		t->rules = NULL;
 	}
 	t->destructs++;
 	t_guard--;
@@ -363,10 +373,23 @@ static struct tstate *thread_state(void)
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		void *a = mmap(NULL, 8 * (size_t)ARENA_WORDS, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		void *rl = mmap(NULL, sizeof(struct cfi_rule) * CFI_RULES, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (s != MAP_FAILED && a != MAP_FAILED) {
 			t->slots = s;
 			t->arena = a;
+			t->rules = rl != MAP_FAILED ? rl : NULL;
+			pthread_attr_t attr;
+			void *addr;
+			size_t size;
+			if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+				if (pthread_attr_getstack(&attr, &addr, &size) == 0)
+					t->stack_hi = (uintptr_t)addr + size;
+				pthread_attr_destroy(&attr);
+			}
 		} else {
+			if (rl != MAP_FAILED)
+				munmap(rl, sizeof(struct cfi_rule) * CFI_RULES);
 			if (s != MAP_FAILED)
 				munmap(s, sizeof(*t->slots) * CACHE_SLOTS);
 			if (a != MAP_FAILED)
@@ -376,11 +399,26 @@ static struct tstate *thread_state(void)
 	return t;
 }
 
+static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
+{
+	uint64_t d = 0;
+	for (int i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
 /* The id of this thread's stack, sending its definition the first time. */
 static bool stack_id(struct tstate *t, uint64_t *out)
 {
 	void *ips[SHIM_DEPTH + 8];
-	int n = unw_backtrace(ips, SHIM_DEPTH + 8);
+	int n = -1;
+	if (likely(t->rules && t->stack_hi)) {
+		uintptr_t ip, sp, bp;
+		__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
+		n = cfi_backtrace(t->rules, ip, sp, bp, t->stack_hi, ips, SHIM_DEPTH + 8);
+	}
+	if (n < 0)
+		n = unw_backtrace(ips, SHIM_DEPTH + 8);
 	int skip = 0;
 	while (skip < n && (uintptr_t)ips[skip] >= g_self_lo && (uintptr_t)ips[skip] < g_self_hi)
 		skip++;
@@ -407,7 +445,7 @@ static bool stack_id(struct tstate *t, uint64_t *out)
 				break;
 			}
 			if (c->hash == h && c->depth == (uint32_t)n && c->truncated == truncated &&
-			    !memcmp(t->arena + c->off, s, (size_t)n * 8)) {
+			    same_words(t->arena + c->off, s, n)) {
 				*out = c->id;
 				return true;
 			}
@@ -435,6 +473,16 @@ static bool stack_id(struct tstate *t, uint64_t *out)
 	return true;
 }
 
+/* The next sequence number. While this image has one recording thread a
+ * plain increment does (no other thread takes numbers); from the second
+ * thread's first event on, an atomic one. */
+static inline uint64_t next_seq(void)
+{
+	if (likely(__atomic_load_n(&g_threads, __ATOMIC_RELAXED) <= 1))
+		return g_seq++;
+	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+}
+
 static __attribute__((noinline)) void record(void *freed, void *p, size_t size)
 {
 	int saved = errno;
@@ -445,7 +493,7 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size)
 	if (freed) {
 		if (!ring_reserve(t, 2))
 			goto out;
-		uint64_t seq = __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+		uint64_t seq = next_seq();
 		ring_put(t, 0, seq << 8 | RING_FREE);
 		ring_put(t, 1, (uint64_t)(uintptr_t)freed);
 		ring_publish(t, 2);
@@ -454,7 +502,7 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size)
 		uint64_t id;
 		if (!stack_id(t, &id) || !ring_reserve(t, 4))
 			goto out;
-		uint64_t seq = __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+		uint64_t seq = next_seq();
 		ring_put(t, 0, seq << 8 | RING_ALLOC);
 		ring_put(t, 1, (uint64_t)(uintptr_t)p);
 		ring_put(t, 2, size);

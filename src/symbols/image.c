@@ -207,9 +207,9 @@ int image__read(const struct image *img, uint64_t vaddr, void *out, size_t n)
 {
 	for (size_t i = 0; i < img->nloads; i++) {
 		const struct image_load *l = &img->loads[i];
-		if (vaddr >= l->vaddr && vaddr + n <= l->vaddr + l->filesz) {
+		if (vaddr >= l->vaddr && l->filesz >= n && vaddr - l->vaddr <= l->filesz - n) {
 			uint64_t off = l->off + (vaddr - l->vaddr);
-			if (off + n > img->size)
+			if (off > img->size || img->size - off < n)
 				return -EFAULT;
 			memcpy(out, img->data + off, n);
 			return 0;

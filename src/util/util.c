@@ -268,7 +268,7 @@ struct u64map_ent *u64map__find(struct u64map *m, uint64_t key)
 
 struct u64map_ent *u64map__upsert(struct u64map *m, uint64_t key, bool *created)
 {
-	if ((m->len + 1) * 4 >= m->cap * 3)
+	if ((m->len + 1) * 2 >= m->cap)
 		u64map_rehash(m, m->cap ? m->cap * 2 : 64);
 	size_t mask = m->cap - 1, j = hash_u64(key) & mask;
 	for (;;) {
