@@ -453,7 +453,11 @@ static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool r
 		key.addr = ip;
 	}
 	key.flags = retaddr ? LOC_RETADDR : 0;
-	return intern__put(&r->locs, &key, sizeof(key), NULL);
+	bool added;
+	uint32_t id = intern__put(&r->locs, &key, sizeof(key), &added);
+	if (added && m && m->img)
+		image__prefetch(m->img);
+	return id;
 }
 
 uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, bool exact_leaf,
@@ -620,6 +624,7 @@ void recorder__free(struct recorder *r)
 {
 	if (!r)
 		return;
+	image__prefetch_stop();
 	for (size_t i = 0; i < r->nprocs; i++) {
 		struct rproc *p = r->procs[i];
 		if (p->as)

@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -473,10 +475,91 @@ void sym_frame__release(struct sym_frame *f)
 	f->func = f->file = NULL;
 }
 
+/* ---- prefetch worker ---- */
+static pthread_mutex_t pf_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pf_cv = PTHREAD_COND_INITIALIZER;
+static struct image **pf_queue;
+static size_t pf_len, pf_cap;
+static bool pf_started, pf_stop;
+static pthread_t pf_thread;
+
+static void *pf_main(void *arg)
+{
+	pthread_mutex_lock(&pf_mu);
+	for (;;) {
+		while (!pf_len && !pf_stop)
+			pthread_cond_wait(&pf_cv, &pf_mu);
+		if (!pf_len)
+			break;
+		struct image *img = pf_queue[0];
+		memmove(pf_queue, pf_queue + 1, --pf_len * sizeof(*pf_queue));
+		pthread_mutex_unlock(&pf_mu);
+		if (!img->dw)
+			dwarf_open(img);
+		if (img->dw->mod) {
+			Dwarf_Addr bias;
+			dwfl_module_getdwarf(img->dw->mod, &bias);
+		}
+		if (!img->syms_loaded)
+			load_syms(img);
+		pthread_mutex_lock(&pf_mu);
+		img->prefetch = 2;
+		pthread_cond_broadcast(&pf_cv);
+	}
+	pthread_mutex_unlock(&pf_mu);
+	return NULL;
+}
+
+void image__prefetch(struct image *img)
+{
+	if (img->prefetch || img->is_vdso)
+		return;
+	pthread_mutex_lock(&pf_mu);
+	if (!pf_started && !pf_stop) {
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the main thread */
+		pf_started = pthread_create(&pf_thread, NULL, pf_main, NULL) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (pf_started) {
+		ARR_GROW(pf_queue, pf_cap, pf_len + 1);
+		pf_queue[pf_len++] = img;
+		img->prefetch = 1;
+		pthread_cond_broadcast(&pf_cv);
+	}
+	pthread_mutex_unlock(&pf_mu);
+}
+
+static void prefetch_wait(struct image *img)
+{
+	pthread_mutex_lock(&pf_mu);
+	while (img->prefetch == 1)
+		pthread_cond_wait(&pf_cv, &pf_mu);
+	pthread_mutex_unlock(&pf_mu);
+}
+
+void image__prefetch_stop(void)
+{
+	pthread_mutex_lock(&pf_mu);
+	pf_stop = true;
+	pthread_cond_broadcast(&pf_cv);
+	bool started = pf_started;
+	pf_started = false;
+	pthread_mutex_unlock(&pf_mu);
+	if (started)
+		pthread_join(pf_thread, NULL);
+	free(pf_queue);
+	pf_queue = NULL;
+	pf_len = pf_cap = 0;
+}
+
 int image__symbolize(struct image *img, uint64_t vaddr, uint64_t ret, struct sym_frame *out, int max)
 {
 	if (max <= 0)
 		return 0;
+	if (img->prefetch == 1)
+		prefetch_wait(img);
 	if (!img->dw)
 		dwarf_open(img);
 	int n = 0;

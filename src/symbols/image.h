@@ -36,6 +36,7 @@ struct image {
 	size_t nsyms;
 	bool syms_loaded;
 	struct image_dwarf *dw;
+	int prefetch; /* 0 not asked, 1 queued or running, 2 done (see image__prefetch) */
 };
 
 /* Open and parse an ELF file. NULL with errno (ENOEXEC for non-ELF). */
@@ -66,6 +67,14 @@ struct sym_frame {
  * frames were found, 0 when nothing names this address. */
 int image__symbolize(struct image *img, uint64_t vaddr, uint64_t ret, struct sym_frame *out, int max);
 void sym_frame__release(struct sym_frame *f);
+
+/* Load the symbol table and DWARF of img on a worker thread, so the
+ * decompression of large debug files overlaps the recording instead of
+ * delaying its end. image__symbolize waits for it; nothing else may touch
+ * img meanwhile. */
+void image__prefetch(struct image *img);
+/* Wait for queued prefetches and stop the worker (before freeing images). */
+void image__prefetch_stop(void);
 
 /* C++ (and Rust legacy) demangling; returns a malloc'ed name (a copy of the
  * input when it is not mangled). */
