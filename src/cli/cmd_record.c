@@ -39,7 +39,7 @@ static void on_signal(int sig)
 struct record_opts {
 	const char *output;
 	long freq;
-	bool heap, cpu, wall, follow, quiet;
+	bool heap, cpu, wall, follow, quiet, freq_set;
 	double duration, snapshot_every;
 	long pid;
 	long stack_size;
@@ -52,7 +52,7 @@ static void help(void)
 	       "       kiln record [OPTIONS] -p PID\n\n"
 	       "Profile a program from launch to exit, or a running process by pid.\n\n"
 	       "  -o, --output FILE        the profile file (default kiln.data)\n"
-	       "  -F, --frequency HZ       CPU samples per second per thread (default 999, 1..100000)\n"
+	       "  -F, --frequency HZ       samples per second per thread (default 999; 99 with --wall)\n"
 	       "      --heap               also track every heap allocation (launch mode)\n"
 	       "      --no-cpu             no CPU sampling (with --heap: heap only)\n"
 	       "      --wall               wall-clock sampling: sleeping threads too\n"
@@ -93,6 +93,7 @@ static int parse(int argc, char **argv, struct record_opts *o)
 			o->output = optarg;
 			break;
 		case 'F':
+			o->freq_set = true;
 			if (!cli__parse_long(optarg, 1, 100000, &o->freq))
 				return cli__usage(CMD, "-F takes a frequency from 1 to 100000 Hz, not '%s'", optarg);
 			break;
@@ -144,6 +145,8 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		return cli__usage(CMD, "give either -p PID or a PROGRAM, not both");
 	if (o->pid < 0 && !o->argv[0])
 		return cli__usage(CMD, "no PROGRAM to launch (kiln record -- PROGRAM [ARGS]) and no -p PID");
+	if (o->wall && !o->freq_set)
+		o->freq = 99; /* each sample stops a thread for ~10-50 us */
 	if (!o->cpu && !o->heap && !o->wall)
 		return cli__usage(CMD, "--no-cpu leaves nothing to record (add --heap)");
 	if (o->heap && o->pid > 0)
@@ -297,10 +300,30 @@ static void summary(struct rec *st, double secs, const char *what)
 		(unsigned long long)recorder__samples(st->r), st->o.heap ? " and the heap" : "", st->o.output, size);
 }
 
+static bool is_zombie(long pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	char *s = read_small_file(path, NULL);
+	if (!s)
+		return false;
+	char *rp = strrchr(s, ')');
+	bool z = rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+	free(s);
+	return z;
+}
+
 /* The record loop shared by launch and attach. Returns when the target is
  * gone (child reaped: *status set), the duration passed, or on a signal. */
 static int record_loop(struct rec *st, int *status, bool *child_done)
 {
+	/* the header at once: a recorder killed in its first second still
+	 * leaves a valid (if empty) profile */
+	int frc = recorder__flush(st->r);
+	if (frc < 0) {
+		cli__error(CMD, "cannot write %s: %s", st->o.output, strerror(-frc));
+		return frc;
+	}
 	uint64_t start = now_ns(), last_flush = start, last_snap = start;
 	uint64_t dur = st->o.duration > 0 ? (uint64_t)(st->o.duration * 1e9) : 0;
 	for (;;) {
@@ -314,12 +337,16 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 			ctl_serve(st);
 		uint64_t now = now_ns();
 		if (st->child > 0) {
-			pid_t w = waitpid(st->child, status, WNOHANG);
-			if (w == st->child) {
+			/* only its end: a traced child also reports stops, which are
+			 * the ptrace sampler's to handle */
+			siginfo_t si;
+			memset(&si, 0, sizeof(si));
+			if (waitid(P_PID, (id_t)st->child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == st->child) {
+				waitpid(st->child, status, 0);
 				*child_done = true;
 				return 0;
 			}
-		} else if (kill((pid_t)st->o.pid, 0) < 0 && errno == ESRCH) {
+		} else if ((kill((pid_t)st->o.pid, 0) < 0 && errno == ESRCH) || is_zombie(st->o.pid)) {
 			*child_done = true;
 			return 0;
 		}
@@ -381,14 +408,27 @@ static void cleanup(struct rec *st)
 		close(st->ctl);
 }
 
+/* perf_event first; ptrace for --wall and where perf_event is refused. */
 static int open_sampler(struct rec *st, pid_t pid, bool launch)
 {
 	struct sampler_opts so = {
 		.pid = pid, .launch = launch, .follow = st->o.follow, .cpu = st->o.cpu && !st->o.wall,
 		.wall = st->o.wall, .freq = (int)st->o.freq, .stack_size = (uint32_t)st->o.stack_size,
 	};
-	st->ops = &perf_sampler_ops;
-	int rc = st->ops->open(&st->s, &so, st->r);
+	int rc = -EACCES;
+	if (!st->o.wall) {
+		st->ops = &perf_sampler_ops;
+		rc = st->ops->open(&st->s, &so, st->r);
+		if (rc == 0 || (rc != -EACCES && rc != -EPERM && rc != -ENOSYS && rc != -ENOENT) || !so.cpu)
+			goto out;
+		char *par = read_small_file("/proc/sys/kernel/perf_event_paranoid", NULL);
+		cli__warn(CMD, "perf_event_open refused (%s; perf_event_paranoid=%s): sampling with ptrace instead",
+			  strerror(-rc), par ? strtok(par, "\n") : "?");
+		free(par);
+	}
+	st->ops = &ptrace_sampler_ops;
+	rc = st->ops->open(&st->s, &so, st->r);
+out:
 	if (rc < 0)
 		st->s = NULL;
 	return rc;
@@ -466,11 +506,35 @@ static int launch(struct rec *st)
 		;
 	close(err[0]);
 	if (k == sizeof(e)) {
+		if (st->s)
+			st->ops->close(st->s);
+		st->s = NULL;
 		waitpid(pid, NULL, 0);
 		cli__error(CMD, "cannot run %s: %s", st->o.argv[0], strerror(e));
 		return e == ENOENT ? KILN_EXIT_NOTFOUND : KILN_EXIT_NOEXEC;
 	}
+	if (st->s)
+		st->ops->start(st->s);
 	return 0;
+}
+
+/* One actionable line for a refused attach. */
+static void attach_error(long pid, int rc, const struct sampler_ops *ops)
+{
+	if (rc == -ESRCH) {
+		cli__error(CMD, "pid %ld is gone (it exited while kiln attached)", pid);
+	} else if (rc == -EPERM || rc == -EACCES) {
+		char *scope = read_small_file("/proc/sys/kernel/yama/ptrace_scope", NULL);
+		if (ops == &ptrace_sampler_ops && scope && atoi(scope) > 0)
+			cli__error(CMD, "cannot attach to pid %ld: yama ptrace_scope is %d; run as root or "
+					"`echo 0 > /proc/sys/kernel/yama/ptrace_scope`", pid, atoi(scope));
+		else
+			cli__error(CMD, "cannot attach to pid %ld: permission denied (%s); it may belong to another "
+					"user: run kiln as that user or as root", pid, ops ? ops->name : "?");
+		free(scope);
+	} else {
+		cli__error(CMD, "cannot attach to pid %ld: %s", pid, strerror(-rc));
+	}
 }
 
 int cmd_record(int argc, char **argv)
@@ -484,6 +548,11 @@ int cmd_record(int argc, char **argv)
 	bool attach = st.o.pid > 0;
 	if (attach && kill((pid_t)st.o.pid, 0) < 0 && errno == ESRCH)
 		return cli__error(CMD, "no process with pid %ld", st.o.pid), KILN_EXIT_ERROR;
+	if (attach && is_zombie(st.o.pid))
+		return cli__error(CMD, "pid %ld is a zombie: it has exited and waits for its parent to reap it; "
+				       "there is nothing to profile", st.o.pid), KILN_EXIT_ERROR;
+	if (attach && st.o.pid == getpid())
+		return cli__usage(CMD, "kiln cannot profile itself (-p %ld)", st.o.pid);
 	uint64_t t0 = now_ns();
 	st.w = stream_writer__new(st.o.output);
 	if (!st.w) {
@@ -521,7 +590,7 @@ int cmd_record(int argc, char **argv)
 		recorder__read_maps(st.r, (uint32_t)st.o.pid);
 		rc = open_sampler(&st, (pid_t)st.o.pid, false);
 		if (rc < 0) {
-			cli__error(CMD, "cannot attach to pid %ld: perf_event_open: %s", st.o.pid, strerror(-rc));
+			attach_error(st.o.pid, rc, st.ops);
 			rc = KILN_EXIT_ERROR;
 			goto out_unlink;
 		}

@@ -1,0 +1,314 @@
+/* The ptrace sampler backend: for wall-clock sampling (--wall: sleeping and
+ * blocked threads too, in the stack they wait in) and for on-CPU sampling
+ * where perf_event_open is refused. Threads are PTRACE_SEIZEd (never
+ * ATTACH + SIGSTOP), and stopped one at a time with PTRACE_INTERRUPT only
+ * for as long as it takes to read their registers and copy the top of their
+ * stack (process_vm_readv); unwinding happens after they run again. If kiln
+ * dies, the kernel detaches the tracees and, as no SIGSTOP was ever sent,
+ * they simply go on running.
+ *
+ *   every 1/F s:  for each thread (on-CPU: only those in state R)
+ *     INTERRUPT ─► wait for the stop ─► GETREGS + copy stack ─► CONT ─► unwind
+ *
+ * Stops that are not ours (a signal being delivered, a group stop) are
+ * passed on: the signal is re-injected, a group stop is kept with LISTEN. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "collect/recorder.h"
+#include "collect/sampler.h"
+#include "collect/unwind.h"
+#include "kiln/kiln.h"
+#include "util/util.h"
+
+struct ptask {
+	pid_t tid;
+	bool attached, gone;
+};
+
+struct sampler {
+	struct sampler_opts o;
+	struct recorder *r;
+	struct ptask *tasks;
+	size_t ntasks, ctasks;
+	unsigned char *stack;
+	uint64_t next_tick, period_ns, last_scan;
+	bool stopped;
+};
+
+static struct ptask *task_find(struct sampler *s, pid_t tid)
+{
+	for (size_t i = 0; i < s->ntasks; i++)
+		if (s->tasks[i].tid == tid)
+			return &s->tasks[i];
+	return NULL;
+}
+
+static int seize(struct sampler *s, pid_t tid)
+{
+	struct ptask *t = task_find(s, tid);
+	if (t && t->attached)
+		return 0;
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
+		return -errno;
+	if (!t) {
+		ARR_GROW(s->tasks, s->ctasks, s->ntasks + 1);
+		t = &s->tasks[s->ntasks++];
+	}
+	*t = (struct ptask){.tid = tid, .attached = true};
+	return 0;
+}
+
+/* Attach to threads we do not know yet (new ones appear while we sample). */
+static int scan_tasks(struct sampler *s)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", s->o.pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	int first_err = 0, ok = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		pid_t tid = atoi(e->d_name);
+		if (tid <= 0)
+			continue;
+		int rc = seize(s, tid);
+		if (rc == 0)
+			ok++;
+		else if (rc != -ESRCH && !first_err)
+			first_err = rc;
+	}
+	closedir(d);
+	s->last_scan = now_ns();
+	return ok ? 0 : (first_err ? first_err : -ESRCH);
+}
+
+static char task_state(pid_t pid, pid_t tid)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	char *st = read_small_file(path, NULL);
+	if (!st)
+		return 0;
+	char *rp = strrchr(st, ')');
+	char c = rp && rp[1] ? rp[2] : 0;
+	free(st);
+	return c;
+}
+
+/* Wait for tid's stop; handle stops that are not ours. Returns 1 when
+ * stopped by our interrupt, 0 when it is gone or did not stop in time. */
+static int wait_stop(struct sampler *s, struct ptask *t)
+{
+	uint64_t deadline = now_ns() + 50000000ull;
+	for (;;) {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		/* peek first: the launched program's own exit is for kiln record's
+		 * loop to collect, not for us */
+		if (waitid(P_PID, (id_t)t->tid, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT | __WALL) < 0) {
+			t->gone = true;
+			return 0;
+		}
+		if (si.si_pid == 0) {
+			if (now_ns() > deadline)
+				return 0;
+			struct timespec ts = {0, 20000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
+			t->gone = true;
+			if (t->tid != s->o.pid) /* a thread: ours to reap */
+				waitpid(t->tid, NULL, __WALL | WNOHANG);
+			return 0;
+		}
+		int status;
+		if (waitpid(t->tid, &status, __WALL | WNOHANG) <= 0)
+			continue;
+		if (!WIFSTOPPED(status))
+			continue;
+		int sig = WSTOPSIG(status), event = status >> 16;
+		if (event == PTRACE_EVENT_STOP) {
+			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+				/* a real group stop: leave it stopped, as without us */
+				ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
+				return 0;
+			}
+			return 1; /* our interrupt */
+		}
+		if (event) { /* other ptrace events: go on */
+			ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+			continue;
+		}
+		/* signal-delivery-stop: deliver it, and keep waiting for ours */
+		ptrace(PTRACE_CONT, t->tid, NULL, (void *)(long)sig);
+	}
+}
+
+static size_t copy_stack(pid_t tid, uint64_t sp, unsigned char *out, size_t size)
+{
+	/* page by page: a read that runs off the stack's end stops there */
+	size_t got = 0;
+	while (got < size) {
+		uint64_t a = sp + got;
+		size_t n = 4096 - (a & 4095);
+		if (n > size - got)
+			n = size - got;
+		struct iovec l = {out + got, n}, rm = {(void *)a, n};
+		ssize_t k = process_vm_readv(tid, &l, 1, &rm, 1, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if ((size_t)k < n)
+			break;
+	}
+	return got;
+}
+
+static void sample_task(struct sampler *s, struct ptask *t, int metric)
+{
+	if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0) {
+		if (errno == ESRCH)
+			t->gone = true;
+		return;
+	}
+	if (wait_stop(s, t) != 1)
+		return;
+	struct user_regs_struct ur;
+	size_t got = 0;
+	bool ok = ptrace(PTRACE_GETREGS, t->tid, NULL, &ur) == 0;
+	if (ok)
+		got = copy_stack(t->tid, ur.rsp, s->stack, s->o.stack_size);
+	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+	if (!ok)
+		return;
+	uint64_t bias;
+	if (!recorder__image_at(s->r, (uint32_t)s->o.pid, ur.rip, &bias, NULL, NULL))
+		recorder__read_maps(s->r, (uint32_t)s->o.pid); /* dlopen since the last look */
+	struct unwind_regs regs = {
+		.ip = ur.rip, .sp = ur.rsp, .bp = ur.rbp, .bx = ur.rbx, .r12 = ur.r12, .r13 = ur.r13,
+		.r14 = ur.r14, .r15 = ur.r15, .ax = ur.rax, .cx = ur.rcx, .dx = ur.rdx, .si = ur.rsi,
+		.di = ur.rdi, .r8 = ur.r8, .r9 = ur.r9, .r10 = ur.r10, .r11 = ur.r11,
+	};
+	struct unwind_mem mem = {.stack = s->stack, .sp = ur.rsp, .size = got};
+	uint64_t ips[KILN_MAX_DEPTH];
+	bool truncated;
+	int n = unwind__stack(s->r, (uint32_t)s->o.pid, &regs, &mem, ips, KILN_MAX_DEPTH, &truncated);
+	uint32_t stack = recorder__stack(s->r, (uint32_t)s->o.pid, ips, n, true, truncated);
+	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, 1);
+}
+
+static int ptrace_open(struct sampler **out, const struct sampler_opts *o, struct recorder *r)
+{
+	struct sampler *s = xcalloc(1, sizeof(*s));
+	s->o = *o;
+	s->r = r;
+	s->stack = xmalloc(o->stack_size);
+	s->period_ns = 1000000000ull / (uint64_t)(o->freq > 0 ? o->freq : 99);
+	int rc = scan_tasks(s);
+	if (rc < 0) {
+		ptrace_sampler_ops.close(s);
+		return rc;
+	}
+	if (!o->launch)
+		recorder__read_maps(r, (uint32_t)o->pid);
+	*out = s;
+	return 0;
+}
+
+static int ptrace_start(struct sampler *s)
+{
+	/* launch mode: called once the program has exec'd; its maps are new */
+	if (s->o.launch) {
+		recorder__exec(s->r, (uint32_t)s->o.pid, NULL);
+		recorder__read_maps(s->r, (uint32_t)s->o.pid);
+	}
+	s->next_tick = now_ns();
+	return 0;
+}
+
+static int ptrace_read(struct sampler *s, int timeout_ms)
+{
+	if (s->stopped)
+		return 0;
+	uint64_t now = now_ns(), until = now + (uint64_t)timeout_ms * 1000000ull;
+	do {
+		if (now < s->next_tick) {
+			uint64_t wait = s->next_tick - now;
+			if (now + wait > until)
+				wait = until > now ? until - now : 0;
+			struct timespec ts = {(time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull)};
+			nanosleep(&ts, NULL);
+			now = now_ns();
+			if (now < s->next_tick)
+				break;
+		}
+		if (now - s->last_scan > 100000000ull)
+			scan_tasks(s);
+		int metric = s->o.wall ? KM_WALL : KM_CPU;
+		for (size_t i = 0; i < s->ntasks; i++) {
+			struct ptask *t = &s->tasks[i];
+			if (t->gone || !t->attached)
+				continue;
+			if (!s->o.wall && task_state(s->o.pid, t->tid) != 'R')
+				continue;
+			sample_task(s, t, metric);
+		}
+		/* forget ended threads */
+		size_t k = 0;
+		for (size_t i = 0; i < s->ntasks; i++)
+			if (!s->tasks[i].gone)
+				s->tasks[k++] = s->tasks[i];
+		s->ntasks = k;
+		s->next_tick += s->period_ns;
+		now = now_ns();
+		if (s->next_tick < now) /* fell behind: do not try to catch up */
+			s->next_tick = now + s->period_ns;
+	} while (now < until);
+	return 0;
+}
+
+static int ptrace_stop(struct sampler *s)
+{
+	if (s->stopped)
+		return 0;
+	s->stopped = true;
+	for (size_t i = 0; i < s->ntasks; i++)
+		if (s->tasks[i].attached && !s->tasks[i].gone) {
+			/* PTRACE_DETACH needs a stopped tracee */
+			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0 && wait_stop(s, &s->tasks[i]) == 1)
+				ptrace(PTRACE_DETACH, s->tasks[i].tid, NULL, NULL);
+			s->tasks[i].attached = false;
+		}
+	return 0;
+}
+
+static void ptrace_close(struct sampler *s)
+{
+	if (!s)
+		return;
+	ptrace_stop(s);
+	free(s->tasks);
+	free(s->stack);
+	free(s);
+}
+
+const struct sampler_ops ptrace_sampler_ops = {
+	.name = "ptrace",
+	.open = ptrace_open,
+	.start = ptrace_start,
+	.read = ptrace_read,
+	.stop = ptrace_stop,
+	.close = ptrace_close,
+};

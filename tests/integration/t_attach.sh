@@ -1,0 +1,77 @@
+#!/bin/bash
+# Attach to a running process: the 2:1 split of a busy thread, the sleeping
+# thread absent from on-CPU samples and half of wall-clock samples, the
+# server serving afterwards, threads coming and going, kiln killed mid-run.
+source "$(dirname "$0")/lib.sh"
+mkfifo $W/in
+$TARGETS/server <$W/in >$W/out & SP=$!
+exec 7>$W/in
+trap 'kill $SP 2>/dev/null; rm -rf "$W"' EXIT
+for i in $(seq 50); do grep -q ready $W/out 2>/dev/null && break; sleep 0.05; done
+tstate() { awk '/^State/{print $2}' /proc/$1/status; }
+anystopped() { for t in /proc/$1/task/*; do case $(awk '/^State/{print $2}' $t/status 2>/dev/null) in t|T) return 0;; esac; done; return 1; }
+
+run_to 30 "$KILN" record -p $SP -d 2 -o $W/a.kiln 2>$W/e; eq $? 0 "attach exit"
+F=$(folded $W/a.kiln cpu --threads)
+n=$(total $F); [ "$n" -ge 1200 ] || fail "$n on-CPU samples in 2 s"
+a=$(share $F '^work_two$'); b=$(share $F '^work_one$')
+within $a 66.7 6 && within $b 33.3 6 || fail "split $a/$b, want 66.7/33.3"
+eq $(weight $F '^wait_for_request$') 0 "sleeping thread's on-CPU samples"
+ok "attached 2 s: $n samples, split $a/$b, sleeper 0"
+echo ping >&7
+for i in $(seq 50); do grep -q 'pong 1' $W/out && break; sleep 0.05; done
+grep -q 'pong 1' $W/out || fail "the server does not serve after detach"
+anystopped $SP && fail "server left stopped"
+[ "$(awk '/^TracerPid/{print $2}' /proc/$SP/status)" = 0 ] || fail "server left traced"
+ok "server serves after detach"
+
+run_to 30 "$KILN" record --wall -p $SP -d 2 -o $W/w.kiln 2>$W/e; eq $? 0 "attach --wall exit"
+F=$(folded $W/w.kiln wall)
+s=$(share $F '^wait_for_request$'); within $s 50 8 || fail "sleeping thread holds $s% of wall samples"
+grep -q 'wait_for_request;__GI___poll\|wait_for_request;poll\|wait_for_request;__poll' $F || fail "sleeping stack: $(grep wait_for $F | head -1)"
+b=$(share $F '^busy_thread$'); within $b 50 8 || fail "busy thread $b% of wall samples"
+echo ping >&7
+for i in $(seq 50); do grep -q 'pong 2' $W/out && break; sleep 0.05; done
+grep -q 'pong 2' $W/out || fail "the server does not serve after --wall"
+ok "--wall: sleeper $s% in poll, busy $b%"
+
+# kill -9 of kiln mid-attach, 20 times (10 perf, 10 ptrace): never left stopped
+for i in $(seq 20); do
+  mode=; [ $((i % 2)) = 0 ] && mode=--wall
+  "$KILN" record -q $mode -F 999 -p $SP -o $W/k.kiln 2>/dev/null & KP=$!
+  sleep 0.$((RANDOM % 4 + 1)); kill -9 $KP; wait $KP 2>/dev/null
+  sleep 0.1
+  anystopped $SP && fail "target stopped after kill -9 of kiln ($mode, round $i)"
+done
+echo ping >&7
+for i in $(seq 50); do grep -q 'pong 3' $W/out && break; sleep 0.05; done
+grep -q 'pong 3' $W/out || fail "the server does not serve after 20 kills"
+"$KILN" report $W/k.kiln >/dev/null 2>&1; rc=$?; [ $rc -le 1 ] || fail "report of a killed attach exits $rc"
+ok "20 x kill -9 mid-attach: never stopped"
+exec 7>&-
+wait $SP 2>/dev/null
+
+# threads created and ended at a high rate while attached
+$TARGETS/thread_churn 4 & CP=$!
+sleep 0.3
+run_to 30 "$KILN" record -p $CP -d 2 -o $W/c.kiln 2>$W/e; eq $? 0 "attach to thread_churn (cpu): $(cat $W/e)"
+run_to 30 "$KILN" record --wall -p $CP -d 1 -o $W/cw.kiln 2>$W/e; eq $? 0 "attach to thread_churn (wall): $(cat $W/e)"
+anystopped $CP && fail "thread_churn left stopped"
+wait $CP; eq $? 0 "thread_churn's own exit"
+n=$(total $(folded $W/c.kiln cpu)); [ "$n" -gt 0 ] || fail "thread_churn samples $n"
+ok "thread churn: $n samples, target unharmed"
+
+# attach until the target exits on its own
+$TARGETS/cpu_split 1 >/dev/null & CP=$!
+run_to 30 "$KILN" record -p $CP -o $W/x.kiln 2>$W/e; eq $? 0 "attach until exit"
+F=$(folded $W/x.kiln cpu); s=$(share $F '^frame_a$'); within $s 60 8 || fail "attach until exit: frame_a $s%"
+ok "attach until the target exits"
+# Ctrl-C (SIGINT) to kiln ends an attach with a complete profile
+$TARGETS/cpu_split 3 >/dev/null & CP=$!
+"$KILN" record -q -p $CP -o $W/i.kiln & KP=$!
+sleep 1; kill -INT $KP; wait $KP; eq $? 0 "SIGINT to an attached kiln"
+"$KILN" report $W/i.kiln 2>$W/e >/dev/null || fail "report after SIGINT"
+[ ! -s $W/e ] || fail "profile after SIGINT is incomplete: $(cat $W/e)"
+kill -0 $CP 2>/dev/null || fail "the target died with kiln's SIGINT"
+wait $CP
+ok "SIGINT ends the attach cleanly, target runs on"
