@@ -4,6 +4,7 @@
 #include <string.h>
 #include "cli/cli.h"
 #include "export/export.h"
+#include "kiln/kiln.h"
 
 #define CMD "diff"
 
@@ -45,6 +46,16 @@ int cmd_diff(int argc, char **argv)
 	}
 	int metric = o.metric_name ? view_opts__metric(&o, CMD, &a) : profile__default_metric(&b);
 	struct view_filter vf = {.metric = metric, .pid = o.pid, .tid = o.tid, .threads = o.threads, .all_frames = o.all_frames};
+	/* A recording's end state is a snapshot too: what was live when it
+	 * ended is its leak_* */
+	struct view_filter va = vf, vb = vf;
+	if (metric == KM_LIVE_BYTES || metric == KM_LIVE_COUNT) {
+		int leak = metric == KM_LIVE_BYTES ? KM_LEAK_BYTES : KM_LEAK_COUNT;
+		if (strcmp(a.kind, "snapshot"))
+			va.metric = leak;
+		if (strcmp(b.kind, "snapshot"))
+			vb.metric = leak;
+	}
 	/* Processes differ between two runs: never split by pid in a diff. */
 	struct out out;
 	if (out__open(&out, CMD, o.output) < 0) {
@@ -55,8 +66,8 @@ int cmd_diff(int argc, char **argv)
 	int rc = 0;
 	if (o.format && (!strcmp(o.format, "folded") || !strcmp(o.format, "svg"))) {
 		struct folded fa, fb;
-		folded__build(&fa, &a, &vf);
-		folded__build(&fb, &b, &vf);
+		folded__build(&fa, &a, &va);
+		folded__build(&fb, &b, &vb);
 		if (!strcmp(o.format, "folded")) {
 			struct diff d;
 			diff__folded(&d, &fa, &fb);
@@ -70,8 +81,8 @@ int cmd_diff(int argc, char **argv)
 		folded__release(&fb);
 	} else {
 		struct table ta, tb;
-		table__build(&ta, &a, &vf, o.by);
-		table__build(&tb, &b, &vf, o.by);
+		table__build(&ta, &a, &va, o.by);
+		table__build(&tb, &b, &vb, o.by);
 		struct diff d;
 		/* by function: cumulative totals would count a change once per
 		 * caller; self values add up to the total line. */
