@@ -1,0 +1,41 @@
+/* libFuzzer target for the profile reader: every byte string must load or
+ * be refused with a message, and every view of what loads must build,
+ * without a crash, a leak or undefined behaviour (built with ASan+UBSan). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "aggregate/profile.h"
+#include "aggregate/view.h"
+#include "export/export.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct profile p;
+	char err[512];
+	if (profile__load_mem(&p, data, size, err, sizeof(err)) == 0) {
+		FILE *null = fopen("/dev/null", "w");
+		for (int m = 0; m < KM__COUNT; m++) {
+			struct view_filter vf = {.metric = m, .pid = -1, .tid = -1, .threads = m & 1};
+			struct table t;
+			table__build(&t, &p, &vf, m % 5);
+			table__sort(&t, m & 1);
+			export__table_text(null, &p, &t, 10, m & 1);
+			table__release(&t);
+			if (m == profile__default_metric(&p)) {
+				export__folded(null, &p, &vf);
+				struct svg_opts so = {.width = 1200};
+				export__svg(null, &p, &vf, &so);
+				export__speedscope(null, &p, &vf);
+				export__pprof(null, &p, &vf);
+				export__json(null, &p);
+			}
+		}
+		fclose(null);
+	} else if (!err[0]) {
+		__builtin_trap(); /* a refusal must say why */
+	}
+	profile__release(&p);
+	return 0;
+}
