@@ -17,3 +17,16 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_WERROR=ON -DKILN_SANITI
 cmake --build build-asan -j"$J" >/dev/null
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --output-on-failure -j"$J" --timeout 600 -LE nosan)
+echo "== libFuzzer on the profile reader (60 s, clang, ASan+UBSan)"
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
+cmake --build build-fuzz -j"$J" --target fuzz_profile >/dev/null
+CORPUS=$(mktemp -d /tmp/kiln-corpus.XXXXXX)
+build-ci/kiln record -q -o "$CORPUS/cpu.kiln" -- build-ci/targets/cpu_split 0.3 >/dev/null
+build-ci/kiln record -q --heap -o "$CORPUS/heap.kiln" -- build-ci/targets/leaky >/dev/null
+build-ci/kiln record -q --heap -o "$CORPUS/fork.kiln" -- build-ci/targets/fork_exec build-ci/targets/leaky >/dev/null
+build-fuzz/fuzz_profile -max_total_time="${FUZZ_SECONDS:-60}" -max_len=65536 -print_final_stats=1 \
+  "$CORPUS" 2>"$CORPUS/log" || { tail -40 "$CORPUS/log"; exit 1; }
+grep -E 'stat::number_of_executed_units|Done' "$CORPUS/log" | tail -2
+rm -rf "$CORPUS"
+echo "fuzz: 1 passed, 0 failed"

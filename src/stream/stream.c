@@ -13,6 +13,8 @@
 #include "stream/stream.h"
 #include "util/util.h"
 
+int stream_ignore_crc;
+
 struct stream_writer {
 	int fd;
 	int err;
@@ -183,7 +185,7 @@ int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned 
 		return 0;
 	}
 	const unsigned char *p = h + KILN_REC_HEADER;
-	if ((uint32_t)crc32(0L, p, n) != crc) {
+	if (!stream_ignore_crc && (uint32_t)crc32(0L, p, n) != crc) {
 		snprintf(r->err, sizeof(r->err), "corrupt record at byte %zu (checksum mismatch)", r->off);
 		return -1;
 	}

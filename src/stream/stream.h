@@ -42,4 +42,8 @@ int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n);
 int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len);
 void stream_reader__release(struct stream_reader *r);
 
+/* Fuzzing only: accept records whose CRC does not match, so mutated input
+ * reaches the decoders instead of stopping at the checksum. */
+extern int stream_ignore_crc;
+
 #endif

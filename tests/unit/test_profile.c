@@ -1,0 +1,371 @@
+/* The stream framing and the profile reader with its views, on profiles
+ * written record by record: what a table counts (a recursive frame once per
+ * stack), folded lines, markers, tail-call frames, diffs, and what the
+ * reader refuses. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "aggregate/profile.h"
+#include "aggregate/view.h"
+#include "export/export.h"
+#include "stream/stream.h"
+
+struct fixture {
+	char path[64];
+	struct stream_writer *w;
+	struct buf b;
+};
+
+static void fx_open(struct fixture *f, const char *meta)
+{
+	snprintf(f->path, sizeof(f->path), "/tmp/kiln-unit-%d-XXXXXX", (int)getpid());
+	int fd = mkstemp(f->path);
+	close(fd);
+	f->w = stream_writer__new(f->path);
+	cr_assert_not_null(f->w);
+	buf__init(&f->b);
+	stream_writer__record(f->w, REC_META, meta, strlen(meta));
+}
+
+static void fx_module(struct fixture *f, uint32_t id, const char *path)
+{
+	f->b.len = 0;
+	buf__u32(&f->b, id);
+	buf__u8(&f->b, MOD_FILE);
+	buf__u32(&f->b, 0);
+	buf__str(&f->b, path);
+	buf__str(&f->b, "abcd");
+	stream_writer__record(f->w, REC_MODULE, f->b.data, f->b.len);
+}
+
+/* a location with one frame (or an inlined pair, or a tail chain) */
+static void fx_loc(struct fixture *f, uint32_t id, uint32_t module, const char *func, const char *file, uint32_t line,
+		   const char *inlined_into, const char *tail)
+{
+	f->b.len = 0;
+	buf__u32(&f->b, id);
+	buf__u32(&f->b, module);
+	buf__u64(&f->b, 0x1000 + id * 16);
+	buf__u8(&f->b, LOC_RETADDR);
+	stream_writer__record(f->w, REC_LOC, f->b.data, f->b.len);
+	f->b.len = 0;
+	buf__u32(&f->b, id);
+	buf__u16(&f->b, (uint16_t)(1 + !!inlined_into + !!tail));
+	if (tail) {
+		buf__str(&f->b, tail);
+		buf__str(&f->b, "");
+		buf__u32(&f->b, 0);
+		buf__u8(&f->b, 2);
+	}
+	buf__str(&f->b, func);
+	buf__str(&f->b, file);
+	buf__u32(&f->b, line);
+	buf__u8(&f->b, inlined_into ? 1 : 0);
+	if (inlined_into) {
+		buf__str(&f->b, inlined_into);
+		buf__str(&f->b, file);
+		buf__u32(&f->b, line + 100);
+		buf__u8(&f->b, 0);
+	}
+	stream_writer__record(f->w, REC_SYM, f->b.data, f->b.len);
+}
+
+static void fx_stack(struct fixture *f, uint32_t id, uint16_t flags, int n, const uint32_t *locs)
+{
+	f->b.len = 0;
+	buf__u32(&f->b, id);
+	buf__u16(&f->b, flags);
+	buf__u16(&f->b, (uint16_t)n);
+	for (int i = 0; i < n; i++)
+		buf__u32(&f->b, locs[i]);
+	stream_writer__record(f->w, REC_STACK, f->b.data, f->b.len);
+}
+
+static void fx_count(struct fixture *f, uint32_t pid, uint32_t tid, uint32_t stack, uint8_t metric, int64_t v)
+{
+	f->b.len = 0;
+	buf__u32(&f->b, 1);
+	buf__u32(&f->b, pid);
+	buf__u32(&f->b, tid);
+	buf__u32(&f->b, stack);
+	buf__u8(&f->b, metric);
+	buf__u64(&f->b, (uint64_t)v);
+	stream_writer__record(f->w, REC_COUNTS, f->b.data, f->b.len);
+}
+
+static void fx_end(struct fixture *f, bool end)
+{
+	if (end) {
+		uint64_t e[3] = {2000000000ull, 30, 0};
+		stream_writer__record(f->w, REC_END, e, sizeof(e));
+	}
+	cr_assert_eq(stream_writer__free(f->w), 0);
+	buf__release(&f->b);
+}
+
+#define META "{\"kind\":\"profile\",\"program\":\"/bin/prog\",\"start_ns\":1000000000}"
+
+/* main -> rec -> rec -> rec (leaf) with 10 samples; main -> work 20 samples */
+static void basic(struct fixture *f, bool end)
+{
+	fx_open(f, META);
+	fx_module(f, 0, "/bin/prog");
+	fx_module(f, 1, "/lib/libc.so.6");
+	fx_loc(f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	fx_loc(f, 1, 0, "rec", "prog.c", 20, NULL, NULL);
+	fx_loc(f, 2, 1, "work", "work.c", 30, NULL, NULL);
+	uint32_t s0[] = {1, 1, 1, 0}, s1[] = {2, 0};
+	fx_stack(f, 0, 0, 4, s0);
+	fx_stack(f, 1, 0, 2, s1);
+	fx_count(f, 100, 100, 0, KM_CPU, 7);
+	fx_count(f, 100, 100, 0, KM_CPU, 10); /* absolute: replaces 7 */
+	fx_count(f, 100, 101, 1, KM_CPU, 20);
+	fx_end(f, end);
+}
+
+static int64_t row_total(const struct table *t, const char *key, int64_t *self)
+{
+	int64_t id = intern__get(&t->keys, key, (uint32_t)strlen(key));
+	cr_assert_geq(id, 0, "no row %s", key);
+	if (self)
+		*self = t->rows[id].self;
+	return t->rows[id].total;
+}
+
+Test(profile, recursion_counts_once_and_self_is_the_leaf)
+{
+	struct fixture f;
+	basic(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	cr_assert(p.complete);
+	cr_assert_str_eq(p.warning, "");
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1};
+	struct table t;
+	table__build(&t, &p, &vf, BY_FUNCTION);
+	int64_t self;
+	cr_assert_eq(t.sum, 30);
+	cr_assert_eq(row_total(&t, "main", &self), 30);
+	cr_assert_eq(self, 0);
+	cr_assert_eq(row_total(&t, "rec", &self), 10, "three rec frames in one stack count once");
+	cr_assert_eq(self, 10);
+	cr_assert_eq(row_total(&t, "work", &self), 20);
+	table__sort(&t, false);
+	cr_assert_str_eq(table__key(&t, t.order[0]), "main");
+	cr_assert_str_eq(table__key(&t, t.order[1]), "work");
+	table__release(&t);
+	table__build(&t, &p, &vf, BY_LIB);
+	cr_assert_eq(row_total(&t, "libc.so.6", NULL), 20);
+	cr_assert_eq(row_total(&t, "prog", NULL), 30);
+	table__release(&t);
+	table__build(&t, &p, &vf, BY_LINE);
+	cr_assert_eq(row_total(&t, "rec (prog.c:20)", NULL), 10);
+	table__release(&t);
+	vf.tid = 101;
+	table__build(&t, &p, &vf, BY_FUNCTION);
+	cr_assert_eq(t.sum, 20, "--tid keeps one thread");
+	table__release(&t);
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(profile, folded_lines)
+{
+	struct fixture f;
+	basic(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0);
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1};
+	char *out = NULL;
+	size_t n = 0;
+	FILE *m = open_memstream(&out, &n);
+	export__folded(m, &p, &vf);
+	fclose(m);
+	cr_assert_str_eq(out, "main;rec;rec;rec 10\nmain;work 20\n");
+	free(out);
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(profile, several_processes_and_threads_get_frames_of_their_own)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/bin/prog");
+	fx_loc(&f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	uint32_t s0[] = {0};
+	fx_stack(&f, 0, 0, 1, s0);
+	f.b.len = 0;
+	buf__u32(&f.b, 7);
+	buf__u32(&f.b, 1);
+	buf__u64(&f.b, 0);
+	buf__str(&f.b, "prog");
+	buf__str(&f.b, "/bin/prog");
+	stream_writer__record(f.w, REC_PROCESS, f.b.data, f.b.len);
+	f.b.len = 0;
+	buf__u32(&f.b, 7);
+	buf__u32(&f.b, 8);
+	buf__str(&f.b, "worker;x");
+	stream_writer__record(f.w, REC_THREAD, f.b.data, f.b.len);
+	fx_count(&f, 7, 8, 0, KM_CPU, 3);
+	fx_count(&f, 9, 9, 0, KM_CPU, 4);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0);
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1, .threads = true};
+	char *out = NULL;
+	size_t n = 0;
+	FILE *m = open_memstream(&out, &n);
+	export__folded(m, &p, &vf);
+	fclose(m);
+	/* a ';' in a thread name must not split a frame */
+	cr_assert_str_eq(out, "prog-7;worker:x-8;main 3\nprog-9;thread-9;main 4\n");
+	free(out);
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(profile, markers_inlined_and_tail_call_frames)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/bin/prog");
+	fx_loc(&f, 0, 0, "main", "prog.c", 10, NULL, "path_b");  /* main called path_b, which tail-called on */
+	fx_loc(&f, 1, 0, "hot", "prog.c", 20, "outer", NULL);     /* hot inlined into outer */
+	fx_loc(&f, 2, 0, "path_b", "prog.c", 30, NULL, NULL);
+	uint32_t s0[] = {1, 0}, s1[] = {2, 0}, s2[] = {0};
+	fx_stack(&f, 0, STACK_TRUNCATED, 2, s0);
+	fx_stack(&f, 1, 0, 2, s1);
+	fx_stack(&f, 2, 0, 1, s2);
+	fx_count(&f, 1, 1, 0, KM_CPU, 5);
+	fx_count(&f, 1, 1, 1, KM_CPU, 6);
+	fx_count(&f, 1, 1, 2, KM_ALLOC_COUNT, 9);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1};
+	char *out = NULL;
+	size_t n = 0;
+	FILE *m = open_memstream(&out, &n);
+	export__folded(m, &p, &vf);
+	vf.metric = KM_ALLOC_COUNT;
+	export__folded(m, &p, &vf);
+	fclose(m);
+	cr_assert_str_eq(out,
+			 "[truncated];main;path_b;outer;hot 5\n" /* the deeper frame is not path_b: chain shown */
+			 "main;path_b 6\n"                       /* it is: not shown twice */
+			 "main;path_b 9\n");                     /* a heap stack's leaf: chain shown */
+	free(out);
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(profile, cut_short_loads_with_a_warning)
+{
+	struct fixture f;
+	basic(&f, false);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0);
+	cr_assert_not(p.complete);
+	cr_assert(strstr(p.warning, "interrupted"), "%s", p.warning);
+	profile__release(&p);
+	/* cut inside the last record */
+	FILE *fp = fopen(f.path, "r+");
+	fseek(fp, 0, SEEK_END);
+	long len = ftell(fp);
+	fclose(fp);
+	cr_assert_eq(truncate(f.path, len - 3), 0);
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0);
+	cr_assert(strstr(p.warning, "cut short"), "%s", p.warning);
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(profile, corruption_is_refused_with_a_reason)
+{
+	struct fixture f;
+	basic(&f, true);
+	FILE *fp = fopen(f.path, "r+");
+	fseek(fp, 40, SEEK_SET);
+	int c = fgetc(fp);
+	fseek(fp, 40, SEEK_SET);
+	fputc(c ^ 0x20, fp);
+	fclose(fp);
+	struct profile p;
+	char err[256] = "";
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "corrupt"), "%s", err);
+	profile__release(&p);
+	unlink(f.path);
+	cr_assert_eq(profile__load_mem(&p, "KILNPROF\x02\0\0\0\x10\0\0\0", 16, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "version 2"), "%s", err);
+	profile__release(&p);
+	cr_assert_eq(profile__load_mem(&p, "hello", 5, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "not a kiln profile"), "%s", err);
+	profile__release(&p);
+}
+
+Test(profile, references_to_undefined_things_are_corrupt)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/bin/prog");
+	fx_loc(&f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	uint32_t s0[] = {0, 5}; /* location 5 was never defined */
+	fx_stack(&f, 0, 0, 2, s0);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256] = "";
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "stack"), "%s", err);
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(view, diff_of_tables_orders_by_change)
+{
+	struct fixture a, b;
+	basic(&a, true);
+	fx_open(&b, META);
+	fx_module(&b, 0, "/bin/prog");
+	fx_module(&b, 1, "/lib/libc.so.6");
+	fx_loc(&b, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	fx_loc(&b, 1, 0, "rec", "prog.c", 20, NULL, NULL);
+	fx_loc(&b, 2, 1, "work", "work.c", 30, NULL, NULL);
+	uint32_t s0[] = {1, 0}, s1[] = {2, 0};
+	fx_stack(&b, 0, 0, 2, s0);
+	fx_stack(&b, 1, 0, 2, s1);
+	fx_count(&b, 1, 1, 0, KM_CPU, 40);
+	fx_count(&b, 1, 1, 1, KM_CPU, 15);
+	fx_end(&b, true);
+	struct profile pa, pb;
+	char err[256];
+	cr_assert_eq(profile__load(&pa, a.path, err, sizeof(err)), 0);
+	cr_assert_eq(profile__load(&pb, b.path, err, sizeof(err)), 0);
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1};
+	struct table ta, tb;
+	table__build(&ta, &pa, &vf, BY_FUNCTION);
+	table__build(&tb, &pb, &vf, BY_FUNCTION);
+	struct diff d;
+	diff__tables(&d, &ta, &tb, true);
+	cr_assert_eq(d.base_sum, 30);
+	cr_assert_eq(d.new_sum, 55);
+	cr_assert_str_eq(d.rows[0].key, "rec");
+	cr_assert_eq(d.rows[0].new_ - d.rows[0].base, 30);
+	cr_assert_str_eq(d.rows[1].key, "work");
+	cr_assert_eq(d.rows[1].new_ - d.rows[1].base, -5);
+	diff__release(&d);
+	table__release(&ta);
+	table__release(&tb);
+	profile__release(&pa);
+	profile__release(&pb);
+	unlink(a.path);
+	unlink(b.path);
+}

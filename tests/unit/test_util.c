@@ -1,0 +1,96 @@
+/* util: the bounded cursor, the u64 map (with backward-shift deletion) and
+ * the interner, against simple references. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "util/util.h"
+
+Test(cursor, reads_within_bounds_only)
+{
+	unsigned char b[] = {1, 0, 2, 0, 0, 0, 3, 'h', 'i'};
+	struct cursor c;
+	cursor__init(&c, b, sizeof(b));
+	uint16_t v16;
+	uint32_t v32;
+	cr_assert(cursor__u16(&c, &v16));
+	cr_assert_eq(v16, 1);
+	cr_assert(cursor__u32(&c, &v32));
+	cr_assert_eq(v32, 2);
+	uint8_t v8;
+	cr_assert(cursor__u8(&c, &v8));
+	cr_assert_eq(v8, 3);
+	uint64_t v64;
+	cr_assert_not(cursor__u64(&c, &v64), "a read past the end fails");
+	cr_assert(c.bad);
+	cr_assert_eq(cursor__left(&c), 0);
+}
+
+Test(cursor, string_longer_than_buffer_fails)
+{
+	unsigned char b[] = {10, 0, 'a', 'b'};
+	struct cursor c;
+	cursor__init(&c, b, sizeof(b));
+	cr_assert_null(cursor__str(&c));
+	cr_assert(c.bad);
+}
+
+Test(u64map, matches_a_reference_under_churn)
+{
+	enum { N = 20000 };
+	static uint64_t ref[N]; /* value+1 or 0 */
+	struct u64map m;
+	u64map__init(&m);
+	unsigned long rng = 12345;
+	for (int i = 0; i < 400000; i++) {
+		rng = rng * 6364136223846793005UL + 1442695040888963407UL;
+		uint64_t k = (rng >> 33) % N + 1;
+		if ((rng >> 20) & 1) {
+			u64map__upsert(&m, k * 4096, NULL)->v1 = (uint64_t)i;
+			ref[k - 1] = (uint64_t)i + 1;
+		} else {
+			bool had = u64map__remove(&m, k * 4096, NULL);
+			cr_assert_eq(had, ref[k - 1] != 0);
+			ref[k - 1] = 0;
+		}
+	}
+	size_t live = 0;
+	for (int k = 1; k <= N; k++) {
+		struct u64map_ent *e = u64map__find(&m, (uint64_t)k * 4096);
+		if (ref[k - 1]) {
+			cr_assert_not_null(e);
+			cr_assert_eq(e->v1, ref[k - 1] - 1);
+			live++;
+		} else {
+			cr_assert_null(e);
+		}
+	}
+	cr_assert_eq(m.len, live);
+	u64map__release(&m);
+}
+
+Test(intern, ids_are_dense_and_stable)
+{
+	struct intern t;
+	intern__init(&t);
+	char key[32];
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "frame_%d", i);
+		cr_assert_eq(intern__str(&t, key), (uint32_t)i);
+	}
+	for (int i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "frame_%d", i);
+		cr_assert_eq(intern__get(&t, key, (uint32_t)strlen(key)), i);
+		cr_assert_str_eq(intern__cstr(&t, (uint32_t)i), key);
+	}
+	cr_assert_eq(intern__get(&t, "nope", 4), -1);
+	intern__release(&t);
+}
+
+Test(fmt, bytes)
+{
+	char b[32];
+	cr_assert_str_eq(fmt_bytes(b, sizeof(b), 512), "512 B");
+	cr_assert_str_eq(fmt_bytes(b, sizeof(b), 1536), "1.50 KiB");
+	cr_assert_str_eq(fmt_bytes(b, sizeof(b), -3.0 * 1024 * 1024), "-3.00 MiB");
+}
