@@ -6,13 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 PKGS="build-essential cmake pkg-config libunwind-dev libdw-dev libelf-dev libjansson-dev
-  libcriterion-dev zlib1g-dev linux-perf heaptrack clang python3 valgrind"
+  libcriterion-dev zlib1g-dev linux-perf heaptrack clang libclang-rt-14-dev python3 valgrind
+  chromium"
 missing=
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+command -v npm >/dev/null || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
   echo "== installing:$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# the browser test drives Chromium with playwright-core (no browser download)
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund >/dev/null 2>&1) || echo "warning: npm ci in tests/browser failed; the browser test will fail"
 fi
 [ "${1:-}" = "--deps" ] && exit 0
 echo "== building (build/)"
