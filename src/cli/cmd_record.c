@@ -383,8 +383,13 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 	pid_t main_pid = st->child > 0 ? st->child : (pid_t)st->o.pid;
 	if (child_done)
 		recorder__exit(st->r, (uint32_t)main_pid, st->child > 0 ? status : -1);
-	if (st->h)
+	if (st->h) {
 		heapsrc__finish(st->h);
+		if (!heapsrc__seen(st->h))
+			cli__warn(CMD, "no heap activity was seen: %s is statically linked, has its own malloc, "
+				       "or never allocated; kiln tracks calls into the system allocator only",
+				  st->o.pid > 0 ? "the program" : st->o.argv[0]);
+	}
 	int rc = recorder__finish(st->r);
 	double secs = (double)(now_ns() - t0) / 1e9;
 	if (rc == 0)

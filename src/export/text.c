@@ -74,8 +74,17 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 			tot[KM_LIVE_COUNT]);
 		return;
 	}
-	if (!p->has[KM_ALLOC_COUNT])
+	if (!p->has[KM_ALLOC_COUNT]) {
+		json_t *ev = json_object_get(p->meta, "events");
+		size_t i;
+		json_t *e;
+		json_array_foreach(ev, i, e)
+		{
+			if (json_is_string(e) && !strcmp(json_string_value(e), "heap"))
+				fprintf(f, "# heap: no allocations were seen (a static binary, or one with its own malloc?)\n");
+		}
 		return;
+	}
 	fprintf(f, "# heap: %s allocated in %" PRId64 " calls, %" PRId64 " temporary; peak %s; leaked %s in %" PRId64
 		   " blocks\n",
 		fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), tot[KM_ALLOC_COUNT], tot[KM_TEMP_COUNT],

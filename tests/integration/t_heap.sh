@@ -53,3 +53,28 @@ A=$(folded $W/cxx.kiln alloc_count); n=$(weight $A '^churn_worker\\(int\\)$'); e
 L=$(folded $W/cxx.kiln leak_bytes); eq $(weight $L '^churn_worker\\(int\\)$') 0 "C++ false leak"
 grep -q 'operator new' $A || fail "operator new frames"
 ok "C++ containers in 4 threads: $n allocations, no leak"
+
+# the shim's edge cases behave as plain libc (the program checks itself) and count exactly
+$TARGETS/shim_edge >/dev/null || fail "shim_edge fails without kiln"
+run_to 60 "$KILN" record -q --heap -o $W/edge.kiln -- $TARGETS/shim_edge >$W/out 2>$W/err; eq $? 0 "shim_edge under kiln: $(cat $W/err)"
+L=$(folded $W/edge.kiln leak_bytes); C=$(folded $W/edge.kiln leak_count); A=$(folded $W/edge.kiln alloc_count)
+eq $(weight $L '^edge_realloc$') 0 "realloc(p, 0) frees"
+eq $(weight $A '^edge_realloc$') 1 "realloc(NULL, n) is one allocation"
+eq $(weight $L '^edge_reallocarray$') 100 "reallocarray"
+eq $(weight $L '^edge_valloc$') 200 "valloc + pvalloc bytes"
+eq $(weight $C '^edge_valloc$') 2 "valloc + pvalloc blocks"
+eq $(weight $A '^edge_fail$') 1 "failed allocations are not counted (only malloc(10))"
+eq $(weight $L '^edge_fail$') 0 "edge_fail leaks nothing"
+eq $(weight $L '^on_usr1$') 64 "allocation in a signal handler"
+eq $(weight $L '^tls_dtor$') 48 "allocation in a TLS destructor"
+eq $(weight $L '^tls_thread$') 0 "block freed by a TLS destructor"
+eq $(weight $L '^edge_fork$') 0 "fork/vfork/posix_spawn: nothing leaked"
+ok "shim edge cases exact"
+
+# a static binary: one clear warning, not a silent empty report
+if gcc -O2 -static -o $W/static $SRC/tests/targets/leaky.c 2>/dev/null; then
+  "$KILN" record -q --heap -o $W/static.kiln -- $W/static >/dev/null 2>$W/err; eq $? 0 "static binary exit"
+  grep -q 'no heap activity was seen.*statically linked' $W/err || fail "no warning for a static binary: $(cat $W/err)"
+  "$KILN" report $W/static.kiln | grep -q 'no allocations were seen' || fail "report of a static binary"
+  ok "static binary warned about"
+fi
