@@ -60,8 +60,41 @@ struct heapsrc {
 	bool seen;
 };
 
+/* Folders of recorders that died (SIGKILL) before they could clean up. */
+static void remove_stale(void)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		int pid, n;
+		if (sscanf(e->d_name, "kiln-%d-%d", &pid, &n) != 2 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char dir[300];
+		snprintf(dir, sizeof(dir), "/dev/shm/%s", e->d_name);
+		DIR *sub = opendir(dir);
+		if (sub) {
+			struct dirent *f;
+			while ((f = readdir(sub))) {
+				if (f->d_name[0] == '.')
+					continue;
+				char p[600];
+				snprintf(p, sizeof(p), "%s/%s", dir, f->d_name);
+				unlink(p);
+			}
+			closedir(sub);
+		}
+		rmdir(dir);
+	}
+	closedir(d);
+}
+
 struct heapsrc *heapsrc__new(struct recorder *r)
 {
+	remove_stale();
 	struct heapsrc *h = xcalloc(1, sizeof(*h));
 	h->r = r;
 	intern__init(&h->seen_files);
@@ -129,6 +162,9 @@ static bool ring_open(struct heapsrc *h, const char *name)
 	close(fd);
 	if (p == MAP_FAILED)
 		return false;
+	/* mapped by both sides now: the name can go, so nothing is left in
+	 * /dev/shm if either side is killed */
+	unlink(path);
 	struct kiln_ring_hdr *hdr = p;
 	if (__atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != KILN_RING_MAGIC || hdr->words != KILN_RING_WORDS ||
 	    (size_t)st.st_size != KILN_RING_HDR_SIZE + 8 * (size_t)hdr->words) {
@@ -155,8 +191,7 @@ static bool ring_open(struct heapsrc *h, const char *name)
 static void ring_close(struct hring *rg, bool remove)
 {
 	munmap(rg->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(rg->mask + 1));
-	if (remove)
-		unlink(rg->path);
+	(void)remove; /* unlinked when opened */
 	free(rg->path);
 	free(rg->stacks);
 	free(rg);

@@ -46,3 +46,11 @@ ms=$(( ($(date +%s%N) - s0) / 1000000 )); [ $ms -lt 5000 ] || fail "deep recursi
 F=$(folded $W/deep.kiln cpu); s=$(share $F '^\[truncated\]$'); within $s 100 5 || fail "deep stacks marked truncated: $s%"
 grep -q '^\[truncated\];dive;dive' $F || fail "marker at the root of a deep stack"
 ok "deep recursion marked [truncated] ($ms ms)"
+
+# JIT code named from /tmp/perf-PID.map; below it its real caller (libunwind's
+# frame-chain fallback) or a marker, never a wrong frame
+run_to 60 "$KILN" record -q -o $W/jit.kiln -- $TARGETS/jit 1 || fail "record jit"
+F=$(folded $W/jit.kiln cpu); s=$(share $F '^jit_hot_loop$'); within $s 97 3 || fail "jit_hot_loop $s%: $(head -3 $F)"
+grep -qE '(^\[truncated\]|;main);jit_hot_loop [0-9]+$' $F || fail "below a JIT frame: its real caller or a marker: $(head -3 $F)"
+rm -f /tmp/perf-$(pgrep -n jit 2>/dev/null || echo none).map
+ok "JIT code named from perf-PID.map ($s%)"
