@@ -462,6 +462,8 @@ static int launch(struct rec *st)
 		char rp[32];
 		snprintf(rp, sizeof(rp), "%d", (int)getpid());
 		setenv("KILN_RECORDER_PID", rp, 1);
+		if (!st->o.follow)
+			setenv("KILN_NO_FOLLOW", "1", 1);
 		st->ctl = ctl_listen(ctlname, sizeof(ctlname));
 		if (st->ctl >= 0)
 			setenv("KILN_CTL", ctlname, 1);
@@ -489,6 +491,7 @@ static int launch(struct rec *st)
 	close(err[1]);
 	if (st->h) {
 		unsetenv("LD_PRELOAD");
+		unsetenv("KILN_NO_FOLLOW");
 	}
 	recorder__proc(st->r, (uint32_t)pid);
 	if (st->o.cpu || st->o.heap) {

@@ -277,6 +277,8 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	struct unwind_mem mem = {.stack = stack, .sp = ur.sp, .size = dyn};
 	uint64_t ips[KILN_MAX_DEPTH];
 	bool truncated;
+	if (!s->o.follow && (pid_t)pid != s->o.pid)
+		return; /* --no-follow: the kernel inherits events into children; drop theirs */
 	recorder__proc(s->r, pid);
 	int n = unwind__stack(s->r, pid, &ur, &mem, ips, KILN_MAX_DEPTH, &truncated);
 	uint32_t stack_id = recorder__stack(s->r, pid, ips, n, true, truncated);

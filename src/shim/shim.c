@@ -93,6 +93,7 @@ static pthread_key_t g_key;
 static bool g_key_ok;
 static volatile int g_recorder_gone;
 static int g_threads;          /* rings made in this image: >1 means seq must be atomic */
+static bool g_nofollow;        /* --no-follow: forked children record nothing */
 
 struct cache_slot {
 	uint64_t hash;
@@ -179,6 +180,11 @@ static void new_image(void)
 
 static void atfork_child(void)
 {
+	if (g_nofollow) {
+		/* not followed: this child records nothing */
+		__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
+		return;
+	}
 	/* Only this thread lives on. Its ring belongs to the parent: drop our
 	 * mapping of it and start a process image of our own. */
 	struct tstate *t = &t_state;
@@ -195,6 +201,39 @@ static void atfork_child(void)
 	__atomic_add_fetch(&g_epoch, 1, __ATOMIC_RELAXED);
 	t->epoch = g_epoch;
 	new_image();
+}
+
+/* --no-follow: children and exec'd programs run without the shim. Take our
+ * own path out of LD_PRELOAD (other preloads stay) and the recorder's
+ * variables out of the environment they inherit. */
+static void no_follow(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+	Dl_info info;
+	if (pre && dladdr((void *)&no_follow, &info) && info.dli_fname) {
+		char out[4096];
+		size_t o = 0, self = strlen(info.dli_fname);
+		for (const char *p = pre; *p;) {
+			size_t n = strcspn(p, ": ");
+			if (!(n == self && !memcmp(p, info.dli_fname, n)) && n && o + n + 1 < sizeof(out)) {
+				if (o)
+					out[o++] = ':';
+				memcpy(out + o, p, n);
+				o += n;
+			}
+			p += n;
+			while (*p == ':' || *p == ' ')
+				p++;
+		}
+		out[o] = 0;
+		if (o)
+			setenv("LD_PRELOAD", out, 1);
+		else
+			unsetenv("LD_PRELOAD");
+	}
+	unsetenv("KILN_SHM");
+	unsetenv("KILN_CTL");
+	unsetenv("KILN_NO_FOLLOW");
 }
 
 static void init_once(void)
@@ -216,6 +255,10 @@ static void init_once(void)
 		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 		g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
 		pthread_atfork(NULL, NULL, atfork_child);
+		if (getenv("KILN_NO_FOLLOW")) {
+			g_nofollow = true;
+			no_follow();
+		}
 		st = 1;
 	}
 	__atomic_compare_exchange_n(&g_state, &expected, st, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);

@@ -78,3 +78,12 @@ if gcc -O2 -static -o $W/static $SRC/tests/targets/leaky.c 2>/dev/null; then
   "$KILN" report $W/static.kiln | grep -q 'no allocations were seen' || fail "report of a static binary"
   ok "static binary warned about"
 fi
+
+# --no-follow: only the launched process, CPU and heap
+run_to 60 "$KILN" record -q --heap --no-follow -o $W/nf.kiln -- $TARGETS/fork_exec $TARGETS/leaky >$W/out || fail "record --no-follow"
+F=$(folded $W/nf.kiln leak_bytes)
+grep -qE '^fork_exec-|^leaky-' $F && fail "--no-follow recorded children: $(cut -c1-80 $F | head -3)"
+eq $(weight $F '^parent_leak$') 50000 "--no-follow: the parent's own leak"
+eq $(weight $F '^(child_leak|leak_small|leak_big)$') 0 "--no-follow: no child leaks"
+eq $(weight $(folded $W/nf.kiln cpu) '^child_spin$') 0 "--no-follow: no child CPU"
+ok "--no-follow"
