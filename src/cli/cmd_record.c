@@ -302,15 +302,8 @@ static void summary(struct rec *st, double secs, const char *what)
 
 static bool is_zombie(long pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	char *s = read_small_file(path, NULL);
-	if (!s)
-		return false;
-	char *rp = strrchr(s, ')');
-	bool z = rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
-	free(s);
-	return z;
+	char st = proc_state((int)pid, 0);
+	return st == 'Z' || st == 'X';
 }
 
 /* The record loop shared by launch and attach. Returns when the target is

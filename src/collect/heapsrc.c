@@ -75,19 +75,7 @@ static void remove_stale(void)
 			continue;
 		char dir[300];
 		snprintf(dir, sizeof(dir), "/dev/shm/%s", e->d_name);
-		DIR *sub = opendir(dir);
-		if (sub) {
-			struct dirent *f;
-			while ((f = readdir(sub))) {
-				if (f->d_name[0] == '.')
-					continue;
-				char p[600];
-				snprintf(p, sizeof(p), "%s/%s", dir, f->d_name);
-				unlink(p);
-			}
-			closedir(sub);
-		}
-		rmdir(dir);
+		remove_dir(dir);
 	}
 	closedir(d);
 }
@@ -341,17 +329,8 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 
 static bool process_gone(uint32_t pid)
 {
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-		return true;
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	char *s = read_small_file(path, NULL);
-	if (!s)
-		return true;
-	char *rp = strrchr(s, ')');
-	bool zombie = rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
-	free(s);
-	return zombie;
+	char st = proc_state((int)pid, 0);
+	return !st || st == 'Z' || st == 'X';
 }
 
 static void group_end(struct heapsrc *h, struct hgroup *g)
@@ -415,20 +394,7 @@ void heapsrc__free(struct heapsrc *h)
 		free(g);
 	}
 	free(h->groups);
-	/* remove what is left (rings never mapped) and the folder */
-	DIR *d = opendir(h->dir);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d))) {
-			if (e->d_name[0] == '.')
-				continue;
-			char p[600];
-			snprintf(p, sizeof(p), "%s/%s", h->dir, e->d_name);
-			unlink(p);
-		}
-		closedir(d);
-	}
-	rmdir(h->dir);
+	remove_dir(h->dir); /* rings never mapped, and the folder */
 	if (h->ino >= 0)
 		close(h->ino);
 	intern__release(&h->seen_files);

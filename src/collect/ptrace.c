@@ -93,19 +93,6 @@ static int scan_tasks(struct sampler *s)
 	return ok ? 0 : (first_err ? first_err : -ESRCH);
 }
 
-static char task_state(pid_t pid, pid_t tid)
-{
-	char path[96];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
-	char *st = read_small_file(path, NULL);
-	if (!st)
-		return 0;
-	char *rp = strrchr(st, ')');
-	char c = rp && rp[1] ? rp[2] : 0;
-	free(st);
-	return c;
-}
-
 /* Wait for tid's stop; handle stops that are not ours. Returns 1 when
  * stopped by our interrupt, 0 when it is gone or did not stop in time. */
 static int wait_stop(struct sampler *s, struct ptask *t)
@@ -261,7 +248,7 @@ static int ptrace_read(struct sampler *s, int timeout_ms)
 			struct ptask *t = &s->tasks[i];
 			if (t->gone || !t->attached)
 				continue;
-			if (!s->o.wall && task_state(s->o.pid, t->tid) != 'R')
+			if (!s->o.wall && proc_state(s->o.pid, t->tid) != 'R')
 				continue;
 			sample_task(s, t, metric);
 		}

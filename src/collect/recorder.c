@@ -802,27 +802,55 @@ static void write_thread(struct recorder *r, struct stream_writer *w, struct rth
 }
 
 /* The values a cell shows now (heap ones derived from the live state). */
-static void cell_values(struct recorder *r, struct rcell *c, int64_t *v, bool snapshot)
+static void cell_values(struct recorder *r, struct rcell *c, int64_t *v)
 {
 	memcpy(v, c->v, sizeof(c->v));
-	if (snapshot) {
-		memset(v, 0, sizeof(c->v));
-		v[KM_LIVE_BYTES] = c->live_bytes;
-		v[KM_LIVE_COUNT] = c->live_count;
-		return;
-	}
 	struct rproc *p = proc_find(r, c->pid);
 	v[KM_LEAK_BYTES] = c->live_bytes + c->frozen_bytes;
 	v[KM_LEAK_COUNT] = c->live_count + c->frozen_count;
 	v[KM_PEAK_BYTES] = (p && c->mod_seq <= p->peak_seq) ? c->live_bytes : c->peak_bytes;
 }
 
-static void write_counts(struct stream_writer *w, struct buf *b, uint32_t n)
+/* COUNTS records, batched (at most 100,000 entries a record). */
+struct counts {
+	struct stream_writer *w;
+	struct buf b;
+	uint32_t n;
+};
+
+static void counts_flush(struct counts *k)
 {
-	if (!n)
-		return;
-	memcpy(b->data, &n, 4);
-	stream_writer__record(w, REC_COUNTS, b->data, b->len);
+	if (k->n) {
+		memcpy(k->b.data, &k->n, 4);
+		stream_writer__record(k->w, REC_COUNTS, k->b.data, k->b.len);
+	}
+	k->b.len = 4;
+	k->n = 0;
+}
+
+static void counts_init(struct counts *k, struct stream_writer *w)
+{
+	k->w = w;
+	buf__init(&k->b);
+	buf__u32(&k->b, 0);
+	k->n = 0;
+}
+
+static void counts_add(struct counts *k, const struct rcell *c, int metric, int64_t v)
+{
+	buf__u32(&k->b, c->pid);
+	buf__u32(&k->b, c->tid);
+	buf__u32(&k->b, c->stack);
+	buf__u8(&k->b, (uint8_t)metric);
+	buf__u64(&k->b, (uint64_t)v);
+	if (++k->n == 100000)
+		counts_flush(k);
+}
+
+static void counts_release(struct counts *k)
+{
+	counts_flush(k);
+	buf__release(&k->b);
 }
 
 int recorder__flush(struct recorder *r)
@@ -856,32 +884,20 @@ int recorder__flush(struct recorder *r)
 			write_thread(r, w, &r->thr[i]);
 			r->thr[i].dirty = false;
 		}
-	struct buf b;
-	buf__init(&b);
-	buf__u32(&b, 0);
-	uint32_t n = 0;
+	struct counts k;
+	counts_init(&k, w);
 	for (size_t i = 0; i < r->cellkeys.n; i++) {
 		struct rcell *c = &r->cells[i];
 		int64_t v[KM__COUNT];
-		cell_values(r, c, v, false);
+		cell_values(r, c, v);
 		for (int m = 0; m < KM__COUNT; m++) {
 			if (v[m] == c->written[m])
 				continue;
-			buf__u32(&b, c->pid);
-			buf__u32(&b, c->tid);
-			buf__u32(&b, c->stack);
-			buf__u8(&b, (uint8_t)m);
-			buf__u64(&b, (uint64_t)v[m]);
+			counts_add(&k, c, m, v[m]);
 			c->written[m] = v[m];
-			if (++n == 100000) {
-				write_counts(w, &b, n);
-				b.len = 4;
-				n = 0;
-			}
 		}
 	}
-	write_counts(w, &b, n);
-	buf__release(&b);
+	counts_release(&k);
 	if (r->lost != r->lost_written) {
 		stream_writer__record(w, REC_LOST, &r->lost, 8);
 		r->lost_written = r->lost;
@@ -933,32 +949,16 @@ int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
 	for (size_t i = 0; i < r->nthr; i++)
 		if (r->thr[i].pid == pid)
 			write_thread(r, w, &r->thr[i]);
-	struct buf b;
-	buf__init(&b);
-	buf__u32(&b, 0);
-	uint32_t n = 0;
+	struct counts k;
+	counts_init(&k, w);
 	for (size_t i = 0; i < r->cellkeys.n; i++) {
 		struct rcell *c = &r->cells[i];
 		if (c->pid != pid || (!c->live_bytes && !c->live_count))
 			continue;
-		int64_t v[KM__COUNT];
-		cell_values(r, c, v, true);
-		for (int m = KM_LIVE_BYTES; m <= KM_LIVE_COUNT; m++) {
-			buf__u32(&b, c->pid);
-			buf__u32(&b, c->tid);
-			buf__u32(&b, c->stack);
-			buf__u8(&b, (uint8_t)m);
-			buf__u64(&b, (uint64_t)v[m]);
-			n++;
-		}
-		if (n >= 100000) {
-			write_counts(w, &b, n);
-			b.len = 4;
-			n = 0;
-		}
+		counts_add(&k, c, KM_LIVE_BYTES, c->live_bytes);
+		counts_add(&k, c, KM_LIVE_COUNT, c->live_count);
 	}
-	write_counts(w, &b, n);
-	buf__release(&b);
+	counts_release(&k);
 	uint64_t end[3] = {realtime_ns(), 0, 0};
 	stream_writer__record(w, REC_END, end, sizeof(end));
 	rc = stream_writer__free(w);

@@ -1,4 +1,5 @@
 /* Leaf helpers (see util.h): memory, buffers, bounded reading, maps. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -448,6 +449,39 @@ char *read_small_file(const char *path, size_t *len)
 	if (len)
 		*len = b.len;
 	return (char *)b.data;
+}
+
+char proc_state(int pid, int tid)
+{
+	char path[96];
+	if (tid > 0)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	char *st = read_small_file(path, NULL);
+	if (!st)
+		return 0;
+	char *rp = strrchr(st, ')'); /* the name may hold spaces and ')' */
+	char c = rp && rp[1] == ' ' ? rp[2] : 0;
+	free(st);
+	return c;
+}
+
+void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char p[4200];
+			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
 }
 
 const char *path_base(const char *path)

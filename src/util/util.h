@@ -119,6 +119,11 @@ static inline const char *intern__cstr(const struct intern *t, uint32_t id)
 int write_full(int fd, const void *p, size_t n);
 /* Read a whole small file (/proc) into a malloc'ed NUL-terminated buffer. */
 char *read_small_file(const char *path, size_t *len);
+/* The state letter of /proc/PID/stat (or /proc/PID/task/TID/stat when tid
+ * > 0): 'R', 'S', 'Z'...; 0 when the process or thread is gone. */
+char proc_state(int pid, int tid);
+/* Remove a folder's entries (not recursively) and the folder. */
+void remove_dir(const char *dir);
 /* Basename without allocation. */
 const char *path_base(const char *path);
 /* Human-readable count of bytes into buf. */
