@@ -96,6 +96,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			ARR_GROW(p->procs, p->cprocs, p->nprocs + 1);
 			pr = &p->procs[p->nprocs++];
 			pr->status = -1;
+			u64map__upsert(&p->procidx, (uint64_t)pid + 1, NULL)->v1 = p->nprocs;
 		} else {
 			free(pr->name);
 			free(pr->exe);
@@ -120,6 +121,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		if (!t) {
 			ARR_GROW(p->threads, p->cthreads, p->nthreads + 1);
 			t = &p->threads[p->nthreads++];
+			u64map__upsert(&p->thridx, (((uint64_t)pid << 32) | tid) + 1, NULL)->v1 = p->nthreads;
 		} else {
 			free(t->name);
 		}
@@ -425,6 +427,8 @@ void profile__release(struct profile *p)
 	free(p->path);
 	intern__release(&p->strings);
 	intern__release(&p->cellkeys);
+	u64map__release(&p->procidx);
+	u64map__release(&p->thridx);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -473,18 +477,14 @@ size_t profile__stack_frames(const struct profile *p, uint32_t stack, const stru
 
 const struct pprocess *profile__process(const struct profile *p, uint32_t pid)
 {
-	for (size_t i = 0; i < p->nprocs; i++)
-		if (p->procs[i].pid == pid)
-			return &p->procs[i];
-	return NULL;
+	struct u64map_ent *e = u64map__find((struct u64map *)&p->procidx, (uint64_t)pid + 1);
+	return e ? &p->procs[e->v1 - 1] : NULL;
 }
 
 const struct pthread *profile__thread(const struct profile *p, uint32_t pid, uint32_t tid)
 {
-	for (size_t i = 0; i < p->nthreads; i++)
-		if (p->threads[i].tid == tid && p->threads[i].pid == pid)
-			return &p->threads[i];
-	return NULL;
+	struct u64map_ent *e = u64map__find((struct u64map *)&p->thridx, (((uint64_t)pid << 32) | tid) + 1);
+	return e ? &p->threads[e->v1 - 1] : NULL;
 }
 
 const char *profile__process_name(const struct profile *p, uint32_t pid)

@@ -80,6 +80,7 @@ struct profile {
 	struct pcell *cells;
 	size_t ncells, ccells;
 	struct intern cellkeys;
+	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index + 1 */
 	uint64_t start_ns, end_ns, samples, lost;
 	bool complete;       /* ended with REC_END */
 	bool has[KM__COUNT]; /* metric has any value */

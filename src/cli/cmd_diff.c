@@ -84,9 +84,9 @@ int cmd_diff(int argc, char **argv)
 		table__build(&ta, &a, &va, o.by);
 		table__build(&tb, &b, &vb, o.by);
 		struct diff d;
-		/* by function: cumulative totals would count a change once per
-		 * caller; self values add up to the total line. */
-		diff__tables(&d, &ta, &tb, true);
+		/* cumulative values, as report sorts them: a change shows in the
+		 * function it happened under and in its callers */
+		diff__tables(&d, &ta, &tb, false);
 		if (o.json)
 			export__diff_json(out.f, &d, metric, by__name(o.by), o.limit);
 		else

@@ -208,7 +208,9 @@ void export__diff_text(FILE *f, const struct diff *d, int metric, const char *un
 			snprintf(pct, sizeof(pct), "%+.1f%%", 100.0 * (double)delta / (double)r->base);
 		else
 			snprintf(pct, sizeof(pct), "new");
-		fprintf(f, "%14s %14s %s%13s %9s  %s\n", a, b, delta > 0 ? "+" : "", c, pct, r->key);
+		char dv[48];
+		snprintf(dv, sizeof(dv), "%s%s", delta > 0 ? "+" : "", c);
+		fprintf(f, "%14s %14s %14s %9s  %s\n", a, b, dv, pct, r->key);
 		shown++;
 	}
 	if (!shown)
@@ -217,7 +219,9 @@ void export__diff_text(FILE *f, const struct diff *d, int metric, const char *un
 	export__fmt_value(a, sizeof(a), metric, (double)d->base_sum);
 	export__fmt_value(b, sizeof(b), metric, (double)d->new_sum);
 	export__fmt_value(c, sizeof(c), metric, (double)delta);
-	fprintf(f, "%14s %14s %s%13s %9s  %s\n", a, b, delta > 0 ? "+" : "", c, "", "TOTAL");
+	char dv[48];
+	snprintf(dv, sizeof(dv), "%s%s", delta > 0 ? "+" : "", c);
+	fprintf(f, "%14s %14s %14s %9s  %s\n", a, b, dv, "", "TOTAL");
 }
 
 void export__diff_json(FILE *f, const struct diff *d, int metric, const char *by, long limit)

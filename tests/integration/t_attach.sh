@@ -75,3 +75,11 @@ sleep 1; kill -INT $KP; wait $KP; eq $? 0 "SIGINT to an attached kiln"
 kill -0 $CP 2>/dev/null || fail "the target died with kiln's SIGINT"
 wait $CP
 ok "SIGINT ends the attach cleanly, target runs on"
+
+# --wall in launch mode: a sleeping program is sampled where it sleeps
+run_to 30 "$KILN" record -q --wall -o $W/sl.kiln -- sleep 1 || fail "record --wall sleep"
+F=$(folded $W/sl.kiln wall); n=$(total $F)
+[ "$n" -ge 80 ] && [ "$n" -le 110 ] || fail "--wall: $n samples of sleep 1 at 99 Hz"
+s=$(share $F 'nanosleep'); within $s 100 5 || fail "--wall: $s% in nanosleep: $(head -2 $F)"
+eq $(total $(folded $W/sl.kiln cpu 2>/dev/null || echo /dev/null)) 0 "--wall records wall, not cpu"
+ok "--wall launch: sleep 1 has $n samples, $s% in nanosleep"

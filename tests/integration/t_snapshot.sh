@@ -47,9 +47,10 @@ python3 - $W/c.json <<'PY' || fail "cpu diff numbers"
 import json, sys
 d = json.load(open(sys.argv[1])); rows = {r["name"]: r for r in d["rows"]}
 assert d["metric"] == "cpu"
-# spin is the self frame under both; by function the self change shows in spin,
-# by stack it shows per caller
-a, b = rows.get("alpha"), rows.get("beta")
+a, b = rows["alpha"], rows["beta"]
+assert a["delta"] < -300 and b["delta"] > 300, (a, b)
+assert 40 < -a["delta_pct"] < 80 and b["delta_pct"] > 100, (a, b)
+assert "spin" not in rows or abs(rows["spin"]["delta"]) < 100
 PY
 "$KILN" diff $W/c1.kiln $W/c2.kiln --by stack --format folded >$W/c.f || fail "cpu diff folded"
 da=$(weight $W/c.f '^alpha$'); db=$(weight $W/c.f '^beta$')
