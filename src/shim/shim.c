@@ -557,6 +557,35 @@ out:
 	errno = saved;
 }
 
+/* realloc of a live block. Once realloc has moved it, another thread may be
+ * handed the old address and publish its allocation before we publish our
+ * free; so the free's sequence number is taken before the call (with room
+ * reserved, so publishing it never waits) and the event written after,
+ * naming address 0 (nothing) if the block did not go away. */
+static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n)
+{
+	int saved = errno;
+	t_guard++;
+	struct tstate *t = thread_state();
+	if (!t || !ring_reserve(t, 2)) {
+		t_guard--;
+		errno = saved;
+		return real_realloc(old, n);
+	}
+	uint64_t seq = next_seq();
+	errno = saved;
+	void *p = real_realloc(old, n);
+	saved = errno;
+	ring_put(t, 0, seq << 8 | RING_FREE);
+	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
+	ring_publish(t, 2);
+	t_guard--;
+	if (p)
+		record(NULL, p, n);
+	errno = saved;
+	return p;
+}
+
 static inline bool recording(void)
 {
 	if (unlikely(g_state == 0))
@@ -625,10 +654,13 @@ EXPORT void *realloc(void *old, size_t n)
 		record(old, NULL, 0);
 		return real_realloc(old, n);
 	}
-	void *p = real_realloc(old, n);
-	if (p)
-		record(old, p, n);
-	return p;
+	if (!old) {
+		void *p = real_realloc(NULL, n);
+		if (p)
+			record(NULL, p, n);
+		return p;
+	}
+	return realloc_recorded(old, n);
 }
 
 EXPORT void *reallocarray(void *old, size_t n, size_t m)

@@ -87,3 +87,10 @@ eq $(weight $F '^parent_leak$') 50000 "--no-follow: the parent's own leak"
 eq $(weight $F '^(child_leak|leak_small|leak_big)$') 0 "--no-follow: no child leaks"
 eq $(weight $(folded $W/nf.kiln cpu) '^child_spin$') 0 "--no-follow: no child CPU"
 ok "--no-follow"
+
+# realloc racing with other threads' allocations: exact counts, no false leak
+run_to 120 "$KILN" record -q --heap --no-cpu -o $W/race.kiln -- $TARGETS/realloc_race 100000 || fail "record realloc_race"
+eq $(weight $(folded $W/race.kiln alloc_count) '^race_worker$') 1200000 "realloc_race calls"
+eq $(weight $(folded $W/race.kiln leak_bytes) '^race_worker$') 0 "realloc_race false leak"
+eq $(weight $(folded $W/race.kiln leak_count) '^race_worker$') 0 "realloc_race false leaked blocks"
+ok "realloc racing across 4 threads: 1,200,000 calls, no false leak"
