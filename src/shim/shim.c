@@ -472,12 +472,15 @@ static bool stack_id(struct tstate *t, uint64_t *out)
 		truncated = 1;
 	}
 	uint64_t *s = (uint64_t *)(ips + skip);
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
-	for (int i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 0xff51afd7ed558ccdULL;
-		h ^= h >> 32;
-	}
+	/* independent multiplies (they pipeline), one mix at the end: the key
+	 * only picks a slot, a hit is confirmed word by word */
+	uint64_t h = (uint64_t)n | ((uint64_t)truncated << 32);
+	for (int i = 0; i < n; i++)
+		h += (s[i] ^ (s[i] >> 29)) * (0x9e3779b97f4a7c15ULL + ((uint64_t)i << 1));
+	h ^= h >> 32;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 29;
+	h |= 1; /* 0 marks an empty slot */
 	struct cache_slot *slot = NULL;
 	if (t->slots) {
 		size_t j = h & (CACHE_SLOTS - 1);

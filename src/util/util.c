@@ -217,6 +217,13 @@ uint64_t hash_bytes(const void *p, size_t n)
 	return hash_u64(h);
 }
 
+/* Fibonacci hashing: one multiply, the top bits index the table; spreads
+ * aligned addresses (the common key) well. cap is a power of two. */
+static inline size_t u64map_slot(const struct u64map *m, uint64_t key)
+{
+	return (size_t)((key * 0x9e3779b97f4a7c15ULL) >> (64 - __builtin_ctzll(m->cap)));
+}
+
 void u64map__init(struct u64map *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -244,7 +251,7 @@ static void u64map_rehash(struct u64map *m, size_t ncap)
 	for (size_t i = 0; i < ocap; i++) {
 		if (!old[i].key)
 			continue;
-		size_t j = hash_u64(old[i].key) & (ncap - 1);
+		size_t j = u64map_slot(m, old[i].key);
 		while (m->ents[j].key)
 			j = (j + 1) & (ncap - 1);
 		m->ents[j] = old[i];
@@ -256,7 +263,7 @@ struct u64map_ent *u64map__find(struct u64map *m, uint64_t key)
 {
 	if (!m->cap)
 		return NULL;
-	size_t mask = m->cap - 1, j = hash_u64(key) & mask;
+	size_t mask = m->cap - 1, j = u64map_slot(m, key);
 	for (;;) {
 		struct u64map_ent *e = &m->ents[j];
 		if (e->key == key)
@@ -271,7 +278,7 @@ struct u64map_ent *u64map__upsert(struct u64map *m, uint64_t key, bool *created)
 {
 	if ((m->len + 1) * 2 >= m->cap)
 		u64map_rehash(m, m->cap ? m->cap * 2 : 64);
-	size_t mask = m->cap - 1, j = hash_u64(key) & mask;
+	size_t mask = m->cap - 1, j = u64map_slot(m, key);
 	for (;;) {
 		struct u64map_ent *e = &m->ents[j];
 		if (e->key == key) {
@@ -304,7 +311,7 @@ bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out)
 		j = (j + 1) & mask;
 		if (!m->ents[j].key)
 			break;
-		size_t home = hash_u64(m->ents[j].key) & mask;
+		size_t home = u64map_slot(m, m->ents[j].key);
 		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
 			m->ents[i] = m->ents[j];
 			i = j;
