@@ -1,7 +1,7 @@
 #!/bin/bash
 # Install what kiln needs on Debian, build it, and profile the bundled demo.
-#   sudo bash scripts/setup.sh            install, build, run the demo
-#   sudo bash scripts/setup.sh --deps     install only
+#   bash scripts/setup.sh            install (sudo when not root), build, run the demo
+#   bash scripts/setup.sh --deps     install only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
