@@ -907,10 +907,11 @@ int recorder__flush(struct recorder *r)
 
 int recorder__finish(struct recorder *r)
 {
+	uint64_t stopped = realtime_ns(); /* the recording's end, not the symbolizing after it */
 	int rc = recorder__flush(r);
 	if (rc < 0)
 		return rc;
-	uint64_t end[3] = {realtime_ns(), r->samples, r->lost};
+	uint64_t end[3] = {stopped, r->samples, r->lost};
 	stream_writer__record(r->w, REC_END, end, sizeof(end));
 	return stream_writer__flush(r->w);
 }
