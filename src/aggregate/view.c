@@ -191,7 +191,7 @@ void table__sort(struct table *t, bool by_self)
 {
 	sort_table = t;
 	sort_self = by_self;
-	qsort(t->order, t->keys.n, sizeof(*t->order), row_cmp);
+	sort_array(t->order, t->keys.n, sizeof(*t->order), row_cmp);
 }
 
 void table__release(struct table *t)
@@ -233,7 +233,7 @@ void folded__build(struct folded *fo, const struct profile *p, const struct view
 	for (size_t i = 0; i < fo->lines.n; i++)
 		fo->order[i] = i;
 	sort_folded = fo;
-	qsort(fo->order, fo->lines.n, sizeof(*fo->order), line_cmp);
+	sort_array(fo->order, fo->lines.n, sizeof(*fo->order), line_cmp);
 }
 
 void folded__release(struct folded *fo)
@@ -284,7 +284,7 @@ void diff__tables(struct diff *d, const struct table *base, const struct table *
 			continue;
 		diff_add(d, &cap, k, use_self ? base->rows[i].self : base->rows[i].total, 0);
 	}
-	qsort(d->rows, d->n, sizeof(*d->rows), diff_cmp);
+	sort_array(d->rows, d->n, sizeof(*d->rows), diff_cmp);
 }
 
 void diff__folded(struct diff *d, const struct folded *base, const struct folded *new_)
@@ -305,7 +305,7 @@ void diff__folded(struct diff *d, const struct folded *base, const struct folded
 		if (intern__get(&new_->lines, k, len) < 0)
 			diff_add(d, &cap, k, base->vals[i], 0);
 	}
-	qsort(d->rows, d->n, sizeof(*d->rows), diff_cmp);
+	sort_array(d->rows, d->n, sizeof(*d->rows), diff_cmp);
 }
 
 void diff__release(struct diff *d)

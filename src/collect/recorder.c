@@ -334,7 +334,7 @@ void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t l
 	p->nmaps = k;
 	ARR_GROW(p->maps, p->cmaps, p->nmaps + 1);
 	p->maps[p->nmaps++] = m;
-	qsort(p->maps, p->nmaps, sizeof(*p->maps), map_cmp);
+	sort_array(p->maps, p->nmaps, sizeof(*p->maps), map_cmp);
 	p->last_hit = 0;
 	if (changed)
 		proc_flush_unwind(p);

@@ -216,7 +216,7 @@ static void emit(struct layout *L, uint32_t id, double x, int depth)
 	for (uint32_t c = nd->first; c != UINT32_MAX; c = L->t->n[c].next)
 		kids[nc++] = c;
 	cmp_tree = L->t;
-	qsort(kids, nc, sizeof(*kids), child_cmp);
+	sort_array(kids, nc, sizeof(*kids), child_cmp);
 	double cx = x;
 	for (size_t i = 0; i < nc; i++) {
 		emit(L, kids[i], cx, depth + 1);

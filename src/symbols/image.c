@@ -303,7 +303,7 @@ static void load_syms(struct image *img)
 		}
 		elf_end(elf);
 	}
-	qsort(img->syms, img->nsyms, sizeof(*img->syms), sym_cmp);
+	sort_array(img->syms, img->nsyms, sizeof(*img->syms), sym_cmp);
 	/* drop duplicates at one address (aliases), keeping the first */
 	size_t k = 0;
 	for (size_t i = 0; i < img->nsyms; i++) {

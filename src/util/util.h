@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdlib.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -113,6 +114,13 @@ uint32_t intern__str(struct intern *t, const char *s);
 static inline const char *intern__cstr(const struct intern *t, uint32_t id)
 {
 	return (const char *)t->keys[id];
+}
+
+/* qsort that accepts an empty (NULL) array, which qsort itself may not be given. */
+static inline void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(base, n, size, cmp);
 }
 
 /* Write all of p, retrying on EINTR and short writes; 0 or -errno. */
