@@ -35,8 +35,9 @@ grep -q 'no process' $W/e || fail "missing pid message: $(cat $W/e)"
 grep -q 'not running under' $W/e || fail "snapshot refusal: $(cat $W/e)"
 ok "errors"
 # a zombie: one line naming the cause, fast, below 128
-Z=$(sh -c 'sleep 0 & echo $!; exec sleep 3 >/dev/null')
+sh -c "sleep 0 & echo \$! >$W/zpid; exec sleep 3" & ZP=$!
 sleep 0.3
+Z=$(cat $W/zpid)
 [ "$(awk '/^State/{print $2}' /proc/$Z/status 2>/dev/null)" = Z ] || fail "could not make a zombie"
 s=$(date +%s%N)
 "$KILN" record -p $Z -d 1 -o $W/z.kiln 2>$W/e; rc=$?
@@ -45,4 +46,5 @@ ms=$(( ($(date +%s%N) - s) / 1000000 ))
 grep -q 'zombie' $W/e && [ "$(wc -l <$W/e)" -eq 1 ] || fail "zombie message: $(cat $W/e)"
 [ $ms -lt 100 ] || fail "zombie refusal took $ms ms"
 [ ! -e $W/z.kiln ] || fail "a profile was left for a zombie"
+kill $ZP 2>/dev/null; wait $ZP 2>/dev/null
 ok "zombie pid refused"
