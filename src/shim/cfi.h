@@ -278,13 +278,14 @@ static void cfi_compute(uintptr_t pc, struct cfi_rule *r)
 	r->state = 1;
 }
 
-/* Walk from (ip, sp, bp) within [sp, stack_hi). Returns the frame count, or
- * -1 when a frame's rule is not one we handle (use libunwind instead). */
+/* Walk from (ip, sp, bp) within [sp, stack_hi). exact: ip is where the
+ * thread is (else a return address, looked up at ip - 1). Returns the frame
+ * count, or -1 when a frame's rule is not one we handle (use libunwind). */
 static int cfi_backtrace(struct cfi_rule *rules, uintptr_t ip, uintptr_t sp, uintptr_t bp, uintptr_t stack_hi,
-			 void **out, int max)
+			 bool exact, void **out, int max)
 {
 	int n = 0;
-	bool first = true;
+	bool first = exact;
 	while (n < max) {
 		out[n++] = (void *)ip;
 		uintptr_t pc = first ? ip : ip - 1;

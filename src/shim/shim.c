@@ -442,6 +442,21 @@ static struct tstate *thread_state(void)
 	return t;
 }
 
+/* Where the program called into the shim: the hook's return address, the
+ * caller's stack pointer and frame pointer, read from the hook's own frame
+ * (the shim is built with frame pointers). */
+struct walk_start {
+	uintptr_t ip, sp, bp;
+};
+#define CALLER(ws)                                                                                             \
+	struct walk_start ws;                                                                                  \
+	do {                                                                                                   \
+		uintptr_t *fp_ = (uintptr_t *)__builtin_frame_address(0);                                      \
+		ws.bp = fp_[0];                                                                                \
+		ws.ip = fp_[1];                                                                                \
+		ws.sp = (uintptr_t)(fp_ + 2);                                                                  \
+	} while (0)
+
 static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
 {
 	uint64_t d = 0;
@@ -450,16 +465,15 @@ static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
 	return d == 0;
 }
 
-/* The id of this thread's stack, sending its definition the first time. */
-static bool stack_id(struct tstate *t, uint64_t *out)
+/* The id of this thread's stack, sending its definition the first time.
+ * The walk starts at the caller of the hook (ws): the shim's own frames are
+ * never walked. */
+static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 {
 	void *ips[SHIM_DEPTH + 8];
 	int n = -1;
-	if (likely(t->rules && t->stack_hi)) {
-		uintptr_t ip, sp, bp;
-		__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
-		n = cfi_backtrace(t->rules, ip, sp, bp, t->stack_hi, ips, SHIM_DEPTH + 8);
-	}
+	if (likely(t->rules && t->stack_hi && ws))
+		n = cfi_backtrace(t->rules, ws->ip, ws->sp, ws->bp, t->stack_hi, false, ips, SHIM_DEPTH + 8);
 	if (n < 0)
 		n = unw_backtrace(ips, SHIM_DEPTH + 8);
 	int skip = 0;
@@ -529,7 +543,7 @@ static inline uint64_t next_seq(void)
 	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }
 
-static __attribute__((noinline)) void record(void *freed, void *p, size_t size)
+static __attribute__((noinline)) void record(void *freed, void *p, size_t size, const struct walk_start *ws)
 {
 	int saved = errno;
 	t_guard++;
@@ -546,7 +560,7 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size)
 	}
 	if (p) {
 		uint64_t id;
-		if (!stack_id(t, &id) || !ring_reserve(t, 4))
+		if (!stack_id(t, ws, &id) || !ring_reserve(t, 4))
 			goto out;
 		uint64_t seq = next_seq();
 		ring_put(t, 0, seq << 8 | RING_ALLOC);
@@ -565,7 +579,7 @@ out:
  * free; so the free's sequence number is taken before the call (with room
  * reserved, so publishing it never waits) and the event written after,
  * naming address 0 (nothing) if the block did not go away. */
-static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n)
+static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const struct walk_start *ws)
 {
 	int saved = errno;
 	t_guard++;
@@ -584,7 +598,7 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n)
 	ring_publish(t, 2);
 	t_guard--;
 	if (p)
-		record(NULL, p, n);
+		record(NULL, p, n, ws);
 	errno = saved;
 	return p;
 }
@@ -604,8 +618,10 @@ EXPORT void *malloc(size_t n)
 			return boot_alloc(n);
 	}
 	void *p = real_malloc(n);
-	if (p && recording())
-		record(NULL, p, n);
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n, &ws);
+	}
 	return p;
 }
 
@@ -618,7 +634,7 @@ EXPORT void free(void *p)
 	/* Record first here: once freed, the address may be handed out again
 	 * by another thread before our event is published. */
 	if (recording())
-		record(p, NULL, 0);
+		record(p, NULL, 0, NULL);
 	real_free(p);
 }
 
@@ -634,8 +650,10 @@ EXPORT void *calloc(size_t n, size_t m)
 		return b;
 	}
 	void *p = real_calloc(n, m);
-	if (p && recording())
-		record(NULL, p, n * m);
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n * m, &ws);
+	}
 	return p;
 }
 
@@ -654,16 +672,17 @@ EXPORT void *realloc(void *old, size_t n)
 	if (old && n == 0) {
 		/* glibc frees the block: publish the free before the address can
 		 * be reused */
-		record(old, NULL, 0);
+		record(old, NULL, 0, NULL);
 		return real_realloc(old, n);
 	}
+	CALLER(ws);
 	if (!old) {
 		void *p = real_realloc(NULL, n);
 		if (p)
-			record(NULL, p, n);
+			record(NULL, p, n, &ws);
 		return p;
 	}
-	return realloc_recorded(old, n);
+	return realloc_recorded(old, n, &ws);
 }
 
 EXPORT void *reallocarray(void *old, size_t n, size_t m)
@@ -681,8 +700,10 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 	if (unlikely(!real_posix_memalign))
 		resolve_real();
 	int rc = real_posix_memalign(out, align, n);
-	if (rc == 0 && recording())
-		record(NULL, *out, n);
+	if (rc == 0 && recording()) {
+		CALLER(ws);
+		record(NULL, *out, n, &ws);
+	}
 	return rc;
 }
 
@@ -691,8 +712,10 @@ EXPORT void *aligned_alloc(size_t align, size_t n)
 	if (unlikely(!real_aligned_alloc))
 		resolve_real();
 	void *p = real_aligned_alloc(align, n);
-	if (p && recording())
-		record(NULL, p, n);
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n, &ws);
+	}
 	return p;
 }
 
@@ -701,8 +724,10 @@ EXPORT void *memalign(size_t align, size_t n)
 	if (unlikely(!real_memalign))
 		resolve_real();
 	void *p = real_memalign(align, n);
-	if (p && recording())
-		record(NULL, p, n);
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n, &ws);
+	}
 	return p;
 }
 
@@ -711,8 +736,10 @@ EXPORT void *valloc(size_t n)
 	if (unlikely(!real_valloc))
 		resolve_real();
 	void *p = real_valloc(n);
-	if (p && recording())
-		record(NULL, p, n);
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n, &ws);
+	}
 	return p;
 }
 
@@ -721,7 +748,9 @@ EXPORT void *pvalloc(size_t n)
 	if (unlikely(!real_pvalloc))
 		resolve_real();
 	void *p = real_pvalloc(n);
-	if (p && recording())
-		record(NULL, p, n);
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n, &ws);
+	}
 	return p;
 }

@@ -23,7 +23,7 @@ static int both(void **ours, void **theirs, int *n_theirs)
 {
 	uintptr_t ip, sp, bp;
 	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
-	int n = cfi_backtrace(rules, ip, sp, bp, stack_hi(), ours, 64);
+	int n = cfi_backtrace(rules, ip, sp, bp, stack_hi(), true, ours, 64);
 	*n_theirs = unw_backtrace(theirs, 64);
 	return n;
 }
