@@ -2,10 +2,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 B=${BUILD:-build-bench}
-if [ ! -x "$B/kiln" ]; then
-  cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$B" -j"$(nproc)" >/dev/null
-fi
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$B" -j"$(nproc)" >/dev/null   # incremental: always the checkout's code
 KILN=$B/kiln; T=$B/targets
 W=$(mktemp -d /tmp/kiln-bench.XXXXXX); trap 'rm -rf "$W"' EXIT
 ns() { local s; s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( $(date +%s%N) - s )); }
