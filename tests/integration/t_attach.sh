@@ -87,3 +87,19 @@ F=$(folded $W/sl.kiln wall); n=$(total $F)
 s=$(share $F 'nanosleep'); within $s 100 5 || fail "--wall: $s% in nanosleep: $(head -2 $F)"
 eq $(total $(folded $W/sl.kiln cpu 2>/dev/null || echo /dev/null)) 0 "--wall records wall, not cpu"
 ok "--wall launch: sleep 1 has $n samples, $s% in nanosleep"
+
+# where perf_event_open is refused: on-CPU sampling by ptrace, with a notice
+KILN_FORCE_PTRACE=1 run_to 30 "$KILN" record -o $W/pt.kiln -- $TARGETS/cpu_split 2 >/dev/null 2>$W/e || fail "ptrace fallback record"
+grep -q 'perf_event_open refused.*sampling with ptrace instead' $W/e || fail "no notice: $(cat $W/e)"
+F=$(folded $W/pt.kiln cpu); a=$(share $F '^frame_a$'); b=$(share $F '^frame_b$'); c=$(share $F '^frame_c$')
+within $a 60 5 && within $b 30 5 && within $c 10 4 || fail "ptrace on-CPU split $a/$b/$c"
+n=$(total $F); [ "$n" -ge 1000 ] || fail "ptrace on-CPU: $n samples in 2 s"
+mkfifo $W/in2
+$TARGETS/server <$W/in2 >$W/out2 2>/dev/null & SP2=$!
+exec 8>$W/in2
+sleep 0.3
+KILN_FORCE_PTRACE=1 run_to 30 "$KILN" record -q -p $SP2 -d 1 -o $W/pt2.kiln 2>$W/e; eq $? 0 "ptrace fallback attach"
+F=$(folded $W/pt2.kiln cpu); eq $(weight $F '^wait_for_request$') 0 "ptrace on-CPU: a sleeping thread is not on CPU"
+s=$(share $F '^work_two$'); within $s 66.7 8 || fail "ptrace on-CPU attach: work_two $s%"
+exec 8>&-; wait $SP2 2>/dev/null
+ok "perf refused: ptrace on-CPU sampling ($a/$b/$c, $n samples; attach work_two $s%)"
