@@ -19,7 +19,9 @@
 #include <stdint.h>
 
 #define KILN_RING_MAGIC 0x676e69726e6c696bULL /* "kilnring" */
-#define KILN_RING_WORDS (1u << 20)             /* 8 MiB of events */
+#define KILN_RING_WORDS (1u << 20)             /* 8 MiB: a process's first rings */
+#define KILN_RING_WORDS_SMALL (1u << 18)       /* 2 MiB: threads past the first few */
+#define KILN_RING_BIG_RINGS 4                  /* how many rings of a process are big */
 
 enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3 };
 

@@ -142,7 +142,7 @@ static bool ring_open(struct heapsrc *h, const char *name)
 	if (fd < 0)
 		return errno == ENOENT; /* gone already: nothing to wait for */
 	struct stat st;
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size < KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS) {
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size < KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_SMALL) {
 		close(fd);
 		return false;
 	}
@@ -154,8 +154,10 @@ static bool ring_open(struct heapsrc *h, const char *name)
 	 * /dev/shm if either side is killed */
 	unlink(path);
 	struct kiln_ring_hdr *hdr = p;
-	if (__atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != KILN_RING_MAGIC || hdr->words != KILN_RING_WORDS ||
-	    (size_t)st.st_size != KILN_RING_HDR_SIZE + 8 * (size_t)hdr->words) {
+	uint64_t words = hdr->words;
+	if (__atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != KILN_RING_MAGIC || words < KILN_RING_WORDS_SMALL ||
+	    words > KILN_RING_WORDS || (words & (words - 1)) ||
+	    (size_t)st.st_size != KILN_RING_HDR_SIZE + 8 * (size_t)words) {
 		munmap(p, (size_t)st.st_size);
 		return false;
 	}

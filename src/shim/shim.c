@@ -189,7 +189,7 @@ static void atfork_child(void)
 	 * mapping of it and start a process image of our own. */
 	struct tstate *t = &t_state;
 	if (t->hdr)
-		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS);
+		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(t->mask + 1));
 	t->hdr = NULL;
 	t->data = NULL;
 	if (t->slots)
@@ -300,7 +300,10 @@ static bool ring_create(struct tstate *t)
 	memcpy(tmp, path, (size_t)(p - path));
 	memcpy(tmp + (p - path), ".tmp", 5);
 	memcpy(p, ".ring", 6);
-	size_t size = KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS;
+	/* the first threads of a process get big rings; a pool of hundreds
+	 * must not take gigabytes of /dev/shm */
+	uint64_t words = k <= KILN_RING_BIG_RINGS ? KILN_RING_WORDS : KILN_RING_WORDS_SMALL;
+	size_t size = KILN_RING_HDR_SIZE + 8 * (size_t)words;
 	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return false;
@@ -321,7 +324,7 @@ static bool ring_create(struct tstate *t)
 	h->pid = (uint32_t)g_pid;
 	h->tid = (uint32_t)gettid_raw();
 	h->nonce = g_nonce;
-	h->words = KILN_RING_WORDS;
+	h->words = words;
 	__atomic_store_n(&h->magic, KILN_RING_MAGIC, __ATOMIC_RELEASE);
 	if (rename(tmp, path) < 0) {
 		munmap(m, size);
@@ -331,7 +334,7 @@ static bool ring_create(struct tstate *t)
 	__atomic_add_fetch(&g_threads, 1, __ATOMIC_SEQ_CST);
 	t->hdr = h;
 	t->data = (uint64_t *)((char *)m + KILN_RING_HDR_SIZE);
-	t->mask = KILN_RING_WORDS - 1;
+	t->mask = words - 1;
 	t->head = t->tail = 0;
 	if (g_key_ok)
 		pthread_setspecific(g_key, t);
@@ -344,7 +347,7 @@ static void thread_end(void *arg)
 	t_guard++;
 	if (t->hdr) {
 		__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
-		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS);
+		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(t->mask + 1));
 		t->hdr = NULL;
 	}
 	if (t->slots) {
@@ -404,8 +407,14 @@ static struct tstate *thread_state(void)
 			memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
 	}
 	if (unlikely(!t->hdr)) {
-		if (t->destructs > 3 || !ring_create(t))
+		if (t->destructs > 3)
 			return NULL;
+		if (!ring_create(t)) {
+			/* /dev/shm full or gone: stop recording rather than retry
+			 * on every call (the recorder warns of missing data) */
+			__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
+			return NULL;
+		}
 		t->next_id = 0;
 		t->arena_used = 0;
 		if (t->slots)
