@@ -99,7 +99,9 @@ $TARGETS/server <$W/in2 >$W/out2 2>/dev/null & SP2=$!
 exec 8>$W/in2
 sleep 0.3
 KILN_FORCE_PTRACE=1 run_to 30 "$KILN" record -q -p $SP2 -d 1 -o $W/pt2.kiln 2>$W/e; eq $? 0 "ptrace fallback attach"
-F=$(folded $W/pt2.kiln cpu); eq $(weight $F '^wait_for_request$') 0 "ptrace on-CPU: a sleeping thread is not on CPU"
+F=$(folded $W/pt2.kiln cpu); w=$(share $F '^wait_for_request$')
+# the poll wakes each second, and ptrace may catch it running: at most a trace
+awk -v w=$w 'BEGIN { exit !(w <= 1) }' || fail "ptrace on-CPU: the sleeping thread holds $w% of on-CPU samples"
 s=$(share $F '^work_two$'); within $s 66.7 8 || fail "ptrace on-CPU attach: work_two $s%"
 exec 8>&-; wait $SP2 2>/dev/null
 ok "perf refused: ptrace on-CPU sampling ($a/$b/$c, $n samples; attach work_two $s%)"
