@@ -53,15 +53,22 @@ void view__frame_key(const struct profile *p, const struct pframe *f, int by, st
 		else
 			buf__printf(out, "%s (%s)", profile__str(p, f->func), module_name(p, f->module));
 		break;
-	case BY_FILE:
-		buf__printf(out, "%s", *file ? file : module_name(p, f->module));
+	case BY_FILE: {
+		const char *s = *file ? file : module_name(p, f->module);
+		buf__put(out, s, strlen(s));
 		break;
-	case BY_LIB:
-		buf__printf(out, "%s", module_name(p, f->module));
+	}
+	case BY_LIB: {
+		const char *s = module_name(p, f->module);
+		buf__put(out, s, strlen(s));
 		break;
-	default:
-		buf__printf(out, "%s", profile__str(p, f->func));
+	}
+	default: {
+		uint32_t len;
+		const char *s = intern__key(&p->strings, f->func, &len);
+		buf__put(out, s, len);
 		break;
+	}
 	}
 }
 
@@ -69,8 +76,13 @@ static void append_frame_name(struct buf *out, const char *s)
 {
 	/* ';' separates frames and the last space precedes the value: keep
 	 * names free of ';' and newlines so every reader splits them right. */
-	for (; *s; s++)
-		buf__u8(out, (*s == ';' || *s == '\n') ? ':' : (uint8_t)*s);
+	size_t n = strlen(s), at = out->len;
+	buf__put(out, s, n);
+	if (!strpbrk(s, ";\n"))
+		return;
+	for (size_t i = at; i < at + n; i++)
+		if (out->data[i] == ';' || out->data[i] == '\n')
+			out->data[i] = ':';
 }
 
 void view__folded_line(const struct profile *p, const struct pcell *c, const struct view_filter *f, bool multi,
@@ -127,6 +139,10 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 	bool multi = view__multi_process(p);
 	uint32_t mark = 0;
 	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	/* per function name, computed once: is it a start-up frame, and (by
+	 * function) which row is it. 0 = not known yet. */
+	uint8_t *glue = xcalloc(p->strings.n + 1, 1);
+	uint32_t *row_of = by == BY_FUNCTION ? xcalloc(p->strings.n + 1, sizeof(*row_of)) : NULL;
 	for (size_t ci = 0; ci < p->ncells; ci++) {
 		const struct pcell *c = &p->cells[ci];
 		if (!view__cell_selected(c, f))
@@ -146,12 +162,23 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		mark++;
 		for (size_t i = 0; i < n; i++) {
-			if (!f->all_frames && i + 1 < n && fr[i]->module < p->nmodules &&
-			    startup_frame(profile__str(p, fr[i]->func)))
-				continue;
-			key.len = 0;
-			view__frame_key(p, fr[i], by, &key);
-			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
+			uint32_t fn = fr[i]->func;
+			if (!f->all_frames && i + 1 < n && fr[i]->module < p->nmodules) {
+				if (!glue[fn])
+					glue[fn] = startup_frame(profile__str(p, fn)) ? 2 : 1;
+				if (glue[fn] == 2)
+					continue;
+			}
+			uint32_t id;
+			if (row_of && row_of[fn]) {
+				id = row_of[fn] - 1;
+			} else {
+				key.len = 0;
+				view__frame_key(p, fr[i], by, &key);
+				id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
+				if (row_of)
+					row_of[fn] = id + 1;
+			}
 			ARR_GROW(t->rows, t->crows, id + 1);
 			struct row *r = &t->rows[id];
 			if (!r->frame)
@@ -165,6 +192,8 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 		}
 	}
 	buf__release(&key);
+	free(glue);
+	free(row_of);
 	t->order = xmalloc((t->keys.n + 1) * sizeof(*t->order));
 	for (size_t i = 0; i < t->keys.n; i++)
 		t->order[i] = i;

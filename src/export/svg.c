@@ -23,6 +23,7 @@ struct tree {
 	size_t len, cap;
 	struct intern keys;  /* {parent, name} -> node */
 	struct intern names; /* strings */
+	uint32_t *name_of_sid; /* profile string id -> names id + 1, when built from a profile */
 	int depth;
 };
 
@@ -41,6 +42,7 @@ static void tree_init(struct tree *t)
 
 static void tree_release(struct tree *t)
 {
+	free(t->name_of_sid);
 	free(t->n);
 	intern__release(&t->keys);
 	intern__release(&t->names);
@@ -70,6 +72,7 @@ struct tframe {
 	const char *file;
 	uint32_t line;
 	uint8_t kind;
+	uint32_t sid; /* the name's id in the profile's strings (UINT32_MAX: none) */
 };
 
 static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t v, int64_t base)
@@ -78,7 +81,15 @@ static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t 
 	t->n[0].value += v;
 	t->n[0].base += base;
 	for (size_t i = 0; i < n; i++) {
-		cur = tree_child(t, cur, intern__str(&t->names, fr[i].name));
+		uint32_t name;
+		if (t->name_of_sid && fr[i].sid != UINT32_MAX) {
+			if (!t->name_of_sid[fr[i].sid])
+				t->name_of_sid[fr[i].sid] = intern__str(&t->names, fr[i].name) + 1;
+			name = t->name_of_sid[fr[i].sid] - 1;
+		} else {
+			name = intern__str(&t->names, fr[i].name);
+		}
+		cur = tree_child(t, cur, name);
 		struct node *c = &t->n[cur];
 		c->value += v;
 		c->base += base;
@@ -354,6 +365,7 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 {
 	struct tree t;
 	tree_init(&t);
+	t.name_of_sid = xcalloc(p->strings.n + 1, sizeof(*t.name_of_sid));
 	bool multi = view__multi_process(p);
 	const struct pframe *fr[PROFILE_MAX_FRAMES];
 	struct tframe tf[PROFILE_MAX_FRAMES + 2];
@@ -367,17 +379,17 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 		size_t k = 0;
 		if (multi) {
 			snprintf(pname, sizeof(pname), "%s-%u", profile__process_name(p, c->pid), c->pid);
-			tf[k++] = (struct tframe){.name = pname, .kind = FK_MARKER};
+			tf[k++] = (struct tframe){.name = pname, .kind = FK_MARKER, .sid = UINT32_MAX};
 		}
 		if (vf->threads) {
 			const struct pthread *th = profile__thread(p, c->pid, c->tid);
 			snprintf(tname, sizeof(tname), "%s-%u", th && th->name && *th->name ? th->name : "thread", c->tid);
-			tf[k++] = (struct tframe){.name = tname, .kind = FK_MARKER};
+			tf[k++] = (struct tframe){.name = tname, .kind = FK_MARKER, .sid = UINT32_MAX};
 		}
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		for (size_t i = 0; i < n; i++)
 			tf[k++] = (struct tframe){.name = profile__str(p, fr[i]->func), .file = profile__str(p, fr[i]->file),
-						  .line = fr[i]->line, .kind = fr[i]->kind};
+						  .line = fr[i]->line, .kind = fr[i]->kind, .sid = fr[i]->func};
 		tree_add(&t, tf, k, c->v[vf->metric], 0);
 	}
 	char title[600], sub[600], total[32];
@@ -401,7 +413,7 @@ static void add_folded_line(struct tree *t, const char *line, int64_t v, int64_t
 	size_t n = 0;
 	char *save = NULL;
 	for (char *s = strtok_r(copy, ";", &save); s && n < ARRAY_SIZE(tf); s = strtok_r(NULL, ";", &save))
-		tf[n++] = (struct tframe){.name = s, .kind = FK_PROGRAM};
+		tf[n++] = (struct tframe){.name = s, .kind = FK_PROGRAM, .sid = UINT32_MAX};
 	tree_add(t, tf, n, v, base);
 	free(copy);
 }
