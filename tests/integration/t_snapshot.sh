@@ -82,3 +82,15 @@ await $D/ready1; sleep 0.5; touch $D/go1; await $D/ready2; sleep 0.5; touch $D/g
 last=$(ls $W/ev.kiln.snap.* | sort -t. -k4 -n | tail -1)
 F=$(folded $last live_bytes); eq $(weight $F '^keep_second$') 3000000 "last periodic snapshot"
 ok "--snapshot-every"
+
+# a forked child of the launched program (sh forks, the child execs snap_prog)
+rm -f $D/*
+"$KILN" record -q --heap --no-cpu -o $W/sh.kiln -- sh -c "$TARGETS/snap_prog $D; true" & KP=$!
+await $D/ready1
+CPID=$(pgrep -f "^$TARGETS/snap_prog $D" | head -1)
+[ -n "$CPID" ] || fail "no snap_prog child"
+"$KILN" snapshot $CPID -o $W/child.snap >/dev/null || fail "snapshot of a forked child"
+F=$(folded $W/child.snap live_bytes); eq $(weight $F '^keep_first$') 1000000 "the child's live heap"
+touch $D/go1 $D/go2; wait $KP; eq $? 0 "record sh exit"
+F=$(folded $W/sh.kiln leak_bytes); grep -q "^snap_prog-$CPID;" $F || fail "child process frame: $(cut -c1-60 $F | head -3)"
+ok "snapshot of a forked child"
