@@ -95,6 +95,8 @@ struct recorder {
 	struct buf *locsyms;   /* encoded SYM payload per loc */
 	size_t clocsyms;
 	size_t locs_written;
+	uint32_t *unsym;       /* locations written but not yet symbolized */
+	size_t nunsym, cunsym;
 	struct intern stacks;  /* {u16 flags, u16 depth, u32 loc[]} -> stack id */
 	size_t stacks_written;
 	struct intern cellkeys;
@@ -642,6 +644,7 @@ void recorder__free(struct recorder *r)
 	for (size_t i = 0; i < r->clocsyms; i++)
 		buf__release(&r->locsyms[i]);
 	free(r->locsyms);
+	free(r->unsym);
 	free(r->imgs);
 	free(r->procs);
 	free(r->mods);
@@ -756,8 +759,41 @@ static void write_loc(struct recorder *r, struct stream_writer *w, uint32_t id)
 	buf__u64(b, key->addr);
 	buf__u8(b, (uint8_t)key->flags);
 	stream_writer__record(w, REC_LOC, b->data, b->len);
-	if (r->locsyms[id].len)
+}
+
+static void write_sym(struct recorder *r, struct stream_writer *w, uint32_t id)
+{
+	if (id < r->clocsyms && r->locsyms[id].len)
 		stream_writer__record(w, REC_SYM, r->locsyms[id].data, r->locsyms[id].len);
+}
+
+/* Whether naming loc would wait for its image's DWARF, still loading. */
+static bool loc_waits(struct recorder *r, uint32_t loc)
+{
+	const struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} *key = intern__key(&r->locs, loc, NULL);
+	struct image *img = r->mods[key->module].img;
+	return img && image__loading(img);
+}
+
+/* Symbolize the locations waiting for it: all of them when wait is set,
+ * else those whose image is ready (a flush never waits for the prefetch
+ * thread, which runs at low priority while the program runs). */
+static void symbolize_pending(struct recorder *r, struct stream_writer *w, bool wait)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < r->nunsym; i++) {
+		uint32_t loc = r->unsym[i];
+		if (!wait && loc_waits(r, loc)) {
+			r->unsym[k++] = loc;
+			continue;
+		}
+		encode_sym(r, loc, &r->locsyms[loc]);
+		write_sym(r, w, loc);
+	}
+	r->nunsym = k;
 }
 
 static void write_stack(struct recorder *r, struct stream_writer *w, uint32_t id)
@@ -853,7 +889,14 @@ static void counts_release(struct counts *k)
 	buf__release(&k->b);
 }
 
+static int flush(struct recorder *r, bool wait);
+
 int recorder__flush(struct recorder *r)
+{
+	return flush(r, false);
+}
+
+static int flush(struct recorder *r, bool wait)
 {
 	struct stream_writer *w = r->w;
 	if (!r->meta_written) {
@@ -867,10 +910,12 @@ int recorder__flush(struct recorder *r)
 		}
 	ARR_GROW(r->locsyms, r->clocsyms, r->locs.n);
 	for (size_t i = r->locs_written; i < r->locs.n; i++) {
-		encode_sym(r, (uint32_t)i, &r->locsyms[i]);
 		write_loc(r, w, (uint32_t)i);
+		ARR_GROW(r->unsym, r->cunsym, r->nunsym + 1);
+		r->unsym[r->nunsym++] = (uint32_t)i;
 	}
 	r->locs_written = r->locs.n;
+	symbolize_pending(r, w, wait);
 	for (size_t i = r->stacks_written; i < r->stacks.n; i++)
 		write_stack(r, w, (uint32_t)i);
 	r->stacks_written = r->stacks.n;
@@ -908,7 +953,7 @@ int recorder__flush(struct recorder *r)
 int recorder__finish(struct recorder *r)
 {
 	uint64_t stopped = realtime_ns(); /* the recording's end, not the symbolizing after it */
-	int rc = recorder__flush(r);
+	int rc = flush(r, true);
 	if (rc < 0)
 		return rc;
 	uint64_t end[3] = {stopped, r->samples, r->lost};
@@ -920,7 +965,7 @@ int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
 {
 	/* Make sure every location is symbolized, then write a file of its own
 	 * holding just this process's live blocks by stack. */
-	int rc = recorder__flush(r);
+	int rc = flush(r, true);
 	if (rc < 0)
 		return rc;
 	char tmp[4200];
@@ -936,8 +981,10 @@ int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
 	json_decref(meta);
 	for (size_t i = 0; i < r->nmods; i++)
 		write_module(r, w, (uint32_t)i);
-	for (size_t i = 0; i < r->locs.n; i++)
+	for (size_t i = 0; i < r->locs.n; i++) {
 		write_loc(r, w, (uint32_t)i);
+		write_sym(r, w, (uint32_t)i);
+	}
 	for (size_t i = 0; i < r->stacks.n; i++)
 		write_stack(r, w, (uint32_t)i);
 	struct rproc *p = proc_find(r, pid);

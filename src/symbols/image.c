@@ -508,7 +508,7 @@ static void *pf_main(void *arg)
 		if (!img->syms_loaded)
 			load_syms(img);
 		pthread_mutex_lock(&pf_mu);
-		img->prefetch = 2;
+		__atomic_store_n(&img->prefetch, 2, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&pf_cv);
 	}
 	pthread_mutex_unlock(&pf_mu);
@@ -534,6 +534,11 @@ void image__prefetch(struct image *img)
 		pthread_cond_broadcast(&pf_cv);
 	}
 	pthread_mutex_unlock(&pf_mu);
+}
+
+bool image__loading(const struct image *img)
+{
+	return __atomic_load_n(&img->prefetch, __ATOMIC_ACQUIRE) == 1;
 }
 
 static void prefetch_wait(struct image *img)

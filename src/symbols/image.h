@@ -73,6 +73,9 @@ void sym_frame__release(struct sym_frame *f);
  * delaying its end. image__symbolize waits for it; nothing else may touch
  * img meanwhile. */
 void image__prefetch(struct image *img);
+/* Whether img is queued or being loaded by the prefetch worker (naming an
+ * address in it now would wait). */
+bool image__loading(const struct image *img);
 /* Wait for queued prefetches and stop the worker (before freeing images). */
 void image__prefetch_stop(void);
 
