@@ -576,7 +576,7 @@ int cmd_record(int argc, char **argv)
 	} else {
 		json_object_set_new(meta, "program", json_string(st.o.argv[0]));
 	}
-	st.r = recorder__new(st.w, meta, false);
+	st.r = recorder__new(st.w, meta);
 	json_decref(meta);
 	if (st.o.heap) {
 		st.h = heapsrc__new(st.r);

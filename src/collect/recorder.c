@@ -79,7 +79,6 @@ struct rthread {
 struct recorder {
 	struct stream_writer *w;
 	json_t *meta;
-	bool snapshot;
 	struct rproc **procs;
 	size_t nprocs, cprocs;
 	struct u64map procidx; /* pid -> index+1 */
@@ -524,13 +523,6 @@ static void heap_change(struct rproc *p, struct rcell *c, int64_t bytes, int64_t
 	}
 }
 
-void recorder__free_block(struct recorder *r, uint32_t pid, uint64_t addr)
-{
-	struct rproc *p = proc_find(r, pid);
-	if (p)
-		recorder__free_in(r, p, addr);
-}
-
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr)
 {
 	struct u64map_ent e;
@@ -565,11 +557,6 @@ void recorder__alloc_cell(struct recorder *r, uint32_t cid, uint64_t addr, uint6
 	r->thr[c->thr].last_alloc = addr;
 }
 
-void recorder__alloc(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, uint64_t addr,
-		     uint64_t size)
-{
-	recorder__alloc_cell(r, recorder__cell(r, pid, tid, stack), addr, size);
-}
 
 void recorder__heap_end(struct recorder *r, uint32_t pid)
 {
@@ -605,12 +592,11 @@ uint64_t recorder__samples(const struct recorder *r)
 	return r->samples;
 }
 
-struct recorder *recorder__new(struct stream_writer *w, json_t *meta, bool snapshot)
+struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 {
 	struct recorder *r = xcalloc(1, sizeof(*r));
 	r->w = w;
 	r->meta = json_incref(meta);
-	r->snapshot = snapshot;
 	u64map__init(&r->procidx);
 	u64map__init(&r->threads);
 	intern__init(&r->modkeys);

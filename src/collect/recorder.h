@@ -22,7 +22,7 @@ struct recorder;
 struct rproc;
 struct image;
 
-struct recorder *recorder__new(struct stream_writer *w, json_t *meta, bool snapshot);
+struct recorder *recorder__new(struct stream_writer *w, json_t *meta);
 /* Frees everything; does not close the writer. */
 void recorder__free(struct recorder *r);
 
@@ -51,13 +51,10 @@ uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, 
 /* Add to a cell's value. */
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta);
 
-/* Heap events, in the order the process made them. */
-void recorder__alloc(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, uint64_t addr,
-		     uint64_t size);
-/* The same with the cell (pid, tid, stack) looked up once by the caller. */
+/* Heap events, in the order the process made them: an allocation in a cell
+ * (pid, tid, stack: look it up once with recorder__cell), a free in a process. */
 uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack);
 void recorder__alloc_cell(struct recorder *r, uint32_t cell, uint64_t addr, uint64_t size);
-void recorder__free_block(struct recorder *r, uint32_t pid, uint64_t addr);
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr);
 /* A process image ended (exec or exit): its live blocks become leaks. */
 void recorder__heap_end(struct recorder *r, uint32_t pid);
