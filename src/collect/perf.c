@@ -285,6 +285,16 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	recorder__count(s->r, pid, tid, stack_id, KM_CPU, 1);
 }
 
+/* A record's string field (NUL-padded, maybe unterminated) into out. */
+static void copy_name(char *out, size_t n, const unsigned char *p, size_t len)
+{
+	size_t nl = strnlen((const char *)p, len);
+	if (nl >= n)
+		nl = n - 1;
+	memcpy(out, p, nl);
+	out[nl] = 0;
+}
+
 static void handle_record(struct sampler *s, const struct perf_event_header *h)
 {
 	const unsigned char *p = (const unsigned char *)(h + 1);
@@ -306,11 +316,7 @@ static void handle_record(struct sampler *s, const struct perf_event_header *h)
 		memcpy(&pgoff, p + 24, 8);
 		memcpy(&prot, p + 56, 4);
 		char name[4096];
-		size_t nl = strnlen((const char *)p + 64, len - 64);
-		if (nl >= sizeof(name))
-			nl = sizeof(name) - 1;
-		memcpy(name, p + 64, nl);
-		name[nl] = 0;
+		copy_name(name, sizeof(name), p + 64, len - 64);
 		if (prot & 4 /* PROT_EXEC */)
 			recorder__mmap(s->r, pid, addr, mlen, pgoff, name);
 		break;
@@ -322,11 +328,7 @@ static void handle_record(struct sampler *s, const struct perf_event_header *h)
 		memcpy(&pid, p, 4);
 		memcpy(&tid, p + 4, 4);
 		char comm[64];
-		size_t nl = strnlen((const char *)p + 8, len - 8);
-		if (nl >= sizeof(comm))
-			nl = sizeof(comm) - 1;
-		memcpy(comm, p + 8, nl);
-		comm[nl] = 0;
+		copy_name(comm, sizeof(comm), p + 8, len - 8);
 		if (h->misc & PERF_RECORD_MISC_COMM_EXEC)
 			recorder__exec(s->r, pid, comm);
 		recorder__thread_name(s->r, pid, tid, comm);

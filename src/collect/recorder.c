@@ -179,8 +179,9 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 
 void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 {
+	/* Only the maps: the old image's heap ends when heapsrc has drained
+	 * its rings (frees it made just before exec may still be in them). */
 	struct rproc *p = recorder__proc(r, pid);
-	recorder__heap_end(r, pid);
 	p->nmaps = 0;
 	p->last_hit = 0;
 	proc_flush_unwind(p);

@@ -86,7 +86,6 @@ static char g_dir[256];
 static pid_t g_pid, g_recorder;
 static uint64_t g_nonce;
 static uint64_t g_seq;         /* per process image; atomically incremented */
-static unsigned g_epoch;       /* bumped in a forked child */
 static unsigned g_ringno;
 static uintptr_t g_self_lo, g_self_hi; /* our own text, skipped in stacks */
 static pthread_key_t g_key;
@@ -105,7 +104,6 @@ struct tstate {
 	struct kiln_ring_hdr *hdr;
 	uint64_t *data;
 	uint64_t mask, head, tail;
-	unsigned epoch;
 	unsigned destructs;
 	uint32_t next_id;
 	struct cache_slot *slots; /* CACHE_SLOTS */
@@ -178,6 +176,15 @@ static void new_image(void)
 	__atomic_store_n(&g_seq, 0, __ATOMIC_RELAXED);
 }
 
+/* Forget this thread's stack ids: they belong to the ring they were sent on. */
+static void stack_cache_reset(struct tstate *t)
+{
+	t->next_id = 0;
+	t->arena_used = 0;
+	if (t->slots)
+		memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
+}
+
 static void atfork_child(void)
 {
 	if (g_nofollow) {
@@ -192,14 +199,9 @@ static void atfork_child(void)
 		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(t->mask + 1));
 	t->hdr = NULL;
 	t->data = NULL;
-	if (t->slots)
-		memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
-	t->arena_used = 0;
-	t->next_id = 0;
+	stack_cache_reset(t);
 	g_ringno = 0;
 	g_threads = 0;
-	__atomic_add_fetch(&g_epoch, 1, __ATOMIC_RELAXED);
-	t->epoch = g_epoch;
 	new_image();
 }
 
@@ -395,17 +397,9 @@ static inline void ring_publish(struct tstate *t, uint64_t n)
 
 static struct tstate *thread_state(void)
 {
+	/* After fork only the forking thread lives on, and atfork_child has
+	 * reset it; threads created later start from zeroed TLS. */
 	struct tstate *t = &t_state;
-	if (unlikely(t->epoch != g_epoch)) {
-		/* a thread that existed before fork cannot run in the child, so
-		 * this is a thread of a new image: start clean */
-		t->hdr = NULL;
-		t->epoch = g_epoch;
-		t->next_id = 0;
-		t->arena_used = 0;
-		if (t->slots)
-			memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
-	}
 	if (unlikely(!t->hdr)) {
 		if (t->destructs > 3)
 			return NULL;
@@ -415,10 +409,7 @@ static struct tstate *thread_state(void)
 			__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
 			return NULL;
 		}
-		t->next_id = 0;
-		t->arena_used = 0;
-		if (t->slots)
-			memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
+		stack_cache_reset(t);
 	}
 	if (unlikely(!t->slots && t->destructs == 0)) {
 		void *s = mmap(NULL, sizeof(*t->slots) * CACHE_SLOTS, PROT_READ | PROT_WRITE,
