@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "aggregate/view.h"
+#include "util/safefile.h"
 
 struct cmd {
 	const char *name;
@@ -54,11 +55,13 @@ int view_opts__metric(const struct view_opts *o, const char *cmd, const struct p
  * A warning (file cut short) is printed and loading succeeds. */
 int cli__load(const char *cmd, const char *path, struct profile *p);
 
-/* Output to a file written whole or not at all: a temporary beside it,
- * renamed on success. path NULL or "-" is stdout. */
+/* Output to what the user named (util/safefile.h): a regular file is written
+ * whole or not at all (an unpredictable temporary beside it, renamed on
+ * success); a device, FIFO or symlink is written through. path NULL or "-"
+ * is stdout. */
 struct out {
 	FILE *f;
-	char *path, *tmp;
+	struct safe_out so;
 };
 int out__open(struct out *o, const char *cmd, const char *path);
 /* Close; rename into place when ok, else remove. Returns 0 or 1 (error printed). */

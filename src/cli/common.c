@@ -175,43 +175,39 @@ int out__open(struct out *o, const char *cmd, const char *path)
 		o->f = stdout;
 		return 0;
 	}
-	o->path = xstrdup(path);
-	size_t n = strlen(path) + 32;
-	o->tmp = xmalloc(n);
-	snprintf(o->tmp, n, "%s.kiln-tmp.%d", path, (int)getpid());
-	o->f = fopen(o->tmp, "we");
-	if (!o->f) {
-		cli__error(cmd, "cannot write %s: %s", path, strerror(errno));
-		free(o->path);
-		free(o->tmp);
+	int rc = safe_out__prepare(&o->so, path);
+	if (rc == 0)
+		rc = safe_out__open_through(&o->so, false);
+	if (rc == 0 && !(o->f = fdopen(o->so.fd, "w")))
+		rc = -errno;
+	if (rc < 0) {
+		cli__error(cmd, "cannot write %s: %s", path, strerror(-rc));
+		safe_out__close(&o->so);
 		return -1;
 	}
+	o->so.fd = -1; /* the FILE owns it now */
 	return 0;
 }
 
 int out__close(struct out *o, const char *cmd, bool ok)
 {
-	int rc = 0;
 	if (o->f == stdout)
-		return ok ? 0 : 1;
+		return ok ? 0 : 1; /* main checks stdout before exiting */
+	const char *path = o->so.path;
 	if (fflush(o->f) != 0 || ferror(o->f)) {
 		if (ok)
-			cli__error(cmd, "cannot write %s: %s", o->path, strerror(errno));
+			cli__error(cmd, "cannot write %s: %s", path, strerror(errno));
 		ok = false;
 	}
 	if (fclose(o->f) != 0 && ok) {
-		cli__error(cmd, "cannot write %s: %s", o->path, strerror(errno));
+		cli__error(cmd, "cannot write %s: %s", path, strerror(errno));
 		ok = false;
 	}
-	if (ok && rename(o->tmp, o->path) != 0) {
-		cli__error(cmd, "cannot write %s: %s", o->path, strerror(errno));
+	int rc;
+	if (ok && (rc = safe_out__commit(&o->so, false)) < 0) {
+		cli__error(cmd, "cannot write %s: %s", path, strerror(-rc));
 		ok = false;
 	}
-	if (!ok) {
-		unlink(o->tmp);
-		rc = 1;
-	}
-	free(o->path);
-	free(o->tmp);
-	return rc;
+	safe_out__close(&o->so);
+	return ok ? 0 : 1;
 }

@@ -4,6 +4,7 @@
  * trusts nothing: lengths are bounded, every payload carries a CRC. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,24 +17,44 @@
 int stream_ignore_crc;
 
 struct stream_writer {
-	int fd;
+	int fd;      /* -1: records wait in memory */
+	bool own_fd; /* opened here (stream_writer__open): closed by __free */
 	int err;
 	size_t written;
 	struct buf pending;
 };
 
-struct stream_writer *stream_writer__new(const char *path)
+struct stream_writer *stream_writer__new(void)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return NULL;
 	struct stream_writer *w = xcalloc(1, sizeof(*w));
-	w->fd = fd;
+	w->fd = -1;
 	buf__init(&w->pending);
 	buf__put(&w->pending, KILN_MAGIC, 8);
 	buf__u32(&w->pending, KILN_FORMAT_VERSION);
 	buf__u32(&w->pending, KILN_HEADER_SIZE);
 	return w;
+}
+
+void stream_writer__set_fd(struct stream_writer *w, int fd)
+{
+	w->fd = fd;
+}
+
+struct stream_writer *stream_writer__open(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return NULL;
+	struct stream_writer *w = stream_writer__new();
+	w->fd = fd;
+	w->own_fd = true;
+	return w;
+}
+
+const void *stream_writer__pending(const struct stream_writer *w, size_t *len)
+{
+	*len = w->pending.len;
+	return w->pending.data;
 }
 
 void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len)
@@ -51,7 +72,7 @@ int stream_writer__flush(struct stream_writer *w)
 {
 	if (w->err)
 		return w->err;
-	if (!w->pending.len)
+	if (!w->pending.len || w->fd < 0)
 		return 0;
 	int r = write_full(w->fd, w->pending.data, w->pending.len);
 	if (r < 0) {
@@ -76,9 +97,9 @@ int stream_writer__free(struct stream_writer *w)
 	if (!w)
 		return 0;
 	int r = stream_writer__flush(w);
-	if (!r && fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS)
+	if (!r && w->fd >= 0 && fsync(w->fd) < 0 && errno != EINVAL && errno != EROFS)
 		r = -errno;
-	if (close(w->fd) < 0 && !r)
+	if (w->own_fd && close(w->fd) < 0 && !r)
 		r = -errno;
 	buf__release(&w->pending);
 	free(w);

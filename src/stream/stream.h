@@ -10,15 +10,24 @@
 
 struct stream_writer;
 
-/* Create (truncate) path and write the header. NULL and errno on failure. */
-struct stream_writer *stream_writer__new(const char *path);
+/* A writer whose records wait in memory until it is given a descriptor
+ * (stream_writer__set_fd): the recorder collects before it knows that the
+ * program runs, and only then puts its output in place. */
+struct stream_writer *stream_writer__new(void);
+/* From now on flushes write to fd (borrowed: __free does not close it). */
+void stream_writer__set_fd(struct stream_writer *w, int fd);
+/* Create (truncate) path, never through a symlink, for tests and tools that
+ * own the path. NULL and errno on failure. */
+struct stream_writer *stream_writer__open(const char *path);
+/* The bytes not yet flushed (everything, for a writer with no descriptor). */
+const void *stream_writer__pending(const struct stream_writer *w, size_t *len);
 /* Append one record to the in-memory buffer. */
 void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len);
 /* Write buffered records to the file. 0 or -errno (e.g. -ENOSPC); after an
  * error the writer keeps failing. */
 int stream_writer__flush(struct stream_writer *w);
 size_t stream_writer__bytes(const struct stream_writer *w);
-/* Flush, fsync, close and free. 0 or -errno. */
+/* Flush, fsync, free (and close a descriptor it opened). 0 or -errno. */
 int stream_writer__free(struct stream_writer *w);
 
 enum stream_status {

@@ -23,7 +23,7 @@ static void fx_open(struct fixture *f, const char *meta)
 	snprintf(f->path, sizeof(f->path), "/tmp/kiln-unit-%d-XXXXXX", (int)getpid());
 	int fd = mkstemp(f->path);
 	close(fd);
-	f->w = stream_writer__new(f->path);
+	f->w = stream_writer__open(f->path);
 	cr_assert_not_null(f->w);
 	buf__init(&f->b);
 	stream_writer__record(f->w, REC_META, meta, strlen(meta));
