@@ -1,0 +1,297 @@
+/* Heap accounting (see heap.h). */
+#include <stdlib.h>
+#include <string.h>
+#include "collect/heap.h"
+#include "util/util.h"
+
+/* Live blocks of one process image: open addressing with linear probing and
+ * backward-shift deletion; an entry's `used` flag, not its key, marks it. */
+struct block {
+	uint64_t addr, size;
+	uint32_t cell, used;
+};
+
+struct blockmap {
+	struct block *b;
+	size_t cap, len; /* cap: a power of two, or 0 */
+};
+
+struct hcell {
+	int64_t alloc_bytes, alloc_count, temp_count;
+	int64_t live_bytes, live_count, peak_bytes, frozen_bytes, frozen_count;
+	uint64_t mod_seq;
+	uint32_t proc, thread;
+	bool declared;
+};
+
+struct hproc {
+	struct blockmap live;
+	int64_t cur, peak;
+	uint64_t seq, peak_seq, unknown_frees;
+};
+
+struct hthread {
+	uint64_t last_alloc;
+	bool has_last;
+};
+
+struct heap {
+	struct hcell *cells;
+	size_t ncells, ccells;
+	struct hproc *procs;
+	size_t nprocs, cprocs;
+	struct hthread *thr;
+	size_t nthr, cthr;
+};
+
+static inline size_t slot_of(const struct blockmap *m, uint64_t addr)
+{
+	return (size_t)hash_u64(addr) & (m->cap - 1);
+}
+
+static struct block *bm_find(struct blockmap *m, uint64_t addr)
+{
+	if (!m->len)
+		return NULL;
+	for (size_t i = slot_of(m, addr);; i = (i + 1) & (m->cap - 1)) {
+		struct block *b = &m->b[i];
+		if (!b->used)
+			return NULL;
+		if (b->addr == addr)
+			return b;
+	}
+}
+
+static void bm_grow(struct blockmap *m)
+{
+	struct blockmap n = {.cap = m->cap ? m->cap * 2 : 1024};
+	n.b = xcalloc(n.cap, sizeof(*n.b));
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->b[i].used)
+			continue;
+		size_t j = slot_of(&n, m->b[i].addr);
+		while (n.b[j].used)
+			j = (j + 1) & (n.cap - 1);
+		n.b[j] = m->b[i];
+	}
+	n.len = m->len;
+	free(m->b);
+	*m = n;
+}
+
+/* The entry for addr, added (unused fields zero) if absent. */
+static struct block *bm_insert(struct blockmap *m, uint64_t addr, bool *added)
+{
+	if ((m->len + 1) * 4 > m->cap * 3)
+		bm_grow(m);
+	size_t i = slot_of(m, addr);
+	for (;; i = (i + 1) & (m->cap - 1)) {
+		struct block *b = &m->b[i];
+		if (!b->used)
+			break;
+		if (b->addr == addr) {
+			*added = false;
+			return b;
+		}
+	}
+	struct block *b = &m->b[i];
+	memset(b, 0, sizeof(*b));
+	b->addr = addr;
+	b->used = 1;
+	m->len++;
+	*added = true;
+	return b;
+}
+
+static void bm_remove(struct blockmap *m, struct block *b)
+{
+	size_t i = (size_t)(b - m->b), mask = m->cap - 1;
+	b->used = 0;
+	m->len--;
+	/* backward shift: pull later entries of the probe run into the hole */
+	for (size_t j = (i + 1) & mask; m->b[j].used; j = (j + 1) & mask) {
+		size_t home = slot_of(m, m->b[j].addr);
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			m->b[i] = m->b[j];
+			m->b[j].used = 0;
+			i = j;
+		}
+	}
+}
+
+struct heap *heap__new(void)
+{
+	return xcalloc(1, sizeof(struct heap));
+}
+
+void heap__free(struct heap *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->nprocs; i++)
+		free(h->procs[i].live.b);
+	free(h->procs);
+	free(h->cells);
+	free(h->thr);
+	free(h);
+}
+
+static struct hproc *proc_at(struct heap *h, uint32_t proc)
+{
+	if (proc >= h->nprocs) {
+		ARR_GROW(h->procs, h->cprocs, (size_t)proc + 1);
+		memset(h->procs + h->nprocs, 0, ((size_t)proc + 1 - h->nprocs) * sizeof(*h->procs));
+		h->nprocs = (size_t)proc + 1;
+	}
+	return &h->procs[proc];
+}
+
+void heap__cell(struct heap *h, uint32_t cell, uint32_t proc, uint32_t thread)
+{
+	if (cell >= h->ncells) {
+		ARR_GROW(h->cells, h->ccells, (size_t)cell + 1);
+		memset(h->cells + h->ncells, 0, ((size_t)cell + 1 - h->ncells) * sizeof(*h->cells));
+		h->ncells = (size_t)cell + 1;
+	}
+	if (thread >= h->nthr) {
+		ARR_GROW(h->thr, h->cthr, (size_t)thread + 1);
+		memset(h->thr + h->nthr, 0, ((size_t)thread + 1 - h->nthr) * sizeof(*h->thr));
+		h->nthr = (size_t)thread + 1;
+	}
+	proc_at(h, proc);
+	struct hcell *c = &h->cells[cell];
+	if (!c->declared) {
+		c->declared = true;
+		c->proc = proc;
+		c->thread = thread;
+	}
+}
+
+bool heap__has_cell(const struct heap *h, uint32_t cell)
+{
+	return cell < h->ncells && h->cells[cell].declared;
+}
+
+static void change(struct hproc *p, struct hcell *c, int64_t bytes, int64_t count)
+{
+	uint64_t seq = ++p->seq;
+	if (c->mod_seq <= p->peak_seq)
+		c->peak_bytes = c->live_bytes;
+	c->live_bytes += bytes;
+	c->live_count += count;
+	c->mod_seq = seq;
+	p->cur += bytes;
+	if (p->cur > p->peak) {
+		p->peak = p->cur;
+		p->peak_seq = seq;
+	}
+}
+
+static void drop_block(struct heap *h, struct hproc *p, struct block *b)
+{
+	struct hcell *c = &h->cells[b->cell];
+	change(p, c, -(int64_t)b->size, -1);
+	struct hthread *t = &h->thr[c->thread];
+	if (t->has_last && t->last_alloc == b->addr) {
+		c->temp_count++;
+		t->has_last = false;
+	}
+	bm_remove(&p->live, b);
+}
+
+bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr)
+{
+	struct hproc *p = proc_at(h, proc);
+	struct block *b = bm_find(&p->live, addr);
+	if (!b) {
+		p->unknown_frees++;
+		return false;
+	}
+	drop_block(h, p, b);
+	return true;
+}
+
+void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
+{
+	if (!heap__has_cell(h, cell))
+		return;
+	struct hcell *c = &h->cells[cell];
+	struct hproc *p = &h->procs[c->proc];
+	bool added;
+	struct block *b = bm_insert(&p->live, addr, &added);
+	if (!added) {
+		/* a free we never saw: forget the old block first */
+		drop_block(h, p, b);
+		b = bm_insert(&p->live, addr, &added);
+	}
+	b->size = size;
+	b->cell = cell;
+	c->alloc_bytes += (int64_t)size;
+	c->alloc_count++;
+	change(p, c, (int64_t)size, 1);
+	struct hthread *t = &h->thr[c->thread];
+	t->last_alloc = addr;
+	t->has_last = true;
+}
+
+void heap__end(struct heap *h, uint32_t proc)
+{
+	if (proc >= h->nprocs)
+		return;
+	struct hproc *p = &h->procs[proc];
+	/* Freeze what is live as leaked, then forget the blocks. */
+	for (size_t i = 0; i < p->live.cap; i++) {
+		struct block *b = &p->live.b[i];
+		if (!b->used)
+			continue;
+		struct hcell *c = &h->cells[b->cell];
+		if (c->mod_seq <= p->peak_seq)
+			c->peak_bytes = c->live_bytes;
+		c->mod_seq = UINT64_MAX; /* its peak is final */
+		c->frozen_bytes += (int64_t)b->size;
+		c->frozen_count++;
+		c->live_bytes -= (int64_t)b->size;
+		c->live_count--;
+		b->used = 0;
+	}
+	p->live.len = 0;
+	p->cur = 0;
+}
+
+void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT])
+{
+	if (!heap__has_cell(h, cell))
+		return;
+	const struct hcell *c = &h->cells[cell];
+	const struct hproc *p = &h->procs[c->proc];
+	v[KM_ALLOC_BYTES] = c->alloc_bytes;
+	v[KM_ALLOC_COUNT] = c->alloc_count;
+	v[KM_TEMP_COUNT] = c->temp_count;
+	v[KM_LEAK_BYTES] = c->live_bytes + c->frozen_bytes;
+	v[KM_LEAK_COUNT] = c->live_count + c->frozen_count;
+	v[KM_PEAK_BYTES] = c->mod_seq <= p->peak_seq ? c->live_bytes : c->peak_bytes;
+}
+
+void heap__live(const struct heap *h, uint32_t cell, int64_t *bytes, int64_t *count)
+{
+	*bytes = *count = 0;
+	if (heap__has_cell(h, cell)) {
+		*bytes = h->cells[cell].live_bytes;
+		*count = h->cells[cell].live_count;
+	}
+}
+
+uint64_t heap__unknown_frees(const struct heap *h, uint32_t proc)
+{
+	return proc < h->nprocs ? h->procs[proc].unknown_frees : 0;
+}
+
+int64_t heap__current(const struct heap *h, uint32_t proc)
+{
+	return proc < h->nprocs ? h->procs[proc].cur : 0;
+}
+
+int64_t heap__peak(const struct heap *h, uint32_t proc)
+{
+	return proc < h->nprocs ? h->procs[proc].peak : 0;
+}

@@ -1,0 +1,50 @@
+/* Heap accounting: what the allocation and free events of each process image
+ * add up to, per cell (a stack in a thread of a process), exactly.
+ *
+ *   alloc/free ──► live[addr] = {size, cell}
+ *                  cell.live ±= size            (leak_* when the image ends)
+ *                  proc.cur ±= size; new max ⇒ proc.peak_seq = seq
+ *   before changing cell.live: if cell.mod_seq <= proc.peak_seq then
+ *                  cell.peak = cell.live        (its value at the last peak)
+ *   peak_bytes(cell) = cell.mod_seq <= proc.peak_seq ? cell.live : cell.peak
+ *
+ * so the per-stack heap at the largest moment costs O(1) per event. The live
+ * map takes any address as a key (0 and ~0 included): nothing a program
+ * hands us can collide with a marker. Ids (cells, procs, threads) are the
+ * caller's dense indices. */
+#ifndef KILN_COLLECT_HEAP_H
+#define KILN_COLLECT_HEAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kiln/kiln.h"
+
+struct heap;
+
+struct heap *heap__new(void);
+void heap__free(struct heap *h);
+
+/* Declare cell (once) as belonging to process image proc and thread. */
+void heap__cell(struct heap *h, uint32_t cell, uint32_t proc, uint32_t thread);
+bool heap__has_cell(const struct heap *h, uint32_t cell);
+/* An allocation of size bytes at addr in a declared cell. A block already
+ * live at addr (its free was never seen) is forgotten first. */
+void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size);
+/* A free in process image proc; false when no live block is at addr (it was
+ * allocated before tracking began: counted in heap__unknown_frees). */
+bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr);
+/* The image ended (exit or exec): what is live becomes leaked, and a new
+ * image starting in proc starts from an empty heap. */
+void heap__end(struct heap *h, uint32_t proc);
+
+/* alloc_bytes, alloc_count, leak_bytes, leak_count, peak_bytes, temp_count
+ * of a cell into v (other metrics untouched); nothing for undeclared cells. */
+void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT]);
+/* What is live now in a cell. */
+void heap__live(const struct heap *h, uint32_t cell, int64_t *bytes, int64_t *count);
+uint64_t heap__unknown_frees(const struct heap *h, uint32_t proc);
+/* Bytes live in proc now, and at its peak. */
+int64_t heap__current(const struct heap *h, uint32_t proc);
+int64_t heap__peak(const struct heap *h, uint32_t proc);
+
+#endif
