@@ -28,6 +28,23 @@ int kiln_metric__parse(const char *name);
 /* Whether the metric counts bytes (for units in tables and flamegraphs). */
 int kiln_metric__is_bytes(int metric);
 
+/* Why heap events were lost. The first causes count events; the last ones
+ * count processes whose heap kiln could not track at all. */
+enum kiln_heap_loss {
+	HL_NO_RING,     /* events: the shim could not make or hand over a ring (memory, descriptors) */
+	HL_CORRUPT,     /* events: a ring broke the protocol (the program wrote over it); at least 1 */
+	HL_STOPPED,     /* events: dropped after the recorder did not drain for a second (stopped, slow) */
+	HL_REFUSED,     /* events: rings beyond the recorder's limits */
+	HL_STATIC,      /* processes: statically linked, nothing to preload into */
+	HL_ENV_CLEARED, /* processes: exec'd with kiln's LD_PRELOAD removed from the environment */
+	HL_SECURE_EXEC, /* processes: a setuid/setgid exec, for which the loader ignores LD_PRELOAD */
+	HL__COUNT
+};
+#define HL_FIRST_PROCESS_CAUSE HL_STATIC
+/* "no ring", "ring corrupt", ...; and a sentence for reports. */
+const char *kiln_heap_loss__name(int cause);
+const char *kiln_heap_loss__why(int cause);
+
 /* The deepest stack kiln keeps; deeper ones end in a truncation marker. */
 #define KILN_MAX_DEPTH 256
 

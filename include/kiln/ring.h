@@ -1,45 +1,90 @@
 /* The shared-memory ring between the heap shim (inside the profiled program)
- * and the recorder (kiln record). One ring per thread, a file in the folder
- * named by $KILN_SHM: "<pid>.<tid>.<nonce>.ring". Single producer (the
- * thread), single consumer (the recorder). Events are 64-bit words:
+ * and the recorder (kiln record), and the socket messages that hand rings
+ * over. One ring per thread at a time, single producer (the thread), single
+ * consumer (the recorder).
+ *
+ *   shim thread ── memfd_create, seal (no shrink, no grow), map ──┐
+ *               ── MSG_RING + the descriptor (SCM_RIGHTS) ──► recorder maps it
+ *
+ * The channel is a SOCK_SEQPACKET socket the recorder hands the launched
+ * program (inherited, so it survives setuid and exec; $KILN_FD names it as
+ * "FD:INODE"), or, when a program closed it, a connection to $KILN_SOCK in
+ * the recorder's private folder. No ring is ever a file another user can
+ * open, delete or truncate.
+ *
+ * Rings start small (KILN_RING_WORDS_MIN) and a busy thread continues in a
+ * ring twice as large (prev_id names the ring it continues, which it closes):
+ * memory follows traffic, not thread count. Events are 64-bit words:
  *
  *   ALLOC  w0 = seq << 8 | RING_ALLOC   w1 = addr  w2 = size  w3 = stack id
  *   FREE   w0 = seq << 8 | RING_FREE    w1 = addr
- *   STACK  w0 = n << 8 | RING_STACK     w1 = stack id   w2.. = n return addresses
+ *   NOP    w0 = seq << 8 | RING_NOP     w1 = 0      (a seq taken, nothing freed)
+ *   STACK  w0 = trunc << 32 | n << 8 | RING_STACK   w1 = stack id   w2.. = n return addresses
  *
  * seq is per process image, from one atomic counter: the recorder merges a
  * process's rings in seq order, so a block freed by another thread than the
  * one that allocated it is seen in the right order. A thread takes its seq
- * only once it has room in its ring and publishes right after, so a missing
- * seq is always about to appear (or its process died). Stack ids are
- * per ring; a STACK record precedes the first event that uses it. */
+ * only once it has room and publishes right after, so a missing seq is
+ * always about to appear (or its process died). Stack ids are per thread,
+ * dense from 0, kept across the thread's rings; a STACK record precedes the
+ * first event that uses it, in the same ring.
+ *
+ * The recorder trusts nothing here: the header is copied once, head - tail is
+ * bounded by the capacity, every event is checked; a ring that breaks a rule
+ * is marked RING_R_CORRUPT (its thread stops recording) and counted as lost. */
 #ifndef KILN_RING_H
 #define KILN_RING_H
 
 #include <stdint.h>
 
 #define KILN_RING_MAGIC 0x676e69726e6c696bULL /* "kilnring" */
-#define KILN_RING_WORDS (1u << 20)             /* 8 MiB: a process's first rings */
-#define KILN_RING_WORDS_SMALL (1u << 18)       /* 2 MiB: threads past the first few */
-#define KILN_RING_BIG_RINGS 4                  /* how many rings of a process are big */
+#define KILN_RING_VERSION 2
+#define KILN_RING_HDR_SIZE 256
+#define KILN_RING_WORDS_TINY (1u << 9)  /* 4 KiB: a new thread's ring once a process holds many */
+#define KILN_RING_WORDS_MIN (1u << 11)  /* 16 KiB: a new thread's ring */
+#define KILN_RING_WORDS_MAX (1u << 20)  /* 8 MiB: the largest a busy thread grows to */
+/* Bytes of rings one process holds before new threads get tiny rings and
+ * busy ones stop growing (and wait for the recorder instead). */
+#define KILN_RING_PROC_BUDGET (64ull << 20)
+/* How long a thread waits for a recorder that does not drain its ring before
+ * it drops events (counted) and runs on. */
+#define KILN_RING_WAIT_NS 1000000000ull
 
-enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3 };
+enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3, RING_NOP = 4 };
 
 struct kiln_ring_hdr {
 	uint64_t magic;
+	uint32_t version, hdr_size;
 	uint32_t pid, tid;
+	uint32_t ppid, pad0;
 	uint64_t nonce;   /* one per process image (changes at exec) */
-	uint64_t words;   /* capacity in words */
-	uint64_t head;    /* written by the producer (release) */
-	uint64_t pad1[7];
-	uint64_t tail;    /* written by the consumer (release) */
+	uint64_t words;   /* capacity in words, a power of two */
+	uint64_t ring_id; /* per process image, from 1 */
+	uint64_t prev_id; /* the ring of the same thread this one continues, or 0 */
+	uint64_t head;    /* offset 64: written by the producer (release) */
 	uint64_t pad2[7];
-	uint32_t closed;  /* the thread has ended */
-	uint32_t flags;   /* RING_F_* */
-	uint64_t dropped; /* events dropped because the recorder went away */
+	uint64_t tail;    /* offset 128: written by the consumer (release) */
+	uint64_t pad3[7];
+	uint32_t closed;  /* offset 192: the producer will write no more */
+	uint32_t flags;   /* RING_F_*, by the producer */
+	uint32_t rflags;  /* RING_R_*, by the recorder */
+	uint32_t pad4;
+	uint64_t dropped; /* events the producer dropped (recorder not draining) */
+	uint64_t pad5[5];
 };
+_Static_assert(sizeof(struct kiln_ring_hdr) == KILN_RING_HDR_SIZE, "ring header size");
 
 #define RING_F_OWN_MALLOC 1u /* the program has its own malloc: kiln sees nothing */
-#define KILN_RING_HDR_SIZE 4096
+#define RING_R_CORRUPT 1u    /* the recorder gave up on this ring: stop writing */
+
+/* Socket messages from the shim (SOCK_SEQPACKET, one per send). */
+enum { KILN_MSG_RING = 1, KILN_MSG_LOSS = 2 };
+struct kiln_msg {
+	uint32_t magic; /* KILN_MSG_MAGIC */
+	uint16_t type, version;
+	uint32_t pid, tid;
+	uint64_t cause, count; /* KILN_MSG_LOSS: enum kiln_heap_loss, events */
+};
+#define KILN_MSG_MAGIC 0x6b6d7367u
 
 #endif

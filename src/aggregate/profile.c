@@ -308,10 +308,39 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		p->lost = lost;
 		return 0;
 	}
+	case REC_HEAP_LOSS: {
+		uint32_t pid;
+		uint8_t cause;
+		uint64_t count;
+		cursor__u32(&c, &pid);
+		cursor__u8(&c, &cause);
+		cursor__u64(&c, &count);
+		if (c.bad || cause >= HL__COUNT || cursor__left(&c))
+			return corrupt(err, errlen, "heap loss", off);
+		size_t i = 0;
+		while (i < p->nlosses && (p->losses[i].pid != pid || p->losses[i].cause != cause))
+			i++;
+		if (i == p->nlosses) {
+			ARR_GROW(p->losses, p->closses, p->nlosses + 1);
+			p->nlosses++;
+		}
+		p->losses[i] = (struct ploss){.pid = pid, .cause = cause, .count = count}; /* last wins */
+		return 0;
+	}
 	default:
 		/* Unknown record types are skipped: later minor versions may add some. */
 		return 0;
 	}
+}
+
+void profile__heap_loss(const struct profile *p, int64_t pid, uint64_t out[HL__COUNT])
+{
+	memset(out, 0, sizeof(uint64_t) * HL__COUNT);
+	for (size_t i = 0; i < p->nlosses; i++)
+		if (pid < 0 || p->losses[i].pid == (uint64_t)pid) {
+			uint64_t *o = &out[p->losses[i].cause];
+			*o = *o + p->losses[i].count < *o ? UINT64_MAX : *o + p->losses[i].count;
+		}
 }
 
 static int load_from_reader(struct profile *p, struct stream_reader *r, char *err, size_t errlen)
@@ -424,6 +453,7 @@ void profile__release(struct profile *p)
 	free(p->procs);
 	free(p->threads);
 	free(p->cells);
+	free(p->losses);
 	free(p->path);
 	intern__release(&p->strings);
 	intern__release(&p->cellkeys);

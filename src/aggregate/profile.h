@@ -61,6 +61,13 @@ struct pcell {
 	int64_t v[KM__COUNT];
 };
 
+/* Heap events lost in a process, by cause (enum kiln_heap_loss). */
+struct ploss {
+	uint32_t pid;
+	uint8_t cause;
+	uint64_t count;
+};
+
 struct profile {
 	char *path;
 	json_t *meta;
@@ -79,6 +86,8 @@ struct profile {
 	size_t nthreads, cthreads;
 	struct pcell *cells;
 	size_t ncells, ccells;
+	struct ploss *losses;
+	size_t nlosses, closses;
 	struct intern cellkeys;
 	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index + 1 */
 	uint64_t start_ns, end_ns, samples, lost;
@@ -109,6 +118,8 @@ const struct pprocess *profile__process(const struct profile *p, uint32_t pid);
 const struct pthread *profile__thread(const struct profile *p, uint32_t pid, uint32_t tid);
 /* "name" of a process for PROGRAM-PID frames: its exe's base name. */
 const char *profile__process_name(const struct profile *p, uint32_t pid);
+/* Heap losses summed by cause, of one pid (pid < 0: all) into out. */
+void profile__heap_loss(const struct profile *p, int64_t pid, uint64_t out[HL__COUNT]);
 /* Duration of the recording in seconds (0 when unknown). */
 double profile__duration(const struct profile *p);
 

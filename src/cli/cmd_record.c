@@ -21,19 +21,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "stream/format.h"
+#include "collect/channel.h"
 #include "collect/heapsrc.h"
+#include "collect/preload.h"
 #include "collect/recorder.h"
 #include "collect/sampler.h"
 #include "kiln/kiln.h"
 #include "stream/stream.h"
+#include "util/safefile.h"
 
 #define CMD "record"
 
-static volatile sig_atomic_t got_signal;
+static volatile sig_atomic_t got_signal, got_from_tty;
 
-static void on_signal(int sig)
+/* A signal from the terminal (si_code SI_KERNEL) reached the program too;
+ * one sent to kiln alone (kill, SI_USER) is the program's to receive. */
+static void on_signal(int sig, siginfo_t *si, void *uc)
 {
 	got_signal = sig;
+	got_from_tty = si && si->si_code == SI_KERNEL;
 }
 
 struct record_opts {
@@ -208,77 +215,93 @@ static json_t *make_meta(const struct record_opts *o, bool attach)
 	return m;
 }
 
-/* The control socket `kiln snapshot PID` talks to, named in the program's
- * environment as KILN_CTL (an abstract unix socket). */
-static int ctl_listen(char *name, size_t n)
-{
-	snprintf(name, n, "kiln-ctl-%d-%llu", (int)getpid(), (unsigned long long)(now_ns() % 1000000007ull));
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -1;
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	size_t len = strlen(name);
-	memcpy(a.sun_path + 1, name, len);
-	if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) < 0 ||
-	    listen(fd, 8) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 struct rec {
 	struct record_opts o;
 	struct recorder *r;
 	struct stream_writer *w;
+	struct safe_out out;
+	bool out_ready;       /* the output is in place (the program runs) */
+	bool out_waiting;     /* a FIFO with no reader yet: records wait in memory */
 	const struct sampler_ops *ops;
 	struct sampler *s;
 	struct heapsrc *h;
-	int ctl;
+	struct channel *ch;
+	struct channel_ops chops;
 	unsigned snapshots;
 	pid_t child;
+	int exe_cause; /* why the launched program cannot carry the shim, or -1 */
 };
 
-static void snapshot_to(struct rec *st, pid_t pid, const char *path, int reply_fd)
+/* A snapshot of pid as the bytes of a profile file. */
+static int snapshot_bytes(void *ctx, uint32_t pid, struct buf *out)
 {
+	struct rec *st = ctx;
 	heapsrc__poll(st->h);
-	int rc = recorder__write_snapshot(st->r, (uint32_t)pid, path);
-	char msg[4200];
-	if (rc == 0)
-		snprintf(msg, sizeof(msg), "ok %s\n", path);
-	else
-		snprintf(msg, sizeof(msg), "error cannot write %s: %s\n", path, strerror(-rc));
-	if (reply_fd >= 0)
-		write_full(reply_fd, msg, strlen(msg));
-	else if (rc < 0)
-		cli__warn(CMD, "snapshot %s: %s", path, strerror(-rc));
+	struct stream_writer *w = stream_writer__new();
+	int rc = recorder__snapshot(st->r, pid, w);
+	if (rc == 0) {
+		size_t len;
+		const void *p = stream_writer__pending(w, &len);
+		buf__put(out, p, len);
+	}
+	stream_writer__free(w);
+	return rc;
 }
 
-static void ctl_serve(struct rec *st)
+static void on_ring(void *ctx, const struct kiln_msg *m, int fd)
 {
-	int fd = accept4(st->ctl, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	struct pollfd p = {fd, POLLIN, 0};
-	char req[4200];
-	size_t n = 0;
-	while (n < sizeof(req) - 1 && poll(&p, 1, 500) > 0) {
-		ssize_t k = read(fd, req + n, sizeof(req) - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(req, '\n', n))
-			break;
+	heapsrc__add_ring(((struct rec *)ctx)->h, m, fd);
+}
+
+static void on_loss(void *ctx, const struct kiln_msg *m)
+{
+	heapsrc__loss(((struct rec *)ctx)->h, m);
+}
+
+/* --snapshot-every: OUTPUT.snap.N, written whole (or not at all). */
+static void snapshot_file(struct rec *st, const char *path)
+{
+	struct buf b;
+	buf__init(&b);
+	struct safe_out o;
+	int rc = snapshot_bytes(st, (uint32_t)st->child, &b);
+	if (rc == 0)
+		rc = safe_out__prepare(&o, path);
+	if (rc == 0) {
+		rc = safe_out__open_through(&o, true);
+		if (rc == 0)
+			rc = write_full(o.fd, b.data, b.len);
+		if (rc == 0)
+			rc = safe_out__commit(&o, false);
+		int crc = safe_out__close(&o);
+		if (rc == 0)
+			rc = crc;
 	}
-	req[n] = 0;
-	req[strcspn(req, "\n")] = 0;
-	long pid;
-	char path[4097];
-	if (sscanf(req, "snapshot %ld %4096[^\n]", &pid, path) == 2)
-		snapshot_to(st, (pid_t)pid, path, fd);
-	else
-		write_full(fd, "error bad request\n", 18);
-	close(fd);
+	if (rc < 0)
+		cli__warn(CMD, "snapshot %s: %s", path, strerror(-rc));
+	buf__release(&b);
+}
+
+/* Put the output in place once the program runs: a regular file's
+ * temporary is renamed over it (an older profile kept as NAME.old); a FIFO,
+ * device or stdout is opened then (a FIFO with no reader yet is retried
+ * from the loop while records wait in memory). 0 or -errno. */
+static int output_ready(struct rec *st)
+{
+	if (st->out_ready)
+		return 0;
+	int rc = st->out.through ? safe_out__open_through(&st->out, true) : safe_out__commit(&st->out, true);
+	if (rc == -ENXIO) { /* a FIFO nobody reads yet */
+		if (!st->out_waiting && !st->o.quiet)
+			cli__warn(CMD, "%s: waiting for a reader (records are kept until then)", st->o.output);
+		st->out_waiting = true;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	stream_writer__set_fd(st->w, st->out.fd);
+	st->out_ready = true;
+	return 0;
 }
 
 static int wait_status_code(int status)
@@ -294,10 +317,14 @@ static void summary(struct rec *st, double secs, const char *what)
 {
 	if (st->o.quiet)
 		return;
-	char size[32];
+	char size[32], lost[96] = "";
 	fmt_bytes(size, sizeof(size), (double)stream_writer__bytes(st->w));
-	fprintf(stderr, "kiln record: %s %.2f s, %llu samples%s; wrote %s (%s)\n", what, secs,
-		(unsigned long long)recorder__samples(st->r), st->o.heap ? " and the heap" : "", st->o.output, size);
+	uint64_t hl = st->o.heap ? recorder__heap_lost(st->r) : 0;
+	if (hl)
+		snprintf(lost, sizeof(lost), " (%llu heap events LOST: see the report)", (unsigned long long)hl);
+	fprintf(stderr, "kiln record: %s %.2f s, %llu samples%s%s; wrote %s (%s)\n", what, secs,
+		(unsigned long long)recorder__samples(st->r), st->o.heap ? " and the heap" : "", lost, st->o.output,
+		size);
 }
 
 static bool is_zombie(long pid)
@@ -324,10 +351,17 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 			st->ops->read(st->s, st->h ? 5 : 50);
 		else
 			usleep(st->h ? 2000 : 50000);
+		if (st->ch)
+			channel__poll(st->ch, &st->chops);
 		if (st->h)
 			heapsrc__poll(st->h);
-		if (st->ctl >= 0)
-			ctl_serve(st);
+		if (st->out_waiting && !st->out_ready) {
+			int orc = output_ready(st);
+			if (orc < 0) {
+				cli__error(CMD, "cannot write %s: %s", st->o.output, strerror(-orc));
+				return orc;
+			}
+		}
 		uint64_t now = now_ns();
 		if (st->child > 0) {
 			/* only its end: a traced child also reports stops, which are
@@ -350,7 +384,7 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 		if (st->o.snapshot_every > 0 && now - last_snap >= (uint64_t)(st->o.snapshot_every * 1e9)) {
 			char path[4200];
 			snprintf(path, sizeof(path), "%s.snap.%u", st->o.output, ++st->snapshots);
-			snapshot_to(st, st->child, path, -1);
+			snapshot_file(st, path);
 			last_snap = now;
 		}
 		if (now - last_flush >= 500000000ull) {
@@ -371,6 +405,8 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		st->ops->stop(st->s);
 		st->ops->read(st->s, 0);
 	}
+	if (st->ch)
+		channel__poll(st->ch, &st->chops);
 	if (st->h)
 		heapsrc__poll(st->h);
 	pid_t main_pid = st->child > 0 ? st->child : (pid_t)st->o.pid;
@@ -378,10 +414,23 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		recorder__exit(st->r, (uint32_t)main_pid, st->child > 0 ? status : -1);
 	if (st->h) {
 		heapsrc__finish(st->h);
-		if (!heapsrc__seen(st->h))
-			cli__warn(CMD, "no heap activity was seen: %s is statically linked, has its own malloc, "
-				       "or never allocated; kiln tracks calls into the system allocator only",
+		size_t it = 0;
+		uint32_t upid;
+		const char *comm;
+		int cause, untracked = 0;
+		while (recorder__untracked(st->r, &it, &upid, &comm, &cause)) {
+			cli__warn(CMD, "the heap of %s (pid %u) was not tracked: %s", comm, upid, kiln_heap_loss__why(cause));
+			untracked++;
+		}
+		if (!heapsrc__seen(st->h) && !untracked)
+			cli__warn(CMD, "no heap activity was seen: %s never called the system allocator "
+				       "(or has one of its own, which kiln does not see)",
 				  st->o.pid > 0 ? "the program" : st->o.argv[0]);
+	}
+	if (!st->out_ready && output_ready(st) == 0 && !st->out_ready) {
+		/* a FIFO that never got a reader: what was recorded cannot go anywhere */
+		cli__error(CMD, "%s: no reader ever opened it; the profile was not written", st->o.output);
+		return -EPIPE;
 	}
 	int rc = recorder__finish(st->r);
 	double secs = (double)(now_ns() - t0) / 1e9;
@@ -399,11 +448,11 @@ static void cleanup(struct rec *st)
 	if (st->s)
 		st->ops->close(st->s);
 	heapsrc__free(st->h);
+	channel__free(st->ch);
 	recorder__free(st->r);
 	if (st->w)
 		stream_writer__free(st->w);
-	if (st->ctl >= 0)
-		close(st->ctl);
+	safe_out__close(&st->out); /* removes only a temporary never put in place */
 }
 
 /* perf_event first; ptrace for --wall and where perf_event is refused. */
@@ -435,12 +484,32 @@ out:
 	return rc;
 }
 
+/* The file execvp would run for name (PATH searched when it has no '/'). */
+static char *find_program(const char *name)
+{
+	if (strchr(name, '/'))
+		return xstrdup(name);
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path; *p;) {
+		size_t n = strcspn(p, ":");
+		struct buf b;
+		buf__init(&b);
+		buf__printf(&b, "%.*s/%s", (int)n, n ? p : ".", name);
+		if (access(buf__cstr(&b), X_OK) == 0)
+			return (char *)b.data;
+		buf__release(&b);
+		p += n + (p[n] == ':');
+	}
+	return NULL;
+}
+
 static int launch(struct rec *st)
 {
 	int go[2], err[2];
 	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
 		return cli__error(CMD, "pipe: %s", strerror(errno)), KILN_EXIT_RECORD_FAIL;
-	char ctlname[108] = "";
 	if (st->h) {
 		char *shim = shim_path();
 		if (!shim) {
@@ -454,17 +523,25 @@ static int launch(struct rec *st)
 		setenv("LD_PRELOAD", buf__cstr(&pre), 1);
 		buf__release(&pre);
 		free(shim);
-		setenv("KILN_SHM", heapsrc__dir(st->h), 1);
-		char rp[32];
-		snprintf(rp, sizeof(rp), "%d", (int)getpid());
-		setenv("KILN_RECORDER_PID", rp, 1);
+		char v[64];
+		snprintf(v, sizeof(v), "%d:%llu", channel__child_fd(st->ch),
+			 (unsigned long long)channel__child_ino(st->ch));
+		setenv("KILN_FD", v, 1);
+		setenv("KILN_SOCK", channel__sock_path(st->ch), 1);
+		setenv("KILN_CTL", channel__sock_path(st->ch), 1);
+		snprintf(v, sizeof(v), "%d", (int)getpid());
+		setenv("KILN_RECORDER_PID", v, 1);
 		if (!st->o.follow)
 			setenv("KILN_NO_FOLLOW", "1", 1);
-		st->ctl = ctl_listen(ctlname, sizeof(ctlname));
-		if (st->ctl >= 0)
-			setenv("KILN_CTL", ctlname, 1);
 	}
 	fflush(NULL);
+	if (st->h) {
+		/* told from the file now: a program that ends at once leaves
+		 * nothing in /proc to tell it from afterwards */
+		char *exe = find_program(st->o.argv[0]);
+		st->exe_cause = exe ? preload__untracked_file(exe) : -1;
+		free(exe);
+	}
 	pid_t pid = fork();
 	if (pid < 0)
 		return cli__error(CMD, "fork: %s", strerror(errno)), KILN_EXIT_RECORD_FAIL;
@@ -472,6 +549,11 @@ static int launch(struct rec *st)
 		close(go[1]);
 		close(err[0]);
 		signal(SIGPIPE, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		if (st->ch) /* the heap channel is the one descriptor the program inherits */
+			fcntl(channel__child_fd(st->ch), F_SETFD, 0);
 		char c;
 		while (read(go[0], &c, 1) < 0 && errno == EINTR)
 			;
@@ -488,6 +570,7 @@ static int launch(struct rec *st)
 	if (st->h) {
 		unsetenv("LD_PRELOAD");
 		unsetenv("KILN_NO_FOLLOW");
+		channel__close_child_end(st->ch);
 	}
 	recorder__proc(st->r, (uint32_t)pid);
 	if (st->o.cpu || st->o.heap) {
@@ -541,11 +624,27 @@ static void attach_error(long pid, int rc, const struct sampler_ops *ops)
 	}
 }
 
+/* An existing regular file at the output is replaced only if it is a kiln
+ * profile (kept as NAME.old); anything else is the user's and stays. */
+static bool replaceable(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+		return true;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	char magic[8] = "";
+	bool ok = fd >= 0 && read(fd, magic, 8) == 8 && !memcmp(magic, KILN_MAGIC, 8);
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 int cmd_record(int argc, char **argv)
 {
 	struct rec st;
 	memset(&st, 0, sizeof(st));
-	st.ctl = -1;
+	st.exe_cause = -1;
+	st.out.fd = -1;
 	int rc = parse(argc, argv, &st.o);
 	if (rc)
 		return rc < 0 ? 0 : rc;
@@ -558,11 +657,21 @@ int cmd_record(int argc, char **argv)
 	if (attach && st.o.pid == getpid())
 		return cli__usage(CMD, "kiln cannot profile itself (-p %ld)", st.o.pid);
 	uint64_t t0 = now_ns();
-	st.w = stream_writer__new(st.o.output);
-	if (!st.w) {
-		cli__error(CMD, "cannot create %s: %s", st.o.output, strerror(errno));
+	if (!replaceable(st.o.output)) {
+		cli__error(CMD, "%s exists and is not a kiln profile: not replacing it (remove it or choose "
+				"another -o)", st.o.output);
 		return KILN_EXIT_RECORD_FAIL;
 	}
+	/* the output's temporary now (a read-only folder fails before the
+	 * program starts); put in place only once the program runs */
+	rc = safe_out__prepare(&st.out, st.o.output);
+	if (rc < 0) {
+		cli__error(CMD, "cannot create %s: %s", st.o.output, strerror(-rc));
+		return KILN_EXIT_RECORD_FAIL;
+	}
+	st.w = stream_writer__new();
+	if (!st.out.through)
+		stream_writer__set_fd(st.w, st.out.fd);
 	json_t *meta = make_meta(&st.o, attach);
 	if (attach) {
 		char path[64];
@@ -579,14 +688,19 @@ int cmd_record(int argc, char **argv)
 	st.r = recorder__new(st.w, meta);
 	json_decref(meta);
 	if (st.o.heap) {
-		st.h = heapsrc__new(st.r);
-		if (!st.h) {
-			cli__error(CMD, "cannot set up heap tracking in /dev/shm: %s", strerror(errno));
+		channel__remove_stale();
+		st.ch = channel__new();
+		if (!st.ch) {
+			cli__error(CMD, "cannot set up heap tracking (a private folder and socket in /dev/shm or "
+					"/tmp): %s", strerror(errno));
 			rc = KILN_EXIT_RECORD_FAIL;
-			goto out_unlink;
+			goto out;
 		}
+		st.h = heapsrc__new(st.r);
+		st.chops = (struct channel_ops){.ctx = &st, .ring = on_ring, .loss = on_loss, .snapshot = snapshot_bytes};
+		recorder__set_heap(st.r, true);
 	}
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_SIGINFO};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
@@ -596,28 +710,40 @@ int cmd_record(int argc, char **argv)
 		if (rc < 0) {
 			attach_error(st.o.pid, rc, st.ops);
 			rc = KILN_EXIT_ERROR;
-			goto out_unlink;
+			goto out;
 		}
 		st.ops->start(st.s);
 	} else {
 		rc = launch(&st);
 		if (rc)
-			goto out_unlink;
+			goto out;
 	}
-	int status = 0, nsig = 0;
+	if (st.child > 0) {
+		/* the exec that no sampler event announces (events start at it) */
+		recorder__exec(st.r, (uint32_t)st.child, path_base(st.o.argv[0]));
+		if (st.h && st.exe_cause >= 0)
+			recorder__heap_loss(st.r, (uint32_t)st.child, st.exe_cause, 1);
+	}
+	rc = output_ready(&st);
+	if (rc < 0) {
+		cli__error(CMD, "cannot write %s: %s", st.o.output, strerror(-rc));
+		if (st.child > 0)
+			kill(st.child, SIGKILL), waitpid(st.child, NULL, 0);
+		rc = KILN_EXIT_RECORD_FAIL;
+		goto out;
+	}
+	int status = 0;
 	bool done = false;
 	for (;;) {
 		rc = record_loop(&st, &status, &done);
 		if (rc < 0 || done || !got_signal || attach)
 			break;
-		/* Launch mode: the terminal's Ctrl-C reached the program too; pass on
-		 * what was sent to kiln alone, and stop at a second signal. */
+		/* Launch mode: kiln ends with the program. A signal from the
+		 * terminal reached it too; one sent to kiln alone is passed on. */
 		int sig = got_signal;
 		got_signal = 0;
-		if (sig != SIGINT)
+		if (!got_from_tty)
 			kill(st.child, sig);
-		if (++nsig >= 2)
-			break;
 	}
 	if (rc < 0) {
 		cleanup(&st);
@@ -626,14 +752,14 @@ int cmd_record(int argc, char **argv)
 	rc = finish(&st, status, done, t0);
 	cleanup(&st);
 	if (rc < 0) {
-		cli__error(CMD, "cannot write %s: %s", st.o.output, strerror(-rc));
+		if (rc != -EPIPE)
+			cli__error(CMD, "cannot write %s: %s", st.o.output, strerror(-rc));
 		return KILN_EXIT_RECORD_FAIL;
 	}
 	if (attach || !done)
 		return 0;
 	return wait_status_code(status);
-out_unlink:
-	cleanup(&st);
-	unlink(st.o.output);
+out:
+	cleanup(&st); /* removes the output's temporary, never the output */
 	return rc;
 }

@@ -1,39 +1,60 @@
 /* Draining the shim's rings (include/kiln/ring.h) into the recorder.
  *
- *   /dev/shm/kiln-RECPID-N/PID.TID.NONCE.K.ring   one per thread of a process image
- *   group = (pid, nonce): its rings are merged by seq, so the recorder sees
- *   the process's allocations and frees in the order they happened.
+ *   group = one process image (pid, nonce): its rings are merged by seq in a
+ *   min-heap keyed by each ring's next seq, so the recorder sees the
+ *   process's allocations and frees in the order they happened, at
+ *   O(log rings) per event (O(1) while one ring's run continues).
+ *
+ *           heap of rings by front seq           idle rings (nothing ready)
+ *             [r3:41] [r1:44] [r7:52]    ◄──     r2 r5 ... refreshed at each
+ *              ▲ consume, advance, sift          round and at a gap
  *
  * A group ends when its process is gone (or a zombie), or when a newer image
  * of the same pid appears (exec); its rings are then drained whatever gaps
- * remain, its live blocks become leaks, and its files are removed. */
-#include <dirent.h>
+ * remain and its live blocks become leaks.
+ *
+ * Nothing in a ring is trusted: see ring_front and ring_corrupt. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "collect/heapsrc.h"
 #include "collect/recorder.h"
 #include "kiln/kiln.h"
-#include "kiln/ring.h"
 #include "util/util.h"
 
+#define NO_SEQ UINT64_MAX
+#define STALL_NS 1000000000ull
+
+/* Stack ids of one chain of rings (a thread's rings, each continuing the
+ * one before: ids dense from 0 across them). */
+struct stab {
+	uint32_t *cells; /* id -> recorder cell */
+	size_t n, cap;
+};
+
 struct hring {
-	char *path;
 	struct kiln_ring_hdr *hdr;
+	size_t maplen;
 	uint64_t *data;
-	uint64_t mask, tail, head; /* head: last seen, reloaded when reached */
+	uint64_t mask, words; /* copied once: never re-read from the ring */
+	uint64_t tail, head;  /* head: last seen, reloaded when reached */
+	uint64_t last_seq;    /* of the last event consumed (seqs rise in a ring) */
+	bool any;
+	uint64_t front;       /* seq of the next event, or NO_SEQ */
+	uint64_t dropped_seen;
 	uint32_t pid, tid;
 	struct rproc *proc;
-	uint32_t *stacks; /* ring-local stack id -> recorder cell (pid, tid, stack) */
-	size_t cstacks;
+	struct stab *stab;
+	int heap_idx;         /* in the group's heap, or -1 */
+	bool corrupt;
+	uint64_t ring_id;
+	struct hring *pred;   /* the ring of this thread it continues, until drained */
 };
 
 struct hgroup {
@@ -42,71 +63,36 @@ struct hgroup {
 	uint64_t next_seq;
 	struct hring **rings;
 	size_t n, cap;
-	bool ending; /* drain whatever is there, then end */
-	bool ended;
-	uint64_t stall_since;
-	uint64_t stall_seq;
-	uint64_t created;
+	struct hring **heap; /* min-heap by front */
+	size_t nheap, cheap;
+	struct stab **stabs;
+	size_t nstabs, cstabs;
+	struct u64map chain; /* id of a chain's newest ring -> stab index + 1 */
+	struct hgroup *older; /* an older image of this pid, to finish first */
+	bool ending, ended, lossy;
+	bool gone; /* its process was seen gone: ended at the next poll, after the
+		    * channel has been read once more (a ring it sent just before
+		    * exiting may still be in the socket) */
+	uint64_t stall_since, stall_seq;
 };
 
 struct heapsrc {
 	struct recorder *r;
-	char dir[256];
-	int ino;
 	struct hgroup **groups;
 	size_t ngroups, cgroups;
-	struct intern seen_files;
-	uint64_t last_scan, last_check;
+	struct u64map gidx; /* hash(pid, nonce) -> group index + 1 */
+	size_t nrings;
+	uint64_t mapped;
+	uint64_t last_check;
 	bool seen;
 };
 
-/* Folders of recorders that died (SIGKILL) before they could clean up. */
-static void remove_stale(void)
-{
-	DIR *d = opendir("/dev/shm");
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		int pid, n;
-		if (sscanf(e->d_name, "kiln-%d-%d", &pid, &n) != 2 || pid <= 0)
-			continue;
-		if (kill(pid, 0) == 0 || errno != ESRCH)
-			continue;
-		char dir[300];
-		snprintf(dir, sizeof(dir), "/dev/shm/%s", e->d_name);
-		remove_dir(dir);
-	}
-	closedir(d);
-}
-
 struct heapsrc *heapsrc__new(struct recorder *r)
 {
-	remove_stale();
 	struct heapsrc *h = xcalloc(1, sizeof(*h));
 	h->r = r;
-	intern__init(&h->seen_files);
-	for (int i = 0; i < 100; i++) {
-		snprintf(h->dir, sizeof(h->dir), "/dev/shm/kiln-%d-%d", (int)getpid(), i);
-		if (mkdir(h->dir, 0700) == 0)
-			break;
-		if (errno != EEXIST) {
-			int e = errno;
-			intern__release(&h->seen_files);
-			free(h);
-			errno = e;
-			return NULL;
-		}
-	}
-	h->ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (h->ino >= 0)
-		inotify_add_watch(h->ino, h->dir, IN_CREATE | IN_MOVED_TO);
+	u64map__init(&h->gidx);
 	return h;
-}
-
-const char *heapsrc__dir(const struct heapsrc *h)
-{
-	return h->dir;
 }
 
 bool heapsrc__seen(const struct heapsrc *h)
@@ -114,217 +100,369 @@ bool heapsrc__seen(const struct heapsrc *h)
 	return h->seen;
 }
 
+static uint64_t group_key(uint32_t pid, uint64_t nonce)
+{
+	return hash_u64(nonce ^ ((uint64_t)pid << 17)) | 1;
+}
+
 static struct hgroup *group_get(struct heapsrc *h, uint32_t pid, uint64_t nonce)
 {
-	for (size_t i = 0; i < h->ngroups; i++)
-		if (h->groups[i]->pid == pid && h->groups[i]->nonce == nonce)
-			return h->groups[i];
-	struct hgroup *g = xcalloc(1, sizeof(*g));
+	uint64_t key = group_key(pid, nonce);
+	struct u64map_ent *e = u64map__find(&h->gidx, key);
+	struct hgroup *g = e ? h->groups[e->v1] : NULL;
+	if (g && (g->pid != pid || g->nonce != nonce)) { /* a hash collision: look further */
+		g = NULL;
+		for (size_t i = 0; i < h->ngroups && !g; i++)
+			if (h->groups[i]->pid == pid && h->groups[i]->nonce == nonce)
+				g = h->groups[i];
+	}
+	if (g) {
+		g->ended = g->gone = false; /* a late ring of an image thought gone */
+		return g;
+	}
+	g = xcalloc(1, sizeof(*g));
+	u64map__init(&g->chain);
 	g->pid = pid;
 	g->nonce = nonce;
-	g->created = now_ns();
 	/* A newer image of the same pid: the older one has exec'd away. */
-	for (size_t i = 0; i < h->ngroups; i++)
-		if (h->groups[i]->pid == pid && !h->groups[i]->ended)
+	for (size_t i = h->ngroups; i-- > 0;)
+		if (h->groups[i]->pid == pid && !h->groups[i]->ended) {
 			h->groups[i]->ending = true;
+			g->older = h->groups[i];
+			break;
+		}
 	ARR_GROW(h->groups, h->cgroups, h->ngroups + 1);
+	if (!e)
+		u64map__upsert(&h->gidx, key, NULL)->v1 = h->ngroups;
 	h->groups[h->ngroups++] = g;
 	recorder__proc(h->r, pid);
 	return g;
 }
 
-/* Map a ring file; false when it is not ready yet (header not published). */
-static bool ring_open(struct heapsrc *h, const char *name)
+/* The stack table of the chain a ring continues (prev_id), or a new one. */
+static struct stab *stab_get(struct hgroup *g, uint64_t ring_id, uint64_t prev_id)
 {
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", h->dir, name);
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT; /* gone already: nothing to wait for */
-	struct stat st;
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size < KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_SMALL) {
-		close(fd);
-		return false;
+	struct u64map_ent e;
+	size_t idx;
+	if (prev_id && u64map__remove(&g->chain, prev_id, &e)) {
+		idx = e.v1;
+	} else {
+		idx = g->nstabs;
+		ARR_GROW(g->stabs, g->cstabs, g->nstabs + 1);
+		g->stabs[g->nstabs++] = xcalloc(1, sizeof(struct stab));
 	}
-	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (ring_id) /* 0 is no id: u64map's empty key */
+		u64map__upsert(&g->chain, ring_id, NULL)->v1 = idx;
+	return g->stabs[idx];
+}
+
+void heapsrc__loss(struct heapsrc *h, const struct kiln_msg *m)
+{
+	if (m->cause < HL_FIRST_PROCESS_CAUSE)
+		recorder__heap_loss(h->r, m->pid, (int)m->cause, m->count ? m->count : 1);
+}
+
+void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
+{
+	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
+	size_t size = 0;
+	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && seals >= 0 &&
+		  (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW) &&
+		  st.st_size >= (off_t)(KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_TINY) &&
+		  st.st_size <= (off_t)(KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_MAX);
+	if (ok)
+		size = (size_t)st.st_size;
+	if (ok && (h->nrings >= HEAPSRC_MAX_RINGS || h->mapped + size > HEAPSRC_MAX_BYTES)) {
+		recorder__heap_loss(h->r, m->pid, HL_REFUSED, 1);
+		ok = false;
+	}
+	void *p = ok ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
 	close(fd);
 	if (p == MAP_FAILED)
-		return false;
-	/* mapped by both sides now: the name can go, so nothing is left in
-	 * /dev/shm if either side is killed */
-	unlink(path);
-	struct kiln_ring_hdr *hdr = p;
-	uint64_t words = hdr->words;
-	if (__atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != KILN_RING_MAGIC || words < KILN_RING_WORDS_SMALL ||
-	    words > KILN_RING_WORDS || (words & (words - 1)) ||
-	    (size_t)st.st_size != KILN_RING_HDR_SIZE + 8 * (size_t)words) {
-		munmap(p, (size_t)st.st_size);
-		return false;
+		return;
+	/* copy what defines the ring once; the program may change it later */
+	struct kiln_ring_hdr hd;
+	memcpy(&hd, p, sizeof(hd));
+	uint64_t words = hd.words;
+	if (hd.magic != KILN_RING_MAGIC || hd.version != KILN_RING_VERSION || hd.hdr_size != KILN_RING_HDR_SIZE ||
+	    words < KILN_RING_WORDS_TINY || words > KILN_RING_WORDS_MAX || (words & (words - 1)) ||
+	    size != KILN_RING_HDR_SIZE + 8 * words || !hd.pid) {
+		munmap(p, size);
+		return;
 	}
 	struct hring *rg = xcalloc(1, sizeof(*rg));
-	rg->path = xstrdup(path);
-	rg->hdr = hdr;
+	rg->hdr = p;
+	rg->maplen = size;
 	rg->data = (uint64_t *)((char *)p + KILN_RING_HDR_SIZE);
-	rg->mask = hdr->words - 1;
-	rg->tail = __atomic_load_n(&hdr->tail, __ATOMIC_ACQUIRE);
-	rg->pid = hdr->pid;
-	rg->tid = hdr->tid;
-	rg->head = rg->tail;
-	rg->proc = recorder__proc(h->r, hdr->pid);
-	struct hgroup *g = group_get(h, hdr->pid, hdr->nonce);
+	rg->words = words;
+	rg->mask = words - 1;
+	rg->tail = rg->head = __atomic_load_n(&rg->hdr->tail, __ATOMIC_ACQUIRE);
+	rg->pid = hd.pid;
+	rg->tid = hd.tid;
+	rg->front = NO_SEQ;
+	rg->heap_idx = -1;
+	rg->proc = recorder__proc(h->r, hd.pid);
+	if (hd.ppid)
+		recorder__fork(h->r, hd.pid, hd.ppid); /* knows the parent's maps if its own are gone */
+	struct hgroup *g = group_get(h, hd.pid, hd.nonce);
+	rg->stab = stab_get(g, hd.ring_id, hd.prev_id);
+	rg->ring_id = hd.ring_id;
+	/* the thread's stack ids go on from its previous ring: read this one
+	 * only once that one is drained */
+	for (size_t i = 0; hd.prev_id && i < g->n; i++)
+		if (g->rings[i]->ring_id == hd.prev_id && g->rings[i]->tid == hd.tid)
+			rg->pred = g->rings[i];
 	ARR_GROW(g->rings, g->cap, g->n + 1);
 	g->rings[g->n++] = rg;
+	h->nrings++;
+	h->mapped += size;
 	h->seen = true;
-	return true;
 }
 
-static void ring_close(struct hring *rg, bool remove)
-{
-	munmap(rg->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(rg->mask + 1));
-	(void)remove; /* unlinked when opened */
-	free(rg->path);
-	free(rg->stacks);
-	free(rg);
-}
-
-static void scan(struct heapsrc *h, bool full)
-{
-	char evbuf[8192];
-	bool any = full;
-	if (h->ino >= 0) {
-		ssize_t n;
-		while ((n = read(h->ino, evbuf, sizeof(evbuf))) > 0)
-			any = true;
-	}
-	if (!any)
-		return;
-	DIR *d = opendir(h->dir);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		if (len < 6 || strcmp(e->d_name + len - 5, ".ring"))
-			continue;
-		if (intern__get(&h->seen_files, e->d_name, (uint32_t)len) >= 0)
-			continue;
-		if (ring_open(h, e->d_name))
-			intern__put(&h->seen_files, e->d_name, (uint32_t)len, NULL);
-	}
-	closedir(d);
-}
-
-static inline uint64_t ring_avail(struct hring *rg, uint64_t *head)
-{
-	if (rg->head == rg->tail)
-		rg->head = __atomic_load_n(&rg->hdr->head, __ATOMIC_ACQUIRE);
-	*head = rg->head;
-	return rg->head - rg->tail;
-}
-
+/* The ring broke a rule: tell its thread to stop, count the loss, and let
+ * the group stop waiting for seqs that may never come. */
 #define W(rg, i) ((rg)->data[((rg)->tail + (i)) & (rg)->mask])
-
-/* Consume STACK records at the front; return the seq of the next event, or
- * UINT64_MAX when the ring has none ready. */
-static uint64_t ring_front(struct heapsrc *h, struct hring *rg)
+static void ring_corrupt(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 {
-	uint64_t head;
+	rg->corrupt = true;
+	rg->front = NO_SEQ;
+	__atomic_or_fetch(&rg->hdr->rflags, RING_R_CORRUPT, __ATOMIC_RELEASE);
+	recorder__heap_loss(h->r, rg->pid, HL_CORRUPT, 1);
+	g->lossy = true;
+}
+
+/* Consume STACK records at the front; set rg->front to the seq of the next
+ * event (NO_SEQ when none is ready). Checks what the ring says. */
+static bool ring_drained(struct hring *rg)
+{
+	return rg->corrupt || (__atomic_load_n(&rg->hdr->closed, __ATOMIC_ACQUIRE) &&
+			       rg->tail == __atomic_load_n(&rg->hdr->head, __ATOMIC_ACQUIRE));
+}
+
+static void ring_front(struct heapsrc *h, struct hgroup *g, struct hring *rg)
+{
+	rg->front = NO_SEQ;
+	if (rg->corrupt)
+		return;
+	if (rg->pred) {
+		if (!ring_drained(rg->pred))
+			return;
+		rg->pred = NULL;
+	}
 	for (;;) {
-		uint64_t avail = ring_avail(rg, &head);
+		if (rg->head == rg->tail)
+			rg->head = __atomic_load_n(&rg->hdr->head, __ATOMIC_ACQUIRE);
+		uint64_t avail = rg->head - rg->tail;
 		if (!avail)
-			return UINT64_MAX;
+			return;
+		if (avail > rg->words)
+			return ring_corrupt(h, g, rg);
 		uint64_t w0 = W(rg, 0);
 		unsigned type = w0 & 0xff;
-		if (type != RING_STACK)
-			return w0 >> 8;
-		uint64_t n = (w0 >> 8) & 0xffffff;
-		bool truncated = (w0 >> 32) & 1;
-		if (n > KILN_MAX_DEPTH || avail < n + 2) {
-			/* a malformed ring (a program scribbling on it): give up on it */
-			rg->tail = head;
-			__atomic_store_n(&rg->hdr->tail, rg->tail, __ATOMIC_RELEASE);
-			return UINT64_MAX;
+		if (type == RING_STACK) {
+			uint64_t n = (w0 >> 8) & 0xffffff;
+			if (n > KILN_MAX_DEPTH || avail < n + 2 || W(rg, 1) != rg->stab->n || rg->stab->n >= (1u << 24))
+				return ring_corrupt(h, g, rg);
+			uint64_t ips[KILN_MAX_DEPTH];
+			for (uint64_t i = 0; i < n; i++)
+				ips[i] = W(rg, 2 + i);
+			uint32_t st = recorder__stack(h->r, rg->pid, ips, (int)n, false, (w0 >> 32) & 1);
+			ARR_GROW(rg->stab->cells, rg->stab->cap, rg->stab->n + 1);
+			rg->stab->cells[rg->stab->n++] = recorder__cell(h->r, rg->pid, rg->tid, st);
+			rg->tail += n + 2;
+			continue;
 		}
-		uint64_t id = W(rg, 1);
-		uint64_t ips[KILN_MAX_DEPTH];
-		for (uint64_t i = 0; i < n; i++)
-			ips[i] = W(rg, 2 + i);
-		if (id < (1u << 24)) {
-			ARR_GROW(rg->stacks, rg->cstacks, id + 1);
-			uint32_t st = recorder__stack(h->r, rg->pid, ips, (int)n, false, truncated);
-			rg->stacks[id] = recorder__cell(h->r, rg->pid, rg->tid, st);
-		}
-		rg->tail += n + 2;
+		uint64_t need = type == RING_ALLOC ? 4 : 2, seq = w0 >> 8;
+		if ((type != RING_ALLOC && type != RING_FREE && type != RING_NOP) || avail < need ||
+		    (rg->any && seq <= rg->last_seq))
+			return ring_corrupt(h, g, rg);
+		rg->front = seq;
+		return;
 	}
 }
 
-static void ring_consume_event(struct heapsrc *h, struct hring *rg)
+static void ring_consume(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 {
 	uint64_t w0 = W(rg, 0);
 	unsigned type = w0 & 0xff;
 	if (type == RING_ALLOC) {
-		uint64_t addr = W(rg, 1), size = W(rg, 2), id = W(rg, 3);
-		uint32_t cell = id < rg->cstacks ? rg->stacks[id]
-					: recorder__cell(h->r, rg->pid, rg->tid,
-							 recorder__stack(h->r, rg->pid, NULL, 0, false, true));
-		recorder__alloc_cell(h->r, cell, addr, size);
+		uint64_t id = W(rg, 3);
+		if (id >= rg->stab->n) /* a stack never defined */
+			return ring_corrupt(h, g, rg);
+		recorder__alloc_cell(h->r, rg->stab->cells[id], W(rg, 1), W(rg, 2));
 		rg->tail += 4;
-	} else if (type == RING_FREE) {
-		recorder__free_in(h->r, rg->proc, W(rg, 1));
-		rg->tail += 2;
 	} else {
-		uint64_t head;
-		ring_avail(rg, &head);
-		rg->tail = head; /* unknown: skip what is there */
+		if (type == RING_FREE)
+			recorder__free_in(h->r, rg->proc, W(rg, 1));
+		rg->tail += 2;
 	}
+	rg->last_seq = w0 >> 8;
+	rg->any = true;
+}
+
+/* ---- the min-heap of rings by front seq ---- */
+static void heap_set(struct hgroup *g, size_t i, struct hring *rg)
+{
+	g->heap[i] = rg;
+	rg->heap_idx = (int)i;
+}
+
+static void sift_up(struct hgroup *g, size_t i)
+{
+	struct hring *rg = g->heap[i];
+	while (i) {
+		size_t up = (i - 1) / 2;
+		if (g->heap[up]->front <= rg->front)
+			break;
+		heap_set(g, i, g->heap[up]);
+		i = up;
+	}
+	heap_set(g, i, rg);
+}
+
+static void sift_down(struct hgroup *g, size_t i)
+{
+	struct hring *rg = g->heap[i];
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		uint64_t best = rg->front;
+		if (l < g->nheap && g->heap[l]->front < best)
+			m = l, best = g->heap[l]->front;
+		if (l + 1 < g->nheap && g->heap[l + 1]->front < best)
+			m = l + 1;
+		if (m == i)
+			break;
+		heap_set(g, i, g->heap[m]);
+		i = m;
+	}
+	heap_set(g, i, rg);
+}
+
+static void heap_push(struct hgroup *g, struct hring *rg)
+{
+	ARR_GROW(g->heap, g->cheap, g->nheap + 1);
+	g->heap[g->nheap] = rg;
+	rg->heap_idx = (int)g->nheap++;
+	sift_up(g, g->nheap - 1);
+}
+
+static void heap_pop_top(struct hgroup *g)
+{
+	g->heap[0]->heap_idx = -1;
+	if (--g->nheap) {
+		heap_set(g, 0, g->heap[g->nheap]);
+		sift_down(g, 0);
+	}
+}
+
+/* Rings with nothing ready may have something now. */
+static void refresh_idle(struct heapsrc *h, struct hgroup *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		struct hring *rg = g->rings[i];
+		if (rg->heap_idx >= 0)
+			continue;
+		ring_front(h, g, rg);
+		if (rg->front != NO_SEQ)
+			heap_push(g, rg);
+	}
+}
+
+/* A thread's ring is drained: the ring that continues it may be read now. */
+static void wake_successors(struct heapsrc *h, struct hgroup *g, struct hring *done)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		struct hring *rg = g->rings[i];
+		if (rg->pred != done)
+			continue;
+		rg->pred = NULL;
+		ring_front(h, g, rg);
+		if (rg->front != NO_SEQ && rg->heap_idx < 0)
+			heap_push(g, rg);
+	}
+}
+
+static void publish_tails(struct hgroup *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (!g->rings[i]->corrupt)
+			__atomic_store_n(&g->rings[i]->hdr->tail, g->rings[i]->tail, __ATOMIC_RELEASE);
+}
+
+static void ring_close(struct heapsrc *h, struct hring *rg)
+{
+	munmap(rg->hdr, rg->maplen);
+	h->nrings--;
+	h->mapped -= rg->maplen;
+	free(rg);
 }
 
 /* Merge a group's rings in seq order. Returns events processed. */
 static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long budget)
 {
 	long n = 0;
-	while (n < budget) {
-		struct hring *best = NULL;
-		uint64_t bseq = UINT64_MAX;
-		for (size_t i = 0; i < g->n; i++) {
-			uint64_t s = ring_front(h, g->rings[i]);
-			if (s < bseq) {
-				bseq = s;
-				best = g->rings[i];
+	bool refreshed = false;
+	refresh_idle(h, g);
+	while (n < budget && g->nheap) {
+		struct hring *top = g->heap[0];
+		uint64_t seq = top->front;
+		if (seq > g->next_seq && !force && !g->lossy) {
+			/* a seq still being written by another thread, perhaps in
+			 * a ring that was idle a moment ago */
+			if (!refreshed) {
+				refresh_idle(h, g);
+				refreshed = true;
+				continue;
 			}
-		}
-		if (!best)
-			break;
-		if (bseq > g->next_seq && !force) {
-			/* an event still being written by another thread */
 			uint64_t now = now_ns();
 			if (g->stall_seq != g->next_seq) {
 				g->stall_seq = g->next_seq;
 				g->stall_since = now;
 				break;
 			}
-			if (now - g->stall_since < 1000000000ull)
+			if (now - g->stall_since < STALL_NS)
 				break;
 		}
-		ring_consume_event(h, best);
-		g->next_seq = bseq + 1;
+		ring_consume(h, g, top);
+		g->next_seq = seq + 1;
+		refreshed = false;
 		n++;
+		ring_front(h, g, top);
+		if (top->front != NO_SEQ) {
+			sift_down(g, 0); /* O(1) while the same ring's run goes on */
+		} else {
+			heap_pop_top(g);
+			if (ring_drained(top))
+				wake_successors(h, g, top);
+		}
 		if ((n & 4095) == 0)
-			for (size_t i = 0; i < g->n; i++)
-				__atomic_store_n(&g->rings[i]->hdr->tail, g->rings[i]->tail, __ATOMIC_RELEASE);
+			publish_tails(g);
 	}
-	for (size_t i = 0; i < g->n; i++)
-		__atomic_store_n(&g->rings[i]->hdr->tail, g->rings[i]->tail, __ATOMIC_RELEASE);
-	/* rings of ended threads, fully drained: remove */
+	publish_tails(g);
+	/* losses the shims counted; rings of ended threads, drained: unmap */
 	size_t k = 0;
 	for (size_t i = 0; i < g->n; i++) {
 		struct hring *rg = g->rings[i];
-		uint64_t head;
-		if (__atomic_load_n(&rg->hdr->closed, __ATOMIC_ACQUIRE) && !ring_avail(rg, &head))
-			ring_close(rg, true);
+		uint64_t dropped = __atomic_load_n(&rg->hdr->dropped, __ATOMIC_ACQUIRE);
+		if (dropped > rg->dropped_seen) {
+			recorder__heap_loss(h->r, rg->pid, HL_STOPPED, dropped - rg->dropped_seen);
+			rg->dropped_seen = dropped;
+		}
+		if (rg->heap_idx < 0 && ring_drained(rg))
+			ring_close(h, rg);
 		else
 			g->rings[k++] = rg;
 	}
+	/* successors of rings closed now no longer wait for them */
+	for (size_t i = 0; i < k; i++)
+		if (g->rings[i]->pred) {
+			bool alive = false;
+			for (size_t j = 0; j < k && !alive; j++)
+				alive = g->rings[j] == g->rings[i]->pred;
+			if (!alive)
+				g->rings[i]->pred = NULL;
+		}
 	g->n = k;
 	return n;
 }
@@ -340,45 +478,35 @@ static void group_end(struct heapsrc *h, struct hgroup *g)
 	group_drain(h, g, true, LONG_MAX);
 	recorder__heap_end(h->r, g->pid);
 	for (size_t i = 0; i < g->n; i++)
-		ring_close(g->rings[i], true);
+		ring_close(h, g->rings[i]);
 	g->n = 0;
+	g->nheap = 0;
 	g->ended = true;
+	g->ending = false;
 }
 
 long heapsrc__poll(struct heapsrc *h)
 {
 	uint64_t now = now_ns();
-	bool full = now - h->last_scan > 200000000ull;
-	if (full)
-		h->last_scan = now;
-	scan(h, full);
 	long n = 0;
 	bool check = now - h->last_check > 100000000ull;
 	if (check)
 		h->last_check = now;
 	for (size_t i = 0; i < h->ngroups; i++) {
 		struct hgroup *g = h->groups[i];
-		if (g->ended)
-			continue;
-		/* an older image of this pid must finish first */
-		bool older_live = false;
-		for (size_t j = 0; j < i; j++)
-			if (h->groups[j]->pid == g->pid && !h->groups[j]->ended)
-				older_live = true;
-		if (older_live)
-			continue;
+		if (g->ended || (g->older && !g->older->ended))
+			continue; /* an older image of this pid must finish first */
 		n += group_drain(h, g, false, 1 << 18);
-		if (g->ending || (check && process_gone(g->pid))) {
-			scan(h, true); /* a last ring may have appeared */
+		if (g->ending || g->gone)
 			group_end(h, g);
-		}
+		else if (check && process_gone(g->pid))
+			g->gone = true;
 	}
 	return n;
 }
 
 void heapsrc__finish(struct heapsrc *h)
 {
-	scan(h, true);
 	for (size_t i = 0; i < h->ngroups; i++)
 		if (!h->groups[i]->ended)
 			group_end(h, h->groups[i]);
@@ -391,14 +519,18 @@ void heapsrc__free(struct heapsrc *h)
 	for (size_t i = 0; i < h->ngroups; i++) {
 		struct hgroup *g = h->groups[i];
 		for (size_t k = 0; k < g->n; k++)
-			ring_close(g->rings[k], true);
+			ring_close(h, g->rings[k]);
+		for (size_t k = 0; k < g->nstabs; k++) {
+			free(g->stabs[k]->cells);
+			free(g->stabs[k]);
+		}
+		free(g->stabs);
+		u64map__release(&g->chain);
 		free(g->rings);
+		free(g->heap);
 		free(g);
 	}
 	free(h->groups);
-	remove_dir(h->dir); /* rings never mapped, and the folder */
-	if (h->ino >= 0)
-		close(h->ino);
-	intern__release(&h->seen_files);
+	u64map__release(&h->gidx);
 	free(h);
 }

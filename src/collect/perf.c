@@ -308,17 +308,18 @@ static void handle_record(struct sampler *s, const struct perf_event_header *h)
 		if (len < 64)
 			break;
 		uint32_t pid;
-		uint64_t addr, mlen, pgoff;
+		uint64_t addr, mlen, pgoff, ino;
 		uint32_t prot;
 		memcpy(&pid, p, 4);
 		memcpy(&addr, p + 8, 8);
 		memcpy(&mlen, p + 16, 8);
 		memcpy(&pgoff, p + 24, 8);
+		memcpy(&ino, p + 40, 8);
 		memcpy(&prot, p + 56, 4);
 		char name[4096];
 		copy_name(name, sizeof(name), p + 64, len - 64);
 		if (prot & 4 /* PROT_EXEC */)
-			recorder__mmap(s->r, pid, addr, mlen, pgoff, name);
+			recorder__mmap(s->r, pid, addr, mlen, pgoff, name, ino);
 		break;
 	}
 	case PERF_RECORD_COMM: {

@@ -1,16 +1,12 @@
 /* The recorder's tables (see recorder.h). Single-threaded: the record loop
- * owns it. Heap accounting is incremental:
- *
- *   alloc/free ──► live[addr] = {size, cell}
- *                  cell.live ±= size            (leak_* at the end)
- *                  proc.cur ±= size; new max ⇒ proc.peak_seq = seq
- *   before changing cell.live: if cell.mod_seq <= proc.peak_seq then
- *                  cell.peak = cell.live        (its value at the last peak)
- *   peak_bytes(cell) = cell.mod_seq <= proc.peak_seq ? cell.live : cell.peak
- *
- * so the per-stack heap at the largest moment costs O(1) per event. */
+ * owns it. Heap accounting is collect/heap.c's; this file keeps the tables
+ * that name things (processes, maps, locations, stacks, cells) and writes
+ * them. Files the profiled program can name or write (its maps' paths, its
+ * perf map) are opened as untrusted: never blocking, never through a
+ * symlink, checked against what the kernel says is mapped. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libunwind.h>
 #include <stdio.h>
@@ -18,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "collect/heap.h"
+#include "collect/preload.h"
 #include "collect/recorder.h"
 #include "collect/unwind.h"
 #include "stream/format.h"
@@ -42,12 +40,21 @@ struct rproc {
 	bool dirty, exited;
 	int status;
 	uint64_t start_ns, end_ns;
-	/* heap */
-	struct u64map live;
-	int64_t cur, peak;
-	uint64_t seq, peak_seq;
+	uint32_t idx; /* in recorder.procs: the heap's process id */
 	uint32_t anon_module;
 	bool has_anon;
+	/* JIT names from /tmp/perf-PID.map, read once, sorted by start */
+	struct jit_sym *jit;
+	size_t njit;
+	bool jit_read;
+	uint64_t heap_loss[HL__COUNT];
+	bool loss_dirty;
+};
+
+struct jit_sym {
+	uint64_t start, end;
+	char *name;
+	uint32_t order;
 };
 
 struct rmodule {
@@ -62,9 +69,6 @@ struct rcell {
 	uint32_t pid, tid, stack;
 	int64_t v[KM__COUNT];
 	int64_t written[KM__COUNT];
-	/* heap */
-	int64_t live_bytes, live_count, peak_bytes, frozen_bytes, frozen_count;
-	uint64_t mod_seq;
 	uint32_t thr; /* index in recorder.thr */
 	struct rproc *proc;
 };
@@ -73,7 +77,6 @@ struct rthread {
 	uint32_t pid, tid;
 	char name[64];
 	bool dirty;
-	uint64_t last_alloc;
 };
 
 struct recorder {
@@ -106,7 +109,8 @@ struct recorder {
 	size_t nthr, cthr;
 	uint64_t samples, lost, lost_written;
 	bool meta_written;
-	/* JIT maps, per pid: parsed /tmp/perf-PID.map */
+	struct heap *heap;
+	bool heap_on; /* the shim is preloaded: check each exec'd image can carry it */
 	struct buf scratch;
 };
 
@@ -116,6 +120,8 @@ static struct rproc *proc_find(struct recorder *r, uint32_t pid)
 	return e ? r->procs[e->v1] : NULL;
 }
 
+/* Name and executable of a process; what cannot be read (the process is
+ * gone) stays as it was. */
 static void read_exe(struct rproc *p)
 {
 	char path[64], buf[4096];
@@ -145,7 +151,7 @@ struct rproc *recorder__proc(struct recorder *r, uint32_t pid)
 	p->dirty = true;
 	p->status = -1;
 	p->start_ns = realtime_ns();
-	u64map__init(&p->live);
+	p->idx = (uint32_t)r->nprocs;
 	read_exe(p);
 	ARR_GROW(r->procs, r->cprocs, r->nprocs + 1);
 	r->procs[r->nprocs] = p;
@@ -177,6 +183,13 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 	}
 }
 
+static void heap_check(struct recorder *r, uint32_t pid)
+{
+	int cause = preload__untracked(pid);
+	if (cause >= 0)
+		recorder__heap_loss(r, pid, cause, 1);
+}
+
 void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 {
 	/* Only the maps: the old image's heap ends when heapsrc has drained
@@ -185,10 +198,21 @@ void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 	p->nmaps = 0;
 	p->last_hit = 0;
 	proc_flush_unwind(p);
-	if (comm)
+	if (comm) {
 		snprintf(p->comm, sizeof(p->comm), "%s", comm);
+		free(p->exe); /* the old image's: replaced below if /proc still tells */
+		p->exe = NULL;
+	}
 	read_exe(p);
 	p->dirty = true;
+	if (r->heap_on)
+		heap_check(r, pid);
+}
+
+
+void recorder__set_heap(struct recorder *r, bool on)
+{
+	r->heap_on = on;
 }
 
 void recorder__exit(struct recorder *r, uint32_t pid, int status)
@@ -251,24 +275,36 @@ static uint32_t module_get(struct recorder *r, const char *key, const char *path
 	return id;
 }
 
-static struct image *image_get(struct recorder *r, const char *path, uint32_t pid, uint64_t start, uint64_t end)
+/* Open what pid has mapped at [start, end) from path, as untrusted: the
+ * kernel's own handle (/proc/PID/map_files) when we may use it, else the path
+ * without following a symlink or blocking on a FIFO, and only if it is a
+ * regular file with the inode the mapping has (ino 0: unknown). */
+static int open_mapped(uint32_t pid, const char *path, uint64_t start, uint64_t end, uint64_t ino)
+{
+	char alt[128];
+	snprintf(alt, sizeof(alt), "/proc/%u/map_files/%" PRIx64 "-%" PRIx64, pid, start, end);
+	int fd = open(alt, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (ino && st.st_ino != ino)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static struct image *image_get(struct recorder *r, const char *path, uint32_t pid, uint64_t start, uint64_t end,
+			       uint64_t ino)
 {
 	bool added;
 	uint32_t id = intern__put(&r->imgkeys, path, (uint32_t)strlen(path), &added);
 	ARR_GROW(r->imgs, r->cimgs, id + 1);
 	if (added) {
-		struct image *img = image__open(path);
-		if (!img) {
-			/* deleted or replaced: the kernel still has it */
-			char alt[128];
-			snprintf(alt, sizeof(alt), "/proc/%u/map_files/%" PRIx64 "-%" PRIx64, pid, start, end);
-			img = image__open(alt);
-			if (img) {
-				free(img->path);
-				img->path = xstrdup(path);
-			}
-		}
-		r->imgs[id] = img;
+		int fd = open_mapped(pid, path, start, end, ino);
+		r->imgs[id] = fd >= 0 ? image__open_fd(fd, path) : NULL;
 	}
 	return r->imgs[id];
 }
@@ -280,7 +316,7 @@ static int map_cmp(const void *a, const void *b)
 }
 
 void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t len, uint64_t pgoff,
-		    const char *path)
+		    const char *path, uint64_t ino)
 {
 	struct rproc *p = recorder__proc(r, pid);
 	uint64_t end = start + len;
@@ -301,7 +337,7 @@ void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t l
 		size_t n = strlen(clean);
 		if (n > 10 && !strcmp(clean + n - 10, " (deleted)"))
 			clean[n - 10] = 0;
-		m.img = image_get(r, clean, pid, start, end);
+		m.img = image_get(r, clean, pid, start, end, ino);
 		if (m.img && image__bias(m.img, start, pgoff, &m.bias) == 0)
 			m.module = module_get(r, clean, clean, MOD_FILE, 0, m.img);
 		else
@@ -309,9 +345,12 @@ void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t l
 	} else if (path[0] == '[' && strcmp(path, "[anon]") && strncmp(path, "[anon:", 6)) {
 		return; /* [stack], [heap], [vsyscall]: no code kiln can name */
 	}
-	/* Replace whatever overlapped: the newer mapping wins. */
+	/* Replace whatever overlapped: the newer mapping wins; what an old
+	 * mapping had below and above the new one stays. At most one old
+	 * mapping can stick out above (they do not overlap each other). */
 	size_t k = 0;
-	bool changed = false;
+	bool changed = false, has_hi = false;
+	struct rmap hi;
 	for (size_t i = 0; i < p->nmaps; i++) {
 		struct rmap *o = &p->maps[i];
 		if (o->end <= start || o->start >= end) {
@@ -319,23 +358,23 @@ void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t l
 			continue;
 		}
 		changed = true;
-		if (o->start < start) { /* keep the part below */
+		if (o->end > end) { /* the part above */
+			hi = *o;
+			hi.pgoff += end - o->start;
+			hi.start = end;
+			has_hi = true;
+		}
+		if (o->start < start) { /* and the part below */
 			struct rmap lo = *o;
 			lo.end = start;
 			p->maps[k++] = lo;
 		}
-		if (o->end > end) { /* and above */
-			struct rmap hi = *o;
-			hi.pgoff += end - o->start;
-			hi.start = end;
-			ARR_GROW(p->maps, p->cmaps, p->nmaps + 2);
-			p->maps[p->nmaps + 1] = hi; /* appended after the loop */
-			p->maps[k++] = hi;
-		}
 	}
 	p->nmaps = k;
-	ARR_GROW(p->maps, p->cmaps, p->nmaps + 1);
+	ARR_GROW(p->maps, p->cmaps, p->nmaps + 2);
 	p->maps[p->nmaps++] = m;
+	if (has_hi)
+		p->maps[p->nmaps++] = hi;
 	sort_array(p->maps, p->nmaps, sizeof(*p->maps), map_cmp);
 	p->last_hit = 0;
 	if (changed)
@@ -353,17 +392,17 @@ int recorder__read_maps(struct recorder *r, uint32_t pid)
 	p->maps_read_ns = now_ns();
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		unsigned long long s, e, off;
+		unsigned long long s, e, off, ino;
 		char perms[8];
 		int pos = 0;
-		if (sscanf(line, "%llx-%llx %7s %llx %*s %*s%n", &s, &e, perms, &off, &pos) < 4)
+		if (sscanf(line, "%llx-%llx %7s %llx %*s %llu%n", &s, &e, perms, &off, &ino, &pos) < 5)
 			continue;
 		if (perms[2] != 'x' || e <= s)
 			continue;
 		const char *name = line + pos;
 		while (*name == ' ')
 			name++;
-		recorder__mmap(r, pid, s, e - s, off, *name ? name : "[anon]");
+		recorder__mmap(r, pid, s, e - s, off, *name ? name : "[anon]", ino);
 	}
 	free(text);
 	return 0;
@@ -497,7 +536,10 @@ static struct rcell *cell_get(struct recorder *r, uint32_t pid, uint32_t tid, ui
 
 uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
 {
-	return (uint32_t)(cell_get(r, pid, tid, stack) - r->cells);
+	struct rcell *c = cell_get(r, pid, tid, stack);
+	uint32_t id = (uint32_t)(c - r->cells);
+	heap__cell(r->heap, id, c->proc->idx, c->thr);
+	return id;
 }
 
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
@@ -509,78 +551,58 @@ void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t st
 	thread_get(r, pid, tid);
 }
 
-static void heap_change(struct rproc *p, struct rcell *c, int64_t bytes, int64_t count)
-{
-	uint64_t seq = ++p->seq;
-	if (c->mod_seq <= p->peak_seq)
-		c->peak_bytes = c->live_bytes;
-	c->live_bytes += bytes;
-	c->live_count += count;
-	c->mod_seq = seq;
-	p->cur += bytes;
-	if (p->cur > p->peak) {
-		p->peak = p->cur;
-		p->peak_seq = seq;
-	}
-}
-
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr)
 {
-	struct u64map_ent e;
-	if (!u64map__remove(&p->live, addr, &e))
-		return; /* allocated before tracking began (or in the parent before fork) */
-	struct rcell *c = &r->cells[e.v2];
-	heap_change(p, c, -(int64_t)e.v1, -1);
-	struct rthread *t = &r->thr[c->thr];
-	if (t->last_alloc == addr) {
-		c->v[KM_TEMP_COUNT]++;
-		t->last_alloc = 0;
-	}
+	heap__free_block(r->heap, p->idx, addr);
 }
 
 void recorder__alloc_cell(struct recorder *r, uint32_t cid, uint64_t addr, uint64_t size)
 {
-	struct rcell *c = &r->cells[cid];
-	struct rproc *p = c->proc;
-	bool created;
-	struct u64map_ent *e = u64map__upsert(&p->live, addr, &created);
-	if (!created) {
-		/* a free we never saw: forget the old block first */
-		recorder__free_in(r, p, addr);
-		e = u64map__upsert(&p->live, addr, &created);
-	}
-	c = &r->cells[cid];
-	c->v[KM_ALLOC_BYTES] += (int64_t)size;
-	c->v[KM_ALLOC_COUNT]++;
-	e->v1 = size;
-	e->v2 = cid;
-	heap_change(p, c, (int64_t)size, 1);
-	r->thr[c->thr].last_alloc = addr;
+	heap__alloc(r->heap, cid, addr, size);
 }
-
 
 void recorder__heap_end(struct recorder *r, uint32_t pid)
 {
 	struct rproc *p = proc_find(r, pid);
-	if (!p || !p->live.len)
+	if (p)
+		heap__end(r->heap, p->idx);
+}
+
+void recorder__heap_loss(struct recorder *r, uint32_t pid, int cause, uint64_t n)
+{
+	if (cause < 0 || cause >= HL__COUNT)
 		return;
-	/* Freeze what is live as leaked, then forget the blocks: a new image
-	 * (after exec) starts with an empty heap. */
-	for (size_t i = 0; i < p->live.cap; i++) {
-		struct u64map_ent *e = &p->live.ents[i];
-		if (!e->key)
-			continue;
-		struct rcell *c = &r->cells[e->v2];
-		if (c->mod_seq <= p->peak_seq)
-			c->peak_bytes = c->live_bytes;
-		c->mod_seq = UINT64_MAX; /* its peak is final */
-		c->frozen_bytes += (int64_t)e->v1;
-		c->frozen_count++;
-		c->live_bytes -= (int64_t)e->v1;
-		c->live_count--;
+	struct rproc *p = recorder__proc(r, pid);
+	if (cause >= HL_FIRST_PROCESS_CAUSE)
+		p->heap_loss[cause] = 1; /* a process is untracked once */
+	else
+		p->heap_loss[cause] += n;
+	p->loss_dirty = true;
+}
+
+bool recorder__untracked(const struct recorder *r, size_t *it, uint32_t *pid, const char **comm, int *cause)
+{
+	for (; *it < r->nprocs * HL__COUNT; (*it)++) {
+		const struct rproc *p = r->procs[*it / HL__COUNT];
+		int c = (int)(*it % HL__COUNT);
+		if (c >= HL_FIRST_PROCESS_CAUSE && p->heap_loss[c]) {
+			*pid = p->pid;
+			*comm = p->comm[0] ? p->comm : "?";
+			*cause = c;
+			(*it)++;
+			return true;
+		}
 	}
-	u64map__clear(&p->live);
-	p->cur = 0;
+	return false;
+}
+
+uint64_t recorder__heap_lost(const struct recorder *r)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < r->nprocs; i++)
+		for (int c = 0; c < HL_FIRST_PROCESS_CAUSE; c++)
+			n += r->procs[i]->heap_loss[c];
+	return n;
 }
 
 void recorder__lost(struct recorder *r, uint64_t n)
@@ -606,6 +628,7 @@ struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 	intern__init(&r->stacks);
 	intern__init(&r->cellkeys);
 	buf__init(&r->scratch);
+	r->heap = heap__new();
 	return r;
 }
 
@@ -618,7 +641,9 @@ void recorder__free(struct recorder *r)
 		struct rproc *p = r->procs[i];
 		if (p->as)
 			unwind__free_as(p->as);
-		u64map__release(&p->live);
+		for (size_t k = 0; k < p->njit; k++)
+			free(p->jit[k].name);
+		free(p->jit);
 		free(p->maps);
 		free(p->exe);
 		free(p);
@@ -645,35 +670,100 @@ void recorder__free(struct recorder *r)
 	intern__release(&r->stacks);
 	intern__release(&r->cellkeys);
 	buf__release(&r->scratch);
+	heap__free(r->heap);
 	json_decref(r->meta);
 	free(r);
 }
 
 /* ---- symbolization and writing ---- */
 
-/* JIT code: /tmp/perf-PID.map lines "START SIZE name" (hex, hex). */
-static bool jit_name(uint32_t pid, uint64_t addr, char *out, size_t n)
+/* JIT code: /tmp/perf-PID.map lines "START SIZE name" (hex, hex). Anyone
+ * may create that name in /tmp, so it is read once per process, without
+ * blocking or following a symlink, only if it is a regular file of at most
+ * 64 MiB owned by the process's user or root; names are cut at 512 bytes. */
+#define JIT_MAP_MAX (64u << 20)
+
+static int jit_cmp(const void *a, const void *b)
 {
+	const struct jit_sym *x = a, *y = b;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void jit_read(struct rproc *p)
+{
+	p->jit_read = true;
 	char path[64];
-	snprintf(path, sizeof(path), "/tmp/perf-%u.map", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
+	snprintf(path, sizeof(path), "/tmp/perf-%u.map", p->pid);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st, pst;
+	char proc[32];
+	snprintf(proc, sizeof(proc), "/proc/%u", p->pid);
+	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= JIT_MAP_MAX &&
+		  stat(proc, &pst) == 0 && (st.st_uid == 0 || st.st_uid == pst.st_uid);
+	FILE *f = ok ? fdopen(fd, "re") : NULL;
+	if (!f) {
+		close(fd);
+		return;
+	}
 	char line[1024];
-	bool found = false;
-	while (fgets(line, sizeof(line), f)) {
+	size_t cap = 0, read_bytes = 0;
+	while (read_bytes < JIT_MAP_MAX && fgets(line, sizeof(line), f)) {
+		size_t len = strlen(line);
+		read_bytes += len;
+		bool whole = len && line[len - 1] == '\n';
+		if (!whole) { /* a longer line: skip its rest */
+			int ch;
+			while ((ch = fgetc(f)) != EOF && ch != '\n')
+				read_bytes++;
+		}
 		unsigned long long s, sz;
 		int pos = 0;
-		if (sscanf(line, "%llx %llx %n", &s, &sz, &pos) < 2 || pos <= 0)
+		if (sscanf(line, "%llx %llx %n", &s, &sz, &pos) < 2 || pos <= 0 || !sz || s + sz < s)
 			continue;
-		if (addr >= s && addr < s + sz) {
-			line[strcspn(line, "\n")] = 0;
-			snprintf(out, n, "%s", line + pos);
-			found = true; /* later lines win: code may be regenerated */
-		}
+		line[strcspn(line, "\n")] = 0;
+		if (!line[pos])
+			continue;
+		ARR_GROW(p->jit, cap, p->njit + 1);
+		p->jit[p->njit].start = s;
+		p->jit[p->njit].end = s + sz;
+		p->jit[p->njit].name = xstrndup(line + pos, 512);
+		p->njit++;
 	}
 	fclose(f);
-	return found && *out;
+	/* later lines win (code may be regenerated): sorted by start, then
+	 * file order, the lookup takes the last that covers an address */
+	for (size_t i = 0; i < p->njit; i++)
+		p->jit[i].order = (uint32_t)i;
+	sort_array(p->jit, p->njit, sizeof(*p->jit), jit_cmp);
+}
+
+static const char *jit_name(struct recorder *r, uint32_t pid, uint64_t addr)
+{
+	struct rproc *p = proc_find(r, pid);
+	if (!p)
+		return NULL;
+	if (!p->jit_read)
+		jit_read(p);
+	/* the last entry starting at or below addr that covers it */
+	size_t lo = 0, hi = p->njit;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->jit[mid].start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i-- > 0;) {
+		if (addr < p->jit[i].end)
+			return p->jit[i].name;
+		if (p->jit[i].start + (64u << 20) < addr)
+			break; /* no JIT block is that large */
+	}
+	return NULL;
 }
 
 static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
@@ -690,8 +780,8 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 	if (m->img)
 		n = image__symbolize(m->img, a, (key->flags & LOC_RETADDR) ? key->addr : 0, fr, 32);
 	else if (m->kind == MOD_ANON) {
-		char name[512];
-		if (jit_name(m->pid, a, name, sizeof(name))) {
+		const char *name = jit_name(r, m->pid, a);
+		if (name) {
 			fr[0].func = xstrdup(name);
 			fr[0].file = xstrdup("");
 			fr[0].line = 0;
@@ -824,14 +914,25 @@ static void write_thread(struct recorder *r, struct stream_writer *w, struct rth
 	stream_writer__record(w, REC_THREAD, b->data, b->len);
 }
 
+static void write_heap_loss(struct recorder *r, struct stream_writer *w, struct rproc *p)
+{
+	struct buf *b = &r->scratch;
+	for (int c = 0; c < HL__COUNT; c++) {
+		if (!p->heap_loss[c])
+			continue;
+		b->len = 0;
+		buf__u32(b, p->pid);
+		buf__u8(b, (uint8_t)c);
+		buf__u64(b, p->heap_loss[c]);
+		stream_writer__record(w, REC_HEAP_LOSS, b->data, b->len);
+	}
+}
+
 /* The values a cell shows now (heap ones derived from the live state). */
 static void cell_values(struct recorder *r, struct rcell *c, int64_t *v)
 {
 	memcpy(v, c->v, sizeof(c->v));
-	struct rproc *p = proc_find(r, c->pid);
-	v[KM_LEAK_BYTES] = c->live_bytes + c->frozen_bytes;
-	v[KM_LEAK_COUNT] = c->live_count + c->frozen_count;
-	v[KM_PEAK_BYTES] = (p && c->mod_seq <= p->peak_seq) ? c->live_bytes : c->peak_bytes;
+	heap__values(r->heap, (uint32_t)(c - r->cells), v);
 }
 
 /* COUNTS records, batched (at most 100,000 entries a record). */
@@ -930,6 +1031,11 @@ static int flush(struct recorder *r, bool wait)
 		}
 	}
 	counts_release(&k);
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i]->loss_dirty) {
+			write_heap_loss(r, w, r->procs[i]);
+			r->procs[i]->loss_dirty = false;
+		}
 	if (r->lost != r->lost_written) {
 		stream_writer__record(w, REC_LOST, &r->lost, 8);
 		r->lost_written = r->lost;
@@ -948,18 +1054,16 @@ int recorder__finish(struct recorder *r)
 	return stream_writer__flush(r->w);
 }
 
-int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
+int recorder__snapshot(struct recorder *r, uint32_t pid, struct stream_writer *w)
 {
-	/* Make sure every location is symbolized, then write a file of its own
-	 * holding just this process's live blocks by stack. */
+	/* Make sure every location is symbolized, then write a profile of its
+	 * own holding just this process's live blocks by stack. */
+	struct rproc *p = proc_find(r, pid);
+	if (!p)
+		return -ESRCH;
 	int rc = flush(r, true);
 	if (rc < 0)
 		return rc;
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	struct stream_writer *w = stream_writer__new(tmp);
-	if (!w)
-		return -errno;
 	json_t *meta = json_deep_copy(r->meta);
 	json_object_set_new(meta, "kind", json_string("snapshot"));
 	json_object_set_new(meta, "snapshot_pid", json_integer(pid));
@@ -974,13 +1078,11 @@ int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
 	}
 	for (size_t i = 0; i < r->stacks.n; i++)
 		write_stack(r, w, (uint32_t)i);
-	struct rproc *p = proc_find(r, pid);
-	if (p) {
-		bool exited = p->exited;
-		p->exited = false;
-		write_process(r, w, p);
-		p->exited = exited;
-	}
+	bool exited = p->exited;
+	p->exited = false;
+	write_process(r, w, p);
+	p->exited = exited;
+	write_heap_loss(r, w, p);
 	for (size_t i = 0; i < r->nthr; i++)
 		if (r->thr[i].pid == pid)
 			write_thread(r, w, &r->thr[i]);
@@ -988,18 +1090,15 @@ int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path)
 	counts_init(&k, w);
 	for (size_t i = 0; i < r->cellkeys.n; i++) {
 		struct rcell *c = &r->cells[i];
-		if (c->pid != pid || (!c->live_bytes && !c->live_count))
+		int64_t bytes, count;
+		heap__live(r->heap, (uint32_t)i, &bytes, &count);
+		if (c->pid != pid || (!bytes && !count))
 			continue;
-		counts_add(&k, c, KM_LIVE_BYTES, c->live_bytes);
-		counts_add(&k, c, KM_LIVE_COUNT, c->live_count);
+		counts_add(&k, c, KM_LIVE_BYTES, bytes);
+		counts_add(&k, c, KM_LIVE_COUNT, count);
 	}
 	counts_release(&k);
 	uint64_t end[3] = {realtime_ns(), 0, 0};
 	stream_writer__record(w, REC_END, end, sizeof(end));
-	rc = stream_writer__free(w);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0)
-		unlink(tmp);
-	return rc;
+	return 0;
 }

@@ -31,10 +31,15 @@ struct rproc *recorder__proc(struct recorder *r, uint32_t pid);
 void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid);
 void recorder__exec(struct recorder *r, uint32_t pid, const char *comm);
 void recorder__exit(struct recorder *r, uint32_t pid, int status);
+/* Heap tracking is on: each exec is checked for what would keep the shim
+ * out (collect/preload.h), and such a process is reported as untracked. */
+void recorder__set_heap(struct recorder *r, bool on);
 void recorder__thread_name(struct recorder *r, uint32_t pid, uint32_t tid, const char *name);
-/* A new executable mapping (PERF_RECORD_MMAP2 or /proc/PID/maps). */
+/* A new executable mapping (PERF_RECORD_MMAP2 or /proc/PID/maps); ino, when
+ * not 0, is the mapped file's inode: a path that now names another file is
+ * not read. */
 void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t len, uint64_t pgoff,
-		    const char *path);
+		    const char *path, uint64_t ino);
 /* Read /proc/PID/maps (at attach, or when an address is in no known map). */
 int recorder__read_maps(struct recorder *r, uint32_t pid);
 
@@ -58,6 +63,14 @@ void recorder__alloc_cell(struct recorder *r, uint32_t cell, uint64_t addr, uint
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr);
 /* A process image ended (exec or exit): its live blocks become leaks. */
 void recorder__heap_end(struct recorder *r, uint32_t pid);
+/* Heap events lost in pid (n events, or for the process causes of enum
+ * kiln_heap_loss: the process was not tracked). Written as REC_HEAP_LOSS. */
+void recorder__heap_loss(struct recorder *r, uint32_t pid, int cause, uint64_t n);
+/* The processes whose heap could not be tracked, one per call: start with
+ * *it = 0; false at the end. */
+bool recorder__untracked(const struct recorder *r, size_t *it, uint32_t *pid, const char **comm, int *cause);
+/* Heap events lost so far, all causes that count events. */
+uint64_t recorder__heap_lost(const struct recorder *r);
 
 void recorder__lost(struct recorder *r, uint64_t n);
 uint64_t recorder__samples(const struct recorder *r);
@@ -67,7 +80,9 @@ int recorder__flush(struct recorder *r);
 /* Final flush and the END record. */
 int recorder__finish(struct recorder *r);
 
-/* Write one process's live heap as a snapshot file; 0 or -errno. */
-int recorder__write_snapshot(struct recorder *r, uint32_t pid, const char *path);
+/* One process's live heap as a snapshot (a profile of its own) into w, which
+ * the caller made (stream_writer__new) and puts where it belongs. 0, -ESRCH
+ * (pid not recorded) or -errno from the recording's own file. */
+int recorder__snapshot(struct recorder *r, uint32_t pid, struct stream_writer *w);
 
 #endif

@@ -58,6 +58,36 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	buf__release(&cmd);
 }
 
+/* What heap tracking lost, always said: "nothing lost" is a finding too. */
+static void heap_loss_lines(FILE *f, const struct profile *p, int64_t pid)
+{
+	uint64_t loss[HL__COUNT], events = 0, procs = 0;
+	profile__heap_loss(p, pid, loss);
+	for (int c = 0; c < HL__COUNT; c++)
+		*(c < HL_FIRST_PROCESS_CAUSE ? &events : &procs) += loss[c];
+	if (!events && !procs) {
+		fprintf(f, "# heap: no events lost\n");
+		return;
+	}
+	if (events) {
+		fprintf(f, "# heap: %" PRIu64 " events LOST (the figures above are incomplete):", events);
+		for (int c = 0; c < HL_FIRST_PROCESS_CAUSE; c++)
+			if (loss[c])
+				fprintf(f, " %" PRIu64 " %s: %s;", loss[c], kiln_heap_loss__name(c), kiln_heap_loss__why(c));
+		fprintf(f, "\n");
+	}
+	for (int c = HL_FIRST_PROCESS_CAUSE; c < HL__COUNT; c++) {
+		if (!loss[c])
+			continue;
+		fprintf(f, "# heap: %" PRIu64 " process%s not tracked (%s):", loss[c], loss[c] == 1 ? "" : "es",
+			kiln_heap_loss__why(c));
+		for (size_t i = 0; i < p->nlosses; i++)
+			if (p->losses[i].cause == c && (pid < 0 || p->losses[i].pid == (uint64_t)pid))
+				fprintf(f, " %s-%u", profile__process_name(p, p->losses[i].pid), p->losses[i].pid);
+		fprintf(f, "\n");
+	}
+}
+
 void export__heap_summary(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	int64_t tot[KM__COUNT] = {0};
@@ -74,22 +104,22 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 			tot[KM_LIVE_COUNT]);
 		return;
 	}
-	if (!p->has[KM_ALLOC_COUNT]) {
-		json_t *ev = json_object_get(p->meta, "events");
-		size_t i;
-		json_t *e;
-		json_array_foreach(ev, i, e)
-		{
-			if (json_is_string(e) && !strcmp(json_string_value(e), "heap"))
-				fprintf(f, "# heap: no allocations were seen (a static binary, or one with its own malloc?)\n");
-		}
+	bool heap = false;
+	json_t *ev = json_object_get(p->meta, "events"), *e;
+	size_t i;
+	json_array_foreach(ev, i, e)
+		heap |= json_is_string(e) && !strcmp(json_string_value(e), "heap");
+	if (!heap)
 		return;
-	}
-	fprintf(f, "# heap: %s allocated in %" PRId64 " calls, %" PRId64 " temporary; peak %s; leaked %s in %" PRId64
+	if (!p->has[KM_ALLOC_COUNT])
+		fprintf(f, "# heap: no allocations were recorded\n");
+	else
+		fprintf(f, "# heap: %s allocated in %" PRId64 " calls, %" PRId64 " temporary; peak %s; leaked %s in %" PRId64
 		   " blocks\n",
 		fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), tot[KM_ALLOC_COUNT], tot[KM_TEMP_COUNT],
 		fmt_bytes(b, sizeof(b), (double)tot[KM_PEAK_BYTES]), fmt_bytes((char[32]){0}, 32, (double)tot[KM_LEAK_BYTES]),
 		tot[KM_LEAK_COUNT]);
+	heap_loss_lines(f, p, vf->pid);
 }
 
 static size_t shown_rows(const struct table *t, long limit)
@@ -154,6 +184,14 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 	json_object_set_new(o, "total", json_integer(t->sum));
 	json_object_set_new(o, "samples", json_integer((json_int_t)p->samples));
 	json_object_set_new(o, "lost", json_integer((json_int_t)p->lost));
+	uint64_t loss[HL__COUNT];
+	profile__heap_loss(p, vf->pid, loss);
+	json_t *hl = json_object(), *hu = json_object();
+	for (int c = 0; c < HL__COUNT; c++)
+		json_object_set_new(c < HL_FIRST_PROCESS_CAUSE ? hl : hu, kiln_heap_loss__name(c),
+				    json_integer((json_int_t)(loss[c] > INT64_MAX ? INT64_MAX : loss[c])));
+	json_object_set_new(o, "heap_lost_events", hl);
+	json_object_set_new(o, "heap_untracked_processes", hu);
 	json_object_set_new(o, "duration_s", json_real(profile__duration(p)));
 	json_object_set_new(o, "complete", json_boolean(p->complete));
 	json_t *rows = json_array();

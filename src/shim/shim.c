@@ -12,10 +12,14 @@
  *   - initial-exec TLS (no allocation on first access), no stdio, no locks,
  *     nothing held across fork; symbols are never resolved here: stacks are
  *     raw return addresses, each distinct stack sent once per thread;
- *   - events go to a per-thread shared-memory ring the recorder reads, so a
- *     program killed by SIGKILL loses nothing it had published; if the
- *     recorder goes away, recording stops and the program runs on.
- * The ring format is include/kiln/ring.h. */
+ *   - events go to a per-thread shared-memory ring (a sealed memfd handed to
+ *     the recorder over an inherited socket), so a program killed by SIGKILL
+ *     loses nothing it had published, and a privilege drop changes nothing;
+ *   - a ring that fills grows (up to a per-process budget); past that the
+ *     thread waits for the recorder at most KILN_RING_WAIT_NS, then drops
+ *     events (counted in its ring) and runs on; if the recorder goes away,
+ *     recording stops and the program runs on.
+ * The ring format and the messages are include/kiln/ring.h. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +32,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +59,8 @@ typedef void *(*malloc_fn)(size_t);
 typedef void *(*calloc_fn)(size_t, size_t);
 typedef void *(*realloc_fn)(void *, size_t);
 typedef void (*free_fn)(void *);
+typedef void (*free_sized_fn)(void *, size_t);
+typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
 typedef int (*posix_memalign_fn)(void **, size_t, size_t);
 typedef void *(*memalign_fn)(size_t, size_t);
 typedef void *(*valloc_fn)(size_t);
@@ -59,20 +69,29 @@ static malloc_fn real_malloc;
 static calloc_fn real_calloc;
 static realloc_fn real_realloc;
 static free_fn real_free;
+static free_sized_fn real_free_sized;
+static free_aligned_sized_fn real_free_aligned_sized;
 static posix_memalign_fn real_posix_memalign;
 static memalign_fn real_aligned_alloc, real_memalign;
 static valloc_fn real_valloc, real_pvalloc;
 
-/* ---- bootstrap pool for allocations made while resolving the real functions ---- */
+/* ---- bootstrap pool for allocations made while resolving the real functions ----
+ * Each block carries its size in the 16 bytes before it, so realloc of a
+ * pool block copies exactly what it held. */
+#define BOOT_HDR 16
 static char boot_pool[1 << 16] __attribute__((aligned(64)));
 static size_t boot_used;
 
 static void *boot_alloc(size_t n)
 {
-	size_t off = __atomic_fetch_add(&boot_used, (n + 15) & ~(size_t)15, __ATOMIC_RELAXED);
-	if (off + n > sizeof(boot_pool))
+	if (n > sizeof(boot_pool))
 		return NULL;
-	return boot_pool + off;
+	size_t need = (n + BOOT_HDR + 15) & ~(size_t)15;
+	size_t off = __atomic_fetch_add(&boot_used, need, __ATOMIC_RELAXED);
+	if (off + need > sizeof(boot_pool))
+		return NULL;
+	memcpy(boot_pool + off, &n, sizeof(n));
+	return boot_pool + off + BOOT_HDR;
 }
 
 static inline bool is_boot(const void *p)
@@ -80,18 +99,26 @@ static inline bool is_boot(const void *p)
 	return (const char *)p >= boot_pool && (const char *)p < boot_pool + sizeof(boot_pool);
 }
 
+static size_t boot_size(const void *p)
+{
+	size_t n;
+	memcpy(&n, (const char *)p - BOOT_HDR, sizeof(n));
+	return n;
+}
+
 /* ---- process-wide state ---- */
 static int g_state;            /* 0 unknown, 1 recording, -1 off */
-static char g_dir[256];
+static int g_sock = -1;        /* the channel to the recorder (ring.h) */
+static ino_t g_sock_ino;       /* its inode: the number may be reused if the program closes it */
 static pid_t g_pid, g_recorder;
 static uint64_t g_nonce;
 static uint64_t g_seq;         /* per process image; atomically incremented */
-static unsigned g_ringno;
+static uint64_t g_ring_ids;    /* ring ids of this image */
+static uint64_t g_ring_bytes;  /* bytes of rings this process holds */
 static uintptr_t g_self_lo, g_self_hi; /* our own text, skipped in stacks */
 static pthread_key_t g_key;
 static bool g_key_ok;
 static volatile int g_recorder_gone;
-static int g_threads;          /* rings made in this image: >1 means seq must be atomic */
 static bool g_nofollow;        /* --no-follow: forked children record nothing */
 
 struct cache_slot {
@@ -104,32 +131,23 @@ struct tstate {
 	struct kiln_ring_hdr *hdr;
 	uint64_t *data;
 	uint64_t mask, head, tail;
+	size_t ring_bytes;
 	unsigned destructs;
+	bool dropping;            /* the recorder did not drain: events are dropped (counted) */
+	bool stopped;             /* the recorder gave up on this thread's ring */
+	uint32_t noring;          /* events lost because no ring could be made (since last report) */
 	uint32_t next_id;
 	struct cache_slot *slots; /* CACHE_SLOTS */
 	uint64_t *arena;          /* ARENA_WORDS */
 	uint32_t arena_used;
 	struct cfi_rule *rules;   /* CFI_RULES */
-	uintptr_t stack_hi;
+	uintptr_t stack_lo, stack_hi;
 };
 
 static TLS int t_guard;
 static TLS struct tstate t_state;
 
 /* ---- small helpers that allocate nothing ---- */
-static char *put_u64(char *p, uint64_t v)
-{
-	char tmp[24];
-	int n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
 static pid_t gettid_raw(void)
 {
 	return (pid_t)syscall(SYS_gettid);
@@ -152,12 +170,15 @@ static int self_phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
+
 static void resolve_real(void)
 {
 	real_malloc = (malloc_fn)dlsym(RTLD_NEXT, "malloc");
 	real_calloc = (calloc_fn)dlsym(RTLD_NEXT, "calloc");
 	real_realloc = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
 	real_free = (free_fn)dlsym(RTLD_NEXT, "free");
+	real_free_sized = (free_sized_fn)dlsym(RTLD_NEXT, "free_sized");
+	real_free_aligned_sized = (free_aligned_sized_fn)dlsym(RTLD_NEXT, "free_aligned_sized");
 	real_posix_memalign = (posix_memalign_fn)dlsym(RTLD_NEXT, "posix_memalign");
 	real_aligned_alloc = (memalign_fn)dlsym(RTLD_NEXT, "aligned_alloc");
 	real_memalign = (memalign_fn)dlsym(RTLD_NEXT, "memalign");
@@ -174,9 +195,11 @@ static void new_image(void)
 	g_pid = getpid();
 	g_nonce = ((uint64_t)g_pid << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uintptr_t)&ts;
 	__atomic_store_n(&g_seq, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&g_ring_ids, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
 }
 
-/* Forget this thread's stack ids: they belong to the ring they were sent on. */
+/* Forget this thread's stack ids: a new thread chain starts them at 0. */
 static void stack_cache_reset(struct tstate *t)
 {
 	t->next_id = 0;
@@ -185,23 +208,35 @@ static void stack_cache_reset(struct tstate *t)
 		memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
 }
 
+/* fork: nothing the forking thread allocates between our prepare handler
+ * and the end of fork (glibc's own fork work) is recorded; the child starts
+ * an image of its own. Rings are MADV_DONTFORK: the child maps none of its
+ * parent's. */
+static void atfork_prepare(void)
+{
+	t_guard++;
+}
+
+static void atfork_parent(void)
+{
+	t_guard--;
+}
+
 static void atfork_child(void)
 {
+	t_guard--;
 	if (g_nofollow) {
 		/* not followed: this child records nothing */
 		__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
 		return;
 	}
-	/* Only this thread lives on. Its ring belongs to the parent: drop our
-	 * mapping of it and start a process image of our own. */
 	struct tstate *t = &t_state;
-	if (t->hdr)
-		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(t->mask + 1));
-	t->hdr = NULL;
+	t->hdr = NULL; /* the parent's ring: not mapped here */
 	t->data = NULL;
+	t->ring_bytes = 0;
+	t->dropping = t->stopped = false;
+	t->noring = 0;
 	stack_cache_reset(t);
-	g_ringno = 0;
-	g_threads = 0;
 	new_image();
 }
 
@@ -233,9 +268,53 @@ static void no_follow(void)
 		else
 			unsetenv("LD_PRELOAD");
 	}
-	unsetenv("KILN_SHM");
+	unsetenv("KILN_FD");
+	unsetenv("KILN_SOCK");
 	unsetenv("KILN_CTL");
+	unsetenv("KILN_RECORDER_PID");
 	unsetenv("KILN_NO_FOLLOW");
+	if (g_sock >= 0)
+		fcntl(g_sock, F_SETFD, FD_CLOEXEC); /* nor does a program it execs get the channel */
+}
+
+static bool sock_is_ours(void)
+{
+	struct stat st;
+	return g_sock >= 0 && fstat(g_sock, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == g_sock_ino;
+}
+
+/* The channel: the inherited socket named by $KILN_FD ("FD:INODE"), or, if
+ * the program closed it, a new connection to $KILN_SOCK. */
+static bool channel_open(void)
+{
+	const char *fdv = getenv("KILN_FD");
+	if (fdv && *fdv) {
+		char *end;
+		long fd = strtol(fdv, &end, 10);
+		if (*end == ':' && fd >= 0 && fd < 1 << 20) {
+			g_sock = (int)fd;
+			g_sock_ino = (ino_t)strtoull(end + 1, NULL, 10);
+			if (sock_is_ours())
+				return true;
+		}
+	}
+	g_sock = -1;
+	const char *path = getenv("KILN_SOCK");
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	if (!path || !*path || strlen(path) >= sizeof(a.sun_path))
+		return false;
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	struct stat st;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || fstat(fd, &st) < 0) {
+		close(fd);
+		return false;
+	}
+	g_sock = fd;
+	g_sock_ino = st.st_ino;
+	return true;
 }
 
 static void init_once(void)
@@ -246,17 +325,15 @@ static void init_once(void)
 	t_guard++;
 	if (!real_malloc)
 		resolve_real();
-	const char *dir = getenv("KILN_SHM");
 	const char *rec = getenv("KILN_RECORDER_PID");
 	int st = -1;
-	if (dir && *dir && strlen(dir) < sizeof(g_dir) - 1 && real_malloc && real_free) {
-		memcpy(g_dir, dir, strlen(dir) + 1);
+	if (real_malloc && real_free && channel_open()) {
 		g_recorder = rec ? (pid_t)atoi(rec) : 0;
 		dl_iterate_phdr(self_phdr_cb, (void *)(uintptr_t)&init_once);
 		new_image();
 		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 		g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
-		pthread_atfork(NULL, NULL, atfork_child);
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 		if (getenv("KILN_NO_FOLLOW")) {
 			g_nofollow = true;
 			no_follow();
@@ -272,11 +349,20 @@ __attribute__((constructor)) static void shim_ctor(void)
 	init_once();
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static bool recorder_alive(void)
 {
 	if (g_recorder_gone)
 		return false;
-	if (g_recorder > 0 && kill(g_recorder, 0) < 0 && errno == ESRCH) {
+	struct pollfd p = {g_sock, 0, 0};
+	bool hup = g_sock >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+	if (hup || (g_recorder > 0 && kill(g_recorder, 0) < 0 && errno == ESRCH)) {
 		g_recorder_gone = 1;
 		__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
 		return false;
@@ -284,74 +370,141 @@ static bool recorder_alive(void)
 	return true;
 }
 
-static bool ring_create(struct tstate *t)
+/* Send one message (with a descriptor, or -1). The recorder may be slow to
+ * read (or stopped): retry for at most KILN_RING_WAIT_NS. */
+static bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
 {
-	char tmp[400], path[400], *p;
-	unsigned k = __atomic_add_fetch(&g_ringno, 1, __ATOMIC_RELAXED);
-	size_t dl = strlen(g_dir);
-	memcpy(path, g_dir, dl);
-	p = path + dl;
-	*p++ = '/';
-	p = put_u64(p, (uint64_t)g_pid);
-	*p++ = '.';
-	p = put_u64(p, (uint64_t)gettid_raw());
-	*p++ = '.';
-	p = put_u64(p, g_nonce);
-	*p++ = '.';
-	p = put_u64(p, k);
-	memcpy(tmp, path, (size_t)(p - path));
-	memcpy(tmp + (p - path), ".tmp", 5);
-	memcpy(p, ".ring", 6);
-	/* the first threads of a process get big rings; a pool of hundreds
-	 * must not take gigabytes of /dev/shm */
-	uint64_t words = k <= KILN_RING_BIG_RINGS ? KILN_RING_WORDS : KILN_RING_WORDS_SMALL;
-	size_t size = KILN_RING_HDR_SIZE + 8 * (size_t)words;
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (!sock_is_ours())
+		return false;
+	struct kiln_msg m = {.magic = KILN_MSG_MAGIC, .type = type, .version = KILN_RING_VERSION,
+			     .pid = (uint32_t)g_pid, .tid = (uint32_t)gettid_raw(), .cause = cause, .count = count};
+	struct iovec iov = {&m, sizeof(m)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	uint64_t start = 0;
+	for (unsigned spins = 0;; spins++) {
+		if (sendmsg(g_sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(m))
+			return true;
+		if (errno != EAGAIN && errno != EINTR && errno != ETOOMANYREFS && errno != ENOBUFS)
+			return false;
+		uint64_t now = mono_ns();
+		if (!start)
+			start = now;
+		if (now - start > KILN_RING_WAIT_NS || (spins % 16 == 15 && !recorder_alive()))
+			return false;
+		struct timespec ts = {0, 200000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static inline uint64_t ring_size(uint64_t words)
+{
+	return KILN_RING_HDR_SIZE + 8 * words;
+}
+
+/* Make a ring of words words for this thread (continuing prev_id, or a new
+ * thread chain when 0) and hand it to the recorder. */
+static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
+{
+	size_t size = ring_size(words);
+	int fd = (int)syscall(SYS_memfd_create, "kiln-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return false;
-	/* Reserve the pages now: a full /dev/shm must fail here, not as a
-	 * SIGBUS on a later write. */
-	if (ftruncate(fd, (off_t)size) < 0 || posix_fallocate(fd, 0, (off_t)size) != 0) {
+	if (ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
 		close(fd);
-		unlink(tmp);
 		return false;
 	}
 	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
 	if (m == MAP_FAILED) {
-		unlink(tmp);
+		close(fd);
 		return false;
 	}
+	madvise(m, size, MADV_DONTFORK); /* a forked child maps none of our rings */
 	struct kiln_ring_hdr *h = m;
+	h->version = KILN_RING_VERSION;
+	h->hdr_size = KILN_RING_HDR_SIZE;
 	h->pid = (uint32_t)g_pid;
 	h->tid = (uint32_t)gettid_raw();
+	h->ppid = (uint32_t)getppid();
 	h->nonce = g_nonce;
 	h->words = words;
+	h->ring_id = __atomic_add_fetch(&g_ring_ids, 1, __ATOMIC_RELAXED);
+	h->prev_id = prev_id;
 	__atomic_store_n(&h->magic, KILN_RING_MAGIC, __ATOMIC_RELEASE);
-	if (rename(tmp, path) < 0) {
+	bool sent = channel_send(KILN_MSG_RING, 0, 0, fd);
+	close(fd);
+	if (!sent) {
 		munmap(m, size);
-		unlink(tmp);
 		return false;
 	}
-	__atomic_add_fetch(&g_threads, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&g_ring_bytes, size, __ATOMIC_RELAXED);
 	t->hdr = h;
 	t->data = (uint64_t *)((char *)m + KILN_RING_HDR_SIZE);
 	t->mask = words - 1;
 	t->head = t->tail = 0;
-	if (g_key_ok)
-		pthread_setspecific(g_key, t);
+	t->ring_bytes = size;
 	return true;
+}
+
+/* Let go of this thread's ring: no more events in it. */
+static void ring_retire(struct tstate *t)
+{
+	if (!t->hdr)
+		return;
+	__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
+	munmap(t->hdr, t->ring_bytes);
+	__atomic_sub_fetch(&g_ring_bytes, t->ring_bytes, __ATOMIC_RELAXED);
+	t->hdr = NULL;
+	t->data = NULL;
+	t->ring_bytes = 0;
+}
+
+/* A busy thread continues in a ring twice as large, while the process's
+ * rings stay within the budget. */
+static bool ring_grow(struct tstate *t)
+{
+	uint64_t words = (t->mask + 1) * 2;
+	if (words > KILN_RING_WORDS_MAX ||
+	    __atomic_load_n(&g_ring_bytes, __ATOMIC_RELAXED) + ring_size(words) > KILN_RING_PROC_BUDGET)
+		return false;
+	struct tstate old = *t;
+	if (!ring_make(t, words, old.hdr->ring_id)) {
+		*t = old;
+		return false;
+	}
+	ring_retire(&old);
+	return true;
+}
+
+/* Count events this thread could not record. */
+static void count_dropped(struct tstate *t, uint64_t events)
+{
+	if (t->hdr)
+		__atomic_store_n(&t->hdr->dropped, t->hdr->dropped + events, __ATOMIC_RELEASE);
 }
 
 static void thread_end(void *arg)
 {
 	struct tstate *t = &t_state;
 	t_guard++;
-	if (t->hdr) {
-		__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
-		munmap(t->hdr, KILN_RING_HDR_SIZE + 8 * (size_t)(t->mask + 1));
-		t->hdr = NULL;
-	}
+	if (t->noring && g_state > 0)
+		channel_send(KILN_MSG_LOSS, HL_NO_RING, t->noring, -1);
+	t->noring = 0;
+	ring_retire(t);
 	if (t->slots) {
 		munmap(t->slots, sizeof(*t->slots) * CACHE_SLOTS);
 		munmap(t->arena, 8 * (size_t)ARENA_WORDS);
@@ -366,22 +519,45 @@ static void thread_end(void *arg)
 	t_guard--;
 }
 
-/* Room for n words; false when the recorder is gone (recording stops). */
+static inline bool ring_has_room(struct tstate *t, uint64_t n)
+{
+	return t->mask + 1 - (t->head - t->tail) >= n;
+}
+
+/* Room for n words. A full ring grows; past the budget the thread waits for
+ * the recorder at most KILN_RING_WAIT_NS, then drops (the caller counts)
+ * until the recorder catches up. False when nothing may be written. */
 static bool ring_reserve(struct tstate *t, uint64_t n)
 {
-	uint64_t cap = t->mask + 1;
-	if (likely(cap - (t->head - t->tail) >= n))
+	if (likely(ring_has_room(t, n)))
 		return true;
 	t->tail = __atomic_load_n(&t->hdr->tail, __ATOMIC_ACQUIRE);
-	unsigned spins = 0;
-	while (cap - (t->head - t->tail) < n) {
-		if (++spins % 64 == 0 && !recorder_alive())
-			return false;
+	if (ring_has_room(t, n)) {
+		t->dropping = false;
+		return true;
+	}
+	if (unlikely(__atomic_load_n(&t->hdr->rflags, __ATOMIC_ACQUIRE) & RING_R_CORRUPT)) {
+		t->stopped = true;
+		return false;
+	}
+	if (t->dropping)
+		return false;
+	if (ring_grow(t))
+		return true;
+	uint64_t start = mono_ns();
+	for (unsigned spins = 1;; spins++) {
 		struct timespec ts = {0, spins < 64 ? 20000 : 200000};
 		nanosleep(&ts, NULL);
 		t->tail = __atomic_load_n(&t->hdr->tail, __ATOMIC_ACQUIRE);
+		if (ring_has_room(t, n))
+			return true;
+		if (spins % 64 == 0 && !recorder_alive())
+			return false;
+		if (mono_ns() - start > KILN_RING_WAIT_NS) {
+			t->dropping = true;
+			return false;
+		}
 	}
-	return true;
 }
 
 static inline void ring_put(struct tstate *t, uint64_t i, uint64_t w)
@@ -395,21 +571,57 @@ static inline void ring_publish(struct tstate *t, uint64_t n)
 	__atomic_store_n(&t->hdr->head, t->head, __ATOMIC_RELEASE);
 }
 
+static void thread_stack_bounds(struct tstate *t)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+			t->stack_lo = (uintptr_t)addr;
+			t->stack_hi = (uintptr_t)addr + size;
+		}
+		pthread_attr_destroy(&attr);
+	}
+}
+
+/* The end of what is mapped above sp (at most 64 KiB, at least sp's page). */
+static uintptr_t mapped_above(uintptr_t sp)
+{
+	uintptr_t pg = sp & ~(uintptr_t)4095;
+	unsigned char vec[16];
+	for (size_t len = 16 * 4096; len > 4096; len /= 2)
+		if (mincore((void *)pg, len, vec) == 0)
+			return pg + len;
+	return pg + 4096;
+}
+
 static struct tstate *thread_state(void)
 {
 	/* After fork only the forking thread lives on, and atfork_child has
 	 * reset it; threads created later start from zeroed TLS. */
 	struct tstate *t = &t_state;
 	if (unlikely(!t->hdr)) {
-		if (t->destructs > 3)
+		if (t->destructs > 3 || t->stopped)
 			return NULL;
-		if (!ring_create(t)) {
-			/* /dev/shm full or gone: stop recording rather than retry
-			 * on every call (the recorder warns of missing data) */
-			__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
-			return NULL;
+		if (t->noring && t->noring % 4096)
+			goto lost; /* retry making a ring now and then, not on every call */
+		uint64_t words = __atomic_load_n(&g_ring_bytes, __ATOMIC_RELAXED) > KILN_RING_PROC_BUDGET / 2
+					 ? KILN_RING_WORDS_TINY
+					 : KILN_RING_WORDS_MIN;
+		if (!ring_make(t, words, 0)) {
+			if (!recorder_alive())
+				return NULL;
+			if (!t->noring)
+				channel_send(KILN_MSG_LOSS, HL_NO_RING, 0, -1); /* say so early */
+			goto lost;
 		}
+		if (t->noring)
+			channel_send(KILN_MSG_LOSS, HL_NO_RING, t->noring, -1);
+		t->noring = 0;
 		stack_cache_reset(t);
+		if (g_key_ok)
+			pthread_setspecific(g_key, t);
 	}
 	if (unlikely(!t->slots && t->destructs == 0)) {
 		void *s = mmap(NULL, sizeof(*t->slots) * CACHE_SLOTS, PROT_READ | PROT_WRITE,
@@ -422,14 +634,7 @@ static struct tstate *thread_state(void)
 			t->slots = s;
 			t->arena = a;
 			t->rules = rl != MAP_FAILED ? rl : NULL;
-			pthread_attr_t attr;
-			void *addr;
-			size_t size;
-			if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-				if (pthread_attr_getstack(&attr, &addr, &size) == 0)
-					t->stack_hi = (uintptr_t)addr + size;
-				pthread_attr_destroy(&attr);
-			}
+			thread_stack_bounds(t);
 		} else {
 			if (rl != MAP_FAILED)
 				munmap(rl, sizeof(struct cfi_rule) * CFI_RULES);
@@ -440,6 +645,9 @@ static struct tstate *thread_state(void)
 		}
 	}
 	return t;
+lost:
+	t->noring++;
+	return NULL;
 }
 
 /* Where the program called into the shim: the hook's return address, the
@@ -467,19 +675,35 @@ static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
 
 /* The id of this thread's stack, sending its definition the first time.
  * The walk starts at the caller of the hook (ws): the shim's own frames are
- * never walked. */
+ * never walked. On success the ring has room for one ALLOC event. */
 static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 {
+	uint32_t foreign_truncated = 0;
 	void *ips[SHIM_DEPTH + 8];
 	int n = -1;
-	if (likely(t->rules && t->stack_hi && ws))
-		n = cfi_backtrace(t->rules, ws->ip, ws->sp, ws->bp, t->stack_hi, false, ips, SHIM_DEPTH + 8);
+	bool foreign = false;
+	if (likely(t->rules && t->stack_hi && ws)) {
+		uintptr_t hi = t->stack_hi;
+		if (unlikely(ws->sp < t->stack_lo || ws->sp >= t->stack_hi)) {
+			/* a coroutine, fiber or signal stack: read no further than
+			 * what is mapped above the stack pointer */
+			hi = mapped_above(ws->sp);
+			foreign = true;
+		}
+		n = cfi_backtrace(t->rules, ws->ip, ws->sp, ws->bp, hi, false, ips, SHIM_DEPTH + 8);
+	}
+	if (n < 0 && foreign) {
+		/* libunwind would read past the foreign stack: keep the caller */
+		ips[0] = (void *)ws->ip;
+		n = 1;
+		foreign_truncated = 1;
+	}
 	if (n < 0)
 		n = unw_backtrace(ips, SHIM_DEPTH + 8);
 	int skip = 0;
 	while (skip < n && (uintptr_t)ips[skip] >= g_self_lo && (uintptr_t)ips[skip] < g_self_hi)
 		skip++;
-	uint32_t truncated = n >= SHIM_DEPTH + 8;
+	uint32_t truncated = n >= SHIM_DEPTH + 8 || foreign_truncated;
 	n -= skip;
 	if (n > SHIM_DEPTH) {
 		n = SHIM_DEPTH;
@@ -511,8 +735,9 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 			}
 		}
 	}
-	/* new to this thread: define it in the ring */
-	if (!ring_reserve(t, (uint64_t)n + 2))
+	/* new to this thread: define it in the ring, with room for the event
+	 * that uses it (so a ring switch never falls between the two) */
+	if (!ring_reserve(t, (uint64_t)n + 2 + 4))
 		return false;
 	uint32_t id = t->next_id++;
 	ring_put(t, 0, ((uint64_t)truncated << 32) | ((uint64_t)n << 8) | RING_STACK);
@@ -533,13 +758,9 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 	return true;
 }
 
-/* The next sequence number. While this image has one recording thread a
- * plain increment does (no other thread takes numbers); from the second
- * thread's first event on, an atomic one. */
+/* The next sequence number of this process image. */
 static inline uint64_t next_seq(void)
 {
-	if (likely(__atomic_load_n(&g_threads, __ATOMIC_RELAXED) <= 1))
-		return g_seq++;
 	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }
 
@@ -551,8 +772,10 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 	if (!t)
 		goto out;
 	if (freed) {
-		if (!ring_reserve(t, 2))
+		if (!ring_reserve(t, 2)) {
+			count_dropped(t, 1 + (p != NULL));
 			goto out;
+		}
 		uint64_t seq = next_seq();
 		ring_put(t, 0, seq << 8 | RING_FREE);
 		ring_put(t, 1, (uint64_t)(uintptr_t)freed);
@@ -560,8 +783,10 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 	}
 	if (p) {
 		uint64_t id;
-		if (!stack_id(t, ws, &id) || !ring_reserve(t, 4))
+		if (!stack_id(t, ws, &id) || !ring_reserve(t, 4)) {
+			count_dropped(t, 1);
 			goto out;
+		}
 		uint64_t seq = next_seq();
 		ring_put(t, 0, seq << 8 | RING_ALLOC);
 		ring_put(t, 1, (uint64_t)(uintptr_t)p);
@@ -577,14 +802,16 @@ out:
 /* realloc of a live block. Once realloc has moved it, another thread may be
  * handed the old address and publish its allocation before we publish our
  * free; so the free's sequence number is taken before the call (with room
- * reserved, so publishing it never waits) and the event written after,
- * naming address 0 (nothing) if the block did not go away. */
+ * reserved, so publishing it never waits) and the event written after: a
+ * FREE of the old block, or a NOP if realloc failed (the block stays). */
 static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const struct walk_start *ws)
 {
 	int saved = errno;
 	t_guard++;
 	struct tstate *t = thread_state();
 	if (!t || !ring_reserve(t, 2)) {
+		if (t)
+			count_dropped(t, 2);
 		t_guard--;
 		errno = saved;
 		return real_realloc(old, n);
@@ -593,7 +820,7 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 	errno = saved;
 	void *p = real_realloc(old, n);
 	saved = errno;
-	ring_put(t, 0, seq << 8 | RING_FREE);
+	ring_put(t, 0, seq << 8 | (p ? RING_FREE : RING_NOP));
 	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
 	ring_publish(t, 2);
 	t_guard--;
@@ -605,7 +832,7 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 
 static inline bool recording(void)
 {
-	if (unlikely(g_state == 0))
+	if (unlikely(g_state == 0) && !t_guard) /* never from inside init_once itself */
 		init_once();
 	return g_state > 0 && !t_guard;
 }
@@ -638,15 +865,49 @@ EXPORT void free(void *p)
 	real_free(p);
 }
 
+/* C23: a free that names the size (and alignment) it allocated. Declared
+ * here: the C library may not have them yet. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+
+EXPORT void free_sized(void *p, size_t size)
+{
+	if (unlikely(!p || is_boot(p)))
+		return;
+	if (unlikely(!real_free))
+		resolve_real();
+	if (recording())
+		record(p, NULL, 0, NULL);
+	if (real_free_sized)
+		real_free_sized(p, size);
+	else
+		real_free(p);
+}
+
+EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+	if (unlikely(!p || is_boot(p)))
+		return;
+	if (unlikely(!real_free))
+		resolve_real();
+	if (recording())
+		record(p, NULL, 0, NULL);
+	if (real_free_aligned_sized)
+		real_free_aligned_sized(p, align, size);
+	else
+		real_free(p);
+}
+
 EXPORT void *calloc(size_t n, size_t m)
 {
 	if (unlikely(!real_calloc)) {
 		/* dlsym itself calls calloc: serve it from the pool */
-		if (__builtin_mul_overflow(n, m, &(size_t){0}))
+		size_t total;
+		if (__builtin_mul_overflow(n, m, &total))
 			return NULL;
-		void *b = boot_alloc(n * m);
+		void *b = boot_alloc(total);
 		if (b)
-			memset(b, 0, n * m);
+			memset(b, 0, total);
 		return b;
 	}
 	void *p = real_calloc(n, m);
@@ -660,9 +921,12 @@ EXPORT void *calloc(size_t n, size_t m)
 EXPORT void *realloc(void *old, size_t n)
 {
 	if (unlikely(is_boot(old))) {
+		/* a pool block moves to the real heap, whole */
 		void *p = malloc(n);
-		if (p && old)
-			memcpy(p, old, n < 256 ? n : 256); /* pool blocks are tiny */
+		if (p) {
+			size_t had = boot_size(old);
+			memcpy(p, old, n < had ? n : had);
+		}
 		return p;
 	}
 	if (unlikely(!real_realloc))

@@ -30,6 +30,7 @@ enum kiln_rec {
 	REC_COUNTS = 9,  /* u32 n, n x {u32 pid, u32 tid, u32 stack, u8 metric, i64 value}: absolute, last wins */
 	REC_END = 10,    /* u64 end_ns, u64 samples, u64 lost */
 	REC_LOST = 11,   /* u64 lost samples so far */
+	REC_HEAP_LOSS = 12, /* u32 pid, u8 cause (enum kiln_heap_loss), u64 count: absolute, last wins */
 };
 
 enum kiln_module_kind {

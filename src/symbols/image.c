@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "symbols/image.h"
@@ -106,26 +107,63 @@ out:
 	return rc;
 }
 
-struct image *image__open(const char *path)
+/* Largest file of another user kiln copies (rather than maps) to read. */
+#define IMAGE_COPY_MAX (1ull << 30)
+
+/* A private copy of fd's file in a memfd: the file's owner can no longer
+ * truncate it under us (which would be SIGBUS in a mapping) nor change it. */
+static int copy_to_memfd(int fd, size_t size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
+	int m = memfd_create("kiln-image", MFD_CLOEXEC);
+	if (m < 0)
+		return -1;
+	off_t off = 0;
+	size_t done = 0;
+	while (done < size) {
+		ssize_t n = sendfile(m, fd, &off, size - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		done += (size_t)n;
+	}
+	if (done != size) {
+		close(m);
+		return -1;
+	}
+	return m;
+}
+
+struct image *image__open_fd(int fd, const char *path)
+{
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 64) {
 		close(fd);
 		errno = ENOEXEC;
 		return NULL;
 	}
-	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (p == MAP_FAILED)
+	size_t size = (size_t)st.st_size;
+	bool trusted = (st.st_uid == 0 || st.st_uid == geteuid()) && !(st.st_mode & (S_IWGRP | S_IWOTH));
+	if (!trusted) {
+		int m = size <= IMAGE_COPY_MAX ? copy_to_memfd(fd, size) : -1;
+		close(fd);
+		if (m < 0) {
+			errno = EFBIG;
+			return NULL;
+		}
+		fd = m;
+	}
+	void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED) {
+		close(fd);
 		return NULL;
+	}
 	struct image *img = xcalloc(1, sizeof(*img));
 	img->path = xstrdup(path);
 	img->data = p;
-	img->size = (size_t)st.st_size;
+	img->size = size;
 	img->mapped = true;
+	img->fd = fd;
 	int rc = parse_elf(img);
 	if (rc < 0) {
 		image__free(img);
@@ -135,9 +173,18 @@ struct image *image__open(const char *path)
 	return img;
 }
 
+struct image *image__open(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	return image__open_fd(fd, path);
+}
+
 struct image *image__from_mem(const char *name, const void *p, size_t n)
 {
 	struct image *img = xcalloc(1, sizeof(*img));
+	img->fd = -1;
 	img->path = xstrdup(name);
 	img->data = xmalloc(n);
 	memcpy(img->data, p, n);
@@ -187,6 +234,8 @@ void image__free(struct image *img)
 		munmap(img->data, img->size);
 	else
 		free(img->data);
+	if (img->fd >= 0)
+		close(img->fd);
 	free(img->loads);
 	free(img->path);
 	free(img);
@@ -259,7 +308,14 @@ static void dwarf_open(struct image *img)
 	if (!dwfl)
 		return;
 	dwfl_report_begin(dwfl);
-	Dwfl_Module *mod = dwfl_report_elf(dwfl, path_base(img->path), img->path, -1, 0, false);
+	/* libdw reads the file kiln checked (or its private copy), never the
+	 * path again: the path may name another file by now */
+	int fd = img->fd >= 0 ? fcntl(img->fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (fd < 0) {
+		dwfl_end(dwfl);
+		return;
+	}
+	Dwfl_Module *mod = dwfl_report_elf(dwfl, path_base(img->path), img->path, fd, 0, false);
 	dwfl_report_end(dwfl, NULL, NULL);
 	if (!mod) {
 		dwfl_end(dwfl);

@@ -24,6 +24,7 @@ struct image {
 	unsigned char *data; /* the whole file, mapped (or a copy for the vDSO) */
 	size_t size;
 	bool mapped;
+	int fd;              /* the file read (or kiln's private copy), for libdw; -1 none */
 	int elf_type;
 	struct image_load *loads;
 	size_t nloads;
@@ -39,7 +40,12 @@ struct image {
 	int prefetch; /* 0 not asked, 1 queued or running, 2 done (see image__prefetch) */
 };
 
-/* Open and parse an ELF file. NULL with errno (ENOEXEC for non-ELF). */
+/* Parse the ELF file open on fd (taken over: closed on failure or by
+ * image__free); path is only its name. A file that a user other than root
+ * and kiln's own may write is copied first, so it cannot change or shrink
+ * under kiln. NULL with errno (ENOEXEC for non-ELF). */
+struct image *image__open_fd(int fd, const char *path);
+/* Open and parse an ELF file by path (kiln's own, tests). */
 struct image *image__open(const char *path);
 /* An image from bytes (copied), e.g. the vDSO. */
 struct image *image__from_mem(const char *name, const void *p, size_t n);

@@ -33,3 +33,33 @@ int kiln_metric__is_bytes(int metric)
 	return metric == KM_ALLOC_BYTES || metric == KM_LEAK_BYTES ||
 	       metric == KM_PEAK_BYTES || metric == KM_LIVE_BYTES;
 }
+
+static const char *const loss_names[HL__COUNT] = {
+	[HL_NO_RING] = "no_ring",
+	[HL_CORRUPT] = "ring_corrupt",
+	[HL_STOPPED] = "recorder_stopped",
+	[HL_REFUSED] = "ring_refused",
+	[HL_STATIC] = "static_binary",
+	[HL_ENV_CLEARED] = "environment_cleared",
+	[HL_SECURE_EXEC] = "secure_exec",
+};
+
+static const char *const loss_why[HL__COUNT] = {
+	[HL_NO_RING] = "the shim could not make or hand over a ring (memory or descriptors exhausted)",
+	[HL_CORRUPT] = "a ring was written over (the program scribbled on kiln's shared memory)",
+	[HL_STOPPED] = "the recorder did not drain for a second (stopped or too slow); the program ran on",
+	[HL_REFUSED] = "rings beyond the recorder's limits",
+	[HL_STATIC] = "statically linked: there is no allocator to preload into",
+	[HL_ENV_CLEARED] = "exec'd with kiln's LD_PRELOAD removed from the environment",
+	[HL_SECURE_EXEC] = "a setuid/setgid program: the loader ignores LD_PRELOAD for it",
+};
+
+const char *kiln_heap_loss__name(int cause)
+{
+	return cause >= 0 && cause < HL__COUNT ? loss_names[cause] : "unknown";
+}
+
+const char *kiln_heap_loss__why(int cause)
+{
+	return cause >= 0 && cause < HL__COUNT ? loss_why[cause] : "unknown cause";
+}

@@ -71,12 +71,19 @@ eq $(weight $L '^tls_thread$') 0 "block freed by a TLS destructor"
 eq $(weight $L '^edge_fork$') 0 "fork/vfork/posix_spawn: nothing leaked"
 ok "shim edge cases exact"
 
-# a static binary: one clear warning, not a silent empty report
+# a static binary: one clear warning naming the cause (told from the ELF
+# file, not guessed from silence), in the summary and in the report
 if gcc -O2 -static -o $W/static $SRC/tests/targets/leaky.c 2>/dev/null; then
   "$KILN" record -q --heap -o $W/static.kiln -- $W/static >/dev/null 2>$W/err; eq $? 0 "static binary exit"
-  grep -q 'no heap activity was seen.*statically linked' $W/err || fail "no warning for a static binary: $(cat $W/err)"
-  "$KILN" report $W/static.kiln | grep -q 'no allocations were seen' || fail "report of a static binary"
-  ok "static binary warned about"
+  grep -q 'heap of static (pid [0-9]*) was not tracked: statically linked' $W/err || fail "no warning for a static binary: $(cat $W/err)"
+  grep -q 'no heap activity' $W/err && fail "a static binary also got the 'no activity' guess"
+  "$KILN" report $W/static.kiln >$W/srep
+  grep -q '1 process not tracked (statically linked.*static-[0-9]' $W/srep || fail "report of a static binary: $(cat $W/srep)"
+  "$KILN" report $W/static.kiln --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['heap_untracked_processes']['static_binary']==1, d" \
+    || fail "json of a static binary"
+  ok "static binary: cause named in the summary, the report and JSON"
+else
+  skip "static binary (no static libc to link with)"
 fi
 
 # --no-follow: only the launched process, CPU and heap
