@@ -4,18 +4,6 @@
 #include "collect/heap.h"
 #include "util/util.h"
 
-/* Live blocks of one process image: open addressing with linear probing and
- * backward-shift deletion; an entry's `used` flag, not its key, marks it. */
-struct block {
-	uint64_t addr, size;
-	uint32_t cell, used;
-};
-
-struct blockmap {
-	struct block *b;
-	size_t cap, len; /* cap: a power of two, or 0 */
-};
-
 struct hcell {
 	int64_t alloc_bytes, alloc_count, temp_count;
 	int64_t live_bytes, live_count, peak_bytes, frozen_bytes, frozen_count;
@@ -24,8 +12,13 @@ struct hcell {
 	bool declared;
 };
 
+/* Live blocks of one process image: util's u64map (addr -> size, cell) for
+ * every address but 0, which its empty marker takes; a block at 0 (a
+ * program may hand us anything) lives in a slot of its own. */
 struct hproc {
-	struct blockmap live;
+	struct u64map live;
+	bool zero_live;
+	struct u64map_ent zero;
 	int64_t cur, peak;
 	uint64_t seq, peak_seq, unknown_frees;
 };
@@ -44,79 +37,30 @@ struct heap {
 	size_t nthr, cthr;
 };
 
-static inline size_t slot_of(const struct blockmap *m, uint64_t addr)
+/* The live block at addr, or NULL. */
+static struct u64map_ent *live_find(struct hproc *p, uint64_t addr)
 {
-	return (size_t)hash_u64(addr) & (m->cap - 1);
+	if (!addr)
+		return p->zero_live ? &p->zero : NULL;
+	return u64map__find(&p->live, addr);
 }
 
-static struct block *bm_find(struct blockmap *m, uint64_t addr)
+static struct u64map_ent *live_insert(struct hproc *p, uint64_t addr)
 {
-	if (!m->len)
-		return NULL;
-	for (size_t i = slot_of(m, addr);; i = (i + 1) & (m->cap - 1)) {
-		struct block *b = &m->b[i];
-		if (!b->used)
-			return NULL;
-		if (b->addr == addr)
-			return b;
+	if (!addr) {
+		p->zero_live = true;
+		p->zero.key = 0;
+		return &p->zero;
 	}
+	return u64map__upsert(&p->live, addr, NULL);
 }
 
-static void bm_grow(struct blockmap *m)
+static void live_remove(struct hproc *p, uint64_t addr)
 {
-	struct blockmap n = {.cap = m->cap ? m->cap * 2 : 1024};
-	n.b = xcalloc(n.cap, sizeof(*n.b));
-	for (size_t i = 0; i < m->cap; i++) {
-		if (!m->b[i].used)
-			continue;
-		size_t j = slot_of(&n, m->b[i].addr);
-		while (n.b[j].used)
-			j = (j + 1) & (n.cap - 1);
-		n.b[j] = m->b[i];
-	}
-	n.len = m->len;
-	free(m->b);
-	*m = n;
-}
-
-/* The entry for addr, added (unused fields zero) if absent. */
-static struct block *bm_insert(struct blockmap *m, uint64_t addr, bool *added)
-{
-	if ((m->len + 1) * 4 > m->cap * 3)
-		bm_grow(m);
-	size_t i = slot_of(m, addr);
-	for (;; i = (i + 1) & (m->cap - 1)) {
-		struct block *b = &m->b[i];
-		if (!b->used)
-			break;
-		if (b->addr == addr) {
-			*added = false;
-			return b;
-		}
-	}
-	struct block *b = &m->b[i];
-	memset(b, 0, sizeof(*b));
-	b->addr = addr;
-	b->used = 1;
-	m->len++;
-	*added = true;
-	return b;
-}
-
-static void bm_remove(struct blockmap *m, struct block *b)
-{
-	size_t i = (size_t)(b - m->b), mask = m->cap - 1;
-	b->used = 0;
-	m->len--;
-	/* backward shift: pull later entries of the probe run into the hole */
-	for (size_t j = (i + 1) & mask; m->b[j].used; j = (j + 1) & mask) {
-		size_t home = slot_of(m, m->b[j].addr);
-		if (((j - home) & mask) >= ((j - i) & mask)) {
-			m->b[i] = m->b[j];
-			m->b[j].used = 0;
-			i = j;
-		}
-	}
+	if (!addr)
+		p->zero_live = false;
+	else
+		u64map__remove(&p->live, addr, NULL);
 }
 
 struct heap *heap__new(void)
@@ -129,7 +73,7 @@ void heap__free(struct heap *h)
 	if (!h)
 		return;
 	for (size_t i = 0; i < h->nprocs; i++)
-		free(h->procs[i].live.b);
+		u64map__release(&h->procs[i].live);
 	free(h->procs);
 	free(h->cells);
 	free(h->thr);
@@ -187,27 +131,28 @@ static void change(struct hproc *p, struct hcell *c, int64_t bytes, int64_t coun
 	}
 }
 
-static void drop_block(struct heap *h, struct hproc *p, struct block *b)
+/* Forget the live block at addr (size, cell) in p. */
+static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, uint64_t size, uint32_t cell)
 {
-	struct hcell *c = &h->cells[b->cell];
-	change(p, c, -(int64_t)b->size, -1);
+	struct hcell *c = &h->cells[cell];
+	change(p, c, -(int64_t)size, -1);
 	struct hthread *t = &h->thr[c->thread];
-	if (t->has_last && t->last_alloc == b->addr) {
+	if (t->has_last && t->last_alloc == addr) {
 		c->temp_count++;
 		t->has_last = false;
 	}
-	bm_remove(&p->live, b);
+	live_remove(p, addr);
 }
 
 bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr)
 {
 	struct hproc *p = proc_at(h, proc);
-	struct block *b = bm_find(&p->live, addr);
+	struct u64map_ent *b = live_find(p, addr);
 	if (!b) {
 		p->unknown_frees++;
 		return false;
 	}
-	drop_block(h, p, b);
+	drop_block(h, p, addr, b->v1, (uint32_t)b->v2);
 	return true;
 }
 
@@ -217,15 +162,12 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 		return;
 	struct hcell *c = &h->cells[cell];
 	struct hproc *p = &h->procs[c->proc];
-	bool added;
-	struct block *b = bm_insert(&p->live, addr, &added);
-	if (!added) {
-		/* a free we never saw: forget the old block first */
-		drop_block(h, p, b);
-		b = bm_insert(&p->live, addr, &added);
-	}
-	b->size = size;
-	b->cell = cell;
+	struct u64map_ent *b = live_find(p, addr);
+	if (b) /* a free we never saw: forget the old block first */
+		drop_block(h, p, addr, b->v1, (uint32_t)b->v2);
+	b = live_insert(p, addr);
+	b->v1 = size;
+	b->v2 = cell;
 	c->alloc_bytes += (int64_t)size;
 	c->alloc_count++;
 	change(p, c, (int64_t)size, 1);
@@ -240,21 +182,21 @@ void heap__end(struct heap *h, uint32_t proc)
 		return;
 	struct hproc *p = &h->procs[proc];
 	/* Freeze what is live as leaked, then forget the blocks. */
-	for (size_t i = 0; i < p->live.cap; i++) {
-		struct block *b = &p->live.b[i];
-		if (!b->used)
+	for (size_t i = 0; i <= p->live.cap; i++) {
+		const struct u64map_ent *b = i < p->live.cap ? &p->live.ents[i] : p->zero_live ? &p->zero : NULL;
+		if (!b || (i < p->live.cap && !b->key))
 			continue;
-		struct hcell *c = &h->cells[b->cell];
+		struct hcell *c = &h->cells[b->v2];
 		if (c->mod_seq <= p->peak_seq)
 			c->peak_bytes = c->live_bytes;
 		c->mod_seq = UINT64_MAX; /* its peak is final */
-		c->frozen_bytes += (int64_t)b->size;
+		c->frozen_bytes += (int64_t)b->v1;
 		c->frozen_count++;
-		c->live_bytes -= (int64_t)b->size;
+		c->live_bytes -= (int64_t)b->v1;
 		c->live_count--;
-		b->used = 0;
 	}
-	p->live.len = 0;
+	u64map__clear(&p->live);
+	p->zero_live = false;
 	p->cur = 0;
 }
 
