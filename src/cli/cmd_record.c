@@ -230,6 +230,7 @@ struct rec {
 	unsigned snapshots;
 	pid_t child;
 	int exe_cause; /* why the launched program cannot carry the shim, or -1 */
+	bool stdout_out; /* -o -: the profile is kiln's stdout */
 };
 
 /* A snapshot of pid as the bytes of a profile file. */
@@ -427,10 +428,17 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 				       "(or has one of its own, which kiln does not see)",
 				  st->o.pid > 0 ? "the program" : st->o.argv[0]);
 	}
-	if (!st->out_ready && output_ready(st) == 0 && !st->out_ready) {
-		/* a FIFO that never got a reader: what was recorded cannot go anywhere */
-		cli__error(CMD, "%s: no reader ever opened it; the profile was not written", st->o.output);
-		return -EPIPE;
+	if (!st->out_ready) {
+		/* a FIFO nobody has opened yet: wait for its reader now (Ctrl-C
+		 * gives up: open is interrupted, the handler has no SA_RESTART) */
+		int orc = safe_out__open_through(&st->out, false);
+		if (orc < 0) {
+			cli__error(CMD, "%s: no reader opened it (%s); the profile was not written", st->o.output,
+				   strerror(-orc));
+			return -EPIPE;
+		}
+		stream_writer__set_fd(st->w, st->out.fd);
+		st->out_ready = true;
 	}
 	int rc = recorder__finish(st->r);
 	double secs = (double)(now_ns() - t0) / 1e9;
@@ -554,6 +562,8 @@ static int launch(struct rec *st)
 		signal(SIGHUP, SIG_DFL);
 		if (st->ch) /* the heap channel is the one descriptor the program inherits */
 			fcntl(channel__child_fd(st->ch), F_SETFD, 0);
+		if (st->stdout_out) /* the profile stream is stdout: keep the program's output out of it */
+			dup2(STDERR_FILENO, STDOUT_FILENO);
 		char c;
 		while (read(go[0], &c, 1) < 0 && errno == EINTR)
 			;
@@ -657,6 +667,15 @@ int cmd_record(int argc, char **argv)
 	if (attach && st.o.pid == getpid())
 		return cli__usage(CMD, "kiln cannot profile itself (-p %ld)", st.o.pid);
 	uint64_t t0 = now_ns();
+	if (!strcmp(st.o.output, "-")) {
+		if (isatty(STDOUT_FILENO))
+			return cli__usage(CMD, "-o - writes a binary profile to standard output, which is a terminal");
+		st.o.output = "/dev/stdout"; /* written through */
+	}
+	struct stat so, oo;
+	if (fstat(STDOUT_FILENO, &so) == 0 && stat(st.o.output, &oo) == 0 && so.st_dev == oo.st_dev &&
+	    so.st_ino == oo.st_ino && !S_ISCHR(so.st_mode))
+		st.stdout_out = true; /* the profile is our stdout: the program's goes to stderr */
 	if (!replaceable(st.o.output)) {
 		cli__error(CMD, "%s exists and is not a kiln profile: not replacing it (remove it or choose "
 				"another -o)", st.o.output);
