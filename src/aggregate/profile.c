@@ -308,6 +308,14 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		p->lost = lost;
 		return 0;
 	}
+	case REC_TIME: {
+		uint64_t t;
+		if (!cursor__u64(&c, &t) || cursor__left(&c))
+			return corrupt(err, errlen, "time", off);
+		if (t > p->last_ns)
+			p->last_ns = t;
+		return 0;
+	}
 	case REC_HEAP_LOSS: {
 		uint32_t pid;
 		uint8_t cause;
@@ -534,6 +542,8 @@ double profile__duration(const struct profile *p)
 		for (size_t i = 0; i < p->nprocs; i++)
 			if (p->procs[i].end_ns > end)
 				end = p->procs[i].end_ns;
+	if (!end || (!p->complete && p->last_ns > end))
+		end = p->last_ns; /* cut short: as far as its last flush */
 	if (!end || end < p->start_ns)
 		return 0;
 	return (double)(end - p->start_ns) / 1e9;

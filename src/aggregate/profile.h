@@ -91,6 +91,7 @@ struct profile {
 	struct intern cellkeys;
 	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index + 1 */
 	uint64_t start_ns, end_ns, samples, lost;
+	uint64_t last_ns;    /* the last REC_TIME: how far a file cut short got */
 	bool complete;       /* ended with REC_END */
 	bool has[KM__COUNT]; /* metric has any value */
 	char warning[400];   /* set when the file was cut short */

@@ -99,6 +99,8 @@ struct recorder {
 	size_t locs_written;
 	uint32_t *unsym;       /* locations written but not yet symbolized */
 	size_t nunsym, cunsym;
+	size_t unsym_old;      /* the first unsym_old of them were pending at the last flush too */
+	bool named_once;       /* a flush has named locations: the first waits for them */
 	struct intern stacks;  /* {u16 flags, u16 depth, u32 loc[]} -> stack id */
 	size_t stacks_written;
 	struct intern cellkeys;
@@ -855,22 +857,29 @@ static bool loc_waits(struct recorder *r, uint32_t loc)
 	return img && image__loading(img);
 }
 
-/* Symbolize the locations waiting for it: all of them when wait is set,
- * else those whose image is ready (a flush never waits for the prefetch
- * thread, which runs at low priority while the program runs). */
+/* Symbolize the locations waiting for it: those whose image is ready, and
+ * (waiting for the prefetch thread, which runs at low priority while the
+ * program runs) those pending since the last flush, all of them at the first
+ * flush that has any and when wait is set. So names trail locations by one
+ * flush at most: a recorder killed after its first flush still names what
+ * it wrote. */
 static void symbolize_pending(struct recorder *r, struct stream_writer *w, bool wait)
 {
 	size_t k = 0;
+	if (!r->named_once && r->nunsym) {
+		wait = true;
+		r->named_once = true;
+	}
 	for (size_t i = 0; i < r->nunsym; i++) {
 		uint32_t loc = r->unsym[i];
-		if (!wait && loc_waits(r, loc)) {
+		if (!wait && i >= r->unsym_old && loc_waits(r, loc)) {
 			r->unsym[k++] = loc;
 			continue;
 		}
 		encode_sym(r, loc, &r->locsyms[loc]);
 		write_sym(r, w, loc);
 	}
-	r->nunsym = k;
+	r->nunsym = r->unsym_old = k;
 }
 
 static void write_stack(struct recorder *r, struct stream_writer *w, uint32_t id)
@@ -1040,6 +1049,8 @@ static int flush(struct recorder *r, bool wait)
 		stream_writer__record(w, REC_LOST, &r->lost, 8);
 		r->lost_written = r->lost;
 	}
+	uint64_t t = realtime_ns(); /* how far the recording got, if nothing follows */
+	stream_writer__record(w, REC_TIME, &t, 8);
 	return stream_writer__flush(w);
 }
 

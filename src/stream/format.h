@@ -31,6 +31,7 @@ enum kiln_rec {
 	REC_END = 10,    /* u64 end_ns, u64 samples, u64 lost */
 	REC_LOST = 11,   /* u64 lost samples so far */
 	REC_HEAP_LOSS = 12, /* u32 pid, u8 cause (enum kiln_heap_loss), u64 count: absolute, last wins */
+	REC_TIME = 13,   /* u64 realtime ns: the recording reached this time (each flush) */
 };
 
 enum kiln_module_kind {

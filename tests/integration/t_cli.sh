@@ -48,3 +48,15 @@ grep -q 'zombie' $W/e && [ "$(wc -l <$W/e)" -eq 1 ] || fail "zombie message: $(c
 [ ! -e $W/z.kiln ] || fail "a profile was left for a zombie"
 kill $ZP 2>/dev/null; wait $ZP 2>/dev/null
 ok "zombie pid refused"
+
+# hardening of what runs as root: PIE, full RELRO, stack protector, fortified
+# (the optimized builds; the ASan build is -O0, where _FORTIFY_SOURCE cannot be)
+readelf -h "$KILN" | grep -q 'DYN (Position-Independent' || fail "kiln is not PIE"
+readelf -d "$KILN" | grep -q 'BIND_NOW' && readelf -lW "$KILN" | grep -q GNU_RELRO || fail "kiln lacks full RELRO"
+nm -D "$KILN" | grep -q __stack_chk_fail || fail "kiln built without a stack protector"
+if nm -D "$KILN" | grep -q __asan_init; then
+  skip "_FORTIFY_SOURCE check (sanitizer build)"
+else
+  nm -D "$KILN" | grep -q '__[a-z]*_chk@' || fail "kiln is not built with _FORTIFY_SOURCE"
+  ok "hardened: PIE, full RELRO, stack protector, _FORTIFY_SOURCE"
+fi

@@ -145,3 +145,28 @@ PY
 done
 grep -q 'ring_corrupt' $W/scr.rep || fail "scribbled rings never reported as corrupt: $(grep '# heap' $W/scr.rep)"
 ok "ring scribbler: no crash, no hang, bounded; corruption reported"
+
+# a recorder killed (SIGKILL) after its first flushes: names and duration kept
+"$KILN" record -q --heap -o $W/k9.kiln -- $TARGETS/cpu_split 3 >/dev/null 2>&1 & KP=$!
+sleep 1.3; CP=$(pgrep -P $KP -n); kill -9 $KP; wait $KP 2>/dev/null; [ -n "$CP" ] && kill $CP 2>/dev/null
+"$KILN" report $W/k9.kiln >$W/k9.rep 2>/dev/null || fail "report of a killed recording"
+grep -q 'frame_a' $W/k9.rep || fail "a recorder killed after its first flush left no names: $(head -12 $W/k9.rep)"
+d=$(sed -n 's/^# duration \([0-9.]*\) s.*/\1/p' $W/k9.rep)
+awk -v d="$d" 'BEGIN { exit !(d >= 0.4) }' || fail "a killed recording says duration $d s"
+ok "recorder killed: names and duration ($d s) kept"
+
+# processes that cannot carry the shim are named, with the cause
+run_to 60 "$KILN" record -q --heap -o $W/env.kiln -- env -i $TARGETS/leaky >/dev/null 2>$W/env.err || fail "env -i"
+grep -q 'not tracked: exec.d with kiln.s LD_PRELOAD removed' $W/env.err || fail "environment cleared: no warning: $(cat $W/env.err)"
+"$KILN" report $W/env.kiln | grep -q 'process not tracked (exec.d with.*leaky-' || fail "environment cleared: not in the report"
+ok "exec with the environment cleared: reported"
+if [ "$(id -u)" = 0 ] && { id kilnt >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin kilnt 2>/dev/null; }; then
+  mkdir -p $W/suid; chmod 755 $W $W/suid; cp $TARGETS/leaky $W/suid/leaky; chown kilnt $W/suid/leaky; chmod 4755 $W/suid/leaky
+  run_to 60 "$KILN" record -q --heap -o $W/suid.kiln -- $W/suid/leaky >/dev/null 2>$W/suid.err || fail "setuid program"
+  grep -q 'not tracked: a setuid/setgid program' $W/suid.err || fail "setuid exec: no warning: $(cat $W/suid.err)"
+  "$KILN" report $W/suid.kiln --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['heap_untracked_processes']['secure_exec']==1, d" \
+    || fail "setuid exec: not in the JSON"
+  ok "setuid exec: reported"
+else
+  skip "setuid exec (needs root and a second user)"
+fi
