@@ -57,13 +57,19 @@ struct hring {
 	struct hring *pred;   /* the ring of this thread it continues, until drained */
 };
 
+/* A heap entry carries its ring's front seq: sifting reads no ring. */
+struct hent {
+	uint64_t front;
+	struct hring *rg;
+};
+
 struct hgroup {
 	uint32_t pid;
 	uint64_t nonce;
 	uint64_t next_seq;
 	struct hring **rings;
 	size_t n, cap;
-	struct hring **heap; /* min-heap by front */
+	struct hent *heap; /* min-heap by front */
 	size_t nheap, cheap;
 	struct stab **stabs;
 	size_t nstabs, cstabs;
@@ -158,7 +164,7 @@ static struct stab *stab_get(struct hgroup *g, uint64_t ring_id, uint64_t prev_i
 
 void heapsrc__loss(struct heapsrc *h, const struct kiln_msg *m)
 {
-	if (m->cause < HL_FIRST_PROCESS_CAUSE)
+	if (m->cause < HL__COUNT)
 		recorder__heap_loss(h->r, m->pid, (int)m->cause, m->count ? m->count : 1);
 }
 
@@ -302,54 +308,54 @@ static void ring_consume(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 }
 
 /* ---- the min-heap of rings by front seq ---- */
-static void heap_set(struct hgroup *g, size_t i, struct hring *rg)
+static void heap_set(struct hgroup *g, size_t i, struct hent e)
 {
-	g->heap[i] = rg;
-	rg->heap_idx = (int)i;
+	g->heap[i] = e;
+	e.rg->heap_idx = (int)i;
 }
 
 static void sift_up(struct hgroup *g, size_t i)
 {
-	struct hring *rg = g->heap[i];
+	struct hent e = g->heap[i];
 	while (i) {
 		size_t up = (i - 1) / 2;
-		if (g->heap[up]->front <= rg->front)
+		if (g->heap[up].front <= e.front)
 			break;
 		heap_set(g, i, g->heap[up]);
 		i = up;
 	}
-	heap_set(g, i, rg);
+	heap_set(g, i, e);
 }
 
 static void sift_down(struct hgroup *g, size_t i)
 {
-	struct hring *rg = g->heap[i];
+	struct hent e = g->heap[i];
 	for (;;) {
 		size_t l = 2 * i + 1, m = i;
-		uint64_t best = rg->front;
-		if (l < g->nheap && g->heap[l]->front < best)
-			m = l, best = g->heap[l]->front;
-		if (l + 1 < g->nheap && g->heap[l + 1]->front < best)
+		uint64_t best = e.front;
+		if (l < g->nheap && g->heap[l].front < best)
+			m = l, best = g->heap[l].front;
+		if (l + 1 < g->nheap && g->heap[l + 1].front < best)
 			m = l + 1;
 		if (m == i)
 			break;
 		heap_set(g, i, g->heap[m]);
 		i = m;
 	}
-	heap_set(g, i, rg);
+	heap_set(g, i, e);
 }
 
 static void heap_push(struct hgroup *g, struct hring *rg)
 {
 	ARR_GROW(g->heap, g->cheap, g->nheap + 1);
-	g->heap[g->nheap] = rg;
+	g->heap[g->nheap] = (struct hent){rg->front, rg};
 	rg->heap_idx = (int)g->nheap++;
 	sift_up(g, g->nheap - 1);
 }
 
 static void heap_pop_top(struct hgroup *g)
 {
-	g->heap[0]->heap_idx = -1;
+	g->heap[0].rg->heap_idx = -1;
 	if (--g->nheap) {
 		heap_set(g, 0, g->heap[g->nheap]);
 		sift_down(g, 0);
@@ -405,8 +411,8 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 	bool refreshed = false;
 	refresh_idle(h, g);
 	while (n < budget && g->nheap) {
-		struct hring *top = g->heap[0];
-		uint64_t seq = top->front;
+		struct hring *top = g->heap[0].rg;
+		uint64_t seq = g->heap[0].front;
 		if (seq > g->next_seq && !force && !g->lossy) {
 			/* a seq still being written by another thread, perhaps in
 			 * a ring that was idle a moment ago */
@@ -430,6 +436,7 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 		n++;
 		ring_front(h, g, top);
 		if (top->front != NO_SEQ) {
+			g->heap[0].front = top->front;
 			sift_down(g, 0); /* O(1) while the same ring's run goes on */
 		} else {
 			heap_pop_top(g);

@@ -99,8 +99,7 @@ struct recorder {
 	size_t locs_written;
 	uint32_t *unsym;       /* locations written but not yet symbolized */
 	size_t nunsym, cunsym;
-	size_t unsym_old;      /* the first unsym_old of them were pending at the last flush too */
-	bool named_once;       /* a flush has named locations: the first waits for them */
+	size_t unsym_quick;    /* the first unsym_quick of them have a quick name written */
 	struct intern stacks;  /* {u16 flags, u16 depth, u32 loc[]} -> stack id */
 	size_t stacks_written;
 	struct intern cellkeys;
@@ -857,29 +856,52 @@ static bool loc_waits(struct recorder *r, uint32_t loc)
 	return img && image__loading(img);
 }
 
-/* Symbolize the locations waiting for it: those whose image is ready, and
- * (waiting for the prefetch thread, which runs at low priority while the
- * program runs) those pending since the last flush, all of them at the first
- * flush that has any and when wait is set. So names trail locations by one
- * flush at most: a recorder killed after its first flush still names what
- * it wrote. */
+/* A first name for loc while its image's DWARF loads: the function from the
+ * ELF symbol table, written as a SYM record the full one replaces later. */
+static void quick_sym(struct recorder *r, struct stream_writer *w, uint32_t loc)
+{
+	const struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} *key = intern__key(&r->locs, loc, NULL);
+	struct image *img = r->mods[key->module].img;
+	char *name = image__quick_name(img, key->addr - ((key->flags & LOC_RETADDR) ? 1 : 0));
+	if (!name)
+		return;
+	struct buf *b = &r->scratch;
+	b->len = 0;
+	buf__u32(b, loc);
+	buf__u16(b, 1);
+	buf__str(b, name);
+	buf__str(b, "");
+	buf__u32(b, 0);
+	buf__u8(b, 0);
+	stream_writer__record(w, REC_SYM, b->data, b->len);
+	free(name);
+}
+
+/* Symbolize the locations waiting for it: those whose image is ready, all
+ * of them when wait is set (the final flush). A flush never waits for the
+ * prefetch worker (it runs at low priority while the program runs, and the
+ * recorder must keep draining): a location whose image is still loading is
+ * named at once from the ELF symbol table, and fully (inlines, file:line)
+ * at a later flush. So a recorder killed after its first flush still names
+ * what it wrote. */
 static void symbolize_pending(struct recorder *r, struct stream_writer *w, bool wait)
 {
 	size_t k = 0;
-	if (!r->named_once && r->nunsym) {
-		wait = true;
-		r->named_once = true;
-	}
 	for (size_t i = 0; i < r->nunsym; i++) {
 		uint32_t loc = r->unsym[i];
-		if (!wait && i >= r->unsym_old && loc_waits(r, loc)) {
+		if (!wait && loc_waits(r, loc)) {
+			if (i >= r->unsym_quick) /* named quickly once, not at every flush */
+				quick_sym(r, w, loc);
 			r->unsym[k++] = loc;
 			continue;
 		}
 		encode_sym(r, loc, &r->locsyms[loc]);
 		write_sym(r, w, loc);
 	}
-	r->nunsym = r->unsym_old = k;
+	r->nunsym = r->unsym_quick = k;
 }
 
 static void write_stack(struct recorder *r, struct stream_writer *w, uint32_t id)

@@ -64,6 +64,8 @@ typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
 typedef int (*posix_memalign_fn)(void **, size_t, size_t);
 typedef void *(*memalign_fn)(size_t, size_t);
 typedef void *(*valloc_fn)(size_t);
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execv_fn)(const char *, char *const[]);
 
 static malloc_fn real_malloc;
 static calloc_fn real_calloc;
@@ -74,6 +76,8 @@ static free_aligned_sized_fn real_free_aligned_sized;
 static posix_memalign_fn real_posix_memalign;
 static memalign_fn real_aligned_alloc, real_memalign;
 static valloc_fn real_valloc, real_pvalloc;
+static execve_fn real_execve, real_execvpe;
+static execv_fn real_execv, real_execvp;
 
 /* ---- bootstrap pool for allocations made while resolving the real functions ----
  * Each block carries its size in the 16 bytes before it, so realloc of a
@@ -124,7 +128,8 @@ static bool g_nofollow;        /* --no-follow: forked children record nothing */
 struct cache_slot {
 	uint64_t hash;
 	uint32_t id, off;
-	uint32_t depth, truncated;
+	uint32_t depth; /* | 1u << 31 when truncated */
+	uint32_t gen;   /* a slot of another generation is empty */
 };
 
 struct tstate {
@@ -137,6 +142,7 @@ struct tstate {
 	bool stopped;             /* the recorder gave up on this thread's ring */
 	uint32_t noring;          /* events lost because no ring could be made (since last report) */
 	uint32_t next_id;
+	uint32_t gen;             /* of the stack cache: bumped to empty it */
 	struct cache_slot *slots; /* CACHE_SLOTS */
 	uint64_t *arena;          /* ARENA_WORDS */
 	uint32_t arena_used;
@@ -184,6 +190,10 @@ static void resolve_real(void)
 	real_memalign = (memalign_fn)dlsym(RTLD_NEXT, "memalign");
 	real_valloc = (valloc_fn)dlsym(RTLD_NEXT, "valloc");
 	real_pvalloc = (valloc_fn)dlsym(RTLD_NEXT, "pvalloc");
+	real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
+	real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
+	real_execv = (execv_fn)dlsym(RTLD_NEXT, "execv");
+	real_execvp = (execv_fn)dlsym(RTLD_NEXT, "execvp");
 }
 
 static void thread_end(void *arg);
@@ -199,21 +209,36 @@ static void new_image(void)
 	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
 }
 
-/* Forget this thread's stack ids: a new thread chain starts them at 0. */
+/* Forget this thread's stack ids: a new thread chain starts them at 0. A
+ * new generation empties every slot at once (no write to the cache: after
+ * fork its pages stay shared with the parent's). */
 static void stack_cache_reset(struct tstate *t)
 {
 	t->next_id = 0;
 	t->arena_used = 0;
-	if (t->slots)
+	if (++t->gen == 0 && t->slots) { /* wrapped: old slots could look current */
 		memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
+		t->gen = 1;
+	}
 }
 
 /* fork: nothing the forking thread allocates between our prepare handler
  * and the end of fork (glibc's own fork work) is recorded; the child starts
  * an image of its own. Rings are MADV_DONTFORK: the child maps none of its
  * parent's. */
+static void thread_caches(struct tstate *t);
+
 static void atfork_prepare(void)
 {
+	/* the child inherits this thread's caches: make them here, once,
+	 * rather than in every child (where glibc reads /proc/self/maps for
+	 * the main thread's stack) */
+	struct tstate *t = &t_state;
+	if (g_state > 0 && !t_guard && !t->slots && t->destructs == 0) {
+		t_guard++;
+		thread_caches(t);
+		t_guard--;
+	}
 	t_guard++;
 }
 
@@ -596,6 +621,31 @@ static uintptr_t mapped_above(uintptr_t sp)
 	return pg + 4096;
 }
 
+/* The thread's stack cache, its CFI rules and its stack's bounds (made once
+ * per thread; a forked child inherits its parent thread's). */
+static void thread_caches(struct tstate *t)
+{
+	void *s = mmap(NULL, sizeof(*t->slots) * CACHE_SLOTS, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *a = mmap(NULL, 8 * (size_t)ARENA_WORDS, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	void *rl = mmap(NULL, sizeof(struct cfi_rule) * CFI_RULES, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s != MAP_FAILED && a != MAP_FAILED) {
+		t->slots = s;
+		t->arena = a;
+		t->rules = rl != MAP_FAILED ? rl : NULL;
+		thread_stack_bounds(t);
+	} else {
+		if (rl != MAP_FAILED)
+			munmap(rl, sizeof(struct cfi_rule) * CFI_RULES);
+		if (s != MAP_FAILED)
+			munmap(s, sizeof(*t->slots) * CACHE_SLOTS);
+		if (a != MAP_FAILED)
+			munmap(a, 8 * (size_t)ARENA_WORDS);
+	}
+}
+
 static struct tstate *thread_state(void)
 {
 	/* After fork only the forking thread lives on, and atfork_child has
@@ -623,27 +673,8 @@ static struct tstate *thread_state(void)
 		if (g_key_ok)
 			pthread_setspecific(g_key, t);
 	}
-	if (unlikely(!t->slots && t->destructs == 0)) {
-		void *s = mmap(NULL, sizeof(*t->slots) * CACHE_SLOTS, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		void *a = mmap(NULL, 8 * (size_t)ARENA_WORDS, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		void *rl = mmap(NULL, sizeof(struct cfi_rule) * CFI_RULES, PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (s != MAP_FAILED && a != MAP_FAILED) {
-			t->slots = s;
-			t->arena = a;
-			t->rules = rl != MAP_FAILED ? rl : NULL;
-			thread_stack_bounds(t);
-		} else {
-			if (rl != MAP_FAILED)
-				munmap(rl, sizeof(struct cfi_rule) * CFI_RULES);
-			if (s != MAP_FAILED)
-				munmap(s, sizeof(*t->slots) * CACHE_SLOTS);
-			if (a != MAP_FAILED)
-				munmap(a, 8 * (size_t)ARENA_WORDS);
-		}
-	}
+	if (unlikely(!t->slots && t->destructs == 0))
+		thread_caches(t);
 	return t;
 lost:
 	t->noring++;
@@ -724,11 +755,11 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 		size_t j = h & (CACHE_SLOTS - 1);
 		for (int probe = 0; probe < 8; probe++, j = (j + 1) & (CACHE_SLOTS - 1)) {
 			struct cache_slot *c = &t->slots[j];
-			if (!c->hash) {
+			if (c->gen != t->gen) {
 				slot = c;
 				break;
 			}
-			if (c->hash == h && c->depth == (uint32_t)n && c->truncated == truncated &&
+			if (c->hash == h && c->depth == ((uint32_t)n | truncated << 31) &&
 			    same_words(t->arena + c->off, s, n)) {
 				*out = c->id;
 				return true;
@@ -750,8 +781,8 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 		slot->hash = h;
 		slot->id = id;
 		slot->off = t->arena_used;
-		slot->depth = (uint32_t)n;
-		slot->truncated = truncated;
+		slot->depth = (uint32_t)n | truncated << 31;
+		slot->gen = t->gen;
 		t->arena_used += (uint32_t)n;
 	}
 	*out = id;
@@ -947,6 +978,85 @@ EXPORT void *realloc(void *old, size_t n)
 		return p;
 	}
 	return realloc_recorded(old, n, &ws);
+}
+
+/* ---- exec: say when the next image will not carry the shim ----
+ * The recorder also checks each exec from /proc, but a program that ends at
+ * once leaves nothing there; here, before the exec, it is certain. */
+extern char **environ;
+
+static bool env_has_shim(char *const envp[])
+{
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (!strncmp(envp[i], "LD_PRELOAD=", 11) && strstr(envp[i], "libkiln_shim"))
+			return true;
+	return false;
+}
+
+/* 1 when path is an ELF file without a program interpreter. */
+static int file_is_static(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ElfW(Ehdr) eh;
+	int rc = 0;
+	if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+	    eh.e_phentsize == sizeof(ElfW(Phdr)) && eh.e_phnum < 4096) {
+		rc = 1;
+		for (unsigned i = 0; i < eh.e_phnum && rc; i++) {
+			ElfW(Phdr) ph;
+			if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph) ||
+			    ph.p_type == PT_INTERP)
+				rc = 0;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+static void exec_check(const char *path, char *const envp[])
+{
+	if (g_state <= 0 || t_guard || g_nofollow)
+		return;
+	t_guard++;
+	if (path && strchr(path, '/') && file_is_static(path))
+		channel_send(KILN_MSG_LOSS, HL_STATIC, 1, -1);
+	else if (!env_has_shim(envp))
+		channel_send(KILN_MSG_LOSS, HL_ENV_CLEARED, 1, -1);
+	t_guard--;
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	exec_check(path, envp);
+	if (!real_execve)
+		resolve_real();
+	return real_execve(path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	exec_check(path, environ);
+	if (!real_execv)
+		resolve_real();
+	return real_execv(path, argv);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	exec_check(file, environ);
+	if (!real_execvp)
+		resolve_real();
+	return real_execvp(file, argv);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	exec_check(file, envp);
+	if (!real_execvpe)
+		resolve_real();
+	return real_execvpe(file, argv, envp);
 }
 
 EXPORT void *reallocarray(void *old, size_t n, size_t m)

@@ -230,6 +230,9 @@ void image__free(struct image *img)
 	for (size_t i = 0; i < img->nsyms; i++)
 		free(img->syms[i].name);
 	free(img->syms);
+	for (size_t i = 0; i < img->nqsyms; i++)
+		free(img->qsyms[i].name);
+	free(img->qsyms);
 	if (img->mapped)
 		munmap(img->data, img->size);
 	else
@@ -282,16 +285,21 @@ static int sym_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static void add_sym(struct image *img, size_t *cap, uint64_t addr, uint64_t size, const char *name)
+static void push_sym(struct image_sym **syms, size_t *n, size_t *cap, uint64_t addr, uint64_t size, const char *name)
 {
 	if (!name || !*name || !addr)
 		return;
-	ARR_GROW(img->syms, *cap, img->nsyms + 1);
-	img->syms[img->nsyms].addr = addr;
-	img->syms[img->nsyms].size = size;
+	ARR_GROW(*syms, *cap, *n + 1);
+	(*syms)[*n].addr = addr;
+	(*syms)[*n].size = size;
 	const char *at = strchr(name, '@'); /* memcpy@@GLIBC_2.14: drop the version */
-	img->syms[img->nsyms].name = at && at != name ? xstrndup(name, (size_t)(at - name)) : xstrdup(name);
-	img->nsyms++;
+	(*syms)[*n].name = at && at != name ? xstrndup(name, (size_t)(at - name)) : xstrdup(name);
+	(*n)++;
+}
+
+static void add_sym(struct image *img, size_t *cap, uint64_t addr, uint64_t size, const char *name)
+{
+	push_sym(&img->syms, &img->nsyms, cap, addr, size, name);
 }
 
 static void dwarf_open(struct image *img)
@@ -325,6 +333,46 @@ static void dwarf_open(struct image *img)
 	img->dw->mod = mod;
 }
 
+/* The function symbols of the image's own .symtab and .dynsym (no debug
+ * file, no libdw: fast, and safe beside the prefetch worker). */
+static void elf_syms(const struct image *img, struct image_sym **syms, size_t *n, size_t *cap)
+{
+	Elf *elf = elf_memory((char *)img->data, img->size);
+	Elf_Scn *scn = NULL;
+	while (elf && (scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
+			continue;
+		Elf_Data *d = elf_getdata(scn, NULL);
+		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym sym;
+			if (!gelf_getsym(d, (int)i, &sym))
+				continue;
+			int t = GELF_ST_TYPE(sym.st_info);
+			const char *name = elf_strptr(elf, sh.sh_link, sym.st_name);
+			if ((t == STT_FUNC || t == STT_GNU_IFUNC) && sym.st_shndx != SHN_UNDEF && name)
+				push_sym(syms, n, cap, sym.st_value, sym.st_size, name);
+		}
+	}
+	elf_end(elf);
+}
+
+/* Sort by address and drop duplicates at one address (aliases), keeping
+ * the first. */
+static void syms_sort(struct image_sym *syms, size_t *n)
+{
+	sort_array(syms, *n, sizeof(*syms), sym_cmp);
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (k && syms[k - 1].addr == syms[i].addr) {
+			free(syms[i].name);
+			continue;
+		}
+		syms[k++] = syms[i];
+	}
+	*n = k;
+}
+
 static void load_syms(struct image *img)
 {
 	size_t cap = 0;
@@ -342,58 +390,48 @@ static void load_syms(struct image *img)
 				add_sym(img, &cap, addr, sym.st_size, name);
 		}
 	} else {
-		Elf *elf = elf_memory((char *)img->data, img->size);
-		Elf_Scn *scn = NULL;
-		while (elf && (scn = elf_nextscn(elf, scn))) {
-			GElf_Shdr sh;
-			if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
-				continue;
-			Elf_Data *d = elf_getdata(scn, NULL);
-			for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
-				GElf_Sym sym;
-				if (!gelf_getsym(d, (int)i, &sym))
-					continue;
-				int t = GELF_ST_TYPE(sym.st_info);
-				if ((t == STT_FUNC || t == STT_GNU_IFUNC) && sym.st_shndx != SHN_UNDEF)
-					add_sym(img, &cap, sym.st_value, sym.st_size,
-						elf_strptr(elf, sh.sh_link, sym.st_name));
-			}
-		}
-		elf_end(elf);
+		elf_syms(img, &img->syms, &img->nsyms, &cap);
 	}
-	sort_array(img->syms, img->nsyms, sizeof(*img->syms), sym_cmp);
-	/* drop duplicates at one address (aliases), keeping the first */
-	size_t k = 0;
-	for (size_t i = 0; i < img->nsyms; i++) {
-		if (k && img->syms[k - 1].addr == img->syms[i].addr) {
-			free(img->syms[i].name);
-			continue;
-		}
-		img->syms[k++] = img->syms[i];
-	}
-	img->nsyms = k;
+	syms_sort(img->syms, &img->nsyms);
 }
 
-static const struct image_sym *find_sym(struct image *img, uint64_t vaddr)
+static const struct image_sym *lookup_sym(const struct image_sym *syms, size_t n, uint64_t vaddr)
 {
-	if (!img->syms_loaded)
-		load_syms(img);
-	size_t lo = 0, hi = img->nsyms;
+	size_t lo = 0, hi = n;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (img->syms[mid].addr <= vaddr)
+		if (syms[mid].addr <= vaddr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	if (!lo)
 		return NULL;
-	const struct image_sym *s = &img->syms[lo - 1];
+	const struct image_sym *s = &syms[lo - 1];
 	if (s->size && vaddr >= s->addr + s->size)
 		return NULL;
-	if (!s->size && lo < img->nsyms && vaddr >= img->syms[lo].addr)
+	if (!s->size && lo < n && vaddr >= syms[lo].addr)
 		return NULL;
 	return s;
+}
+
+static const struct image_sym *find_sym(struct image *img, uint64_t vaddr)
+{
+	if (!img->syms_loaded)
+		load_syms(img);
+	return lookup_sym(img->syms, img->nsyms, vaddr);
+}
+
+char *image__quick_name(struct image *img, uint64_t vaddr)
+{
+	if (!img->qsyms_loaded) {
+		size_t cap = 0;
+		img->qsyms_loaded = true;
+		elf_syms(img, &img->qsyms, &img->nqsyms, &cap);
+		syms_sort(img->qsyms, &img->nqsyms);
+	}
+	const struct image_sym *s = lookup_sym(img->qsyms, img->nqsyms, vaddr);
+	return s ? symbols__demangle(s->name) : NULL;
 }
 
 static char *die_name(Dwarf_Die *die)

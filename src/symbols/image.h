@@ -36,6 +36,9 @@ struct image {
 	struct image_sym *syms;
 	size_t nsyms;
 	bool syms_loaded;
+	struct image_sym *qsyms; /* image__quick_name's own table (the caller's thread) */
+	size_t nqsyms;
+	bool qsyms_loaded;
 	struct image_dwarf *dw;
 	int prefetch; /* 0 not asked, 1 queued or running, 2 done (see image__prefetch) */
 };
@@ -82,6 +85,10 @@ void image__prefetch(struct image *img);
 /* Whether img is queued or being loaded by the prefetch worker (naming an
  * address in it now would wait). */
 bool image__loading(const struct image *img);
+/* A function name for vaddr from the image's own symbol tables alone (no
+ * debug file, no inlining, no line): at once, and safe to call while the
+ * prefetch worker loads img. malloc'ed, or NULL. */
+char *image__quick_name(struct image *img, uint64_t vaddr);
 /* Wait for queued prefetches and stop the worker (before freeing images). */
 void image__prefetch_stop(void);
 
