@@ -883,17 +883,24 @@ EXPORT void *malloc(size_t n)
 	return p;
 }
 
-EXPORT void free(void *p)
+/* What every free does before the real one: false when p is not the real
+ * heap's to free. The event goes first: once freed, the address may be
+ * handed out again by another thread before our event is published. */
+static inline bool free_recorded(void *p)
 {
 	if (unlikely(!p || is_boot(p)))
-		return;
+		return false;
 	if (unlikely(!real_free))
 		resolve_real();
-	/* Record first here: once freed, the address may be handed out again
-	 * by another thread before our event is published. */
 	if (recording())
 		record(p, NULL, 0, NULL);
-	real_free(p);
+	return true;
+}
+
+EXPORT void free(void *p)
+{
+	if (free_recorded(p))
+		real_free(p);
 }
 
 /* C23: a free that names the size (and alignment) it allocated. Declared
@@ -903,12 +910,8 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 
 EXPORT void free_sized(void *p, size_t size)
 {
-	if (unlikely(!p || is_boot(p)))
+	if (!free_recorded(p))
 		return;
-	if (unlikely(!real_free))
-		resolve_real();
-	if (recording())
-		record(p, NULL, 0, NULL);
 	if (real_free_sized)
 		real_free_sized(p, size);
 	else
@@ -917,12 +920,8 @@ EXPORT void free_sized(void *p, size_t size)
 
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
-	if (unlikely(!p || is_boot(p)))
+	if (!free_recorded(p))
 		return;
-	if (unlikely(!real_free))
-		resolve_real();
-	if (recording())
-		record(p, NULL, 0, NULL);
 	if (real_free_aligned_sized)
 		real_free_aligned_sized(p, align, size);
 	else
@@ -993,7 +992,8 @@ static bool env_has_shim(char *const envp[])
 	return false;
 }
 
-/* 1 when path is an ELF file without a program interpreter. */
+/* 1 when path is an ELF file without a program interpreter (the recorder's
+ * collect/preload.c tells the same from /proc; the shim links no kiln code). */
 static int file_is_static(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
