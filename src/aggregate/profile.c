@@ -96,7 +96,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			ARR_GROW(p->procs, p->cprocs, p->nprocs + 1);
 			pr = &p->procs[p->nprocs++];
 			pr->status = -1;
-			u64map__upsert(&p->procidx, (uint64_t)pid + 1, NULL)->v1 = p->nprocs;
+			u64map__upsert(&p->procidx, (uint64_t)pid, NULL)->v1 = p->nprocs;
 		} else {
 			free(pr->name);
 			free(pr->exe);
@@ -121,7 +121,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		if (!t) {
 			ARR_GROW(p->threads, p->cthreads, p->nthreads + 1);
 			t = &p->threads[p->nthreads++];
-			u64map__upsert(&p->thridx, (((uint64_t)pid << 32) | tid) + 1, NULL)->v1 = p->nthreads;
+			u64map__upsert(&p->thridx, ((uint64_t)pid << 32) | tid, NULL)->v1 = p->nthreads;
 		} else {
 			free(t->name);
 		}
@@ -282,7 +282,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			cursor__u32(&c, &stack);
 			cursor__u8(&c, &metric);
 			cursor__u64(&c, &v);
-			if (stack >= p->nstacks || metric >= KM__COUNT)
+			if (stack >= p->nstacks || metric >= KM__COUNT || v > INT64_MAX) /* no metric is ever negative */
 				return corrupt(err, errlen, "counts", off);
 			cell_add(p, pid, tid, stack, metric, (int64_t)v);
 		}
@@ -388,7 +388,7 @@ static int load_from_reader(struct profile *p, struct stream_reader *r, char *er
 				p->has[m] = true;
 	if (!p->samples)
 		for (size_t i = 0; i < p->ncells; i++)
-			p->samples += (uint64_t)(p->cells[i].v[KM_CPU] + p->cells[i].v[KM_WALL]);
+			p->samples += (uint64_t)sat_add(p->cells[i].v[KM_CPU], p->cells[i].v[KM_WALL]);
 	return 0;
 }
 
@@ -515,13 +515,13 @@ size_t profile__stack_frames(const struct profile *p, uint32_t stack, const stru
 
 const struct pprocess *profile__process(const struct profile *p, uint32_t pid)
 {
-	struct u64map_ent *e = u64map__find((struct u64map *)&p->procidx, (uint64_t)pid + 1);
+	struct u64map_ent *e = u64map__find((struct u64map *)&p->procidx, (uint64_t)pid);
 	return e ? &p->procs[e->v1 - 1] : NULL;
 }
 
 const struct pthread *profile__thread(const struct profile *p, uint32_t pid, uint32_t tid)
 {
-	struct u64map_ent *e = u64map__find((struct u64map *)&p->thridx, (((uint64_t)pid << 32) | tid) + 1);
+	struct u64map_ent *e = u64map__find((struct u64map *)&p->thridx, ((uint64_t)pid << 32) | tid);
 	return e ? &p->threads[e->v1 - 1] : NULL;
 }
 

@@ -89,7 +89,7 @@ struct profile {
 	struct ploss *losses;
 	size_t nlosses, closses;
 	struct intern cellkeys;
-	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index + 1 */
+	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index */
 	uint64_t start_ns, end_ns, samples, lost;
 	uint64_t last_ns;    /* the last REC_TIME: how far a file cut short got */
 	bool complete;       /* ended with REC_END */

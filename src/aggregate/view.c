@@ -148,15 +148,15 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 		if (!view__cell_selected(c, f))
 			continue;
 		int64_t v = c->v[f->metric];
-		t->sum += v;
+		SAT_ADD(t->sum, v);
 		t->cells++;
 		if (by == BY_STACK) {
 			key.len = 0;
 			view__folded_line(p, c, f, multi, &key);
 			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
 			ARR_GROW(t->rows, t->crows, id + 1);
-			t->rows[id].self += v;
-			t->rows[id].total += v;
+			SAT_ADD(t->rows[id].self, v);
+			SAT_ADD(t->rows[id].total, v);
 			continue;
 		}
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
@@ -185,10 +185,10 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 				r->frame = fr[i];
 			if (r->mark != mark) { /* recursion: once per stack */
 				r->mark = mark;
-				r->total += v;
+				SAT_ADD(r->total, v);
 			}
 			if (i == n - 1)
-				r->self += v;
+				SAT_ADD(r->self, v);
 		}
 	}
 	buf__release(&key);
@@ -254,8 +254,8 @@ void folded__build(struct folded *fo, const struct profile *p, const struct view
 		view__folded_line(p, c, f, multi, &line);
 		uint32_t id = intern__put(&fo->lines, line.data, (uint32_t)line.len, NULL);
 		ARR_GROW(fo->vals, fo->cvals, id + 1);
-		fo->vals[id] += c->v[f->metric];
-		fo->sum += c->v[f->metric];
+		SAT_ADD(fo->vals[id], c->v[f->metric]);
+		SAT_ADD(fo->sum, c->v[f->metric]);
 	}
 	buf__release(&line);
 	fo->order = xmalloc((fo->lines.n + 1) * sizeof(*fo->order));

@@ -12,13 +12,10 @@ struct hcell {
 	bool declared;
 };
 
-/* Live blocks of one process image: util's u64map (addr -> size, cell) for
- * every address but 0, which its empty marker takes; a block at 0 (a
- * program may hand us anything) lives in a slot of its own. */
+/* Live blocks of one process image: addr -> size, cell (any address,
+ * 0 included: util's u64map takes every key). */
 struct hproc {
 	struct u64map live;
-	bool zero_live;
-	struct u64map_ent zero;
 	int64_t cur, peak;
 	uint64_t seq, peak_seq, unknown_frees;
 };
@@ -36,32 +33,6 @@ struct heap {
 	struct hthread *thr;
 	size_t nthr, cthr;
 };
-
-/* The live block at addr, or NULL. */
-static struct u64map_ent *live_find(struct hproc *p, uint64_t addr)
-{
-	if (!addr)
-		return p->zero_live ? &p->zero : NULL;
-	return u64map__find(&p->live, addr);
-}
-
-static struct u64map_ent *live_insert(struct hproc *p, uint64_t addr)
-{
-	if (!addr) {
-		p->zero_live = true;
-		p->zero.key = 0;
-		return &p->zero;
-	}
-	return u64map__upsert(&p->live, addr, NULL);
-}
-
-static void live_remove(struct hproc *p, uint64_t addr)
-{
-	if (!addr)
-		p->zero_live = false;
-	else
-		u64map__remove(&p->live, addr, NULL);
-}
 
 struct heap *heap__new(void)
 {
@@ -141,13 +112,13 @@ static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, uint64_t 
 		c->temp_count++;
 		t->has_last = false;
 	}
-	live_remove(p, addr);
+	u64map__remove(&p->live, addr, NULL);
 }
 
 bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr)
 {
 	struct hproc *p = proc_at(h, proc);
-	struct u64map_ent *b = live_find(p, addr);
+	struct u64map_ent *b = u64map__find(&p->live, addr);
 	if (!b) {
 		p->unknown_frees++;
 		return false;
@@ -162,10 +133,10 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 		return;
 	struct hcell *c = &h->cells[cell];
 	struct hproc *p = &h->procs[c->proc];
-	struct u64map_ent *b = live_find(p, addr);
+	struct u64map_ent *b = u64map__find(&p->live, addr);
 	if (b) /* a free we never saw: forget the old block first */
 		drop_block(h, p, addr, b->v1, (uint32_t)b->v2);
-	b = live_insert(p, addr);
+	b = u64map__upsert(&p->live, addr, NULL);
 	b->v1 = size;
 	b->v2 = cell;
 	c->alloc_bytes += (int64_t)size;
@@ -182,10 +153,8 @@ void heap__end(struct heap *h, uint32_t proc)
 		return;
 	struct hproc *p = &h->procs[proc];
 	/* Freeze what is live as leaked, then forget the blocks. */
-	for (size_t i = 0; i <= p->live.cap; i++) {
-		const struct u64map_ent *b = i < p->live.cap ? &p->live.ents[i] : p->zero_live ? &p->zero : NULL;
-		if (!b || (i < p->live.cap && !b->key))
-			continue;
+	size_t it = 0;
+	for (const struct u64map_ent *b; (b = u64map__next(&p->live, &it));) {
 		struct hcell *c = &h->cells[b->v2];
 		if (c->mod_seq <= p->peak_seq)
 			c->peak_bytes = c->live_bytes;
@@ -196,7 +165,6 @@ void heap__end(struct heap *h, uint32_t proc)
 		c->live_count--;
 	}
 	u64map__clear(&p->live);
-	p->zero_live = false;
 	p->cur = 0;
 }
 

@@ -157,7 +157,7 @@ static struct stab *stab_get(struct hgroup *g, uint64_t ring_id, uint64_t prev_i
 		ARR_GROW(g->stabs, g->cstabs, g->nstabs + 1);
 		g->stabs[g->nstabs++] = xcalloc(1, sizeof(struct stab));
 	}
-	if (ring_id) /* 0 is no id: u64map's empty key */
+	if (ring_id) /* 0 is no ring (the shim numbers from 1) */
 		u64map__upsert(&g->chain, ring_id, NULL)->v1 = idx;
 	return g->stabs[idx];
 }

@@ -84,7 +84,7 @@ struct recorder {
 	json_t *meta;
 	struct rproc **procs;
 	size_t nprocs, cprocs;
-	struct u64map procidx; /* pid -> index+1 */
+	struct u64map procidx; /* pid -> index */
 	struct rmodule *mods;
 	size_t nmods, cmods;
 	struct intern modkeys; /* path (or "[anon]pid") -> module id */
@@ -117,7 +117,7 @@ struct recorder {
 
 static struct rproc *proc_find(struct recorder *r, uint32_t pid)
 {
-	struct u64map_ent *e = u64map__find(&r->procidx, (uint64_t)pid + 1);
+	struct u64map_ent *e = u64map__find(&r->procidx, (uint64_t)pid);
 	return e ? r->procs[e->v1] : NULL;
 }
 
@@ -156,7 +156,7 @@ struct rproc *recorder__proc(struct recorder *r, uint32_t pid)
 	read_exe(p);
 	ARR_GROW(r->procs, r->cprocs, r->nprocs + 1);
 	r->procs[r->nprocs] = p;
-	u64map__upsert(&r->procidx, (uint64_t)pid + 1, NULL)->v1 = r->nprocs;
+	u64map__upsert(&r->procidx, (uint64_t)pid, NULL)->v1 = r->nprocs;
 	r->nprocs++;
 	return p;
 }

@@ -64,7 +64,7 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 		json_array_append_new(json_object_get(pr, "samples"), s);
 		json_array_append_new(json_object_get(pr, "weights"), json_integer(c->v[vf->metric]));
 		json_t *ev = json_object_get(pr, "endValue");
-		json_integer_set(ev, json_integer_value(ev) + c->v[vf->metric]);
+		json_integer_set(ev, sat_add(json_integer_value(ev), c->v[vf->metric]));
 	}
 	json_t *shared = json_object();
 	json_object_set_new(shared, "frames", frames);
@@ -342,7 +342,7 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 	buf__put(&out, fnmsgs.data, fnmsgs.len);
 	pb_int(&out, 9, p->start_ns);
 	double d = profile__duration(p);
-	pb_int(&out, 10, (uint64_t)(d * 1e9));
+	pb_int(&out, 10, d * 1e9 < 1.8e19 ? (uint64_t)(d * 1e9) : UINT64_MAX);
 	json_t *freq = json_object_get(p->meta, "frequency");
 	if (p->has[KM_CPU] && json_is_integer(freq) && json_integer_value(freq) > 0) {
 		pb_int(&m, 1, pstr(&S, "cpu"));

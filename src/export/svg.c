@@ -78,8 +78,8 @@ struct tframe {
 static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t v, int64_t base)
 {
 	uint32_t cur = 0;
-	t->n[0].value += v;
-	t->n[0].base += base;
+	SAT_ADD(t->n[0].value, v);
+	SAT_ADD(t->n[0].base, base);
 	for (size_t i = 0; i < n; i++) {
 		uint32_t name;
 		if (t->name_of_sid && fr[i].sid != UINT32_MAX) {
@@ -91,8 +91,8 @@ static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t 
 		}
 		cur = tree_child(t, cur, name);
 		struct node *c = &t->n[cur];
-		c->value += v;
-		c->base += base;
+		SAT_ADD(c->value, v);
+		SAT_ADD(c->base, base);
 		c->kind = fr[i].kind;
 		if (fr[i].file && *fr[i].file && !c->file) {
 			c->file = intern__str(&t->names, fr[i].file);

@@ -96,7 +96,7 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 		if ((vf->pid >= 0 && c->pid != (uint64_t)vf->pid) || (vf->tid >= 0 && c->tid != (uint64_t)vf->tid))
 			continue;
 		for (int m = 0; m < KM__COUNT; m++)
-			tot[m] += c->v[m];
+			SAT_ADD(tot[m], c->v[m]);
 	}
 	char a[32], b[32];
 	if (!strcmp(p->kind, "snapshot")) {

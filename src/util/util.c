@@ -240,6 +240,7 @@ void u64map__clear(struct u64map *m)
 	if (m->ents)
 		memset(m->ents, 0, m->cap * sizeof(*m->ents));
 	m->len = 0;
+	m->has_zero = false;
 }
 
 static void u64map_rehash(struct u64map *m, size_t ncap)
@@ -261,6 +262,8 @@ static void u64map_rehash(struct u64map *m, size_t ncap)
 
 struct u64map_ent *u64map__find(struct u64map *m, uint64_t key)
 {
+	if (!key) /* the table's empty marker: key 0 has a slot of its own */
+		return m->has_zero ? &m->zero : NULL;
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1, j = u64map_slot(m, key);
@@ -276,6 +279,16 @@ struct u64map_ent *u64map__find(struct u64map *m, uint64_t key)
 
 struct u64map_ent *u64map__upsert(struct u64map *m, uint64_t key, bool *created)
 {
+	if (!key) {
+		if (created)
+			*created = !m->has_zero;
+		if (!m->has_zero) {
+			m->zero = (struct u64map_ent){0, 0, 0};
+			m->has_zero = true;
+			m->len++;
+		}
+		return &m->zero;
+	}
 	if ((m->len + 1) * 2 >= m->cap)
 		u64map_rehash(m, m->cap ? m->cap * 2 : 64);
 	size_t mask = m->cap - 1, j = u64map_slot(m, key);
@@ -305,6 +318,11 @@ bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out)
 		return false;
 	if (out)
 		*out = *e;
+	if (!key) {
+		m->has_zero = false;
+		m->len--;
+		return true;
+	}
 	size_t mask = m->cap - 1, i = (size_t)(e - m->ents), j = i;
 	/* Backward-shift deletion: no tombstones, lookups stay short. */
 	for (;;) {
@@ -320,6 +338,18 @@ bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out)
 	m->ents[i].key = 0;
 	m->len--;
 	return true;
+}
+
+struct u64map_ent *u64map__next(struct u64map *m, size_t *it)
+{
+	for (; *it < m->cap; (*it)++)
+		if (m->ents[*it].key)
+			return &m->ents[(*it)++];
+	if (*it == m->cap && m->has_zero) {
+		(*it)++;
+		return &m->zero;
+	}
+	return NULL;
 }
 
 void intern__init(struct intern *t)

@@ -71,13 +71,16 @@ static inline uint64_t hash_u64(uint64_t x)
 }
 
 /* u64 key -> two u64 values, open addressing with backward-shift deletion.
- * Key 0 is reserved (callers never use address 0). */
+ * Every key is valid: 0, the table's empty marker, has a slot of its own, so
+ * nothing a file or a program hands in can collide with it. */
 struct u64map_ent {
 	uint64_t key, v1, v2;
 };
 struct u64map {
 	struct u64map_ent *ents;
-	size_t cap, len; /* cap is a power of two */
+	size_t cap, len; /* cap is a power of two; len counts key 0 too */
+	bool has_zero;
+	struct u64map_ent zero;
 };
 void u64map__init(struct u64map *m);
 void u64map__release(struct u64map *m);
@@ -87,6 +90,9 @@ struct u64map_ent *u64map__find(struct u64map *m, uint64_t key);
 struct u64map_ent *u64map__upsert(struct u64map *m, uint64_t key, bool *created);
 bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out);
 void u64map__clear(struct u64map *m);
+/* Every entry, one per call (start with *it = 0; NULL at the end). No
+ * insert or remove between calls. */
+struct u64map_ent *u64map__next(struct u64map *m, size_t *it);
 
 /* Interns byte strings to dense ids 0..n-1; keeps one copy of each. */
 struct intern {
@@ -115,6 +121,17 @@ static inline const char *intern__cstr(const struct intern *t, uint32_t id)
 {
 	return (const char *)t->keys[id];
 }
+
+/* a + b, held at INT64_MAX / INT64_MIN instead of overflowing: sums of
+ * values read from a file (which may be crafted) never wrap. */
+static inline int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+#define SAT_ADD(lhs, v) ((lhs) = sat_add((lhs), (v)))
 
 /* qsort that accepts an empty (NULL) array, which qsort itself may not be given. */
 static inline void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))

@@ -369,3 +369,43 @@ Test(view, diff_of_tables_orders_by_change)
 	unlink(a.path);
 	unlink(b.path);
 }
+
+/* pid = tid = 0xffffffff (a valid file can say so): every view, no read out
+ * of bounds (the thread index once wrapped to the map's empty key) */
+Test(profile, pid_and_tid_at_their_maxima)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/bin/prog");
+	fx_loc(&f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	uint32_t s0[] = {0};
+	fx_stack(&f, 0, 0, 1, s0);
+	f.b.len = 0;
+	buf__u32(&f.b, UINT32_MAX);
+	buf__u32(&f.b, 1);
+	buf__u64(&f.b, 1);
+	buf__str(&f.b, "prog");
+	buf__str(&f.b, "/bin/prog");
+	stream_writer__record(f.w, REC_PROCESS, f.b.data, f.b.len);
+	f.b.len = 0;
+	buf__u32(&f.b, UINT32_MAX);
+	buf__u32(&f.b, UINT32_MAX);
+	buf__str(&f.b, "worker");
+	stream_writer__record(f.w, REC_THREAD, f.b.data, f.b.len);
+	fx_count(&f, UINT32_MAX, UINT32_MAX, 0, KM_CPU, 5);
+	fx_count(&f, 0, 0, 0, KM_CPU, 3);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	const struct pthread *t = profile__thread(&p, UINT32_MAX, UINT32_MAX);
+	cr_assert_not_null(t);
+	cr_assert_str_eq(t->name, "worker");
+	cr_assert_null(profile__thread(&p, 0, 0));
+	FILE *null = fopen("/dev/null", "w");
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1, .threads = true};
+	export__folded(null, &p, &vf);
+	fclose(null);
+	profile__release(&p);
+	unlink(f.path);
+}

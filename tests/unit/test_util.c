@@ -94,3 +94,36 @@ Test(fmt, bytes)
 	cr_assert_str_eq(fmt_bytes(b, sizeof(b), 1536), "1.50 KiB");
 	cr_assert_str_eq(fmt_bytes(b, sizeof(b), -3.0 * 1024 * 1024), "-3.00 MiB");
 }
+
+/* every key is a key: 0 (the table's own empty marker) and ~0 included */
+Test(util, u64map_takes_every_key)
+{
+	struct u64map m;
+	u64map__init(&m);
+	bool created;
+	u64map__upsert(&m, 0, &created)->v1 = 7;
+	cr_assert(created);
+	u64map__upsert(&m, UINT64_MAX, NULL)->v1 = 9;
+	for (uint64_t k = 1; k < 100; k++)
+		u64map__upsert(&m, k, NULL)->v1 = k;
+	cr_assert_eq(m.len, 101);
+	cr_assert_eq(u64map__find(&m, 0)->v1, 7);
+	cr_assert_eq(u64map__find(&m, UINT64_MAX)->v1, 9);
+	size_t it = 0, n = 0;
+	bool saw_zero = false;
+	for (struct u64map_ent *e; (e = u64map__next(&m, &it));) {
+		n++;
+		saw_zero |= e->key == 0;
+	}
+	cr_assert_eq(n, 101);
+	cr_assert(saw_zero);
+	struct u64map_ent out;
+	cr_assert(u64map__remove(&m, 0, &out));
+	cr_assert_eq(out.v1, 7);
+	cr_assert_null(u64map__find(&m, 0));
+	cr_assert_not(u64map__remove(&m, 0, NULL));
+	cr_assert_eq(m.len, 100);
+	u64map__clear(&m);
+	cr_assert_null(u64map__find(&m, 5));
+	u64map__release(&m);
+}
