@@ -92,10 +92,10 @@ static void change(struct hproc *p, struct hcell *c, int64_t bytes, int64_t coun
 	uint64_t seq = ++p->seq;
 	if (c->mod_seq <= p->peak_seq)
 		c->peak_bytes = c->live_bytes;
-	c->live_bytes += bytes;
-	c->live_count += count;
+	SAT_ADD(c->live_bytes, bytes);
+	SAT_ADD(c->live_count, count);
 	c->mod_seq = seq;
-	p->cur += bytes;
+	SAT_ADD(p->cur, bytes);
 	if (p->cur > p->peak) {
 		p->peak = p->cur;
 		p->peak_seq = seq;
@@ -139,7 +139,7 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 	b = u64map__upsert(&p->live, addr, NULL);
 	b->v1 = size;
 	b->v2 = cell;
-	c->alloc_bytes += (int64_t)size;
+	SAT_ADD(c->alloc_bytes, (int64_t)size);
 	c->alloc_count++;
 	change(p, c, (int64_t)size, 1);
 	struct hthread *t = &h->thr[c->thread];
@@ -159,9 +159,9 @@ void heap__end(struct heap *h, uint32_t proc)
 		if (c->mod_seq <= p->peak_seq)
 			c->peak_bytes = c->live_bytes;
 		c->mod_seq = UINT64_MAX; /* its peak is final */
-		c->frozen_bytes += (int64_t)b->v1;
+		SAT_ADD(c->frozen_bytes, (int64_t)b->v1);
 		c->frozen_count++;
-		c->live_bytes -= (int64_t)b->v1;
+		SAT_ADD(c->live_bytes, -(int64_t)b->v1);
 		c->live_count--;
 	}
 	u64map__clear(&p->live);
@@ -177,8 +177,8 @@ void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT])
 	v[KM_ALLOC_BYTES] = c->alloc_bytes;
 	v[KM_ALLOC_COUNT] = c->alloc_count;
 	v[KM_TEMP_COUNT] = c->temp_count;
-	v[KM_LEAK_BYTES] = c->live_bytes + c->frozen_bytes;
-	v[KM_LEAK_COUNT] = c->live_count + c->frozen_count;
+	v[KM_LEAK_BYTES] = sat_add(c->live_bytes, c->frozen_bytes);
+	v[KM_LEAK_COUNT] = sat_add(c->live_count, c->frozen_count);
 	v[KM_PEAK_BYTES] = c->mod_seq <= p->peak_seq ? c->live_bytes : c->peak_bytes;
 }
 

@@ -293,8 +293,8 @@ static void ring_consume(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 	uint64_t w0 = W(rg, 0);
 	unsigned type = w0 & 0xff;
 	if (type == RING_ALLOC) {
-		uint64_t id = W(rg, 3);
-		if (id >= rg->stab->n) /* a stack never defined */
+		uint64_t id = W(rg, 3), size = W(rg, 2);
+		if (id >= rg->stab->n || size > HEAPSRC_MAX_BLOCK) /* a stack never defined, a size no block has */
 			return ring_corrupt(h, g, rg);
 		recorder__alloc_cell(h->r, rg->stab->cells[id], W(rg, 1), W(rg, 2));
 		rg->tail += 4;

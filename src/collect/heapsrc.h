@@ -27,5 +27,7 @@ void heapsrc__free(struct heapsrc *h);
 /* Limits on what the programs may make the recorder map. */
 #define HEAPSRC_MAX_RINGS 131072
 #define HEAPSRC_MAX_BYTES (16ull << 30)
+/* No block is larger than a user address space (x86-64: 2^47). */
+#define HEAPSRC_MAX_BLOCK (1ull << 47)
 
 #endif

@@ -964,6 +964,9 @@ static void cell_values(struct recorder *r, struct rcell *c, int64_t *v)
 {
 	memcpy(v, c->v, sizeof(c->v));
 	heap__values(r->heap, (uint32_t)(c - r->cells), v);
+	for (int m = 0; m < KM__COUNT; m++)
+		if (v[m] < 0) /* only forged events get here: never write what no reader takes */
+			v[m] = 0;
 }
 
 /* COUNTS records, batched (at most 100,000 entries a record). */
@@ -1125,7 +1128,7 @@ int recorder__snapshot(struct recorder *r, uint32_t pid, struct stream_writer *w
 		struct rcell *c = &r->cells[i];
 		int64_t bytes, count;
 		heap__live(r->heap, (uint32_t)i, &bytes, &count);
-		if (c->pid != pid || (!bytes && !count))
+		if (c->pid != pid || bytes <= 0 || count <= 0) /* <= 0: only forged events */
 			continue;
 		counts_add(&k, c, KM_LIVE_BYTES, bytes);
 		counts_add(&k, c, KM_LIVE_COUNT, count);
