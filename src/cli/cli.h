@@ -55,6 +55,10 @@ int view_opts__metric(const struct view_opts *o, const char *cmd, const struct p
  * A warning (file cut short) is printed and loading succeeds. */
 int cli__load(const char *cmd, const char *path, struct profile *p);
 
+/* Whether path is kiln's own standard output ("-", /dev/stdout, or the file
+ * stdout is redirected to; a terminal or /dev/null does not count). */
+bool cli__is_stdout(const char *path);
+
 /* Output to what the user named (util/safefile.h): a regular file is written
  * whole or not at all (an unpredictable temporary beside it, renamed on
  * success); a device, FIFO or symlink is written through. path NULL or "-"

@@ -672,9 +672,7 @@ int cmd_record(int argc, char **argv)
 			return cli__usage(CMD, "-o - writes a binary profile to standard output, which is a terminal");
 		st.o.output = "/dev/stdout"; /* written through */
 	}
-	struct stat so, oo;
-	if (fstat(STDOUT_FILENO, &so) == 0 && stat(st.o.output, &oo) == 0 && so.st_dev == oo.st_dev &&
-	    so.st_ino == oo.st_ino && !S_ISCHR(so.st_mode))
+	if (cli__is_stdout(st.o.output))
 		st.stdout_out = true; /* the profile is our stdout: the program's goes to stderr */
 	if (!replaceable(st.o.output)) {
 		cli__error(CMD, "%s exists and is not a kiln profile: not replacing it (remove it or choose "

@@ -190,6 +190,7 @@ int cmd_snapshot(int argc, char **argv)
 		}
 		output = def;
 	}
+	bool to_stdout = cli__is_stdout(output);
 	struct out o;
 	if (out__open(&o, CMD, output) < 0) {
 		buf__release(&snap);
@@ -199,7 +200,7 @@ int cmd_snapshot(int argc, char **argv)
 	buf__release(&snap);
 	if (out__close(&o, CMD, ok))
 		return KILN_EXIT_ERROR;
-	if (strcmp(output, "-"))
+	if (!to_stdout) /* the snapshot itself went to stdout */
 		printf("%s\n", output);
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "kiln/kiln.h"
@@ -166,6 +167,15 @@ int cli__load(const char *cmd, const char *path, struct profile *p)
 	if (p->warning[0])
 		cli__warn(cmd, "%s: %s", path, p->warning);
 	return 0;
+}
+
+bool cli__is_stdout(const char *path)
+{
+	if (!path || !strcmp(path, "-"))
+		return true;
+	struct stat so, po;
+	return fstat(STDOUT_FILENO, &so) == 0 && stat(path, &po) == 0 && so.st_dev == po.st_dev &&
+	       so.st_ino == po.st_ino && !S_ISCHR(so.st_mode);
 }
 
 int out__open(struct out *o, const char *cmd, const char *path)

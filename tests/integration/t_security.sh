@@ -81,6 +81,18 @@ for d in $(tr '\0' '\n' </proc/$P/environ | sed -n 's/^KILN_[A-Z]*=\(\/[^:]*\)$/
   [ "$(stat -c %U:%a $dir)" = root:700 ] || fail "the recorder's folder $dir is $(stat -c %U:%a $dir)"
   [ -L "$dir" ] && fail "the recorder's folder is a symlink"
 done
+# snapshot, too, writes through a device, a FIFO, /dev/stdout and -
+run_to 10 "$KILN" snapshot $P -o $W/null >/dev/null || fail "snapshot -o DEVICE"
+[ -c $W/null ] || fail "snapshot replaced the device"
+(timeout 10 cat $W/fifo >$W/snap.fifo) & CP=$!
+run_to 10 "$KILN" snapshot $P -o $W/fifo >/dev/null || fail "snapshot -o FIFO"
+wait $CP; [ -p $W/fifo ] || fail "snapshot replaced the FIFO"
+"$KILN" report $W/snap.fifo >/dev/null || fail "a snapshot through a FIFO does not read back"
+run_to 10 "$KILN" snapshot $P -o - >$W/snap.so || fail "snapshot -o -"
+"$KILN" report $W/snap.so >/dev/null || fail "snapshot -o - does not read back"
+run_to 10 "$KILN" snapshot $P -o /dev/stdout >$W/snap.so2 || fail "snapshot -o /dev/stdout"
+"$KILN" report $W/snap.so2 >/dev/null || fail "snapshot -o /dev/stdout does not read back"
+ok "snapshot: device, FIFO, /dev/stdout and - written through"
 # another user: no snapshot, no socket, no file of its choosing
 mkdir -p $W/pub; chmod 1777 $W/pub
 as_user timeout 10 "$KILN" snapshot $P -o $W/pub/stolen.snap >$W/as.out 2>&1; eq $? 1 "another user's snapshot: exit 1"
