@@ -369,7 +369,10 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 			 * the ptrace sampler's to handle */
 			siginfo_t si;
 			memset(&si, 0, sizeof(si));
-			if (waitid(P_PID, (id_t)st->child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == st->child) {
+			/* a traced child reports its stops here too: only an exit,
+			 * told by si_code, ends the recording */
+			if (waitid(P_PID, (id_t)st->child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == st->child &&
+			    (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)) {
 				waitpid(st->child, status, 0);
 				*child_done = true;
 				return 0;

@@ -10,8 +10,11 @@
  *   every 1/F s:  for each thread (on-CPU: only those in state R)
  *     INTERRUPT ─► wait for the stop ─► GETREGS + copy stack ─► CONT ─► unwind
  *
- * Stops that are not ours (a signal being delivered, a group stop) are
- * passed on: the signal is re-injected, a group stop is kept with LISTEN. */
+ * The sampler owns every wait of its tracees (service): stops that are not
+ * ours are passed on at once, also between samples (every millisecond) —
+ * a signal being delivered is re-injected, a group stop is kept with
+ * LISTEN — and an exit is only ever recognised by its si_code; the traced
+ * program's own exit is left for kiln record to reap. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -33,6 +36,7 @@
 struct ptask {
 	pid_t tid;
 	bool attached, gone;
+	bool want_stop; /* we asked for a stop (PTRACE_INTERRUPT) */
 };
 
 struct sampler {
@@ -93,53 +97,83 @@ static int scan_tasks(struct sampler *s)
 	return ok ? 0 : (first_err ? first_err : -ESRCH);
 }
 
-/* Wait for tid's stop; handle stops that are not ours. Returns 1 when
- * stopped by our interrupt, 0 when it is gone or did not stop in time. */
+/* Consume one wait event of t, if there is one, and pass on what is not
+ * ours. Returns 1 for the stop we asked for (consumed, t stays stopped),
+ * 2 for another event passed on, 0 for nothing pending, -1 when t is gone. */
+static int service(struct sampler *s, struct ptask *t)
+{
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	/* peek first: an exit is told by si_code alone, and the launched
+	 * program's own is kiln record's to reap */
+	if (waitid(P_PID, (id_t)t->tid, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT | __WALL) < 0) {
+		t->gone = true;
+		return -1;
+	}
+	if (si.si_pid == 0)
+		return 0;
+	if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
+		t->gone = true;
+		if (t->tid != s->o.pid) /* a thread: ours to reap */
+			waitpid(t->tid, NULL, __WALL | WNOHANG);
+		return -1;
+	}
+	int status;
+	if (waitpid(t->tid, &status, __WALL | WNOHANG) <= 0 || !WIFSTOPPED(status))
+		return 0;
+	int sig = WSTOPSIG(status), event = status >> 16;
+	if (event == PTRACE_EVENT_STOP) {
+		if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+			/* a real group stop: leave it stopped, as without us */
+			ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
+			return 2;
+		}
+		if (t->want_stop) {
+			t->want_stop = false;
+			return 1; /* our interrupt */
+		}
+		ptrace(PTRACE_CONT, t->tid, NULL, NULL); /* e.g. after LISTEN, on SIGCONT */
+		return 2;
+	}
+	if (event) { /* other ptrace events: go on */
+		ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+		return 2;
+	}
+	/* signal-delivery-stop: deliver it now */
+	ptrace(PTRACE_CONT, t->tid, NULL, (void *)(long)sig);
+	return 2;
+}
+
+/* Everything pending for every tracee, passed on at once. */
+static void service_all(struct sampler *s)
+{
+	for (size_t i = 0; i < s->ntasks; i++) {
+		struct ptask *t = &s->tasks[i];
+		for (int k = 0; k < 16 && t->attached && !t->gone; k++) {
+			int rc = service(s, t);
+			if (rc == 1) /* a stop we asked for and gave up on: let it go */
+				ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+			if (rc <= 0)
+				break;
+		}
+	}
+}
+
+/* Wait for the stop we asked of t, passing on others. 1 when stopped by
+ * our interrupt, 0 when it is gone or did not stop in time. */
 static int wait_stop(struct sampler *s, struct ptask *t)
 {
 	uint64_t deadline = now_ns() + 50000000ull;
 	for (;;) {
-		siginfo_t si;
-		memset(&si, 0, sizeof(si));
-		/* peek first: the launched program's own exit is for kiln record's
-		 * loop to collect, not for us */
-		if (waitid(P_PID, (id_t)t->tid, &si, WSTOPPED | WEXITED | WNOHANG | WNOWAIT | __WALL) < 0) {
-			t->gone = true;
+		int rc = service(s, t);
+		if (rc == 1)
+			return 1;
+		if (rc < 0)
 			return 0;
-		}
-		if (si.si_pid == 0) {
-			if (now_ns() > deadline)
-				return 0;
-			struct timespec ts = {0, 20000};
-			nanosleep(&ts, NULL);
-			continue;
-		}
-		if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED) {
-			t->gone = true;
-			if (t->tid != s->o.pid) /* a thread: ours to reap */
-				waitpid(t->tid, NULL, __WALL | WNOHANG);
-			return 0;
-		}
-		int status;
-		if (waitpid(t->tid, &status, __WALL | WNOHANG) <= 0)
-			continue;
-		if (!WIFSTOPPED(status))
-			continue;
-		int sig = WSTOPSIG(status), event = status >> 16;
-		if (event == PTRACE_EVENT_STOP) {
-			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
-				/* a real group stop: leave it stopped, as without us */
-				ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
-				return 0;
-			}
-			return 1; /* our interrupt */
-		}
-		if (event) { /* other ptrace events: go on */
-			ptrace(PTRACE_CONT, t->tid, NULL, NULL);
-			continue;
-		}
-		/* signal-delivery-stop: deliver it, and keep waiting for ours */
-		ptrace(PTRACE_CONT, t->tid, NULL, (void *)(long)sig);
+		if (now_ns() > deadline)
+			return 0; /* left asking: service() continues it when it comes */
+		struct timespec ts = {0, 20000};
+		nanosleep(&ts, NULL);
 	}
 }
 
@@ -170,6 +204,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 			t->gone = true;
 		return;
 	}
+	t->want_stop = true;
 	if (wait_stop(s, t) != 1)
 		return;
 	struct user_regs_struct ur;
@@ -231,16 +266,22 @@ static int ptrace_read(struct sampler *s, int timeout_ms)
 		return 0;
 	uint64_t now = now_ns(), until = now + (uint64_t)timeout_ms * 1000000ull;
 	do {
-		if (now < s->next_tick) {
+		/* until the next tick: pass signals and stops on as they come
+		 * (a program on a 10 ms timer must get every tick) */
+		while (now < s->next_tick && now < until) {
+			service_all(s);
 			uint64_t wait = s->next_tick - now;
+			if (wait > 1000000ull)
+				wait = 1000000ull;
 			if (now + wait > until)
-				wait = until > now ? until - now : 0;
-			struct timespec ts = {(time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull)};
+				wait = until - now;
+			struct timespec ts = {0, (long)wait};
 			nanosleep(&ts, NULL);
 			now = now_ns();
-			if (now < s->next_tick)
-				break;
 		}
+		service_all(s);
+		if (now < s->next_tick)
+			break;
 		if (now - s->last_scan > 100000000ull)
 			scan_tasks(s);
 		int metric = s->o.wall ? KM_WALL : KM_CPU;
@@ -274,8 +315,11 @@ static int ptrace_stop(struct sampler *s)
 	for (size_t i = 0; i < s->ntasks; i++)
 		if (s->tasks[i].attached && !s->tasks[i].gone) {
 			/* PTRACE_DETACH needs a stopped tracee */
-			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0 && wait_stop(s, &s->tasks[i]) == 1)
-				ptrace(PTRACE_DETACH, s->tasks[i].tid, NULL, NULL);
+			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0) {
+				s->tasks[i].want_stop = true;
+				if (wait_stop(s, &s->tasks[i]) == 1)
+					ptrace(PTRACE_DETACH, s->tasks[i].tid, NULL, NULL);
+			}
 			s->tasks[i].attached = false;
 		}
 	return 0;
