@@ -85,7 +85,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		cursor__u32(&c, &pid);
 		cursor__u32(&c, &ppid);
 		cursor__u64(&c, &start);
-		char *name = cursor__str(&c), *exe = cursor__str(&c);
+		char *name = cursor__text(&c), *exe = cursor__text(&c);
 		if (c.bad) {
 			free(name);
 			free(exe);
@@ -112,7 +112,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		uint32_t pid, tid;
 		cursor__u32(&c, &pid);
 		cursor__u32(&c, &tid);
-		char *name = cursor__str(&c);
+		char *name = cursor__text(&c);
 		if (c.bad) {
 			free(name);
 			return corrupt(err, errlen, "thread", off);
@@ -152,7 +152,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		cursor__u32(&c, &id);
 		cursor__u8(&c, &kind);
 		cursor__u32(&c, &pid);
-		char *path = cursor__str(&c), *bid = cursor__str(&c);
+		char *path = cursor__text(&c), *bid = cursor__text(&c);
 		if (c.bad || id != p->nmodules || kind > 3) {
 			free(path);
 			free(bid);
@@ -200,7 +200,7 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		struct ploc *l = &p->locs[loc];
 		uint16_t ntail = 0;
 		for (uint16_t i = 0; i < n; i++) {
-			char *func = cursor__str(&c), *file = cursor__str(&c);
+			char *func = cursor__text(&c), *file = cursor__text(&c);
 			uint32_t line;
 			uint8_t inl;
 			cursor__u32(&c, &line);
@@ -351,6 +351,62 @@ void profile__heap_loss(const struct profile *p, int64_t pid, uint64_t out[HL__C
 		}
 }
 
+static const struct profile *ord_p; /* for the comparators below (single-threaded) */
+
+static int proc_order(const void *a, const void *b)
+{
+	const struct pprocess *x = &ord_p->procs[*(const size_t *)a], *y = &ord_p->procs[*(const size_t *)b];
+	if (x->start_ns != y->start_ns)
+		return x->start_ns < y->start_ns ? -1 : 1;
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+static int thread_order(const void *a, const void *b)
+{
+	const struct pthread *x = &ord_p->threads[*(const size_t *)a], *y = &ord_p->threads[*(const size_t *)b];
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return x->tid < y->tid ? -1 : x->tid > y->tid;
+}
+
+/* Ordinals by which two runs' processes (and threads) match when their
+ * pids differ: the 2nd `worker` started is `worker#2` in both. */
+static void number_in_order(struct profile *p)
+{
+	size_t n = p->nprocs > p->nthreads ? p->nprocs : p->nthreads;
+	size_t *idx = xmalloc((n ? n : 1) * sizeof(*idx));
+	struct intern seen;
+	intern__init(&seen);
+	uint32_t *count = NULL;
+	size_t ccount = 0;
+	ord_p = p;
+	for (size_t i = 0; i < p->nprocs; i++)
+		idx[i] = i;
+	sort_array(idx, p->nprocs, sizeof(*idx), proc_order);
+	for (size_t i = 0; i < p->nprocs; i++) {
+		uint32_t k = intern__str(&seen, profile__process_name(p, p->procs[idx[i]].pid));
+		ARR_GROW(count, ccount, (size_t)k + 1);
+		p->procs[idx[i]].ord = ++count[k];
+	}
+	intern__release(&seen);
+	intern__init(&seen);
+	memset(count, 0, ccount * sizeof(*count));
+	for (size_t i = 0; i < p->nthreads; i++)
+		idx[i] = i;
+	sort_array(idx, p->nthreads, sizeof(*idx), thread_order);
+	for (size_t i = 0; i < p->nthreads; i++) {
+		const struct pthread *t = &p->threads[idx[i]];
+		char key[600];
+		snprintf(key, sizeof(key), "%u/%s", t->pid, t->name ? t->name : "");
+		uint32_t k = intern__str(&seen, key);
+		ARR_GROW(count, ccount, (size_t)k + 1);
+		p->threads[idx[i]].ord = ++count[k];
+	}
+	intern__release(&seen);
+	free(count);
+	free(idx);
+}
+
 static int load_from_reader(struct profile *p, struct stream_reader *r, char *err, size_t errlen)
 {
 	uint16_t type;
@@ -389,6 +445,7 @@ static int load_from_reader(struct profile *p, struct stream_reader *r, char *er
 	if (!p->samples)
 		for (size_t i = 0; i < p->ncells; i++)
 			p->samples += (uint64_t)sat_add(p->cells[i].v[KM_CPU], p->cells[i].v[KM_WALL]);
+	number_in_order(p);
 	return 0;
 }
 

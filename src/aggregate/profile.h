@@ -49,11 +49,13 @@ struct pprocess {
 	uint64_t start_ns, end_ns;
 	int status; /* wait status, -1 unknown */
 	bool exited;
+	uint32_t ord; /* among the processes of its program, in start order, from 1 */
 };
 
 struct pthread {
 	uint32_t pid, tid;
 	char *name;
+	uint32_t ord; /* among its process's threads of that name, in tid order, from 1 */
 };
 
 struct pcell {

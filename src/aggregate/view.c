@@ -91,13 +91,21 @@ void view__folded_line(const struct profile *p, const struct pcell *c, const str
 	char tmp[512];
 	bool first = true;
 	if (multi) {
-		snprintf(tmp, sizeof(tmp), "%s-%u", profile__process_name(p, c->pid), c->pid);
+		const struct pprocess *pr = profile__process(p, c->pid);
+		if (f->by_order)
+			snprintf(tmp, sizeof(tmp), "%s#%u", profile__process_name(p, c->pid), pr ? pr->ord : 0);
+		else
+			snprintf(tmp, sizeof(tmp), "%s-%u", profile__process_name(p, c->pid), c->pid);
 		append_frame_name(out, tmp);
 		first = false;
 	}
 	if (f->threads) {
 		const struct pthread *t = profile__thread(p, c->pid, c->tid);
-		snprintf(tmp, sizeof(tmp), "%s-%u", t && t->name && *t->name ? t->name : "thread", c->tid);
+		const char *tn = t && t->name && *t->name ? t->name : "thread";
+		if (f->by_order)
+			snprintf(tmp, sizeof(tmp), "%s#%u", tn, t ? t->ord : 0);
+		else
+			snprintf(tmp, sizeof(tmp), "%s-%u", tn, c->tid);
 		if (!first)
 			buf__u8(out, ';');
 		append_frame_name(out, tmp);

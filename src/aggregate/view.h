@@ -17,6 +17,8 @@ struct view_filter {
 	int64_t pid, tid; /* -1: all */
 	bool threads;     /* folded: a THREAD-TID frame after PROGRAM-PID */
 	bool all_frames;  /* tables: keep process/thread start-up frames (_start...) */
+	bool by_order;    /* PROGRAM#N and THREAD#N (start order) for PROGRAM-PID and
+			   * THREAD-TID: how two runs' processes match in a diff */
 };
 
 /* Whether a cell passes the filter (and has a value for the metric). */

@@ -56,7 +56,19 @@ int cmd_diff(int argc, char **argv)
 		if (strcmp(b.kind, "snapshot"))
 			vb.metric = leak;
 	}
-	/* Processes differ between two runs: never split by pid in a diff. */
+	/* Two runs have other pids: their processes (and threads) are matched by
+	 * program and start order, as a user means it, and the diff says so. */
+	if (view__multi_process(&a) || view__multi_process(&b) || o.threads) {
+		bool same = a.nprocs == b.nprocs;
+		for (size_t i = 0; same && i < a.nprocs; i++)
+			same = profile__process(&b, a.procs[i].pid) != NULL;
+		if (!same) {
+			va.by_order = vb.by_order = true;
+			if (!o.json)
+				fprintf(stderr, "kiln diff: processes matched by program and start order (PROGRAM#N): "
+						"their pids differ between the two files\n");
+		}
+	}
 	struct out out;
 	if (out__open(&out, CMD, o.output) < 0) {
 		profile__release(&a);

@@ -75,6 +75,33 @@ static void help(void)
 
 enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, ROPT_STACKSIZE, ROPT_HELP };
 
+/* What one machine can take: the kernel's perf_event_max_sample_rate, and
+ * for the copies of the user stack each sample carries, about 10,000
+ * samples a second of 32 KiB (beyond that the program itself slows down
+ * many times: x1.2 at 10 kHz, x8 at 50 kHz, measured); a smaller
+ * --stack-size allows more. ptrace stops a thread per sample: 1,000 Hz. */
+#define KILN_STACK_BYTES_PER_S (10000L * 32768L)
+#define KILN_PTRACE_MAX_HZ 1000L
+
+static void cap_frequency(struct record_opts *o)
+{
+	long cap = o->wall ? KILN_PTRACE_MAX_HZ : KILN_STACK_BYTES_PER_S / o->stack_size;
+	const char *why = o->wall ? "ptrace stops a thread for every sample" : "each sample copies the stack";
+	char *k = o->wall ? NULL : read_small_file("/proc/sys/kernel/perf_event_max_sample_rate", NULL);
+	long kmax = k ? atol(k) : 0;
+	free(k);
+	if (kmax > 0 && kmax < cap) {
+		cap = kmax;
+		why = "the kernel's perf_event_max_sample_rate";
+	}
+	if (o->freq <= cap)
+		return;
+	if (!o->quiet)
+		fprintf(stderr, "kiln record: -F %ld is more than this machine can take (%s): sampling at %ld Hz%s\n",
+			o->freq, why, cap, o->wall ? "" : " (a smaller --stack-size allows more)");
+	o->freq = cap;
+}
+
 static int parse(int argc, char **argv, struct record_opts *o)
 {
 	static const struct option longopts[] = {
@@ -154,6 +181,7 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		return cli__usage(CMD, "no PROGRAM to launch (kiln record -- PROGRAM [ARGS]) and no -p PID");
 	if (o->wall && !o->freq_set)
 		o->freq = 99; /* each sample stops a thread for ~10-50 us */
+	cap_frequency(o);
 	if (!o->cpu && !o->heap && !o->wall)
 		return cli__usage(CMD, "--no-cpu leaves nothing to record (add --heap)");
 	if (o->heap && o->pid > 0)
@@ -231,6 +259,7 @@ struct rec {
 	pid_t child;
 	int exe_cause; /* why the launched program cannot carry the shim, or -1 */
 	bool stdout_out; /* -o -: the profile is kiln's stdout */
+	bool warned_lost;
 };
 
 /* A snapshot of pid as the bytes of a profile file. */
@@ -318,14 +347,16 @@ static void summary(struct rec *st, double secs, const char *what)
 {
 	if (st->o.quiet)
 		return;
-	char size[32], lost[96] = "";
+	char size[32], lost[96] = "", hlost[96] = "";
 	fmt_bytes(size, sizeof(size), (double)stream_writer__bytes(st->w));
-	uint64_t hl = st->o.heap ? recorder__heap_lost(st->r) : 0;
+	uint64_t sl = recorder__lost_samples(st->r), hl = st->o.heap ? recorder__heap_lost(st->r) : 0;
+	if (sl)
+		snprintf(lost, sizeof(lost), " (%llu samples LOST)", (unsigned long long)sl);
 	if (hl)
-		snprintf(lost, sizeof(lost), " (%llu heap events LOST: see the report)", (unsigned long long)hl);
-	fprintf(stderr, "kiln record: %s %.2f s, %llu samples%s%s; wrote %s (%s)\n", what, secs,
-		(unsigned long long)recorder__samples(st->r), st->o.heap ? " and the heap" : "", lost, st->o.output,
-		size);
+		snprintf(hlost, sizeof(hlost), " (%llu heap events LOST: see the report)", (unsigned long long)hl);
+	fprintf(stderr, "kiln record: %s %.2f s, %llu samples%s%s%s; wrote %s (%s)\n", what, secs,
+		(unsigned long long)recorder__samples(st->r), lost, st->o.heap ? " and the heap" : "", hlost,
+		st->o.output, size);
 }
 
 static bool is_zombie(long pid)
@@ -392,6 +423,12 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 			last_snap = now;
 		}
 		if (now - last_flush >= 500000000ull) {
+			uint64_t lost = recorder__lost_samples(st->r);
+			if (lost && !st->warned_lost && !st->o.quiet) {
+				cli__warn(CMD, "samples are being lost (%llu so far): the recorder cannot keep up at -F %ld; "
+					       "the summary and the report count them", (unsigned long long)lost, st->o.freq);
+				st->warned_lost = true;
+			}
 			int rc = recorder__flush(st->r);
 			if (rc < 0) {
 				cli__error(CMD, "cannot write %s: %s; stopped recording (the program runs on)",
@@ -443,8 +480,8 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		stream_writer__set_fd(st->w, st->out.fd);
 		st->out_ready = true;
 	}
+	double secs = (double)(now_ns() - t0) / 1e9; /* recording, not the symbolizing after it */
 	int rc = recorder__finish(st->r);
-	double secs = (double)(now_ns() - t0) / 1e9;
 	if (rc == 0)
 		summary(st, secs, child_done ? "recorded" : "recorded (detached)");
 	int wrc = stream_writer__free(st->w);

@@ -611,6 +611,11 @@ void recorder__lost(struct recorder *r, uint64_t n)
 	r->lost += n;
 }
 
+uint64_t recorder__lost_samples(const struct recorder *r)
+{
+	return r->lost;
+}
+
 uint64_t recorder__samples(const struct recorder *r)
 {
 	return r->samples;

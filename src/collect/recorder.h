@@ -74,6 +74,7 @@ uint64_t recorder__heap_lost(const struct recorder *r);
 
 void recorder__lost(struct recorder *r, uint64_t n);
 uint64_t recorder__samples(const struct recorder *r);
+uint64_t recorder__lost_samples(const struct recorder *r);
 
 /* Write what is new. 0 or -errno from the file. */
 int recorder__flush(struct recorder *r);

@@ -164,6 +164,8 @@ int export__json(FILE *f, const struct profile *p)
 		json_t *co = json_object();
 		json_object_set_new(co, "pid", json_integer(c->pid));
 		json_object_set_new(co, "tid", json_integer(c->tid));
+		const struct pthread *t = profile__thread(p, c->pid, c->tid);
+		json_object_set_new(co, "name", json_string(t && t->name ? t->name : "")); /* the thread's */
 		json_object_set_new(co, "stack", json_integer(c->stack));
 		for (int m = 0; m < KM__COUNT; m++)
 			if (c->v[m])

@@ -46,7 +46,9 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	for (i = 0; i < p->nprocs; i++)
 		nprocs += vf->pid < 0 || p->procs[i].pid == (uint64_t)vf->pid;
 	const char *kind = !strcmp(p->kind, "snapshot") ? "heap snapshot of" : "profile of";
-	fprintf(f, "# kiln %s %s\n", kind, buf__cstr(&cmd));
+	char *shown = str_clean(buf__cstr(&cmd), cmd.len); /* argv may hold terminal escapes */
+	fprintf(f, "# kiln %s %s\n", kind, shown);
+	free(shown);
 	fprintf(f, "# duration %.2f s, %" PRIu64 " samples, %zu process%s, %zu thread%s", profile__duration(p),
 		p->samples, nprocs, nprocs == 1 ? "" : "es", nthreads, nthreads == 1 ? "" : "s");
 	if (p->lost)

@@ -193,6 +193,72 @@ char *cursor__str(struct cursor *c)
 	return s;
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len;
+	uint32_t cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0; /* overlong, surrogate, beyond Unicode */
+	return len;
+}
+
+char *str_clean(const char *in, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	struct buf b;
+	buf__init(&b);
+	for (size_t i = 0; i < n && s[i];) {
+		size_t k = utf8_len(s + i, n - i);
+		if (k == 1 && (s[i] < 0x20 || s[i] == 0x7f))
+			k = 0; /* a control character: shown, never obeyed */
+		if (k && !(k == 1 && s[i] == '\\')) {
+			buf__put(&b, s + i, k);
+			i += k;
+		} else if (k) {
+			buf__put(&b, "\\\\", 2); /* a backslash itself, so \xHH is unambiguous */
+			i++;
+		} else {
+			buf__printf(&b, "\\x%02x", s[i]);
+			i++;
+		}
+	}
+	buf__cstr(&b);
+	return (char *)b.data;
+}
+
+char *cursor__text(struct cursor *c)
+{
+	uint16_t n;
+	if (!cursor__u16(c, &n))
+		return NULL;
+	if ((size_t)(c->end - c->p) < n) {
+		c->bad = true;
+		return NULL;
+	}
+	char *s = str_clean((const char *)c->p, n);
+	c->p += n;
+	return s;
+}
+
 size_t cursor__left(const struct cursor *c)
 {
 	return c->bad ? 0 : (size_t)(c->end - c->p);

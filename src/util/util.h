@@ -58,6 +58,13 @@ bool cursor__u64(struct cursor *c, uint64_t *v);
 /* A u16-length string; returns a malloc'ed NUL-terminated copy or NULL. */
 char *cursor__str(struct cursor *c);
 size_t cursor__left(const struct cursor *c);
+/* A u16-length string as text for people and every output format: valid
+ * UTF-8 kept, anything else (bytes that are not UTF-8, control characters,
+ * a backslash) written as \xHH / \\, so it is shown and never obeyed by a
+ * terminal, and never makes XML or JSON invalid. malloc'ed, or NULL. */
+char *cursor__text(struct cursor *c);
+/* The same cleaning for n bytes of s (stops at a NUL). malloc'ed. */
+char *str_clean(const char *s, size_t n);
 
 uint64_t hash_bytes(const void *p, size_t n);
 static inline uint64_t hash_u64(uint64_t x)
