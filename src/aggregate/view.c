@@ -4,7 +4,7 @@
 #include <string.h>
 #include "aggregate/view.h"
 
-static const char *const by_names[] = {"function", "line", "file", "lib", "stack"};
+static const char *const by_names[] = {"function", "line", "file", "lib", "stack", "process"};
 
 int by__parse(const char *s)
 {
@@ -158,9 +158,12 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 		int64_t v = c->v[f->metric];
 		SAT_ADD(t->sum, v);
 		t->cells++;
-		if (by == BY_STACK) {
+		if (by == BY_STACK || by == BY_PROCESS) {
 			key.len = 0;
-			view__folded_line(p, c, f, multi, &key);
+			if (by == BY_STACK)
+				view__folded_line(p, c, f, multi, &key);
+			else
+				buf__printf(&key, "%s-%u", profile__process_name(p, c->pid), c->pid);
 			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
 			ARR_GROW(t->rows, t->crows, id + 1);
 			SAT_ADD(t->rows[id].self, v);

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include "aggregate/profile.h"
 
-enum by_kind { BY_FUNCTION, BY_LINE, BY_FILE, BY_LIB, BY_STACK };
+enum by_kind { BY_FUNCTION, BY_LINE, BY_FILE, BY_LIB, BY_STACK, BY_PROCESS };
 int by__parse(const char *s); /* -1 when unknown */
 const char *by__name(int by);
 

@@ -51,6 +51,9 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 /* Resolve the metric against a profile: -1 after printing an error. */
 int view_opts__metric(const struct view_opts *o, const char *cmd, const struct profile *p);
 
+/* --pid / --tid that name nothing in the profile: one line, -1. */
+int view_opts__check_ids(const struct view_opts *o, const char *cmd, const char *path, const struct profile *p);
+
 /* Load a profile; on failure print "kiln CMD: FILE: reason" and return -1.
  * A warning (file cut short) is printed and loading succeeds. */
 int cli__load(const char *cmd, const char *path, struct profile *p);

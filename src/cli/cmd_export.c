@@ -44,6 +44,10 @@ static int export_run(const char *cmd, struct view_opts *o, const char *file)
 	struct profile p;
 	if (cli__load(cmd, file, &p) < 0)
 		return 1;
+	if (view_opts__check_ids(o, cmd, file, &p) < 0) {
+		profile__release(&p);
+		return 1;
+	}
 	struct view_filter vf = {.metric = view_opts__metric(o, cmd, &p), .pid = o->pid, .tid = o->tid,
 				 .threads = o->threads};
 	struct out out;

@@ -359,6 +359,33 @@ static void summary(struct rec *st, double secs, const char *what)
 		st->o.output, size);
 }
 
+/* PF_KTHREAD in /proc/PID/stat's flags (field 9). */
+static bool is_kernel_thread(long pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	char *st = read_small_file(path, NULL);
+	if (!st)
+		return false;
+	char *rp = strrchr(st, ')');
+	unsigned long flags = 0;
+	bool ok = rp && sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1;
+	free(st);
+	return ok && (flags & 0x00200000UL);
+}
+
+/* The process (Tgid) a thread id belongs to, or -1. */
+static long thread_group(long tid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/status", tid);
+	char *s = read_small_file(path, NULL);
+	char *t = s ? strstr(s, "\nTgid:") : NULL;
+	long tgid = t ? strtol(t + 6, NULL, 10) : -1;
+	free(s);
+	return tgid;
+}
+
 static bool is_zombie(long pid)
 {
 	char st = proc_state((int)pid, 0);
@@ -706,6 +733,18 @@ int cmd_record(int argc, char **argv)
 				       "there is nothing to profile", st.o.pid), KILN_EXIT_ERROR;
 	if (attach && st.o.pid == getpid())
 		return cli__usage(CMD, "kiln cannot profile itself (-p %ld)", st.o.pid);
+	if (attach && is_kernel_thread(st.o.pid))
+		return cli__error(CMD, "pid %ld is a kernel thread: kiln profiles programs in user space "
+				       "(perf record -a -g shows the kernel)", st.o.pid), KILN_EXIT_ERROR;
+	if (attach) {
+		long tgid = thread_group(st.o.pid);
+		if (tgid > 0 && tgid != st.o.pid) {
+			if (!st.o.quiet)
+				fprintf(stderr, "kiln record: %ld is a thread of process %ld: recording the process "
+						"(report --tid %ld shows that thread)\n", st.o.pid, tgid, st.o.pid);
+			st.o.pid = tgid;
+		}
+	}
 	uint64_t t0 = now_ns();
 	if (!strcmp(st.o.output, "-")) {
 		if (isatty(STDOUT_FILENO))

@@ -13,11 +13,12 @@ static void help(void)
 	       "A cumulative table of a profile or heap snapshot, like cProfile's sort cumulative.\n\n"
 	       "  --metric M        cpu, wall, alloc_bytes, alloc_count, leak_bytes, leak_count,\n"
 	       "                    peak_bytes, temp_count, live_bytes, live_count\n"
-	       "  --by UNIT         function (default), line, file, lib or stack\n"
+	       "  --by UNIT         function (default), line, file, lib, stack or process\n"
 	       "  --sort self|total order rows by self or cumulative value (default total)\n"
 	       "  --limit N         at most N rows (default 25; 0: all)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
-	       "  --json            the table as JSON\n"
+	       "  --json            the table as JSON (also: --format json; --format table)\n"
+	       "  -o FILE           write there instead of standard output\n"
 	       "  --all-frames      keep start-up frames (_start, __libc_start_main, ...) in the table\n");
 }
 
@@ -77,22 +78,39 @@ int cmd_report(int argc, char **argv)
 		return 2;
 	if (n == 0)
 		return cli__usage(CMD, "no profile file given");
+	if (o.format && !strcmp(o.format, "json"))
+		o.json = true;
+	else if (o.format && strcmp(o.format, "table"))
+		return cli__usage(CMD, "--format takes table or json here, not '%s' (kiln export writes the other formats)",
+				  o.format);
+	if (o.title || o.inverted)
+		return cli__usage(CMD, "%s is for flamegraphs (kiln flamegraph, kiln export --format svg)",
+				  o.title ? "--title" : "--inverted");
 	struct profile p;
 	if (cli__load(CMD, file, &p) < 0)
 		return 1;
+	if (view_opts__check_ids(&o, CMD, file, &p) < 0) {
+		profile__release(&p);
+		return 1;
+	}
+	struct out out;
+	if (out__open(&out, CMD, o.output) < 0) {
+		profile__release(&p);
+		return 1;
+	}
 	struct view_filter vf = {.metric = view_opts__metric(&o, CMD, &p), .pid = o.pid, .tid = o.tid,
 				 .threads = o.threads, .all_frames = o.all_frames};
 	struct table t;
 	table__build(&t, &p, &vf, o.by);
 	table__sort(&t, o.sort_self);
 	if (o.json) {
-		export__table_json(stdout, &p, &t, o.limit, o.sort_self, &vf);
+		export__table_json(out.f, &p, &t, o.limit, o.sort_self, &vf);
 	} else {
-		export__report_header(stdout, &p, &vf);
-		export__heap_summary(stdout, &p, &vf);
-		export__table_text(stdout, &p, &t, o.limit, o.sort_self);
+		export__report_header(out.f, &p, &vf);
+		export__heap_summary(out.f, &p, &vf);
+		export__table_text(out.f, &p, &t, o.limit, o.sort_self);
 	}
 	table__release(&t);
 	profile__release(&p);
-	return 0;
+	return out__close(&out, CMD, true);
 }

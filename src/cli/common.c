@@ -94,7 +94,7 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 		return 1;
 	case OPT_BY:
 		if ((o->by = by__parse(arg)) < 0) {
-			cli__usage(cmd, "--by takes function, line, file, lib or stack, not '%s'", arg);
+			cli__usage(cmd, "--by takes function, line, file, lib, stack or process, not '%s'", arg);
 			return -1;
 		}
 		return 1;
@@ -154,6 +154,28 @@ int view_opts__metric(const struct view_opts *o, const char *cmd, const struct p
 	if (!o->metric_name)
 		return profile__default_metric(p);
 	return kiln_metric__parse(o->metric_name);
+}
+
+int view_opts__check_ids(const struct view_opts *o, const char *cmd, const char *path, const struct profile *p)
+{
+	if (o->pid >= 0 && !profile__process(p, (uint32_t)o->pid)) {
+		bool any = false;
+		for (size_t i = 0; i < p->ncells && !any; i++)
+			any = p->cells[i].pid == (uint64_t)o->pid;
+		if (!any)
+			return cli__error(cmd, "%s: no process %lld in it (%zu process%s: see --by process)", path,
+					  (long long)o->pid, p->nprocs, p->nprocs == 1 ? "" : "es"), -1;
+	}
+	if (o->tid >= 0) {
+		bool any = false;
+		for (size_t i = 0; i < p->nthreads && !any; i++)
+			any = p->threads[i].tid == (uint64_t)o->tid && (o->pid < 0 || p->threads[i].pid == (uint64_t)o->pid);
+		for (size_t i = 0; i < p->ncells && !any; i++)
+			any = p->cells[i].tid == (uint64_t)o->tid;
+		if (!any)
+			return cli__error(cmd, "%s: no thread %lld in it", path, (long long)o->tid), -1;
+	}
+	return 0;
 }
 
 int cli__load(const char *cmd, const char *path, struct profile *p)

@@ -40,11 +40,22 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	}
 	if (!cmd.len)
 		buf__printf(&cmd, "%s", p->program);
+	/* the processes and threads this file has data of (not every one
+	 * kiln saw start: a fork event alone is no process of the profile) */
 	size_t nthreads = 0, nprocs = 0;
-	for (i = 0; i < p->nthreads; i++)
-		nthreads += vf->pid < 0 || p->threads[i].pid == (uint64_t)vf->pid;
-	for (i = 0; i < p->nprocs; i++)
-		nprocs += vf->pid < 0 || p->procs[i].pid == (uint64_t)vf->pid;
+	struct u64map seen;
+	u64map__init(&seen);
+	for (i = 0; i < p->ncells; i++) {
+		const struct pcell *c = &p->cells[i];
+		if (vf->pid >= 0 && c->pid != (uint64_t)vf->pid)
+			continue;
+		bool created;
+		u64map__upsert(&seen, (uint64_t)c->pid << 32 | c->tid, &created);
+		nthreads += created;
+		u64map__upsert(&seen, (uint64_t)1 << 63 | c->pid, &created); /* a key no (pid, tid) has */
+		nprocs += created;
+	}
+	u64map__release(&seen);
 	const char *kind = !strcmp(p->kind, "snapshot") ? "heap snapshot of" : "profile of";
 	char *shown = str_clean(buf__cstr(&cmd), cmd.len); /* argv may hold terminal escapes */
 	fprintf(f, "# kiln %s %s\n", kind, shown);

@@ -1,0 +1,92 @@
+#!/bin/bash
+# Outputs right on awkward inputs, and the ptrace backend faithful to
+# signals (issue 13): a program on a 10 ms timer sampled whole under --wall
+# and the ptrace fallback; Ctrl-C through ptrace; -F capped; diffs of
+# multi-process runs matched; names that are not UTF-8 or hold terminal
+# escapes cleaned everywhere; report's options and ids checked.
+source "$(dirname "$0")/lib.sh"
+
+# a program living on SIGALRM: every tick delivered, the whole run recorded
+$TARGETS/timer_prog 1.5 >$W/bare.out; bt=$(awk '/^ticks/ {print $2}' $W/bare.out)
+for mode in wall ptrace; do
+  if [ $mode = wall ]; then args="--wall"; env=; m=wall; else args=; env="KILN_FORCE_PTRACE=1"; m=cpu; fi
+  env $env "$KILN" record -q $args -o $W/$mode.kiln -- $TARGETS/timer_prog 1.5 >$W/$mode.out 2>$W/$mode.err
+  eq $? 0 "$mode: exit status of a program on a 10 ms timer"
+  tk=$(awk '/^ticks/ {print $2}' $W/$mode.out)
+  [ "${tk:-0}" -ge $((bt * 8 / 10)) ] || fail "$mode: the program got ${tk:-0} timer signals, $bt bare"
+  d=$("$KILN" report $W/$mode.kiln 2>/dev/null | sed -n 's/^# duration \([0-9.]*\) s.*/\1/p')
+  awk -v d="$d" 'BEGIN { exit !(d >= 1.4) }' || fail "$mode: recording ended after $d s of a 1.5 s program"
+  n=$(total $(folded $W/$mode.kiln $m)); [ "$n" -ge 40 ] || fail "$mode: $n samples of a 1.5 s program"
+done
+ok "timer program whole under --wall and ptrace: $tk of $bt ticks"
+
+# Ctrl-C (SIGINT to the process group, as a terminal sends it) through ptrace: 130
+setsid bash -c 'echo $$ >'$W'/pg; exec "$0" record -q --wall -o "$1" -- "$2" 30' "$KILN" $W/int.kiln $TARGETS/cpu_split >/dev/null 2>&1 & KP=$!
+for i in $(seq 100); do [ -s $W/pg ] && pgrep -P $(cat $W/pg) >/dev/null && break; sleep 0.05; done; sleep 0.3
+kill -INT -- -$(cat $W/pg); wait $KP; eq $? 130 "Ctrl-C under --wall (ptrace)"
+"$KILN" report $W/int.kiln >/dev/null || fail "no profile after Ctrl-C under ptrace"
+ok "Ctrl-C through ptrace: 130, profile kept"
+
+# -F beyond what the machine takes: capped, and said
+"$KILN" record -F 100000 -o $W/f.kiln -- true 2>$W/f.err; eq $? 0 "-F 100000 -- true"
+grep -q 'sampling at [0-9]* Hz' $W/f.err || fail "-F 100000 not capped: $(cat $W/f.err)"
+"$KILN" export $W/f.kiln --format json | python3 -c "import json,sys; f=json.load(sys.stdin)['meta']['frequency']; assert f <= 10000, f" \
+  || fail "-F 100000: the profile says it sampled faster than the cap"
+ok "-F capped with a notice"
+
+# two runs of a forking program: the diff matches their processes
+run_to 60 "$KILN" record -q --heap --no-cpu -o $W/m1.kiln -- $TARGETS/fork_many 5 >/dev/null || fail "fork_many 1"
+run_to 60 "$KILN" record -q --heap --no-cpu -o $W/m2.kiln -- $TARGETS/fork_many 5 >/dev/null || fail "fork_many 2"
+"$KILN" diff $W/m1.kiln $W/m2.kiln --metric leak_bytes --format folded -o $W/md.f 2>$W/md.err || fail "diff"
+grep -q 'matched by program and start order' $W/md.err || fail "diff does not say how it matched processes"
+awk '/child_work/ { v=$NF; if (v<0) v=-v; s+=v } END { exit !(s == 0) }' $W/md.f || fail "identical runs differ: $(head -3 $W/md.f)"
+"$KILN" diff $W/m1.kiln $W/m2.kiln --metric leak_bytes --by stack --json >$W/md.json 2>/dev/null || fail "diff json"
+python3 -c "import json; d=json.load(open('$W/md.json')); assert d['delta_total']==0, d['delta_total']" || fail "identical runs: delta"
+ok "diff of multi-process runs: matched by program and order"
+
+# names that are not UTF-8 and hold terminal escapes (timer_prog's thread)
+"$KILN" flamegraph $W/wall.kiln --threads -o $W/w.svg || fail "flamegraph"
+python3 -c "import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])" $W/w.svg || fail "SVG ill-formed"
+for fmt in json speedscope; do
+  "$KILN" export $W/wall.kiln --format $fmt --threads -o $W/w.$fmt || fail "export $fmt"
+  python3 -c "import json,sys; json.load(open(sys.argv[1]))" $W/w.$fmt || fail "$fmt invalid"
+done
+python3 - $W/w.json <<'PY' || fail "JSON dropped a thread's name"
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = [t['name'] for t in d['threads']]
+assert any('\\xff' in n for n in names), names
+for c in d['cells']: assert 'name' in c, c
+PY
+"$KILN" report $W/wall.kiln --metric wall --by stack --threads --limit 100 --all-frames >$W/rep 2>&1
+grep -q $'\x1b' $W/rep && fail "report printed a raw terminal escape"
+grep -q 'w\\xff\\xfe\\x1b\[31mx' $W/rep || fail "the odd name is not shown escaped: $(grep -m2 '\\x' $W/rep)"
+"$KILN" export $W/wall.kiln --format folded --threads | grep -q $'\x1b' && fail "folded output holds a raw escape"
+ok "odd names: escaped in report, folded, SVG, JSON, speedscope"
+
+# report: its options and the ids it is given are checked
+"$KILN" report $W/wall.kiln --pid 99 >/dev/null 2>$W/e; eq $? 1 "report --pid of no process"
+grep -q 'no process 99' $W/e && [ $(wc -l <$W/e) = 1 ] || fail "report --pid 99: $(cat $W/e)"
+"$KILN" report $W/wall.kiln --tid 99 >/dev/null 2>&1; eq $? 1 "report --tid of no thread"
+"$KILN" export $W/wall.kiln --format folded --pid 99 >/dev/null 2>&1; eq $? 1 "export --pid of no process"
+for o in "--title x" "--inverted" "--format svg"; do
+  "$KILN" report $W/wall.kiln $o >/dev/null 2>&1; eq $? 2 "report $o (not a report option)"
+done
+"$KILN" report $W/wall.kiln -o $W/r.txt >/dev/null || fail "report -o"
+grep -q '^# kiln profile' $W/r.txt || fail "report -o wrote nothing"
+"$KILN" report $W/wall.kiln --format json | python3 -c "import json,sys; json.load(sys.stdin)" || fail "report --format json"
+"$KILN" report $W/m1.kiln --metric leak_bytes --by process >$W/bp || fail "--by process"
+eq $(grep -c 'fork_many-' $W/bp) 6 "--by process: the parent and its 5 children"
+grep -q '^# duration .* 6 processes' $W/bp || fail "header process count: $(sed -n 2p $W/bp)"
+ok "report: -o, --format, --by process; wrong options and unknown ids refused in one line"
+
+# record -p: a kernel thread refused; a thread id means its process
+"$KILN" record -p 2 -d 0.2 -o $W/k.kiln >/dev/null 2>$W/e; eq $? 1 "record -p of a kernel thread"
+grep -q 'kernel thread' $W/e || fail "kernel thread: $(cat $W/e)"
+$TARGETS/threads 3 >/dev/null & TP=$!; sleep 0.3
+TID=$(ls /proc/$TP/task | grep -v "^$TP\$" | head -1)
+"$KILN" record -p $TID -d 0.5 -o $W/tid.kiln >/dev/null 2>$W/e || fail "record -p TID: $(cat $W/e)"
+grep -q "thread of process $TP" $W/e || fail "record -p TID does not say it records the process: $(cat $W/e)"
+"$KILN" report $W/tid.kiln | grep -q ', 1 process,' || fail "record -p TID: $("$KILN" report $W/tid.kiln | sed -n 2p)"
+kill $TP 2>/dev/null; wait $TP 2>/dev/null
+ok "record -p: kernel thread refused, a thread id records its process"
