@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -530,9 +531,22 @@ static void cleanup(struct rec *st)
 	safe_out__close(&st->out); /* removes only a temporary never put in place */
 }
 
+/* perf_event opens one descriptor per thread and CPU: a 700-thread process
+ * on 2 CPUs needs more than the usual soft limit of 1024. Raise it to the
+ * hard limit, as perf does. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 /* perf_event first; ptrace for --wall and where perf_event is refused. */
 static int open_sampler(struct rec *st, pid_t pid, bool launch)
 {
+	raise_nofile();
 	struct sampler_opts so = {
 		.pid = pid, .launch = launch, .follow = st->o.follow, .cpu = st->o.cpu && !st->o.wall,
 		.wall = st->o.wall, .freq = (int)st->o.freq, .stack_size = (uint32_t)st->o.stack_size,

@@ -90,3 +90,16 @@ grep -q "thread of process $TP" $W/e || fail "record -p TID does not say it reco
 "$KILN" report $W/tid.kiln | grep -q ', 1 process,' || fail "record -p TID: $("$KILN" report $W/tid.kiln | sed -n 2p)"
 kill $TP 2>/dev/null; wait $TP 2>/dev/null
 ok "record -p: kernel thread refused, a thread id records its process"
+
+# attach to 700 threads under `ulimit -n 1024` (perf_event needs a
+# descriptor per thread and CPU): kiln raises its own soft limit, as perf does
+if [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -gt 4096 ]; then
+  $TARGETS/thread_pool 700 10 6 >$W/tp.out & TP=$!
+  for i in $(seq 100); do grep -q 'all alive' $W/tp.out && break; sleep 0.1; done
+  (ulimit -Sn 1024; run_to 60 "$KILN" record -q -p $TP -d 0.5 -o $W/t700.kiln >/dev/null 2>$W/e) || fail "attach to 700 threads under ulimit -n 1024: $(cat $W/e)"
+  "$KILN" report $W/t700.kiln >/dev/null || fail "attach to 700 threads: no profile"
+  kill $TP 2>/dev/null; wait $TP 2>/dev/null
+  ok "attach to 700 threads under ulimit -n 1024"
+else
+  skip "700 threads under ulimit -n 1024 (the hard limit is $(ulimit -Hn))"
+fi
