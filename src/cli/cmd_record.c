@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -459,8 +460,10 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 			}
 			int rc = recorder__flush(st->r);
 			if (rc < 0) {
-				cli__error(CMD, "cannot write %s: %s; stopped recording (the program runs on)",
-					   st->o.output, strerror(-rc));
+				cli__error(CMD, "cannot write %s: %s; stopped recording (the program runs on); the file "
+						"holds the %.1f s before, %zu bytes of records were lost",
+					   st->o.output, strerror(-rc), (double)(now - start) / 1e9,
+					   stream_writer__lost(st->w));
 				return rc;
 			}
 			last_flush = now;
@@ -730,6 +733,19 @@ static bool replaceable(const char *path)
 	return ok;
 }
 
+/* Whether a running kiln record holds the lock of the profile at path. */
+static bool being_recorded(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	struct stat st;
+	bool busy = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_SH | LOCK_NB) < 0 &&
+		    errno == EWOULDBLOCK;
+	close(fd);
+	return busy;
+}
+
 int cmd_record(int argc, char **argv)
 {
 	struct rec st;
@@ -772,6 +788,10 @@ int cmd_record(int argc, char **argv)
 				"another -o)", st.o.output);
 		return KILN_EXIT_RECORD_FAIL;
 	}
+	if (being_recorded(st.o.output)) {
+		cli__error(CMD, "%s is being written by another kiln record: choose another -o", st.o.output);
+		return KILN_EXIT_RECORD_FAIL;
+	}
 	/* the output's temporary now (a read-only folder fails before the
 	 * program starts); put in place only once the program runs */
 	rc = safe_out__prepare(&st.out, st.o.output);
@@ -779,6 +799,8 @@ int cmd_record(int argc, char **argv)
 		cli__error(CMD, "cannot create %s: %s", st.o.output, strerror(-rc));
 		return KILN_EXIT_RECORD_FAIL;
 	}
+	if (!st.out.through)
+		flock(st.out.fd, LOCK_EX | LOCK_NB); /* a second recorder on this -o sees it (being_recorded) */
 	st.w = stream_writer__new();
 	if (!st.out.through)
 		stream_writer__set_fd(st.w, st.out.fd);

@@ -223,16 +223,25 @@ int out__open(struct out *o, const char *cmd, const char *path)
 
 int out__close(struct out *o, const char *cmd, bool ok)
 {
-	if (o->f == stdout)
-		return ok ? 0 : 1; /* main checks stdout before exiting */
-	const char *path = o->so.path;
-	if (fflush(o->f) != 0 || ferror(o->f)) {
-		if (ok)
-			cli__error(cmd, "cannot write %s: %s", path, strerror(errno));
-		ok = false;
+	if (o->f == stdout) {
+		/* a reader that went away (| head) is no error; main checks the
+		 * rest before exiting */
+		if (!ok && ferror(stdout) && errno == EPIPE)
+			return 0;
+		return ok ? 0 : 1;
 	}
-	if (fclose(o->f) != 0 && ok) {
-		cli__error(cmd, "cannot write %s: %s", path, strerror(errno));
+	const char *path = o->so.path;
+	/* a write error is said here, whoever noticed it first (an exporter
+	 * returns -1 on ferror without a word) */
+	errno = 0;
+	bool werr = fflush(o->f) != 0 || ferror(o->f);
+	int e = errno ? errno : EIO;
+	if (fclose(o->f) != 0 && !werr) {
+		werr = true;
+		e = errno;
+	}
+	if (werr) {
+		cli__error(cmd, "cannot write %s: %s", path, strerror(e));
 		ok = false;
 	}
 	int rc;

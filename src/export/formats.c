@@ -85,6 +85,20 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 
 /* ---- kiln JSON ---- */
 
+static json_t *json_frames(const struct profile *p, const struct pframe *frs, uint16_t n)
+{
+	json_t *a = json_array();
+	for (uint16_t k = 0; k < n; k++) {
+		json_t *fo = json_object();
+		json_object_set_new(fo, "function", json_string(profile__str(p, frs[k].func)));
+		json_object_set_new(fo, "file", json_string(profile__str(p, frs[k].file)));
+		json_object_set_new(fo, "line", json_integer(frs[k].line));
+		json_object_set_new(fo, "inlined", json_boolean(frs[k].inlined == 1));
+		json_array_append_new(a, fo);
+	}
+	return a;
+}
+
 int export__json(FILE *f, const struct profile *p)
 {
 	json_t *root = json_object();
@@ -114,20 +128,13 @@ int export__json(FILE *f, const struct profile *p)
 		json_t *lo = json_object();
 		json_object_set_new(lo, "module", l->module == UINT32_MAX ? json_null() : json_integer(l->module));
 		json_object_set_new(lo, "address", json_integer((json_int_t)l->addr));
-		json_t *frs = json_array();
-		for (uint16_t k = 0; k < l->nframes; k++) {
-			json_t *fo = json_object();
-			json_object_set_new(fo, "function", json_string(profile__str(p, l->frames[k].func)));
-			json_object_set_new(fo, "file", json_string(profile__str(p, l->frames[k].file)));
-			json_object_set_new(fo, "line", json_integer(l->frames[k].line));
-			json_object_set_new(fo, "inlined", json_boolean(l->frames[k].inlined));
-			json_array_append_new(frs, fo);
-		}
-		json_object_set_new(lo, "frames", frs);
+		json_object_set_new(lo, "frames", json_frames(p, l->frames, l->nframes));
+		json_object_set_new(lo, "tail_calls", json_frames(p, l->tail, l->ntail));
 		json_array_append_new(locs, lo);
 	}
 	json_object_set_new(root, "locations", locs);
 	json_t *stacks = json_array();
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
 	for (size_t i = 0; i < p->nstacks; i++) {
 		json_t *so = json_object();
 		json_t *ids = json_array();
@@ -135,6 +142,12 @@ int export__json(FILE *f, const struct profile *p)
 			json_array_append_new(ids, json_integer(p->stacks[i].locs[k]));
 		json_object_set_new(so, "locations", ids);
 		json_object_set_new(so, "truncated", json_boolean(p->stacks[i].flags & STACK_TRUNCATED));
+		/* the frames every other output shows, root first */
+		json_t *names = json_array();
+		size_t n = profile__stack_frames(p, (uint32_t)i, fr, PROFILE_MAX_FRAMES);
+		for (size_t k = 0; k < n; k++)
+			json_array_append_new(names, json_string(profile__str(p, fr[k]->func)));
+		json_object_set_new(so, "frames", names);
 		json_array_append_new(stacks, so);
 	}
 	json_object_set_new(root, "stacks", stacks);
@@ -246,10 +259,19 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 		pb_int(&m, 2, pstr(&S, kiln_metric__is_bytes(metrics[i]) ? "bytes" : "count"));
 		pb_msg(&out, 1, &m);
 	}
-	/* samples: location ids are loc index + 1; a truncated stack adds the
-	 * marker location nlocs + 1 at its root end. */
-	uint64_t marker = p->nlocs + 1;
-	bool used_marker = false;
+	/* samples: one location per distinct frame (function, file, line,
+	 * module), leaf first, from profile__stack_frames, the one function
+	 * every exporter turns a stack into frames with (inlined and tail-call
+	 * frames included, a truncated stack's marker at its root). */
+	struct intern frames;
+	intern__init(&frames);
+	struct buf locmsgs;
+	buf__init(&locmsgs);
+	struct intern fn;
+	intern__init(&fn);
+	struct buf fnmsgs;
+	buf__init(&fnmsgs);
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
 	for (size_t ci = 0; ci < p->ncells; ci++) {
 		const struct pcell *c = &p->cells[ci];
 		if ((vf->pid >= 0 && c->pid != (uint64_t)vf->pid) || (vf->tid >= 0 && c->tid != (uint64_t)vf->tid))
@@ -259,13 +281,38 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 			any |= c->v[metrics[i]] != 0;
 		if (!any)
 			continue;
-		const struct pstack *s = &p->stacks[c->stack];
+		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		sub.len = 0;
-		for (uint16_t k = 0; k < s->depth; k++)
-			pb_varint(&sub, (uint64_t)s->locs[k] + 1);
-		if (s->flags & STACK_TRUNCATED) {
-			pb_varint(&sub, marker);
-			used_marker = true;
+		for (size_t k = n; k-- > 0;) {
+			uint32_t key[4] = {fr[k]->func, fr[k]->file, fr[k]->line, fr[k]->module};
+			bool added;
+			uint32_t lid = intern__put(&frames, key, sizeof(key), &added) + 1;
+			if (added) {
+				uint32_t fkey[2] = {fr[k]->func, fr[k]->file};
+				bool fadded;
+				uint32_t fid = intern__put(&fn, fkey, sizeof(fkey), &fadded) + 1;
+				struct buf msg, line;
+				buf__init(&msg);
+				buf__init(&line);
+				if (fadded) {
+					pb_int(&msg, 1, fid);
+					pb_int(&msg, 2, pstr(&S, profile__str(p, fr[k]->func)));
+					pb_int(&msg, 3, pstr(&S, profile__str(p, fr[k]->func)));
+					pb_int(&msg, 4, pstr(&S, profile__str(p, fr[k]->file)));
+					pb_bytes(&fnmsgs, 5, msg.data, msg.len);
+					msg.len = 0;
+				}
+				pb_int(&msg, 1, lid);
+				if (fr[k]->module < p->nmodules)
+					pb_int(&msg, 2, (uint64_t)fr[k]->module + 1);
+				pb_int(&line, 1, fid);
+				pb_int(&line, 2, fr[k]->line);
+				pb_msg(&msg, 4, &line);
+				pb_bytes(&locmsgs, 4, msg.data, msg.len);
+				buf__release(&msg);
+				buf__release(&line);
+			}
+			pb_varint(&sub, lid);
 		}
 		pb_bytes(&m, 1, sub.data, sub.len);
 		sub.len = 0;
@@ -295,52 +342,10 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 		pb_int(&m, 10, 1); /* has_inline_frames */
 		pb_msg(&out, 3, &m);
 	}
-	/* functions: one per distinct (name, file) */
-	struct intern fn;
-	intern__init(&fn);
-	struct buf fnmsgs;
-	buf__init(&fnmsgs);
-	for (size_t i = 0; i < p->nlocs; i++) {
-		const struct ploc *l = &p->locs[i];
-		pb_int(&m, 1, i + 1);
-		if (l->module != UINT32_MAX)
-			pb_int(&m, 2, (uint64_t)l->module + 1);
-		pb_int(&m, 3, l->addr);
-		for (uint16_t k = 0; k < l->nframes; k++) {
-			uint32_t key[2] = {l->frames[k].func, l->frames[k].file};
-			bool added;
-			uint32_t id = intern__put(&fn, key, sizeof(key), &added) + 1;
-			if (added) {
-				pb_int(&sub, 1, id);
-				pb_int(&sub, 2, pstr(&S, profile__str(p, l->frames[k].func)));
-				pb_int(&sub, 3, pstr(&S, profile__str(p, l->frames[k].func)));
-				pb_int(&sub, 4, pstr(&S, profile__str(p, l->frames[k].file)));
-				pb_bytes(&fnmsgs, 5, sub.data, sub.len);
-				sub.len = 0;
-			}
-			struct buf line;
-			buf__init(&line);
-			pb_int(&line, 1, id);
-			pb_int(&line, 2, l->frames[k].line);
-			pb_msg(&m, 4, &line);
-			buf__release(&line);
-		}
-		pb_msg(&out, 4, &m);
-	}
-	if (used_marker) {
-		uint32_t id = (uint32_t)fn.n + 1;
-		pb_int(&sub, 1, id);
-		pb_int(&sub, 2, pstr(&S, "[truncated]"));
-		pb_bytes(&fnmsgs, 5, sub.data, sub.len);
-		sub.len = 0;
-		pb_int(&m, 1, marker);
-		struct buf line;
-		buf__init(&line);
-		pb_int(&line, 1, id);
-		pb_msg(&m, 4, &line);
-		buf__release(&line);
-		pb_msg(&out, 4, &m);
-	}
+	buf__put(&out, locmsgs.data, locmsgs.len);
+	buf__release(&locmsgs);
+	intern__release(&frames);
+
 	buf__put(&out, fnmsgs.data, fnmsgs.len);
 	pb_int(&out, 9, p->start_ns);
 	double d = profile__duration(p);

@@ -20,6 +20,7 @@ struct stream_writer {
 	int fd;      /* -1: records wait in memory */
 	bool own_fd; /* opened here (stream_writer__open): closed by __free */
 	int err;
+	size_t lost_bytes; /* of records that could not be written */
 	size_t written;
 	struct buf pending;
 };
@@ -68,23 +69,63 @@ void stream_writer__record(struct stream_writer *w, uint16_t type, const void *p
 	buf__put(&w->pending, payload, len);
 }
 
+/* The end of the last whole record within the first n bytes of pending
+ * (which starts with a record, or the file header). */
+static size_t whole_records(const struct stream_writer *w, size_t n)
+{
+	size_t off = w->written ? 0 : KILN_HEADER_SIZE, last = 0;
+	if (off > n)
+		return 0;
+	last = off;
+	while (off + KILN_REC_HEADER <= w->pending.len) {
+		uint32_t len;
+		memcpy(&len, w->pending.data + off + 4, 4);
+		size_t end = off + KILN_REC_HEADER + len;
+		if (end > n)
+			break;
+		last = off = end;
+	}
+	return last;
+}
+
 int stream_writer__flush(struct stream_writer *w)
 {
 	if (w->err)
 		return w->err;
 	if (!w->pending.len || w->fd < 0)
 		return 0;
-	int r = write_full(w->fd, w->pending.data, w->pending.len);
+	size_t done = 0;
+	int r = 0;
+	while (done < w->pending.len) {
+		ssize_t k = write(w->fd, w->pending.data + done, w->pending.len - done);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			r = k < 0 ? -errno : -EIO;
+			break;
+		}
+		done += (size_t)k;
+	}
 	if (r < 0) {
-		/* Keep the file valid up to its last whole record. */
-		if (ftruncate(w->fd, (off_t)w->written) == 0)
-			lseek(w->fd, (off_t)w->written, SEEK_SET);
+		/* Keep every whole record that reached the file (a disk that
+		 * fills keeps what fitted); cut a torn one off. */
+		size_t keep = whole_records(w, done);
+		w->lost_bytes += w->pending.len - keep;
+		if (ftruncate(w->fd, (off_t)(w->written + keep)) == 0)
+			lseek(w->fd, (off_t)(w->written + keep), SEEK_SET);
+		w->written += keep;
+		w->pending.len = 0;
 		w->err = r;
 		return r;
 	}
 	w->written += w->pending.len;
 	w->pending.len = 0;
 	return 0;
+}
+
+size_t stream_writer__lost(const struct stream_writer *w)
+{
+	return w->lost_bytes;
 }
 
 size_t stream_writer__bytes(const struct stream_writer *w)

@@ -23,10 +23,13 @@ struct stream_writer *stream_writer__open(const char *path);
 const void *stream_writer__pending(const struct stream_writer *w, size_t *len);
 /* Append one record to the in-memory buffer. */
 void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len);
-/* Write buffered records to the file. 0 or -errno (e.g. -ENOSPC); after an
- * error the writer keeps failing. */
+/* Write buffered records to the file. 0 or -errno (e.g. -ENOSPC): then the
+ * file keeps the whole records that fitted, and the writer keeps failing. */
 int stream_writer__flush(struct stream_writer *w);
 size_t stream_writer__bytes(const struct stream_writer *w);
+/* Bytes of records a failed flush could not write (the file keeps every
+ * whole record before them). */
+size_t stream_writer__lost(const struct stream_writer *w);
 /* Flush, fsync, free (and close a descriptor it opened). 0 or -errno. */
 int stream_writer__free(struct stream_writer *w);
 

@@ -61,7 +61,7 @@ for f, w, v in top:
                 ld = {a: b for a, _, b in fields(vv)}
                 lines.append(funcs[ld[1]])
         locs[lid] = lines
-ci = types.index("cpu")
+ci = types.index("cpu") if "cpu" in types else types.index("wall") if "wall" in types else 0
 stacks = defaultdict(int)
 for f, w, v in top:
     if f == 2:

@@ -103,3 +103,26 @@ if [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -gt 4096 ]; then
 else
   skip "700 threads under ulimit -n 1024 (the hard limit is $(ulimit -Hn))"
 fi
+
+# every exporter shows the same frames for the same profile: folded, JSON's
+# stack frames and pprof, stack by stack (tail-call and inlined frames too)
+run_to 60 "$KILN" record -q -o $W/inl.kiln -- $TARGETS/inlined >/dev/null 2>&1 || fail "record inlined"
+for f in $W/inl.kiln $W/wall.kiln; do
+  "$KILN" export $f --format folded -o $W/same.folded || fail "folded"
+  "$KILN" export $f --format json -o $W/same.json || fail "json"
+  python3 - $W/same.json $W/same.folded <<'PY' || fail "JSON stacks differ from folded ($f)"
+import json, sys
+from collections import defaultdict
+d = json.load(open(sys.argv[1])); m = d['meta'].get('events', ['cpu'])[0]
+got = defaultdict(int)
+for c in d['cells']:
+    if c.get(m): got[';'.join(d['stacks'][c['stack']]['frames'])] += c[m]
+want = defaultdict(int)
+for line in open(sys.argv[2]):
+    s, n = line.rsplit(' ', 1); want[s] += int(n)
+assert got == want, (set(got) ^ set(want))
+PY
+  "$KILN" export $f --format pprof -o $W/same.pb.gz || fail "pprof"
+  python3 $SRC/tests/integration/pprof_decode.py $W/same.pb.gz $W/same.folded >/dev/null || fail "pprof stacks differ from folded ($f)"
+done
+ok "folded, JSON and pprof show the same frames"
