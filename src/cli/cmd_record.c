@@ -262,6 +262,7 @@ struct rec {
 	int exe_cause; /* why the launched program cannot carry the shim, or -1 */
 	bool stdout_out; /* -o -: the profile is kiln's stdout */
 	bool warned_lost;
+	size_t out_bytes; /* written when the writer was freed */
 };
 
 /* A snapshot of pid as the bytes of a profile file. */
@@ -515,7 +516,10 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 	int rc = recorder__finish(st->r);
 	if (rc == 0)
 		summary(st, secs, child_done ? "recorded" : "recorded (detached)");
+	st->out_bytes = stream_writer__bytes(st->w);
 	int wrc = stream_writer__free(st->w);
+	if (wrc < 0) /* the last flush failed: what reached the file */
+		st->out_bytes = 0;
 	st->w = NULL;
 	if (rc == 0)
 		rc = wrc;
@@ -733,6 +737,16 @@ static bool replaceable(const char *path)
 	return ok;
 }
 
+/* A file of ours into which not one byte could be written (a full disk) is
+ * no profile: remove it, rather than leave an empty file behind. */
+static void drop_if_empty(struct rec *st)
+{
+	size_t bytes = st->w ? stream_writer__bytes(st->w) : st->out_bytes;
+	struct stat sb;
+	if (st->out.committed && !st->out.through && bytes == 0 && stat(st->out.path, &sb) == 0 && sb.st_size == 0)
+		unlink(st->out.path);
+}
+
 /* Whether a running kiln record holds the lock of the profile at path. */
 static bool being_recorded(const char *path)
 {
@@ -878,10 +892,13 @@ int cmd_record(int argc, char **argv)
 			kill(st.child, sig);
 	}
 	if (rc < 0) {
+		drop_if_empty(&st);
 		cleanup(&st);
 		return KILN_EXIT_RECORD_FAIL;
 	}
 	rc = finish(&st, status, done, t0);
+	if (rc < 0)
+		drop_if_empty(&st);
 	cleanup(&st);
 	if (rc < 0) {
 		if (rc != -EPIPE)
