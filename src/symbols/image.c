@@ -357,6 +357,61 @@ static void elf_syms(const struct image *img, struct image_sym **syms, size_t *n
 	elf_end(elf);
 }
 
+/* NAME@plt for each PLT stub, as perf names them: entry i of .plt.sec (or of
+ * .plt after its first 16-byte entry) jumps through relocation i of
+ * .rela.plt, whose symbol is the function called. */
+static void plt_syms(const struct image *img, struct image_sym **syms, size_t *n, size_t *cap)
+{
+	Elf *elf = elf_memory((char *)img->data, img->size);
+	size_t shstrndx;
+	if (!elf || elf_getshdrstrndx(elf, &shstrndx) < 0) {
+		elf_end(elf);
+		return;
+	}
+	GElf_Shdr plt = {0}, pltsec = {0}, rela = {0}, dsym = {0};
+	Elf_Scn *scn = NULL, *rela_scn = NULL, *dsym_scn = NULL;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
+		if (!name)
+			continue;
+		if (!strcmp(name, ".plt"))
+			plt = sh;
+		else if (!strcmp(name, ".plt.sec"))
+			pltsec = sh;
+		else if (!strcmp(name, ".rela.plt")) {
+			rela = sh;
+			rela_scn = scn;
+		}
+	}
+	if (rela_scn && rela.sh_link && (dsym_scn = elf_getscn(elf, rela.sh_link)))
+		gelf_getshdr(dsym_scn, &dsym);
+	Elf_Data *rd = rela_scn ? elf_getdata(rela_scn, NULL) : NULL, *sd = dsym_scn ? elf_getdata(dsym_scn, NULL) : NULL;
+	uint64_t base = pltsec.sh_size ? pltsec.sh_addr : plt.sh_size > 16 ? plt.sh_addr + 16 : 0;
+	uint64_t end = pltsec.sh_size ? pltsec.sh_addr + pltsec.sh_size : plt.sh_addr + plt.sh_size;
+	for (size_t i = 0; rd && sd && base && rela.sh_entsize && i < rela.sh_size / rela.sh_entsize; i++) {
+		GElf_Rela r;
+		GElf_Sym sym;
+		if (base + 16 * (i + 1) > end || !gelf_getrela(rd, (int)i, &r) ||
+		    !gelf_getsym(sd, (int)GELF_R_SYM(r.r_info), &sym))
+			break;
+		const char *name = elf_strptr(elf, dsym.sh_link, sym.st_name);
+		if (!name || !*name)
+			continue;
+		size_t before = *n;
+		push_sym(syms, n, cap, base + 16 * i, 16, name); /* drops a @VERSION */
+		if (*n > before) {
+			struct image_sym *e = &(*syms)[*n - 1];
+			size_t len = strlen(e->name);
+			e->name = xrealloc(e->name, len + 5);
+			memcpy(e->name + len, "@plt", 5);
+		}
+	}
+	elf_end(elf);
+}
+
 /* Sort by address and drop duplicates at one address (aliases), keeping
  * the first. */
 static void syms_sort(struct image_sym *syms, size_t *n)
@@ -392,6 +447,7 @@ static void load_syms(struct image *img)
 	} else {
 		elf_syms(img, &img->syms, &img->nsyms, &cap);
 	}
+	plt_syms(img, &img->syms, &img->nsyms, &cap);
 	syms_sort(img->syms, &img->nsyms);
 }
 
@@ -428,6 +484,7 @@ char *image__quick_name(struct image *img, uint64_t vaddr)
 		size_t cap = 0;
 		img->qsyms_loaded = true;
 		elf_syms(img, &img->qsyms, &img->nqsyms, &cap);
+		plt_syms(img, &img->qsyms, &img->nqsyms, &cap);
 		syms_sort(img->qsyms, &img->nqsyms);
 	}
 	const struct image_sym *s = lookup_sym(img->qsyms, img->nqsyms, vaddr);
@@ -677,6 +734,21 @@ int image__symbolize(struct image *img, uint64_t vaddr, uint64_t ret, struct sym
 		Dwarf_Die *cudie = dwfl_module_addrdie(img->dw->mod, vaddr, &bias);
 		Dwarf_Die *scopes = NULL;
 		int ns = cudie ? dwarf_getscopes(cudie, vaddr - bias, &scopes) : 0;
+		/* dwarf_getscopes goes on from an inlined instance into its
+		 * abstract origin's scopes, losing the inlined levels between it
+		 * and the real function: the concrete chain that contains the
+		 * innermost scope is dwarf_getscopes_die's, every level in it. */
+		if (ns > 0 && dwarf_tag(&scopes[0]) == DW_TAG_inlined_subroutine) {
+			Dwarf_Die inner = scopes[0], *chain = NULL;
+			int nc = dwarf_getscopes_die(&inner, &chain);
+			if (nc > 0) {
+				free(scopes);
+				scopes = chain;
+				ns = nc;
+			} else {
+				free(chain);
+			}
+		}
 		char *cur_file = file ? xstrdup(file) : NULL;
 		int cur_line = line;
 		if (ret && ns > 0)

@@ -54,3 +54,21 @@ F=$(folded $W/jit.kiln cpu); s=$(share $F '^jit_hot_loop$'); within $s 95 5 || f
 grep -qE '(^\[truncated\]|;main);jit_hot_loop [0-9]+$' $F || fail "below a JIT frame: its real caller or a marker: $(head -3 $F)"
 rm -f /tmp/perf-$(pgrep -n jit 2>/dev/null || echo none).map
 ok "JIT code named from perf-PID.map ($s%)"
+
+# every inlined level a frame of its own: a 3-level chain of static inlines
+run_to 30 "$KILN" record -q -o $W/i3.kiln -- $TARGETS/inline3 0.5 >/dev/null || fail "record inline3"
+F=$(folded $W/i3.kiln cpu)
+w=$(awk '/;main;level1;level2;level3;leaf( |;)/ { s+=$NF } END { print s+0 }' $F); t=$(total $F)
+[ $((w * 100)) -ge $((t * 90)) ] || fail "nested inlines: only $w of $t samples under main;level1;level2;level3;leaf: $(sort -k2 -n $F | tail -1)"
+"$KILN" report $W/i3.kiln --by line --limit 0 >$W/i3.rep
+for want in 'level1 (.*inline3.c:16)' 'level2 (.*inline3.c:15)' 'level3 (.*inline3.c:14)' 'main (.*inline3.c:17)'; do
+  grep -q "$want" $W/i3.rep || fail "nested inlines: no '$want' in --by line: $(grep -E 'level|main' $W/i3.rep)"
+done
+ok "nested inlines: main;level1;level2;level3;leaf with each call's line"
+
+# PLT stubs named NAME@plt, as perf names them (never the _init before them)
+run_to 60 "$KILN" record -q -o $W/plt.kiln -- $TARGETS/plt_loop >/dev/null || fail "record plt_loop"
+F=$(folded $W/plt.kiln cpu)
+[ $(weight $F '^(memcpy|abs)@plt$') -gt 0 ] || fail "no samples in memcpy@plt/abs@plt: $(grep -o '[^;]*@plt[^;]*' $F | sort -u | head -3)"
+[ $(weight $F '^_init$') = 0 ] || fail "PLT stubs named _init"
+ok "PLT stubs: memcpy@plt, abs@plt"
