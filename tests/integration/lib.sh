@@ -29,3 +29,9 @@ within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d=a-b; if (d<0) d=-d; exit
 eq() { [ "$1" = "$2" ] || fail "$3: got $1, want $2"; }
 # skip WHY: say so (a skipped case never counts as passed)
 skip() { echo "skipped: $*"; }
+# cpu_s PID: CPU seconds (user+system) the process has had so far; sample
+# counts are checked against it, never against wall time, so a busy host is
+# no failure and a broken sampler still is
+cpu_s() { awk -v hz=$(getconf CLK_TCK) '{ sub(/.*\) /, ""); split($0, f, " "); printf "%.3f\n", (f[12] + f[13]) / hz }' /proc/$1/stat 2>/dev/null || echo 0; }
+# at_least N FRACTION SECONDS HZ: N >= FRACTION * SECONDS * HZ
+at_least() { awk -v n="$1" -v f="$2" -v s="$3" -v hz="$4" 'BEGIN { exit !(n >= f * s * hz) }'; }

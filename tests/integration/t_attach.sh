@@ -11,13 +11,15 @@ for i in $(seq 50); do grep -q ready $W/out 2>/dev/null && break; sleep 0.05; do
 tstate() { awk '/^State/{print $2}' /proc/$1/status; }
 anystopped() { for t in /proc/$1/task/*; do case $(awk '/^State/{print $2}' $t/status 2>/dev/null) in t|T) return 0;; esac; done; return 1; }
 
+c0=$(cpu_s $SP)
 run_to 30 "$KILN" record -p $SP -d 2 -o $W/a.kiln 2>$W/e; eq $? 0 "attach exit"
+c1=$(cpu_s $SP); cs=$(awk -v a=$c0 -v b=$c1 'BEGIN { print b - a }')
 F=$(folded $W/a.kiln cpu --threads)
-n=$(total $F); [ "$n" -ge 1200 ] || fail "$n on-CPU samples in 2 s"
+n=$(total $F); at_least $n 0.7 $cs 999 || fail "$n on-CPU samples for $cs CPU seconds at 999 Hz"
 a=$(share $F '^work_two$'); b=$(share $F '^work_one$')
 within $a 66.7 6 && within $b 33.3 6 || fail "split $a/$b, want 66.7/33.3"
 eq $(weight $F '^wait_for_request$') 0 "sleeping thread's on-CPU samples"
-ok "attached 2 s: $n samples, split $a/$b, sleeper 0"
+ok "attached 2 s: $n samples for $cs CPU s, split $a/$b, sleeper 0"
 echo ping >&7
 for i in $(seq 50); do grep -q 'pong 1' $W/out && break; sleep 0.05; done
 grep -q 'pong 1' $W/out || fail "the server does not serve after detach"
@@ -83,7 +85,7 @@ ok "SIGINT ends the attach cleanly, target runs on"
 # --wall in launch mode: a sleeping program is sampled where it sleeps
 run_to 30 "$KILN" record -q --wall -o $W/sl.kiln -- sleep 1 || fail "record --wall sleep"
 F=$(folded $W/sl.kiln wall); n=$(total $F)
-[ "$n" -ge 80 ] && [ "$n" -le 110 ] || fail "--wall: $n samples of sleep 1 at 99 Hz"
+[ "$n" -ge 60 ] && [ "$n" -le 110 ] || fail "--wall: $n samples of sleep 1 at 99 Hz (a busy host may delay ticks, never add them)"
 s=$(share $F 'nanosleep'); within $s 100 5 || fail "--wall: $s% in nanosleep: $(head -2 $F)"
 eq $(total $(folded $W/sl.kiln cpu 2>/dev/null || echo /dev/null)) 0 "--wall records wall, not cpu"
 ok "--wall launch: sleep 1 has $n samples, $s% in nanosleep"
