@@ -284,6 +284,28 @@ void folded__release(struct folded *fo)
 	memset(fo, 0, sizeof(*fo));
 }
 
+static int64_t scaled(int64_t v, double f)
+{
+	double x = (double)v * f;
+	return x >= 9.2e18 ? INT64_MAX : x <= -9.2e18 ? INT64_MIN : (int64_t)(x < 0 ? x - 0.5 : x + 0.5);
+}
+
+void table__scale(struct table *t, double f)
+{
+	for (size_t i = 0; i < t->keys.n; i++) {
+		t->rows[i].self = scaled(t->rows[i].self, f);
+		t->rows[i].total = scaled(t->rows[i].total, f);
+	}
+	t->sum = scaled(t->sum, f);
+}
+
+void folded__scale(struct folded *fo, double f)
+{
+	for (size_t i = 0; i < fo->lines.n; i++)
+		fo->vals[i] = scaled(fo->vals[i], f);
+	fo->sum = scaled(fo->sum, f);
+}
+
 static int diff_cmp(const void *a, const void *b)
 {
 	const struct diff_row *x = a, *y = b;

@@ -75,6 +75,8 @@ struct diff {
 	struct diff_row *rows;
 	size_t n;
 	int64_t base_sum, new_sum;
+	double base_scale;     /* != 0: shares compared, the base scaled by it first */
+	int64_t base_raw_sum;  /* the base's total before scaling */
 };
 /* Rows of two tables (their totals, or self for BY_STACK) by key, ordered
  * by the size of the change. Keys point into the tables. */
@@ -82,5 +84,9 @@ void diff__tables(struct diff *d, const struct table *base, const struct table *
 /* Same over folded lines (signed values new - base). */
 void diff__folded(struct diff *d, const struct folded *base, const struct folded *new_);
 void diff__release(struct diff *d);
+/* Multiply every value by f (rounded, saturating): a diff of shares scales
+ * the base to the new total first, as pprof's -diff_base -normalize does. */
+void table__scale(struct table *t, double f);
+void folded__scale(struct folded *fo, double f);
 
 #endif

@@ -40,6 +40,7 @@ struct view_opts {
 	long limit;
 	int64_t pid, tid;
 	bool json, threads, inverted, all_frames;
+	bool raw, normalize; /* diff: compare counts / shares (default: shares for cpu and wall) */
 	const char *format;
 	const char *output;
 	const char *title;
@@ -77,7 +78,7 @@ int out__close(struct out *o, const char *cmd, bool ok);
 /* The long options shared by report/diff/export, for getopt_long tables. */
 enum {
 	OPT_METRIC = 1000, OPT_BY, OPT_SORT, OPT_LIMIT, OPT_PID, OPT_TID, OPT_JSON, OPT_THREADS, OPT_FORMAT,
-	OPT_INVERTED, OPT_TITLE, OPT_HELP, OPT_ALLFRAMES,
+	OPT_INVERTED, OPT_TITLE, OPT_HELP, OPT_ALLFRAMES, OPT_RAW, OPT_NORMALIZE,
 };
 #define VIEW_LONG_OPTIONS                                                                                      \
 	{"metric", required_argument, NULL, OPT_METRIC}, {"by", required_argument, NULL, OPT_BY},              \
@@ -85,7 +86,9 @@ enum {
 	{"pid", required_argument, NULL, OPT_PID}, {"tid", required_argument, NULL, OPT_TID},                  \
 	{"json", no_argument, NULL, OPT_JSON}, {"threads", no_argument, NULL, OPT_THREADS},                    \
 	{"format", required_argument, NULL, OPT_FORMAT}, {"inverted", no_argument, NULL, OPT_INVERTED},        \
-	{"title", required_argument, NULL, OPT_TITLE}, {"all-frames", no_argument, NULL, OPT_ALLFRAMES}, {"output", required_argument, NULL, 'o'},               \
+	{"title", required_argument, NULL, OPT_TITLE}, {"all-frames", no_argument, NULL, OPT_ALLFRAMES},              \
+	{"output", required_argument, NULL, 'o'}, {"raw", no_argument, NULL, OPT_RAW},                                \
+	{"normalize", no_argument, NULL, OPT_NORMALIZE},                                                                \
 	{"help", no_argument, NULL, OPT_HELP}
 
 #endif

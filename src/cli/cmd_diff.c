@@ -16,10 +16,14 @@ static void help(void)
 	printf("usage: kiln diff BASE NEW [OPTIONS]\n\n"
 	       "Rows with base, new, delta and delta%%, the largest change first, and a total.\n\n"
 	       "  --metric M        any metric (default: live_bytes for snapshots, else as report)\n"
-	       "  --by UNIT         function (default), line, file, lib or stack\n"
+	       "  --by UNIT         function (default), line, file, lib, stack or process\n"
 	       "  --limit N         at most N rows (default 25; 0: all)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
+	       "  --sort self|total compare self or cumulative values (default total)\n"
 	       "  --json            the rows as JSON\n"
+	       "  --raw             compare counts as they are (default for heap metrics)\n"
+	       "  --normalize       compare shares: BASE scaled to NEW's total first (default for\n"
+	       "                    cpu and wall, as perf diff and pprof -normalize do)\n"
 	       "  --format folded|svg  signed folded stacks, or a differential flamegraph\n"
 	       "  -o OUT            where to write (default: standard output)\n");
 }
@@ -45,6 +49,12 @@ int cmd_diff(int argc, char **argv)
 		return 1;
 	}
 	int metric = o.metric_name ? view_opts__metric(&o, CMD, &a) : profile__default_metric(&b);
+	if (o.raw && o.normalize) {
+		profile__release(&a);
+		profile__release(&b);
+		return cli__usage(CMD, "--raw and --normalize exclude each other");
+	}
+	bool shares = o.normalize || (!o.raw && (metric == KM_CPU || metric == KM_WALL));
 	struct view_filter vf = {.metric = metric, .pid = o.pid, .tid = o.tid, .threads = o.threads, .all_frames = o.all_frames};
 	/* A recording's end state is a snapshot too: what was live when it
 	 * ended is its leak_* */
@@ -80,6 +90,12 @@ int cmd_diff(int argc, char **argv)
 		struct folded fa, fb;
 		folded__build(&fa, &a, &va);
 		folded__build(&fb, &b, &vb);
+		double scale = shares && fa.sum > 0 ? (double)fb.sum / (double)fa.sum : 0;
+		if (scale) {
+			fprintf(stderr, "kiln diff: shares compared: BASE scaled by x%.3f to NEW's total (%lld -> %lld); "
+					"--raw compares counts\n", scale, (long long)fa.sum, (long long)fb.sum);
+			folded__scale(&fa, scale);
+		}
 		if (!strcmp(o.format, "folded")) {
 			struct diff d;
 			diff__folded(&d, &fa, &fb);
@@ -95,10 +111,16 @@ int cmd_diff(int argc, char **argv)
 		struct table ta, tb;
 		table__build(&ta, &a, &va, o.by);
 		table__build(&tb, &b, &vb, o.by);
+		int64_t raw = ta.sum;
+		double scale = shares && ta.sum > 0 ? (double)tb.sum / (double)ta.sum : 0;
+		if (scale)
+			table__scale(&ta, scale);
 		struct diff d;
-		/* cumulative values, as report sorts them: a change shows in the
-		 * function it happened under and in its callers */
-		diff__tables(&d, &ta, &tb, false);
+		/* cumulative values by default, as report sorts them: a change
+		 * shows in the function it happened under and in its callers */
+		diff__tables(&d, &ta, &tb, o.sort_self);
+		d.base_scale = scale;
+		d.base_raw_sum = raw;
 		if (o.json)
 			export__diff_json(out.f, &d, metric, by__name(o.by), o.limit);
 		else

@@ -37,6 +37,8 @@ static int export_run(const char *cmd, struct view_opts *o, const char *file)
 			fmt = (int)i;
 	if (!o->format)
 		return cli__usage(cmd, "--format is needed (folded, svg, speedscope, json, pprof)");
+	if (o->raw || o->normalize)
+		return cli__usage(cmd, "%s is for kiln diff", o->raw ? "--raw" : "--normalize");
 	if (fmt < 0)
 		return cli__usage(cmd, "unknown format '%s' (folded, svg, speedscope, json, pprof)", o->format);
 	if (fmt == 4 && (!o->output || !strcmp(o->output, "-")) && isatty(1))

@@ -83,6 +83,8 @@ int cmd_report(int argc, char **argv)
 	else if (o.format && strcmp(o.format, "table"))
 		return cli__usage(CMD, "--format takes table or json here, not '%s' (kiln export writes the other formats)",
 				  o.format);
+	if (o.raw || o.normalize)
+		return cli__usage(CMD, "%s is for kiln diff", o.raw ? "--raw" : "--normalize");
 	if (o.title || o.inverted)
 		return cli__usage(CMD, "%s is for flamegraphs (kiln flamegraph, kiln export --format svg)",
 				  o.title ? "--title" : "--inverted");

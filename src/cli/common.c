@@ -135,6 +135,12 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 	case OPT_INVERTED:
 		o->inverted = true;
 		return 1;
+	case OPT_RAW:
+		o->raw = true;
+		return 1;
+	case OPT_NORMALIZE:
+		o->normalize = true;
+		return 1;
 	case OPT_FORMAT:
 		o->format = arg;
 		return 1;

@@ -240,7 +240,11 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 void export__diff_text(FILE *f, const struct diff *d, int metric, const char *unit, long limit)
 {
 	char a[32], b[32], c[32];
-	fprintf(f, "# diff of %s by %s\n\n", kiln_metric__name(metric), unit);
+	fprintf(f, "# diff of %s by %s\n", kiln_metric__name(metric), unit);
+	if (d->base_scale)
+		fprintf(f, "# shares compared: base scaled by x%.3f to new's total (%lld -> %lld); --raw compares counts\n",
+			d->base_scale, (long long)d->base_raw_sum, (long long)d->new_sum);
+	fprintf(f, "\n");
 	fprintf(f, "%14s %14s %14s %9s  %s\n", "base", "new", "delta", "delta%", unit);
 	size_t n = d->n;
 	if (limit > 0 && (size_t)limit < n)
@@ -283,6 +287,11 @@ void export__diff_json(FILE *f, const struct diff *d, int metric, const char *by
 	json_object_set_new(o, "base_total", json_integer(d->base_sum));
 	json_object_set_new(o, "new_total", json_integer(d->new_sum));
 	json_object_set_new(o, "delta_total", json_integer(d->new_sum - d->base_sum));
+	json_object_set_new(o, "normalized", json_boolean(d->base_scale != 0));
+	if (d->base_scale) {
+		json_object_set_new(o, "base_scale", json_real(d->base_scale));
+		json_object_set_new(o, "base_total_raw", json_integer(d->base_raw_sum));
+	}
 	json_t *rows = json_array();
 	size_t shown = 0;
 	for (size_t i = 0; i < d->n; i++) {

@@ -126,3 +126,26 @@ PY
   python3 $SRC/tests/integration/pprof_decode.py $W/same.pb.gz $W/same.folded >/dev/null || fail "pprof stacks differ from folded ($f)"
 done
 ok "folded, JSON and pprof show the same frames"
+
+# diff compares shares by default for CPU (two runs of other lengths, same
+# split: no change), counts with --raw; --sort self compares self values
+run_to 60 "$KILN" record -q -o $W/s1.kiln -- $TARGETS/split_ab 1 1 1 >/dev/null || fail "split_ab 1"
+run_to 60 "$KILN" record -q -o $W/s2.kiln -- $TARGETS/split_ab 1 1 2 >/dev/null || fail "split_ab 2"
+"$KILN" diff $W/s1.kiln $W/s2.kiln --json >$W/n.json || fail "diff (normalized)"
+python3 - $W/n.json <<'PY' || fail "normalized diff: $(head -c 400 $W/n.json)"
+import json, sys
+d = json.load(open(sys.argv[1])); r = {x['name']: x for x in d['rows']}
+assert d['normalized'] and 1.7 < d['base_scale'] < 2.3, d.get('base_scale')
+for f in ('alpha', 'beta'):
+    if f in r: assert abs(r[f]['delta']) < 0.12 * d['new_total'], (f, r[f])
+PY
+"$KILN" diff $W/s1.kiln $W/s2.kiln --raw --json >$W/r.json || fail "diff --raw"
+python3 -c "import json; d=json.load(open('$W/r.json')); r={x['name']:x for x in d['rows']}; assert not d['normalized'] and r['alpha']['delta_pct'] > 60, r['alpha']" \
+  || fail "diff --raw: $(head -c 300 $W/r.json)"
+"$KILN" diff $W/s1.kiln $W/s2.kiln --raw --sort self --json >$W/ss.json || fail "diff --sort self"
+python3 -c "import json; d=json.load(open('$W/ss.json')); r={x['name']:x for x in d['rows']}; assert 'main' not in r or abs(r['main']['delta']) < 20, r.get('main')" \
+  || fail "diff --sort self compared totals"
+"$KILN" diff $W/s1.kiln $W/s2.kiln | grep -q 'shares compared' || fail "diff does not say it compared shares"
+"$KILN" diff $W/s1.kiln $W/s2.kiln --raw --normalize >/dev/null 2>&1; eq $? 2 "--raw with --normalize"
+"$KILN" report $W/s1.kiln --raw >/dev/null 2>&1; eq $? 2 "report --raw (a diff option)"
+ok "diff: shares by default for CPU, counts with --raw, --sort self"
