@@ -895,6 +895,8 @@ static void quick_sym(struct recorder *r, struct stream_writer *w, uint32_t loc)
 static void symbolize_pending(struct recorder *r, struct stream_writer *w, bool wait)
 {
 	size_t k = 0;
+	if (wait && r->nunsym)
+		image__prefetch_hurry();
 	for (size_t i = 0; i < r->nunsym; i++) {
 		uint32_t loc = r->unsym[i];
 		if (!wait && loc_waits(r, loc)) {

@@ -159,16 +159,49 @@ struct layout {
 	double scale; /* px per unit */
 	double xpad;
 	int height, frame_h, top;
+	int rows; /* frame rows drawn: deeper frames are folded into the last */
 	int64_t total, max_abs;
 	size_t emitted;
 };
 
 static struct tree *cmp_tree;
 
+#define SVG_CHAR_W 7.5      /* px per character of the 12px monospace labels, with room */
+#define SVG_MIN_TALL_PX 3.0 /* narrower frames do not make the picture taller */
+#define SVG_MAX_ROWS 150
+
 static int child_cmp(const void *a, const void *b)
 {
 	const struct node *x = &cmp_tree->n[*(const uint32_t *)a], *y = &cmp_tree->n[*(const uint32_t *)b];
 	return strcmp(intern__cstr(&cmp_tree->names, x->name), intern__cstr(&cmp_tree->names, y->name));
+}
+
+/* How many levels lie below node id. */
+static int subtree_depth(const struct tree *t, uint32_t id)
+{
+	int d = 0;
+	for (uint32_t c = t->n[id].first; c != UINT32_MAX; c = t->n[c].next) {
+		int k = 1 + subtree_depth(t, c);
+		if (k > d)
+			d = k;
+	}
+	return d;
+}
+
+/* Rows a person can read: as deep as frames at least SVG_MIN_TALL_PX wide
+ * go (a rare, very deep stack does not make a picture thousands of pixels
+ * tall and blank where it opens), at most SVG_MAX_ROWS. */
+static int readable_rows(const struct tree *t, uint32_t id, int depth, double scale)
+{
+	int d = depth + 1;
+	for (uint32_t c = t->n[id].first; c != UINT32_MAX; c = t->n[c].next) {
+		if ((double)t->n[c].value * scale < SVG_MIN_TALL_PX)
+			continue;
+		int k = readable_rows(t, c, depth + 1, scale);
+		if (k > d)
+			d = k;
+	}
+	return d;
 }
 
 static void emit(struct layout *L, uint32_t id, double x, int depth)
@@ -193,6 +226,11 @@ static void emit(struct layout *L, uint32_t id, double x, int depth)
 		export__fmt_value(dv, sizeof(dv), L->metric, (double)(nd->value - nd->base));
 		snprintf(extra, sizeof(extra), ", %s%s vs base", nd->value >= nd->base ? "+" : "", dv);
 	}
+	/* the last row: what lies deeper is folded into this frame, and said */
+	int folded = depth == L->rows - 1 ? subtree_depth(L->t, id) : 0;
+	if (folded)
+		snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "; %d deeper level%s folded", folded,
+			 folded == 1 ? "" : "s");
 	fprintf(L->f, "<g><title>");
 	xml_escape(L->f, name, 2000);
 	fprintf(L->f, " (%s, %.2f%%%s)", val, L->total ? 100.0 * (double)nd->value / (double)L->total : 0, extra);
@@ -203,7 +241,7 @@ static void emit(struct layout *L, uint32_t id, double x, int depth)
 	}
 	fprintf(L->f, "</title><rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%d\" fill=\"%s\" rx=\"2\"/>",
 		x + L->xpad, y, w, L->frame_h - 1, colour);
-	size_t chars = (size_t)(w / 7.0);
+	size_t chars = w > 6 ? (size_t)((w - 6) / SVG_CHAR_W) : 0; /* within the frame, margins kept */
 	fprintf(L->f, "<text x=\"%.1f\" y=\"%.0f\">", x + L->xpad + 3, y + L->frame_h - 4);
 	if (chars >= 3) {
 		size_t len = strlen(name);
@@ -216,6 +254,8 @@ static void emit(struct layout *L, uint32_t id, double x, int depth)
 	}
 	fputs("</text></g>\n", L->f);
 	L->emitted++;
+	if (folded)
+		return;
 	/* children, sorted by name */
 	size_t nc = 0;
 	for (uint32_t c = nd->first; c != UINT32_MAX; c = L->t->n[c].next)
@@ -267,7 +307,7 @@ static const char script[] =
 	"  });\n"
 	"}\n"
 	"function label(f, w) {\n"
-	"  var n = Math.floor(w / 7);\n"
+	"  var n = Math.floor((w - 6) / CHAR_W);\n"
 	"  f.t.textContent = n < 3 ? '' : (f.name.length <= n ? f.name : f.name.substring(0, n - 2) + '..');\n"
 	"}\n"
 	"function place(f, x, w, show) {\n"
@@ -323,8 +363,11 @@ static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int met
 	int width = o->width > 0 ? o->width : 1200;
 	L.total = t->n[0].value;
 	L.top = 60;
-	L.height = (t->depth + 1) * L.frame_h + L.top + 50;
 	L.scale = L.total > 0 ? (double)(width - 20) / (double)L.total : 0;
+	L.rows = readable_rows(t, 0, 0, L.scale);
+	if (L.rows > SVG_MAX_ROWS)
+		L.rows = SVG_MAX_ROWS;
+	L.height = L.rows * L.frame_h + L.top + 50;
 	if (diff)
 		for (size_t i = 1; i < t->len; i++) {
 			int64_t d = t->n[i].value - t->n[i].base;
@@ -343,7 +386,8 @@ static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int met
 		   "#frames g:hover rect { stroke: #000; stroke-width: 0.5; cursor: pointer; }\n"
 		   "#frames text { pointer-events: none; }\n"
 		   ".btn { cursor: pointer; fill: #333; } #title { font-size: 17px; }\n</style>\n");
-	fprintf(f, "<script type=\"text/ecmascript\">var INVERTED = %s;</script>\n", o->inverted ? "true" : "false");
+	fprintf(f, "<script type=\"text/ecmascript\">var INVERTED = %s, CHAR_W = %.1f;</script>\n",
+		o->inverted ? "true" : "false", SVG_CHAR_W);
 	fputs(script, f);
 	fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#f8f8f4\"/>\n", width, L.height);
 	fprintf(f, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", width / 2);

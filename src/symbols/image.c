@@ -635,12 +635,16 @@ static struct image **pf_queue;
 static size_t pf_len, pf_cap;
 static bool pf_started, pf_stop;
 static pthread_t pf_thread;
+static pid_t pf_tid;
 
 static void *pf_main(void *arg)
 {
 	/* background work: the profiled program and the recorder's draining
 	 * come first on a machine with few cores */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+	pthread_mutex_lock(&pf_mu);
+	pf_tid = (pid_t)syscall(SYS_gettid);
+	pthread_mutex_unlock(&pf_mu);
+	setpriority(PRIO_PROCESS, (id_t)pf_tid, 19);
 	pthread_mutex_lock(&pf_mu);
 	for (;;) {
 		while (!pf_len && !pf_stop)
@@ -697,6 +701,18 @@ static void prefetch_wait(struct image *img)
 	pthread_mutex_lock(&pf_mu);
 	while (img->prefetch == 1)
 		pthread_cond_wait(&pf_cv, &pf_mu);
+	pthread_mutex_unlock(&pf_mu);
+}
+
+void image__prefetch_hurry(void)
+{
+	pthread_mutex_lock(&pf_mu);
+	for (size_t i = 0; i < pf_len; i++)
+		pf_queue[i]->prefetch = 0; /* the caller's first use loads it */
+	pf_len = 0;
+	if (pf_tid > 0)
+		setpriority(PRIO_PROCESS, (id_t)pf_tid, 0); /* where allowed (root): finish what it holds soon */
+	pthread_cond_broadcast(&pf_cv);
 	pthread_mutex_unlock(&pf_mu);
 }
 

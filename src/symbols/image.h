@@ -89,6 +89,11 @@ bool image__loading(const struct image *img);
  * debug file, no inlining, no line): at once, and safe to call while the
  * prefetch worker loads img. malloc'ed, or NULL. */
 char *image__quick_name(struct image *img, uint64_t vaddr);
+/* Someone is about to wait for names: take back every queued image (the
+ * caller loads what it uses, at its own priority: the worker's, nice 19, may
+ * get no CPU on a busy machine) and, where allowed, raise the worker's
+ * priority for the one it is loading. */
+void image__prefetch_hurry(void);
 /* Wait for queued prefetches and stop the worker (before freeing images). */
 void image__prefetch_stop(void);
 

@@ -409,3 +409,57 @@ Test(profile, pid_and_tid_at_their_maxima)
 	profile__release(&p);
 	unlink(f.path);
 }
+
+/* A rare, very deep stack does not make the flamegraph thousands of pixels
+ * tall (blank where it opens): rows follow the frames wide enough to see,
+ * deeper ones are folded and said to be; labels fit their frames. */
+Test(profile, svg_height_follows_what_can_be_read)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/bin/prog");
+	char name[64];
+	for (uint32_t i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "level_%u_with_a_rather_long_templated_cxx_name_for_labels", i);
+		fx_loc(&f, i, 0, name, "deep.c", i + 1, NULL, NULL);
+	}
+	uint32_t shallow[] = {1, 0}, deep[200];
+	for (int i = 0; i < 200; i++)
+		deep[i] = (uint32_t)(199 - i);
+	fx_stack(&f, 0, 0, 2, shallow);
+	fx_stack(&f, 1, 0, 200, deep);
+	fx_count(&f, 1, 1, 0, KM_CPU, 1000);
+	fx_count(&f, 1, 1, 1, KM_CPU, 1);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&out, &len);
+	struct view_filter vf = {.metric = KM_CPU, .pid = -1, .tid = -1};
+	struct svg_opts so = {.width = 1200};
+	cr_assert_eq(export__svg(m, &p, &vf, &so), 0);
+	fclose(m);
+	int height = 0;
+	char *h = strstr(out, "height=\"");
+	cr_assert_not_null(h);
+	sscanf(h + 8, "%d", &height);
+	cr_assert_lt(height, 400, "a 1-in-1001 stack of 200 frames made the SVG %d px tall", height);
+	cr_assert_not_null(strstr(out, "deeper levels folded"));
+	/* every label fits its frame: characters x 7.5 px + margins <= width */
+	for (char *g = strstr(out, "<rect x="); g; g = strstr(g + 1, "<rect x=")) {
+		double w = 0;
+		char *ws = strstr(g, "width=\"");
+		sscanf(ws + 7, "%lf", &w);
+		char *t = strstr(g, "<text"), *te = t ? strstr(t, "</text>") : NULL;
+		char *gt = t ? strchr(t, '>') : NULL;
+		if (!t || !te || !gt || gt > te)
+			continue;
+		size_t chars = (size_t)(te - gt - 1);
+		cr_assert_leq(chars * 7.5 + 6, w + 0.01, "a label of %zu characters in a frame %.1f px wide", chars, w);
+	}
+	free(out);
+	profile__release(&p);
+	unlink(f.path);
+}
