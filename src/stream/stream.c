@@ -147,21 +147,51 @@ int stream_writer__free(struct stream_writer *w)
 	return r;
 }
 
+/* Exactly n bytes from the file at r->off into out (the memory image or the
+ * descriptor); how many were there (fewer only at the end of the file). */
+static size_t reader_get(struct stream_reader *r, void *out, size_t n)
+{
+	if (r->fd < 0) {
+		size_t k = r->len - r->off < n ? r->len - r->off : n;
+		memcpy(out, r->data + r->off, k);
+		return k;
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = read(r->fd, (unsigned char *)out + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			if (k < 0)
+				r->read_errno = errno;
+			break;
+		}
+		got += (size_t)k;
+	}
+	return got;
+}
+
 static int reader_check_header(struct stream_reader *r)
 {
+	unsigned char h[KILN_HEADER_SIZE];
 	r->off = 0;
 	r->status = STREAM_OK;
-	if (r->len == 0) {
+	size_t got = reader_get(r, h, sizeof(h));
+	if (r->read_errno) {
+		snprintf(r->err, sizeof(r->err), "read error: %s", strerror(r->read_errno));
+		return -1;
+	}
+	if (got == 0) {
 		snprintf(r->err, sizeof(r->err), "empty file, not a kiln profile");
 		return -1;
 	}
-	if (r->len < KILN_HEADER_SIZE || memcmp(r->data, KILN_MAGIC, 8)) {
+	if (got < KILN_HEADER_SIZE || memcmp(h, KILN_MAGIC, 8)) {
 		snprintf(r->err, sizeof(r->err), "not a kiln profile (bad magic)");
 		return -1;
 	}
 	uint32_t ver, hsz;
-	memcpy(&ver, r->data + 8, 4);
-	memcpy(&hsz, r->data + 12, 4);
+	memcpy(&ver, h + 8, 4);
+	memcpy(&hsz, h + 12, 4);
 	if (ver != KILN_FORMAT_VERSION) {
 		snprintf(r->err, sizeof(r->err), "unsupported profile format version %u (this kiln reads %u)",
 			 ver, KILN_FORMAT_VERSION);
@@ -178,6 +208,7 @@ static int reader_check_header(struct stream_reader *r)
 int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n)
 {
 	memset(r, 0, sizeof(*r));
+	r->fd = -1;
 	r->data = xmalloc(n ? n : 1);
 	if (n)
 		memcpy(r->data, p, n);
@@ -188,49 +219,39 @@ int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n)
 int stream_reader__open(struct stream_reader *r, const char *path)
 {
 	memset(r, 0, sizeof(*r));
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0) {
 		snprintf(r->err, sizeof(r->err), "%s", strerror(errno));
 		return -1;
 	}
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(r->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))) {
 		snprintf(r->err, sizeof(r->err), "%s", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
-		close(fd);
+		close(r->fd);
+		r->fd = -1;
 		return -1;
 	}
-	size_t n = (size_t)st.st_size, got = 0;
-	r->data = xmalloc(n ? n : 1);
-	while (got < n) {
-		ssize_t k = read(fd, r->data + got, n - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			if (k < 0) {
-				snprintf(r->err, sizeof(r->err), "read error: %s", strerror(errno));
-				close(fd);
-				return -1;
-			}
-			break;
-		}
-		got += (size_t)k;
-	}
-	close(fd);
-	r->len = got;
+	/* read as a stream, a record at a time: memory follows what the
+	 * profile holds, not the size of the file (a huge or sparse one is
+	 * refused at its first bad record, having read no further) */
 	return reader_check_header(r);
 }
 
 int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len)
 {
-	size_t left = r->len - r->off;
-	if (left == 0)
+	unsigned char h[KILN_REC_HEADER];
+	size_t got = reader_get(r, h, sizeof(h));
+	if (r->read_errno) {
+		snprintf(r->err, sizeof(r->err), "read error at byte %zu: %s", r->off, strerror(r->read_errno));
+		return -1;
+	}
+	if (got == 0)
 		return 0;
-	if (left < KILN_REC_HEADER) {
+	if (got < KILN_REC_HEADER) {
 		r->status = STREAM_TRUNCATED;
 		snprintf(r->err, sizeof(r->err), "cut short at byte %zu (a partial record)", r->off);
 		return 0;
 	}
-	const unsigned char *h = r->data + r->off;
 	uint16_t t, zero;
 	uint32_t n, crc;
 	memcpy(&t, h, 2);
@@ -241,12 +262,35 @@ int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned 
 		snprintf(r->err, sizeof(r->err), "corrupt record header at byte %zu", r->off);
 		return -1;
 	}
-	if ((size_t)n > left - KILN_REC_HEADER) {
-		r->status = STREAM_TRUNCATED;
-		snprintf(r->err, sizeof(r->err), "cut short at byte %zu (a partial record)", r->off);
-		return 0;
+	const unsigned char *p;
+	if (r->fd < 0) {
+		if ((size_t)n > r->len - r->off - KILN_REC_HEADER) {
+			r->status = STREAM_TRUNCATED;
+			snprintf(r->err, sizeof(r->err), "cut short at byte %zu (a partial record)", r->off);
+			return 0;
+		}
+		p = r->data + r->off + KILN_REC_HEADER;
+	} else {
+		if (n > r->cap) {
+			size_t cap = r->cap ? r->cap : 4096;
+			while (cap < n)
+				cap *= 2;
+			free(r->buf);
+			r->buf = xmalloc(cap);
+			r->cap = cap;
+		}
+		size_t k = reader_get(r, r->buf, n);
+		if (r->read_errno) {
+			snprintf(r->err, sizeof(r->err), "read error at byte %zu: %s", r->off, strerror(r->read_errno));
+			return -1;
+		}
+		if (k < n) {
+			r->status = STREAM_TRUNCATED;
+			snprintf(r->err, sizeof(r->err), "cut short at byte %zu (a partial record)", r->off);
+			return 0;
+		}
+		p = r->buf;
 	}
-	const unsigned char *p = h + KILN_REC_HEADER;
 	if (!stream_ignore_crc && (uint32_t)crc32(0L, p, n) != crc) {
 		snprintf(r->err, sizeof(r->err), "corrupt record at byte %zu (checksum mismatch)", r->off);
 		return -1;
@@ -261,6 +305,10 @@ int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned 
 void stream_reader__release(struct stream_reader *r)
 {
 	free(r->data);
-	r->data = NULL;
-	r->len = r->off = 0;
+	free(r->buf);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->data = r->buf = NULL;
+	r->fd = -1;
+	r->len = r->off = r->cap = 0;
 }

@@ -39,18 +39,24 @@ enum stream_status {
 };
 
 struct stream_reader {
-	unsigned char *data;
-	size_t len, off;
+	unsigned char *data; /* a memory image (stream_reader__open_mem), or NULL */
+	size_t len, off;     /* off: where the next record starts in the file */
+	int fd;              /* a file read as a stream (stream_reader__open), or -1 */
+	unsigned char *buf;  /* the current record's payload (streamed), up to KILN_REC_MAX */
+	size_t cap;
+	int read_errno;
 	int status;
 	char err[256]; /* why the file was refused, or where it was cut */
 };
 
-/* Load path. 0, or -1 with r->err set ("not a kiln profile", ...). */
+/* Open path (a regular file or a FIFO) to be read as a stream, a record at
+ * a time. 0, or -1 with r->err set ("not a kiln profile", ...). */
 int stream_reader__open(struct stream_reader *r, const char *path);
 /* Same from memory (copied); used by the fuzzer and tests. */
 int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n);
-/* Next record: 1 with type, payload and len set, 0 at the end (r->status
- * tells clean or truncated), -1 on corruption with r->err set. */
+/* Next record: 1 with type, payload and len set (valid until the next
+ * call), 0 at the end (r->status tells clean or truncated), -1 on
+ * corruption or a read error with r->err set. */
 int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len);
 void stream_reader__release(struct stream_reader *r);
 

@@ -89,3 +89,24 @@ if [ "$(id -u)" = 0 ] && mkdir -p $W/tiny && mount -t tmpfs -o size=64k tmpfs $W
 else
   skip "full disk (needs root to mount a tmpfs)"
 fi
+
+# a huge file is read as a stream: refused at its first bad record, in
+# bounded memory (a 60 GB sparse file once aborted; a 3 GB one took 3 GB)
+head -c 200 $W/cpu.kiln >$W/huge.kiln && truncate -s 60G $W/huge.kiln 2>/dev/null
+if [ -e $W/huge.kiln ]; then
+  python3 - "$KILN" $W/huge.kiln <<'PY' || fail "a 60 GB sparse file"
+import resource, subprocess, sys
+p = subprocess.run([sys.argv[1], "report", sys.argv[2]], capture_output=True, timeout=30)
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+assert p.returncode == 1, p.returncode
+assert len(p.stderr.decode().strip().splitlines()) == 1, p.stderr
+assert rss < 64 * 1024, "%d KiB" % rss
+PY
+  rm -f $W/huge.kiln
+  ok "a 60 GB sparse file: one line, exit 1, bounded memory"
+else
+  skip "60 GB sparse file (the file system refuses it)"
+fi
+mkfifo $W/pf; (cat $W/cpu.kiln >$W/pf &)
+"$KILN" report $W/pf >/dev/null || fail "a profile read through a FIFO"
+ok "a profile read through a FIFO"
