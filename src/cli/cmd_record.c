@@ -575,6 +575,10 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 	st->ops = &ptrace_sampler_ops;
 	rc = st->ops->open(&st->s, &so, st->r);
 out:
+	if (rc == 0 && st->ops == &perf_sampler_ops && so.cpu && !st->o.quiet &&
+	    json_is_false(json_object_get(recorder__meta(st->r), "kernel_stacks")))
+		cli__warn(CMD, "kernel stacks not recorded (perf_event_paranoid > 1 and no root): time in the kernel "
+			       "is charged to the user-space code that entered it");
 	if (rc < 0)
 		st->s = NULL;
 	return rc;

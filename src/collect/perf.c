@@ -49,6 +49,7 @@ struct sampler {
 	unsigned char *scratch;
 	size_t scratch_size;
 	uint64_t regs_mask;
+	bool kernel; /* samples carry the kernel part of the stack (PERF_SAMPLE_CALLCHAIN) */
 };
 
 static long perf_open(struct perf_event_attr *a, pid_t pid, int cpu, int group, unsigned long flags)
@@ -69,6 +70,12 @@ static void fill_attr(struct perf_event_attr *a, const struct sampler_opts *o, b
 				 PERF_SAMPLE_PERIOD | PERF_SAMPLE_REGS_USER | PERF_SAMPLE_STACK_USER;
 		a->sample_regs_user = REGS_MASK;
 		a->sample_stack_user = o->stack_size;
+		if (!exclude_kernel) {
+			/* where the kernel allows it, its stack too, as perf does (the
+			 * user part is unwound from the stack copy) */
+			a->sample_type |= PERF_SAMPLE_CALLCHAIN;
+			a->exclude_callchain_user = 1;
+		}
 	} else {
 		a->config = PERF_COUNT_SW_DUMMY;
 		a->sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_TIME;
@@ -202,6 +209,8 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 		rc = -ESRCH;
 		goto fail_notids;
 	}
+	s->kernel = o->cpu && !exclude_kernel;
+	recorder__set_kernel_stacks(r, s->kernel);
 	*out = s;
 	return 0;
 fail:
@@ -252,6 +261,18 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	rd_u64(&d); /* time */
 	rd_u64(&d); /* cpu */
 	rd_u64(&d); /* period */
+	uint64_t kips[KILN_MAX_DEPTH];
+	int nk = 0;
+	if (s->kernel) {
+		uint64_t nr = rd_u64(&d);
+		for (uint64_t i = 0; i < nr && d.p <= d.end; i++) {
+			uint64_t k = rd_u64(&d);
+			if (k >= (uint64_t)-4095) /* PERF_CONTEXT_* markers */
+				continue;
+			if (nk < KILN_MAX_DEPTH / 2)
+				kips[nk++] = k;
+		}
+	}
 	uint64_t abi = rd_u64(&d);
 	uint64_t regs[NREGS] = {0};
 	if (abi)
@@ -280,7 +301,10 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	if (!s->o.follow && (pid_t)pid != s->o.pid)
 		return; /* --no-follow: the kernel inherits events into children; drop theirs */
 	recorder__proc(s->r, pid);
-	int n = unwind__stack(s->r, pid, &ur, &mem, ips, KILN_MAX_DEPTH, &truncated);
+	/* the kernel's frames (leaf first), then the user stack they were
+	 * entered from */
+	memcpy(ips, kips, (size_t)nk * sizeof(*ips));
+	int n = nk + unwind__stack(s->r, pid, &ur, &mem, ips + nk, KILN_MAX_DEPTH - nk, &truncated);
 	uint32_t stack_id = recorder__stack(s->r, pid, ips, n, true, truncated);
 	recorder__count(s->r, pid, tid, stack_id, KM_CPU, 1);
 }

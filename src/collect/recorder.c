@@ -20,6 +20,7 @@
 #include "collect/unwind.h"
 #include "stream/format.h"
 #include "symbols/image.h"
+#include "symbols/kallsyms.h"
 #include "util/util.h"
 
 struct rmap {
@@ -112,6 +113,10 @@ struct recorder {
 	bool meta_written;
 	struct heap *heap;
 	bool heap_on; /* the shim is preloaded: check each exec'd image can carry it */
+	uint32_t kernel_module; /* [kernel.kallsyms], once a kernel address is seen */
+	bool has_kernel;
+	struct ksyms *ksyms;
+	bool ksyms_tried;
 	struct buf scratch;
 };
 
@@ -214,6 +219,16 @@ void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 void recorder__set_heap(struct recorder *r, bool on)
 {
 	r->heap_on = on;
+}
+
+json_t *recorder__meta(struct recorder *r)
+{
+	return r->meta;
+}
+
+void recorder__set_kernel_stacks(struct recorder *r, bool on)
+{
+	json_object_set_new(r->meta, "kernel_stacks", json_boolean(on));
 }
 
 void recorder__exit(struct recorder *r, uint32_t pid, int status)
@@ -472,6 +487,20 @@ void *recorder__unw_as(struct recorder *r, uint32_t pid)
 
 static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool retaddr)
 {
+	struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} kkey;
+	if (ip >= KILN_KERNEL_START) { /* a kernel frame: one module for every process */
+		if (!r->has_kernel) {
+			r->kernel_module = module_get(r, "[kernel.kallsyms]", "[kernel.kallsyms]", MOD_KERNEL, 0, NULL);
+			r->has_kernel = true;
+		}
+		kkey.module = r->kernel_module;
+		kkey.flags = retaddr ? LOC_RETADDR : 0;
+		kkey.addr = ip;
+		return intern__put(&r->locs, &kkey, sizeof(kkey), NULL);
+	}
 	struct rmap *m = map_at(p, ip);
 	if (!m && now_ns() - p->maps_read_ns > 20000000ull) {
 		recorder__read_maps(r, p->pid);
@@ -677,6 +706,7 @@ void recorder__free(struct recorder *r)
 	intern__release(&r->cellkeys);
 	buf__release(&r->scratch);
 	heap__free(r->heap);
+	ksyms__free(r->ksyms);
 	json_decref(r->meta);
 	free(r);
 }
@@ -785,7 +815,23 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 	uint64_t a = key->addr - ((key->flags & LOC_RETADDR) ? 1 : 0);
 	if (m->img)
 		n = image__symbolize(m->img, a, (key->flags & LOC_RETADDR) ? key->addr : 0, fr, 32);
-	else if (m->kind == MOD_ANON) {
+	else if (m->kind == MOD_KERNEL) {
+		if (!r->ksyms_tried) {
+			r->ksyms = ksyms__load();
+			r->ksyms_tried = true;
+		}
+		const char *name = ksyms__name(r->ksyms, a);
+		if (name) { /* _[k], as FlameGraph marks kernel frames */
+			size_t len = strlen(name);
+			fr[0].func = xmalloc(len + 5);
+			memcpy(fr[0].func, name, len);
+			memcpy(fr[0].func + len, "_[k]", 5);
+			fr[0].file = xstrdup("");
+			fr[0].line = 0;
+			fr[0].inlined = false;
+			n = 1;
+		}
+	} else if (m->kind == MOD_ANON) {
 		const char *name = jit_name(r, m->pid, a);
 		if (name) {
 			fr[0].func = xstrdup(name);

@@ -34,6 +34,10 @@ void recorder__exit(struct recorder *r, uint32_t pid, int status);
 /* Heap tracking is on: each exec is checked for what would keep the shim
  * out (collect/preload.h), and such a process is reported as untracked. */
 void recorder__set_heap(struct recorder *r, bool on);
+/* The META object that will be written (borrowed). */
+json_t *recorder__meta(struct recorder *r);
+/* Whether CPU samples carry kernel frames (META "kernel_stacks"). */
+void recorder__set_kernel_stacks(struct recorder *r, bool on);
 void recorder__thread_name(struct recorder *r, uint32_t pid, uint32_t tid, const char *name);
 /* A new executable mapping (PERF_RECORD_MMAP2 or /proc/PID/maps); ino, when
  * not 0, is the mapped file's inode: a path that now names another file is

@@ -149,3 +149,26 @@ python3 -c "import json; d=json.load(open('$W/ss.json')); r={x['name']:x for x i
 "$KILN" diff $W/s1.kiln $W/s2.kiln --raw --normalize >/dev/null 2>&1; eq $? 2 "--raw with --normalize"
 "$KILN" report $W/s1.kiln --raw >/dev/null 2>&1; eq $? 2 "report --raw (a diff option)"
 ok "diff: shares by default for CPU, counts with --raw, --sort self"
+
+# kernel frames where the kernel allows them (root), named _[k] below the
+# user frames that entered the kernel; otherwise said, in the record and report
+if [ "$(id -u)" = 0 ]; then
+  run_to 60 "$KILN" record -q -o $W/k.kiln -- $TARGETS/syscall_loop >/dev/null || fail "record syscall_loop"
+  F=$(folded $W/k.kiln cpu)
+  grep -qE ';(__libc_read|read);.*do_syscall_64_\[k\].*read_zero_\[k\]' $F || fail "no kernel frames under read: $(sort -k2 -n $F | tail -2)"
+  "$KILN" export $W/k.kiln --format json | python3 -c "import json,sys; assert json.load(sys.stdin)['meta']['kernel_stacks'] is True"
+  ok "kernel frames: read -> do_syscall_64_[k] -> ... read_zero_[k]"
+  if id kilnt >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin kilnt 2>/dev/null; then
+    chmod 755 $W; mkdir -p $W/u; chown kilnt $W/u
+    runuser -u kilnt -- "$KILN" record -o $W/u/k.kiln -- $TARGETS/syscall_loop 50000 >/dev/null 2>$W/u.err
+    if grep -q 'sampling with ptrace' $W/u.err; then
+      skip "kernel-stack notice for a user (perf_event_open refused to users here)"
+    else
+      grep -q 'kernel stacks not recorded' $W/u.err || fail "a user's recording does not say kernel stacks are missing: $(cat $W/u.err)"
+      "$KILN" report $W/u/k.kiln | grep -q '# kernel stacks: not recorded' || fail "report does not say kernel stacks are missing"
+      ok "no kernel stacks for a user: said in the record and the report"
+    fi
+  fi
+else
+  skip "kernel frames (need root or perf_event_paranoid <= 1)"
+fi
