@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aggregate/profile.h"
+#include "stream/records.h"
 #include "stream/stream.h"
 
 static struct pframe marker_frame;
@@ -80,147 +81,115 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		return 0;
 	}
 	case REC_PROCESS: {
-		uint32_t pid, ppid;
-		uint64_t start;
-		cursor__u32(&c, &pid);
-		cursor__u32(&c, &ppid);
-		cursor__u64(&c, &start);
-		char *name = cursor__text(&c), *exe = cursor__text(&c);
-		if (c.bad) {
-			free(name);
-			free(exe);
+		struct rec_process rp;
+		if (rec_process__decode(pl, len, &rp) < 0)
 			return corrupt(err, errlen, "process", off);
-		}
-		struct pprocess *pr = (struct pprocess *)profile__process(p, pid);
+		struct pprocess *pr = (struct pprocess *)profile__process(p, rp.pid);
 		if (!pr) {
 			ARR_GROW(p->procs, p->cprocs, p->nprocs + 1);
 			pr = &p->procs[p->nprocs++];
 			pr->status = -1;
-			u64map__upsert(&p->procidx, (uint64_t)pid, NULL)->v1 = p->nprocs;
+			u64map__upsert(&p->procidx, (uint64_t)rp.pid, NULL)->v1 = p->nprocs;
 		} else {
 			free(pr->name);
 			free(pr->exe);
 		}
-		pr->pid = pid;
-		pr->ppid = ppid;
-		pr->start_ns = start;
-		pr->name = name;
-		pr->exe = exe;
+		pr->pid = rp.pid;
+		pr->ppid = rp.ppid;
+		pr->start_ns = rp.start_ns;
+		pr->name = rp.name; /* taken over */
+		pr->exe = rp.exe;
 		return 0;
 	}
 	case REC_THREAD: {
-		uint32_t pid, tid;
-		cursor__u32(&c, &pid);
-		cursor__u32(&c, &tid);
-		char *name = cursor__text(&c);
-		if (c.bad) {
-			free(name);
+		struct rec_thread rt;
+		if (rec_thread__decode(pl, len, &rt) < 0)
 			return corrupt(err, errlen, "thread", off);
-		}
-		struct pthread *t = (struct pthread *)profile__thread(p, pid, tid);
+		struct pthread *t = (struct pthread *)profile__thread(p, rt.pid, rt.tid);
 		if (!t) {
 			ARR_GROW(p->threads, p->cthreads, p->nthreads + 1);
 			t = &p->threads[p->nthreads++];
-			u64map__upsert(&p->thridx, ((uint64_t)pid << 32) | tid, NULL)->v1 = p->nthreads;
+			u64map__upsert(&p->thridx, ((uint64_t)rt.pid << 32) | rt.tid, NULL)->v1 = p->nthreads;
 		} else {
 			free(t->name);
 		}
-		t->pid = pid;
-		t->tid = tid;
-		t->name = name;
+		t->pid = rt.pid;
+		t->tid = rt.tid;
+		t->name = rt.name; /* taken over */
 		return 0;
 	}
 	case REC_EXIT: {
-		uint32_t pid, status;
-		uint64_t end;
-		cursor__u32(&c, &pid);
-		cursor__u32(&c, &status);
-		cursor__u64(&c, &end);
-		if (c.bad)
+		struct rec_exit re;
+		if (rec_exit__decode(pl, len, &re) < 0)
 			return corrupt(err, errlen, "exit", off);
-		struct pprocess *pr = (struct pprocess *)profile__process(p, pid);
+		struct pprocess *pr = (struct pprocess *)profile__process(p, re.pid);
 		if (pr) {
-			pr->status = (int32_t)status;
-			pr->end_ns = end;
+			pr->status = re.status;
+			pr->end_ns = re.end_ns;
 			pr->exited = true;
 		}
 		return 0;
 	}
 	case REC_MODULE: {
-		uint32_t id, pid;
-		uint8_t kind;
-		cursor__u32(&c, &id);
-		cursor__u8(&c, &kind);
-		cursor__u32(&c, &pid);
-		char *path = cursor__text(&c), *bid = cursor__text(&c);
-		if (c.bad || id != p->nmodules || kind > 3) {
-			free(path);
-			free(bid);
+		struct rec_module rm;
+		if (rec_module__decode(pl, len, &rm) < 0)
+			return corrupt(err, errlen, "module", off);
+		if (rm.id != p->nmodules) {
+			rec_module__release(&rm);
 			return corrupt(err, errlen, "module", off);
 		}
 		ARR_GROW(p->modules, p->cmodules, p->nmodules + 1);
 		struct pmodule *m = &p->modules[p->nmodules++];
-		m->path = path;
-		m->build_id = bid;
-		m->kind = kind;
-		m->pid = pid;
+		m->path = rm.path; /* taken over */
+		m->build_id = rm.build_id;
+		m->kind = rm.kind;
+		m->pid = rm.pid;
 		return 0;
 	}
 	case REC_LOC: {
-		uint32_t id, module;
-		uint64_t addr;
-		uint8_t flags;
-		cursor__u32(&c, &id);
-		cursor__u32(&c, &module);
-		cursor__u64(&c, &addr);
-		cursor__u8(&c, &flags);
-		if (c.bad || id != p->nlocs || (module != UINT32_MAX && module >= p->nmodules))
+		struct rec_loc rl;
+		if (rec_loc__decode(pl, len, &rl) < 0 || rl.id != p->nlocs ||
+		    (rl.module != UINT32_MAX && rl.module >= p->nmodules))
 			return corrupt(err, errlen, "location", off);
 		ARR_GROW(p->locs, p->clocs, p->nlocs + 1);
 		struct ploc *l = &p->locs[p->nlocs++];
-		l->module = module;
-		l->addr = addr;
-		l->flags = flags;
+		l->module = rl.module;
+		l->addr = rl.addr;
+		l->flags = rl.flags;
 		l->nframes = 1;
 		l->frames = xcalloc(1, sizeof(*l->frames));
-		l->frames[0].func = loc_fallback_name(p, module, addr);
+		l->frames[0].func = loc_fallback_name(p, rl.module, rl.addr);
 		l->frames[0].file = p->str_empty;
-		l->frames[0].module = module;
-		l->frames[0].kind = module_frame_kind(p, module);
+		l->frames[0].module = rl.module;
+		l->frames[0].kind = module_frame_kind(p, rl.module);
 		return 0;
 	}
 	case REC_SYM: {
-		uint32_t loc;
-		uint16_t n;
-		cursor__u32(&c, &loc);
-		cursor__u16(&c, &n);
-		if (c.bad || loc >= p->nlocs || n == 0 || n > 64)
+		struct rec_sym rs;
+		if (rec_sym__decode(pl, len, &rs) < 0 || rs.loc >= p->nlocs) {
+			if (rs.f)
+				rec_sym__release(&rs);
 			return corrupt(err, errlen, "symbol", off);
+		}
+		uint16_t n = rs.n, ntail = 0;
 		struct pframe *fr = xcalloc(n, sizeof(*fr));
-		struct ploc *l = &p->locs[loc];
-		uint16_t ntail = 0;
+		struct ploc *l = &p->locs[rs.loc];
 		for (uint16_t i = 0; i < n; i++) {
-			char *func = cursor__text(&c), *file = cursor__text(&c);
-			uint32_t line;
-			uint8_t inl;
-			cursor__u32(&c, &line);
-			cursor__u8(&c, &inl);
-			if (c.bad || inl > 2 || (inl == 2 && i != ntail)) {
-				free(func);
-				free(file);
+			const struct rec_frame *f = &rs.f[i];
+			if (f->inlined == 2 && i != ntail) { /* tail-call frames come first */
 				free(fr);
+				rec_sym__release(&rs);
 				return corrupt(err, errlen, "symbol", off);
 			}
-			ntail += inl == 2;
-			fr[i].func = *func ? intern__str(&p->strings, func) : l->frames[0].func;
-			fr[i].file = intern__str(&p->strings, file);
-			fr[i].line = line;
-			fr[i].inlined = inl;
+			ntail += f->inlined == 2;
+			fr[i].func = *f->func ? intern__str(&p->strings, f->func) : l->frames[0].func;
+			fr[i].file = intern__str(&p->strings, f->file);
+			fr[i].line = f->line;
+			fr[i].inlined = f->inlined;
 			fr[i].module = l->module;
-			fr[i].kind = inl ? FK_INLINED : module_frame_kind(p, l->module);
-			free(func);
-			free(file);
+			fr[i].kind = f->inlined ? FK_INLINED : module_frame_kind(p, l->module);
 		}
+		rec_sym__release(&rs);
 		free(l->frames);
 		free(l->tail);
 		l->tail = NULL;
@@ -246,93 +215,72 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		return 0;
 	}
 	case REC_STACK: {
-		uint32_t id;
-		uint16_t flags, depth;
-		cursor__u32(&c, &id);
-		cursor__u16(&c, &flags);
-		cursor__u16(&c, &depth);
-		if (c.bad || id != p->nstacks || depth > KILN_MAX_DEPTH || cursor__left(&c) != (size_t)depth * 4)
-			return corrupt(err, errlen, "stack", off);
-		uint32_t *locs = xmalloc((size_t)depth * 4 + 4);
-		for (uint16_t i = 0; i < depth; i++) {
-			cursor__u32(&c, &locs[i]);
-			if (locs[i] >= p->nlocs) {
-				free(locs);
-				return corrupt(err, errlen, "stack", off);
-			}
-		}
+		struct rec_stack st;
+		if (rec_stack__decode(pl, len, &st) < 0 || st.id != p->nstacks)
+			goto bad_stack;
+		for (uint16_t i = 0; i < st.depth; i++)
+			if (st.locs[i] >= p->nlocs)
+				goto bad_stack;
 		ARR_GROW(p->stacks, p->cstacks, p->nstacks + 1);
-		struct pstack *s = &p->stacks[p->nstacks++];
-		s->depth = depth;
-		s->flags = flags;
-		s->locs = locs;
+		struct pstack *ps = &p->stacks[p->nstacks++];
+		ps->depth = st.depth;
+		ps->flags = st.flags;
+		ps->locs = st.locs; /* taken over */
 		return 0;
+	bad_stack:
+		free(st.locs);
+		return corrupt(err, errlen, "stack", off);
 	}
 	case REC_COUNTS: {
 		uint32_t n;
-		cursor__u32(&c, &n);
-		if (c.bad || cursor__left(&c) != (size_t)n * 21)
+		struct rec_count e;
+		int rc;
+		if (rec_counts__open(&c, pl, len, &n) < 0)
 			return corrupt(err, errlen, "counts", off);
-		for (uint32_t i = 0; i < n; i++) {
-			uint32_t pid, tid, stack;
-			uint8_t metric;
-			uint64_t v;
-			cursor__u32(&c, &pid);
-			cursor__u32(&c, &tid);
-			cursor__u32(&c, &stack);
-			cursor__u8(&c, &metric);
-			cursor__u64(&c, &v);
-			if (stack >= p->nstacks || metric >= KM__COUNT || v > INT64_MAX) /* no metric is ever negative */
+		while ((rc = rec_counts__next(&c, &e)) == 1) {
+			if (e.stack >= p->nstacks || e.metric >= KM__COUNT || e.value < 0) /* no metric is negative */
 				return corrupt(err, errlen, "counts", off);
-			cell_add(p, pid, tid, stack, metric, (int64_t)v);
+			cell_add(p, e.pid, e.tid, e.stack, e.metric, e.value);
 		}
-		return 0;
+		return rc < 0 ? corrupt(err, errlen, "counts", off) : 0;
 	}
 	case REC_END: {
-		uint64_t end, samples, lost;
-		cursor__u64(&c, &end);
-		cursor__u64(&c, &samples);
-		cursor__u64(&c, &lost);
-		if (c.bad)
+		struct rec_end re;
+		if (rec_end__decode(pl, len, &re) < 0)
 			return corrupt(err, errlen, "end", off);
-		p->end_ns = end;
-		p->samples = samples;
-		p->lost = lost;
+		p->end_ns = re.end_ns;
+		p->samples = re.samples;
+		p->lost = re.lost;
 		p->complete = true;
 		return 0;
 	}
 	case REC_LOST: {
 		uint64_t lost;
-		if (!cursor__u64(&c, &lost))
+		if (rec_u64__decode(pl, len, &lost) < 0)
 			return corrupt(err, errlen, "lost", off);
 		p->lost = lost;
 		return 0;
 	}
 	case REC_TIME: {
 		uint64_t t;
-		if (!cursor__u64(&c, &t) || cursor__left(&c))
+		if (rec_u64__decode(pl, len, &t) < 0)
 			return corrupt(err, errlen, "time", off);
 		if (t > p->last_ns)
 			p->last_ns = t;
 		return 0;
 	}
 	case REC_HEAP_LOSS: {
-		uint32_t pid;
-		uint8_t cause;
-		uint64_t count;
-		cursor__u32(&c, &pid);
-		cursor__u8(&c, &cause);
-		cursor__u64(&c, &count);
-		if (c.bad || cause >= HL__COUNT || cursor__left(&c))
+		struct rec_heap_loss hl;
+		if (rec_heap_loss__decode(pl, len, &hl) < 0)
 			return corrupt(err, errlen, "heap loss", off);
 		size_t i = 0;
-		while (i < p->nlosses && (p->losses[i].pid != pid || p->losses[i].cause != cause))
+		while (i < p->nlosses && (p->losses[i].pid != hl.pid || p->losses[i].cause != hl.cause))
 			i++;
 		if (i == p->nlosses) {
 			ARR_GROW(p->losses, p->closses, p->nlosses + 1);
 			p->nlosses++;
 		}
-		p->losses[i] = (struct ploss){.pid = pid, .cause = cause, .count = count}; /* last wins */
+		p->losses[i] = (struct ploss){.pid = hl.pid, .cause = hl.cause, .count = hl.count}; /* last wins */
 		return 0;
 	}
 	default:

@@ -19,6 +19,7 @@
 #include "collect/recorder.h"
 #include "collect/unwind.h"
 #include "stream/format.h"
+#include "stream/records.h"
 #include "symbols/image.h"
 #include "symbols/kallsyms.h"
 #include "util/util.h"
@@ -844,13 +845,9 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 	b->len = 0;
 	if (n <= 0)
 		return;
-	buf__u32(b, loc);
-	buf__u16(b, (uint16_t)n);
+	rec_sym__begin(b, loc, (uint16_t)n);
 	for (int i = 0; i < n; i++) {
-		buf__str(b, fr[i].func);
-		buf__str(b, fr[i].file);
-		buf__u32(b, fr[i].line);
-		buf__u8(b, fr[i].inlined);
+		rec_sym__frame(b, fr[i].func, fr[i].file, fr[i].line, fr[i].inlined);
 		sym_frame__release(&fr[i]);
 	}
 }
@@ -867,11 +864,7 @@ static void write_module(struct recorder *r, struct stream_writer *w, uint32_t i
 	struct buf *b = &r->scratch;
 	struct rmodule *m = &r->mods[id];
 	b->len = 0;
-	buf__u32(b, id);
-	buf__u8(b, m->kind);
-	buf__u32(b, m->pid);
-	buf__str(b, m->path);
-	buf__str(b, m->img ? m->img->build_id : "");
+	rec_module__encode(b, id, m->kind, m->pid, m->path, m->img ? m->img->build_id : "");
 	stream_writer__record(w, REC_MODULE, b->data, b->len);
 }
 
@@ -883,10 +876,7 @@ static void write_loc(struct recorder *r, struct stream_writer *w, uint32_t id)
 		uint64_t addr;
 	} *key = intern__key(&r->locs, id, NULL);
 	b->len = 0;
-	buf__u32(b, id);
-	buf__u32(b, key->module);
-	buf__u64(b, key->addr);
-	buf__u8(b, (uint8_t)key->flags);
+	rec_loc__encode(b, &(struct rec_loc){.id = id, .module = key->module, .addr = key->addr, .flags = (uint8_t)key->flags});
 	stream_writer__record(w, REC_LOC, b->data, b->len);
 }
 
@@ -921,12 +911,8 @@ static void quick_sym(struct recorder *r, struct stream_writer *w, uint32_t loc)
 		return;
 	struct buf *b = &r->scratch;
 	b->len = 0;
-	buf__u32(b, loc);
-	buf__u16(b, 1);
-	buf__str(b, name);
-	buf__str(b, "");
-	buf__u32(b, 0);
-	buf__u8(b, 0);
+	rec_sym__begin(b, loc, 1);
+	rec_sym__frame(b, name, "", 0, 0);
 	stream_writer__record(w, REC_SYM, b->data, b->len);
 	free(name);
 }
@@ -962,10 +948,7 @@ static void write_stack(struct recorder *r, struct stream_writer *w, uint32_t id
 	struct buf *b = &r->scratch;
 	const uint32_t *key = intern__key(&r->stacks, id, NULL);
 	b->len = 0;
-	buf__u32(b, id);
-	buf__u16(b, (uint16_t)key[0]);
-	buf__u16(b, (uint16_t)key[1]);
-	buf__put(b, key + 2, key[1] * 4);
+	rec_stack__encode(b, id, (uint16_t)key[0], (uint16_t)key[1], key + 2);
 	stream_writer__record(w, REC_STACK, b->data, b->len);
 }
 
@@ -973,17 +956,11 @@ static void write_process(struct recorder *r, struct stream_writer *w, struct rp
 {
 	struct buf *b = &r->scratch;
 	b->len = 0;
-	buf__u32(b, p->pid);
-	buf__u32(b, p->ppid);
-	buf__u64(b, p->start_ns);
-	buf__str(b, p->comm);
-	buf__str(b, p->exe ? p->exe : "");
+	rec_process__encode(b, p->pid, p->ppid, p->start_ns, p->comm, p->exe);
 	stream_writer__record(w, REC_PROCESS, b->data, b->len);
 	if (p->exited) {
 		b->len = 0;
-		buf__u32(b, p->pid);
-		buf__u32(b, (uint32_t)p->status);
-		buf__u64(b, p->end_ns);
+		rec_exit__encode(b, &(struct rec_exit){.pid = p->pid, .status = p->status, .end_ns = p->end_ns});
 		stream_writer__record(w, REC_EXIT, b->data, b->len);
 	}
 }
@@ -992,9 +969,7 @@ static void write_thread(struct recorder *r, struct stream_writer *w, struct rth
 {
 	struct buf *b = &r->scratch;
 	b->len = 0;
-	buf__u32(b, t->pid);
-	buf__u32(b, t->tid);
-	buf__str(b, t->name);
+	rec_thread__encode(b, t->pid, t->tid, t->name);
 	stream_writer__record(w, REC_THREAD, b->data, b->len);
 }
 
@@ -1005,9 +980,7 @@ static void write_heap_loss(struct recorder *r, struct stream_writer *w, struct 
 		if (!p->heap_loss[c])
 			continue;
 		b->len = 0;
-		buf__u32(b, p->pid);
-		buf__u8(b, (uint8_t)c);
-		buf__u64(b, p->heap_loss[c]);
+		rec_heap_loss__encode(b, &(struct rec_heap_loss){.pid = p->pid, .cause = (uint8_t)c, .count = p->heap_loss[c]});
 		stream_writer__record(w, REC_HEAP_LOSS, b->data, b->len);
 	}
 }
@@ -1026,35 +999,26 @@ static void cell_values(struct recorder *r, struct rcell *c, int64_t *v)
 struct counts {
 	struct stream_writer *w;
 	struct buf b;
-	uint32_t n;
 };
 
 static void counts_flush(struct counts *k)
 {
-	if (k->n) {
-		memcpy(k->b.data, &k->n, 4);
+	if (rec_counts__n(&k->b))
 		stream_writer__record(k->w, REC_COUNTS, k->b.data, k->b.len);
-	}
-	k->b.len = 4;
-	k->n = 0;
+	rec_counts__begin(&k->b);
 }
 
 static void counts_init(struct counts *k, struct stream_writer *w)
 {
 	k->w = w;
 	buf__init(&k->b);
-	buf__u32(&k->b, 0);
-	k->n = 0;
+	rec_counts__begin(&k->b);
 }
 
 static void counts_add(struct counts *k, const struct rcell *c, int metric, int64_t v)
 {
-	buf__u32(&k->b, c->pid);
-	buf__u32(&k->b, c->tid);
-	buf__u32(&k->b, c->stack);
-	buf__u8(&k->b, (uint8_t)metric);
-	buf__u64(&k->b, (uint64_t)v);
-	if (++k->n == 100000)
+	rec_counts__add(&k->b, &(struct rec_count){c->pid, c->tid, c->stack, (uint8_t)metric, v});
+	if (rec_counts__n(&k->b) == 100000)
 		counts_flush(k);
 }
 
@@ -1123,12 +1087,16 @@ static int flush(struct recorder *r, bool wait)
 			write_heap_loss(r, w, r->procs[i]);
 			r->procs[i]->loss_dirty = false;
 		}
+	struct buf *b = &r->scratch;
 	if (r->lost != r->lost_written) {
-		stream_writer__record(w, REC_LOST, &r->lost, 8);
+		b->len = 0;
+		rec_u64__encode(b, r->lost);
+		stream_writer__record(w, REC_LOST, b->data, b->len);
 		r->lost_written = r->lost;
 	}
-	uint64_t t = realtime_ns(); /* how far the recording got, if nothing follows */
-	stream_writer__record(w, REC_TIME, &t, 8);
+	b->len = 0;
+	rec_u64__encode(b, realtime_ns()); /* how far the recording got, if nothing follows */
+	stream_writer__record(w, REC_TIME, b->data, b->len);
 	return stream_writer__flush(w);
 }
 
@@ -1138,8 +1106,9 @@ int recorder__finish(struct recorder *r)
 	int rc = flush(r, true);
 	if (rc < 0)
 		return rc;
-	uint64_t end[3] = {stopped, r->samples, r->lost};
-	stream_writer__record(r->w, REC_END, end, sizeof(end));
+	r->scratch.len = 0;
+	rec_end__encode(&r->scratch, &(struct rec_end){stopped, r->samples, r->lost});
+	stream_writer__record(r->w, REC_END, r->scratch.data, r->scratch.len);
 	return stream_writer__flush(r->w);
 }
 
@@ -1187,7 +1156,8 @@ int recorder__snapshot(struct recorder *r, uint32_t pid, struct stream_writer *w
 		counts_add(&k, c, KM_LIVE_COUNT, count);
 	}
 	counts_release(&k);
-	uint64_t end[3] = {realtime_ns(), 0, 0};
-	stream_writer__record(w, REC_END, end, sizeof(end));
+	r->scratch.len = 0;
+	rec_end__encode(&r->scratch, &(struct rec_end){realtime_ns(), 0, 0});
+	stream_writer__record(w, REC_END, r->scratch.data, r->scratch.len);
 	return 0;
 }

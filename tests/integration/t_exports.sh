@@ -54,7 +54,7 @@ ok "pprof"
 [ ! -e $W/never ] || fail "output left behind"
 # closed pipe: exit 0, no noise. The output is megabytes, far more than a
 # pipe holds, so kiln is still writing when the reader has gone (EPIPE).
-python3 $SRC/tests/browser/gen_profile.py $W/big.kiln 20000 || fail "gen_profile"
+"$(dirname "$KILN")/gen_profile" $W/big.kiln 20000 || fail "gen_profile"
 for cmd in "report $W/big.kiln --limit 0 --by stack" "export $W/big.kiln --format folded" "export $W/big.kiln --format svg"; do
   strace -f -e trace=write -o $W/st.txt $KILN $cmd 2>$W/e | head -c 100 >/dev/null; rc=${PIPESTATUS[0]}
   eq $rc 0 "kiln ${cmd%% *} | head: exit status"

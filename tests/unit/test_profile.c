@@ -10,6 +10,7 @@
 #include "aggregate/profile.h"
 #include "aggregate/view.h"
 #include "export/export.h"
+#include "stream/records.h"
 #include "stream/stream.h"
 
 struct fixture {
@@ -32,11 +33,7 @@ static void fx_open(struct fixture *f, const char *meta)
 static void fx_module(struct fixture *f, uint32_t id, const char *path)
 {
 	f->b.len = 0;
-	buf__u32(&f->b, id);
-	buf__u8(&f->b, MOD_FILE);
-	buf__u32(&f->b, 0);
-	buf__str(&f->b, path);
-	buf__str(&f->b, "abcd");
+	rec_module__encode(&f->b, id, MOD_FILE, 0, path, "abcd");
 	stream_writer__record(f->w, REC_MODULE, f->b.data, f->b.len);
 }
 
@@ -45,61 +42,38 @@ static void fx_loc(struct fixture *f, uint32_t id, uint32_t module, const char *
 		   const char *inlined_into, const char *tail)
 {
 	f->b.len = 0;
-	buf__u32(&f->b, id);
-	buf__u32(&f->b, module);
-	buf__u64(&f->b, 0x1000 + id * 16);
-	buf__u8(&f->b, LOC_RETADDR);
+	rec_loc__encode(&f->b, &(struct rec_loc){.id = id, .module = module, .addr = 0x1000 + id * 16, .flags = LOC_RETADDR});
 	stream_writer__record(f->w, REC_LOC, f->b.data, f->b.len);
 	f->b.len = 0;
-	buf__u32(&f->b, id);
-	buf__u16(&f->b, (uint16_t)(1 + !!inlined_into + !!tail));
-	if (tail) {
-		buf__str(&f->b, tail);
-		buf__str(&f->b, "");
-		buf__u32(&f->b, 0);
-		buf__u8(&f->b, 2);
-	}
-	buf__str(&f->b, func);
-	buf__str(&f->b, file);
-	buf__u32(&f->b, line);
-	buf__u8(&f->b, inlined_into ? 1 : 0);
-	if (inlined_into) {
-		buf__str(&f->b, inlined_into);
-		buf__str(&f->b, file);
-		buf__u32(&f->b, line + 100);
-		buf__u8(&f->b, 0);
-	}
+	rec_sym__begin(&f->b, id, (uint16_t)(1 + !!inlined_into + !!tail));
+	if (tail)
+		rec_sym__frame(&f->b, tail, "", 0, 2);
+	rec_sym__frame(&f->b, func, file, line, inlined_into ? 1 : 0);
+	if (inlined_into)
+		rec_sym__frame(&f->b, inlined_into, file, line + 100, 0);
 	stream_writer__record(f->w, REC_SYM, f->b.data, f->b.len);
 }
 
 static void fx_stack(struct fixture *f, uint32_t id, uint16_t flags, int n, const uint32_t *locs)
 {
 	f->b.len = 0;
-	buf__u32(&f->b, id);
-	buf__u16(&f->b, flags);
-	buf__u16(&f->b, (uint16_t)n);
-	for (int i = 0; i < n; i++)
-		buf__u32(&f->b, locs[i]);
+	rec_stack__encode(&f->b, id, flags, (uint16_t)n, locs);
 	stream_writer__record(f->w, REC_STACK, f->b.data, f->b.len);
 }
 
 static void fx_count(struct fixture *f, uint32_t pid, uint32_t tid, uint32_t stack, uint8_t metric, int64_t v)
 {
-	f->b.len = 0;
-	buf__u32(&f->b, 1);
-	buf__u32(&f->b, pid);
-	buf__u32(&f->b, tid);
-	buf__u32(&f->b, stack);
-	buf__u8(&f->b, metric);
-	buf__u64(&f->b, (uint64_t)v);
+	rec_counts__begin(&f->b);
+	rec_counts__add(&f->b, &(struct rec_count){pid, tid, stack, metric, v});
 	stream_writer__record(f->w, REC_COUNTS, f->b.data, f->b.len);
 }
 
 static void fx_end(struct fixture *f, bool end)
 {
 	if (end) {
-		uint64_t e[3] = {2000000000ull, 30, 0};
-		stream_writer__record(f->w, REC_END, e, sizeof(e));
+		f->b.len = 0;
+		rec_end__encode(&f->b, &(struct rec_end){2000000000ull, 30, 0});
+		stream_writer__record(f->w, REC_END, f->b.data, f->b.len);
 	}
 	cr_assert_eq(stream_writer__free(f->w), 0);
 	buf__release(&f->b);
@@ -200,16 +174,10 @@ Test(profile, several_processes_and_threads_get_frames_of_their_own)
 	uint32_t s0[] = {0};
 	fx_stack(&f, 0, 0, 1, s0);
 	f.b.len = 0;
-	buf__u32(&f.b, 7);
-	buf__u32(&f.b, 1);
-	buf__u64(&f.b, 0);
-	buf__str(&f.b, "prog");
-	buf__str(&f.b, "/bin/prog");
+	rec_process__encode(&f.b, 7, 1, 0, "prog", "/bin/prog");
 	stream_writer__record(f.w, REC_PROCESS, f.b.data, f.b.len);
 	f.b.len = 0;
-	buf__u32(&f.b, 7);
-	buf__u32(&f.b, 8);
-	buf__str(&f.b, "worker;x");
+	rec_thread__encode(&f.b, 7, 8, "worker;x");
 	stream_writer__record(f.w, REC_THREAD, f.b.data, f.b.len);
 	fx_count(&f, 7, 8, 0, KM_CPU, 3);
 	fx_count(&f, 9, 9, 0, KM_CPU, 4);
@@ -381,16 +349,10 @@ Test(profile, pid_and_tid_at_their_maxima)
 	uint32_t s0[] = {0};
 	fx_stack(&f, 0, 0, 1, s0);
 	f.b.len = 0;
-	buf__u32(&f.b, UINT32_MAX);
-	buf__u32(&f.b, 1);
-	buf__u64(&f.b, 1);
-	buf__str(&f.b, "prog");
-	buf__str(&f.b, "/bin/prog");
+	rec_process__encode(&f.b, UINT32_MAX, 1, 1, "prog", "/bin/prog");
 	stream_writer__record(f.w, REC_PROCESS, f.b.data, f.b.len);
 	f.b.len = 0;
-	buf__u32(&f.b, UINT32_MAX);
-	buf__u32(&f.b, UINT32_MAX);
-	buf__str(&f.b, "worker");
+	rec_thread__encode(&f.b, UINT32_MAX, UINT32_MAX, "worker");
 	stream_writer__record(f.w, REC_THREAD, f.b.data, f.b.len);
 	fx_count(&f, UINT32_MAX, UINT32_MAX, 0, KM_CPU, 5);
 	fx_count(&f, 0, 0, 0, KM_CPU, 3);
