@@ -305,7 +305,9 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	 * entered from */
 	memcpy(ips, kips, (size_t)nk * sizeof(*ips));
 	int n = nk + unwind__stack(s->r, pid, &ur, &mem, ips + nk, KILN_MAX_DEPTH - nk, &truncated);
-	uint32_t stack_id = recorder__stack(s->r, pid, ips, n, true, truncated);
+	/* the user address under kernel frames is where the kernel was entered
+	 * (an interrupt's exact instruction), not a return address */
+	uint32_t stack_id = recorder__stack_at(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated);
 	recorder__count(s->r, pid, tid, stack_id, KM_CPU, 1);
 }
 

@@ -535,6 +535,12 @@ static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool r
 uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, bool exact_leaf,
 			 bool truncated)
 {
+	return recorder__stack_at(r, pid, ips, n, exact_leaf ? 0 : -1, -1, truncated);
+}
+
+uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
+			    bool truncated)
+{
 	struct rproc *p = recorder__proc(r, pid);
 	uint32_t key[2 + KILN_MAX_DEPTH];
 	if (n > KILN_MAX_DEPTH) {
@@ -544,7 +550,7 @@ uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, 
 	key[0] = truncated ? STACK_TRUNCATED : 0;
 	key[1] = (uint32_t)n;
 	for (int i = 0; i < n; i++)
-		key[2 + i] = loc_get(r, p, ips[i], !(i == 0 && exact_leaf));
+		key[2 + i] = loc_get(r, p, ips[i], i != exact_a && i != exact_b);
 	return intern__put(&r->stacks, key, (uint32_t)(2 + n) * 4, NULL);
 }
 

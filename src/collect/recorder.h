@@ -57,6 +57,11 @@ void *recorder__unw_as(struct recorder *r, uint32_t pid);
  * instruction pointer (a sample) rather than a return address. */
 uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, bool exact_leaf,
 			 bool truncated);
+/* The same where two addresses are instruction pointers: the kernel's leaf
+ * (exact_a) and the user address the kernel was entered at (exact_b). -1:
+ * none. */
+uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
+			    bool truncated);
 /* Add to a cell's value. */
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta);
 

@@ -389,26 +389,35 @@ static void plt_syms(const struct image *img, struct image_sym **syms, size_t *n
 	if (rela_scn && rela.sh_link && (dsym_scn = elf_getscn(elf, rela.sh_link)))
 		gelf_getshdr(dsym_scn, &dsym);
 	Elf_Data *rd = rela_scn ? elf_getdata(rela_scn, NULL) : NULL, *sd = dsym_scn ? elf_getdata(dsym_scn, NULL) : NULL;
-	uint64_t base = pltsec.sh_size ? pltsec.sh_addr : plt.sh_size > 16 ? plt.sh_addr + 16 : 0;
-	uint64_t end = pltsec.sh_size ? pltsec.sh_addr + pltsec.sh_size : plt.sh_addr + plt.sh_size;
-	for (size_t i = 0; rd && sd && base && rela.sh_entsize && i < rela.sh_size / rela.sh_entsize; i++) {
-		GElf_Rela r;
-		GElf_Sym sym;
-		if (base + 16 * (i + 1) > end || !gelf_getrela(rd, (int)i, &r) ||
-		    !gelf_getsym(sd, (int)GELF_R_SYM(r.r_info), &sym))
-			break;
-		const char *name = elf_strptr(elf, dsym.sh_link, sym.st_name);
-		if (!name || !*name)
+	/* entries: in .plt.sec (IBT) and, after PLT0, in .plt (the lazy
+	 * binding path, which .plt.sec's entries start through) */
+	const GElf_Shdr *tables[2] = {&pltsec, &plt};
+	for (int t = 0; t < 2; t++) {
+		uint64_t base = t == 0 ? pltsec.sh_addr : plt.sh_addr + 16;
+		uint64_t end = tables[t]->sh_addr + tables[t]->sh_size;
+		if (!tables[t]->sh_size || (t == 1 && plt.sh_size <= 16))
 			continue;
-		size_t before = *n;
-		push_sym(syms, n, cap, base + 16 * i, 16, name); /* drops a @VERSION */
-		if (*n > before) {
-			struct image_sym *e = &(*syms)[*n - 1];
-			size_t len = strlen(e->name);
-			e->name = xrealloc(e->name, len + 5);
-			memcpy(e->name + len, "@plt", 5);
+		for (size_t i = 0; rd && sd && rela.sh_entsize && i < rela.sh_size / rela.sh_entsize; i++) {
+			GElf_Rela r;
+			GElf_Sym sym;
+			if (base + 16 * (i + 1) > end || !gelf_getrela(rd, (int)i, &r) ||
+			    !gelf_getsym(sd, (int)GELF_R_SYM(r.r_info), &sym))
+				break;
+			const char *name = elf_strptr(elf, dsym.sh_link, sym.st_name);
+			if (!name || !*name)
+				continue;
+			size_t before = *n;
+			push_sym(syms, n, cap, base + 16 * i, 16, name); /* drops a @VERSION */
+			if (*n > before) {
+				struct image_sym *e = &(*syms)[*n - 1];
+				size_t len = strlen(e->name);
+				e->name = xrealloc(e->name, len + 5);
+				memcpy(e->name + len, "@plt", 5);
+			}
 		}
 	}
+	if (plt.sh_size >= 16) /* PLT0: the jump into the dynamic linker's resolver */
+		push_sym(syms, n, cap, plt.sh_addr, 16, "[plt]");
 	elf_end(elf);
 }
 
