@@ -338,7 +338,8 @@ static void number_in_order(struct profile *p)
 	}
 	intern__release(&seen);
 	intern__init(&seen);
-	memset(count, 0, ccount * sizeof(*count));
+	if (count)
+		memset(count, 0, ccount * sizeof(*count));
 	for (size_t i = 0; i < p->nthreads; i++)
 		idx[i] = i;
 	sort_array(idx, p->nthreads, sizeof(*idx), thread_order);

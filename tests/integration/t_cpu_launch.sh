@@ -43,5 +43,5 @@ ok "threads a quarter each, one thread frame each"
 # --tid filter: one worker's thread holds only that worker
 tid=$(grep -E ';worker_2;' $F | head -1 | cut -d';' -f1 | sed 's/.*-//')
 "$KILN" export $W/th.kiln --format folded --tid $tid >$W/one.f || fail "--tid"
-s=$(share $W/one.f '^worker_2$'); within $s 100 0.01 || fail "--tid $tid holds $s% worker_2"
+s=$(share $W/one.f '^worker_2$'); within $s 100 1 || fail "--tid $tid holds $s% worker_2"
 ok "--tid"
