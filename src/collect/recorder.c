@@ -432,14 +432,7 @@ static struct rmap *map_at(struct rproc *p, uint64_t addr)
 		if (addr >= m->start && addr < m->end)
 			return m;
 	}
-	size_t lo = 0, hi = p->nmaps;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (p->maps[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = upper_bound_u64(p->maps, p->nmaps, sizeof(*p->maps), addr);
 	if (lo && addr < p->maps[lo - 1].end) {
 		p->last_hit = lo - 1;
 		return &p->maps[lo - 1];
@@ -792,15 +785,7 @@ static const char *jit_name(struct recorder *r, uint32_t pid, uint64_t addr)
 	if (!p->jit_read)
 		jit_read(p);
 	/* the last entry starting at or below addr that covers it */
-	size_t lo = 0, hi = p->njit;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (p->jit[mid].start <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i-- > 0;) {
+	for (size_t i = upper_bound_u64(p->jit, p->njit, sizeof(*p->jit), addr); i-- > 0;) {
 		if (addr < p->jit[i].end)
 			return p->jit[i].name;
 		if (p->jit[i].start + (64u << 20) < addr)

@@ -462,14 +462,7 @@ static void load_syms(struct image *img)
 
 static const struct image_sym *lookup_sym(const struct image_sym *syms, size_t n, uint64_t vaddr)
 {
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (syms[mid].addr <= vaddr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = upper_bound_u64(syms, n, sizeof(*syms), vaddr);
 	if (!lo)
 		return NULL;
 	const struct image_sym *s = &syms[lo - 1];

@@ -54,15 +54,8 @@ const char *ksyms__name(const struct ksyms *k, uint64_t addr)
 {
 	if (!k)
 		return NULL;
-	size_t lo = 0, hi = k->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (k->s[mid].addr <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo ? k->s[lo - 1].name : NULL;
+	size_t i = upper_bound_u64(k->s, k->n, sizeof(*k->s), addr);
+	return i ? k->s[i - 1].name : NULL;
 }
 
 void ksyms__free(struct ksyms *k)

@@ -179,18 +179,25 @@ bool cursor__u16(struct cursor *c, uint16_t *v) { return cursor_take(c, v, 2); }
 bool cursor__u32(struct cursor *c, uint32_t *v) { return cursor_take(c, v, 4); }
 bool cursor__u64(struct cursor *c, uint64_t *v) { return cursor_take(c, v, 8); }
 
-char *cursor__str(struct cursor *c)
+/* A u16-length string's bytes, bounds-checked; NULL (and c->bad) if short. */
+static const char *cursor_str_bytes(struct cursor *c, uint16_t *n)
 {
-	uint16_t n;
-	if (!cursor__u16(c, &n))
+	if (!cursor__u16(c, n))
 		return NULL;
-	if ((size_t)(c->end - c->p) < n) {
+	if ((size_t)(c->end - c->p) < *n) {
 		c->bad = true;
 		return NULL;
 	}
-	char *s = xstrndup((const char *)c->p, n);
-	c->p += n;
+	const char *s = (const char *)c->p;
+	c->p += *n;
 	return s;
+}
+
+char *cursor__str(struct cursor *c)
+{
+	uint16_t n;
+	const char *s = cursor_str_bytes(c, &n);
+	return s ? xstrndup(s, n) : NULL;
 }
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
@@ -248,15 +255,8 @@ char *str_clean(const char *in, size_t n)
 char *cursor__text(struct cursor *c)
 {
 	uint16_t n;
-	if (!cursor__u16(c, &n))
-		return NULL;
-	if ((size_t)(c->end - c->p) < n) {
-		c->bad = true;
-		return NULL;
-	}
-	char *s = str_clean((const char *)c->p, n);
-	c->p += n;
-	return s;
+	const char *s = cursor_str_bytes(c, &n);
+	return s ? str_clean(s, n) : NULL;
 }
 
 size_t cursor__left(const struct cursor *c)
@@ -288,6 +288,21 @@ uint64_t hash_bytes(const void *p, size_t n)
 static inline size_t u64map_slot(const struct u64map *m, uint64_t key)
 {
 	return (size_t)((key * 0x9e3779b97f4a7c15ULL) >> (64 - __builtin_ctzll(m->cap)));
+}
+
+size_t upper_bound_u64(const void *base, size_t n, size_t size, uint64_t key)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		uint64_t k;
+		memcpy(&k, (const char *)base + mid * size, sizeof(k));
+		if (k <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 void u64map__init(struct u64map *m)

@@ -140,6 +140,11 @@ static inline int64_t sat_add(int64_t a, int64_t b)
 }
 #define SAT_ADD(lhs, v) ((lhs) = sat_add((lhs), (v)))
 
+/* In an array of n elements of size bytes, each starting with a u64 key and
+ * sorted by it: how many have a key <= key (the last such is at the result
+ * minus one; 0: none). */
+size_t upper_bound_u64(const void *base, size_t n, size_t size, uint64_t key);
+
 /* qsort that accepts an empty (NULL) array, which qsort itself may not be given. */
 static inline void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
 {
