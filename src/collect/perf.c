@@ -210,7 +210,8 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 		goto fail_notids;
 	}
 	s->kernel = o->cpu && !exclude_kernel;
-	recorder__set_kernel_stacks(r, s->kernel);
+	if (o->cpu) /* said only of CPU sampling */
+		recorder__set_kernel_stacks(r, s->kernel);
 	*out = s;
 	return 0;
 fail:

@@ -68,7 +68,8 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	if (json_is_integer(fr) && p->samples)
 		fprintf(f, ", %lld Hz", (long long)json_integer_value(fr));
 	fprintf(f, "\n");
-	if (p->has[KM_CPU] && json_is_false(json_object_get(p->meta, "kernel_stacks")))
+	/* said whenever CPU samples were asked for, even if none came */
+	if (json_is_false(json_object_get(p->meta, "kernel_stacks")))
 		fprintf(f, "# kernel stacks: not recorded (perf_event_paranoid > 1 and no root): time in the kernel "
 			   "is charged to the user-space code that entered it\n");
 	buf__release(&cmd);
