@@ -180,9 +180,11 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 	p->ppid = ppid;
 	p->dirty = true;
 	if (parent && parent != p && !p->nmaps) {
-		ARR_GROW(p->maps, p->cmaps, parent->nmaps);
-		memcpy(p->maps, parent->maps, parent->nmaps * sizeof(*p->maps));
-		p->nmaps = parent->nmaps;
+		if (parent->nmaps) { /* none yet: nothing to copy (and no memcpy from NULL) */
+			ARR_GROW(p->maps, p->cmaps, parent->nmaps);
+			memcpy(p->maps, parent->maps, parent->nmaps * sizeof(*p->maps));
+			p->nmaps = parent->nmaps;
+		}
 		if (!p->exe && parent->exe)
 			p->exe = xstrdup(parent->exe);
 		if (!p->comm[0])
