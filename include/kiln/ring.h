@@ -66,7 +66,7 @@ struct kiln_ring_hdr {
 	uint64_t tail;    /* offset 128: written by the consumer (release) */
 	uint64_t pad3[7];
 	uint32_t closed;  /* offset 192: the producer will write no more */
-	uint32_t flags;   /* RING_F_*, by the producer */
+	uint32_t flags;   /* by the producer: none defined yet (0) */
 	uint32_t rflags;  /* RING_R_*, by the recorder */
 	uint32_t pad4;
 	uint64_t dropped; /* events the producer dropped (recorder not draining) */
@@ -74,7 +74,6 @@ struct kiln_ring_hdr {
 };
 _Static_assert(sizeof(struct kiln_ring_hdr) == KILN_RING_HDR_SIZE, "ring header size");
 
-#define RING_F_OWN_MALLOC 1u /* the program has its own malloc: kiln sees nothing */
 #define RING_R_CORRUPT 1u    /* the recorder gave up on this ring: stop writing */
 
 /* Socket messages from the shim (SOCK_SEQPACKET, one per send). */

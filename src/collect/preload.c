@@ -44,12 +44,18 @@ static int is_static(uint32_t pid)
 	return fd_is_static(open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
 }
 
-static int is_secure(uint32_t pid)
+/* /proc/PID/NAME, whole, or NULL. */
+static char *proc_file(uint32_t pid, const char *name, size_t *len)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%u/auxv", pid);
+	snprintf(path, sizeof(path), "/proc/%u/%s", pid, name);
+	return read_small_file(path, len);
+}
+
+static int is_secure(uint32_t pid)
+{
 	size_t len;
-	char *a = read_small_file(path, &len);
+	char *a = proc_file(pid, "auxv", &len);
 	if (!a)
 		return -1;
 	int rc = -1;
@@ -68,10 +74,8 @@ static int is_secure(uint32_t pid)
 
 static int has_shim_env(uint32_t pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%u/environ", pid);
 	size_t len;
-	char *env = read_small_file(path, &len);
+	char *env = proc_file(pid, "environ", &len);
 	if (!env)
 		return -1;
 	int rc = 0;
