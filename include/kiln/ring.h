@@ -19,7 +19,13 @@
  *   ALLOC  w0 = seq << 8 | RING_ALLOC   w1 = addr  w2 = size  w3 = stack id
  *   FREE   w0 = seq << 8 | RING_FREE    w1 = addr
  *   NOP    w0 = seq << 8 | RING_NOP     w1 = 0      (a seq taken, nothing freed)
- *   STACK  w0 = trunc << 32 | n << 8 | RING_STACK   w1 = stack id   w2.. = n return addresses
+ *   PYFIN  w0 = seq << 8 | RING_PYFIN   w1 = 0      (CPython began tearing its modules
+ *          down: what is live now is what the program left; later events are
+ *          the interpreter's own clean-up, not counted)
+ *   STACK  w0 = npy << 40 | trunc << 32 | n << 8 | RING_STACK   w1 = stack id
+ *          w2.. = n words: n - 2*npy return addresses, then npy Python frames
+ *          of two words each (KILN_PY_TAG | flags | code object, instruction
+ *          index: include/kiln/python.h), innermost first
  *
  * seq is per process image, from one atomic counter: the recorder merges a
  * process's rings in seq order, so a block freed by another thread than the
@@ -38,7 +44,7 @@
 #include <stdint.h>
 
 #define KILN_RING_MAGIC 0x676e69726e6c696bULL /* "kilnring" */
-#define KILN_RING_VERSION 2
+#define KILN_RING_VERSION 3
 #define KILN_RING_HDR_SIZE 256
 #define KILN_RING_WORDS_TINY (1u << 9)  /* 4 KiB: a new thread's ring once a process holds many */
 #define KILN_RING_WORDS_MIN (1u << 11)  /* 16 KiB: a new thread's ring */
@@ -50,7 +56,7 @@
  * it drops events (counted) and runs on. */
 #define KILN_RING_WAIT_NS 1000000000ull
 
-enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3, RING_NOP = 4 };
+enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3, RING_NOP = 4, RING_PYFIN = 5 };
 
 struct kiln_ring_hdr {
 	uint64_t magic;

@@ -24,8 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "collect/heapsrc.h"
+#include "collect/python.h"
 #include "collect/recorder.h"
 #include "kiln/kiln.h"
+#include "kiln/python.h"
 #include "util/util.h"
 
 #define NO_SEQ UINT64_MAX
@@ -273,14 +275,31 @@ static void ring_front(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 			uint64_t ips[KILN_MAX_DEPTH];
 			for (uint64_t i = 0; i < n; i++)
 				ips[i] = W(rg, 2 + i);
-			uint32_t st = recorder__stack(h->r, rg->pid, ips, (int)n, false, (w0 >> 32) & 1);
+			uint64_t npy = (w0 >> 40) & 0xff;
+			if (2 * npy > n)
+				return ring_corrupt(h, g, rg);
+			uint32_t st;
+			if (npy || recorder__python(h->r, rg->pid)) {
+				struct pyframe pf[KILN_MAX_DEPTH / 2];
+				uint64_t nn = n - 2 * npy;
+				for (uint64_t i = 0; i < npy; i++) {
+					uint64_t a = ips[nn + 2 * i], li = ips[nn + 2 * i + 1];
+					if ((a & KILN_PY_TAG_MASK) != KILN_PY_TAG || li >= (1u << 28))
+						return ring_corrupt(h, g, rg);
+					pf[i] = (struct pyframe){.code = a & KILN_PY_ADDR_MASK, .lasti = (uint32_t)li,
+								 .last_of_call = (a & KILN_PY_ENTRY) != 0};
+				}
+				st = recorder__stack_py(h->r, rg->pid, ips, (int)nn, -1, -1, (w0 >> 32) & 1, pf, (int)npy);
+			} else {
+				st = recorder__stack(h->r, rg->pid, ips, (int)n, false, (w0 >> 32) & 1);
+			}
 			ARR_GROW(rg->stab->cells, rg->stab->cap, rg->stab->n + 1);
 			rg->stab->cells[rg->stab->n++] = recorder__cell(h->r, rg->pid, rg->tid, st);
 			rg->tail += n + 2;
 			continue;
 		}
 		uint64_t need = type == RING_ALLOC ? 4 : 2, seq = w0 >> 8;
-		if ((type != RING_ALLOC && type != RING_FREE && type != RING_NOP) || avail < need ||
+		if ((type != RING_ALLOC && type != RING_FREE && type != RING_NOP && type != RING_PYFIN) || avail < need ||
 		    (rg->any && seq <= rg->last_seq))
 			return ring_corrupt(h, g, rg);
 		rg->front = seq;
@@ -301,6 +320,8 @@ static void ring_consume(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 	} else {
 		if (type == RING_FREE)
 			recorder__free_in(h->r, rg->proc, W(rg, 1));
+		else if (type == RING_PYFIN)
+			recorder__python_final(h->r, rg->pid);
 		rg->tail += 2;
 	}
 	rg->last_seq = w0 >> 8;

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/sampler.h"
 #include "collect/unwind.h"
@@ -308,7 +309,19 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	int n = nk + unwind__stack(s->r, pid, &ur, &mem, ips + nk, KILN_MAX_DEPTH - nk, &truncated);
 	/* the user address under kernel frames is where the kernel was entered
 	 * (an interrupt's exact instruction), not a return address */
-	uint32_t stack_id = recorder__stack_at(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated);
+	uint32_t stack_id;
+	struct pyproc *py = recorder__python(s->r, pid);
+	if (py) {
+		/* the Python frames the thread runs, read now (the sample is
+		 * a moment old: the recorder drains at once while a Python
+		 * process runs, see perf_sampler_read) */
+		struct pyframe pf[KILN_MAX_DEPTH];
+		bool pyt;
+		int npy = pyproc__frames(py, (pid_t)tid, &mem, pf, KILN_MAX_DEPTH, &pyt);
+		stack_id = recorder__stack_py(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated, pf, npy);
+	} else {
+		stack_id = recorder__stack_at(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated);
+	}
 	recorder__count(s->r, pid, tid, stack_id, KM_CPU, 1);
 }
 
@@ -440,6 +453,10 @@ static int perf_sampler_read(struct sampler *s, int timeout_ms)
 	size_t n = s->nrings < 64 ? s->nrings : 64;
 	for (size_t i = 0; i < n; i++)
 		pfd[i] = (struct pollfd){.fd = s->rings[i].fd, .events = POLLIN};
+	/* Python frames are read as a sample is handled, so while a Python
+	 * process runs a sample waits at most a millisecond for that */
+	if (timeout_ms > 1 && recorder__has_python(s->r))
+		timeout_ms = 1;
 	if (timeout_ms > 0)
 		poll(pfd, n, timeout_ms);
 	for (size_t i = 0; i < s->nrings; i++)

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/sampler.h"
 #include "collect/unwind.h"
@@ -45,6 +46,7 @@ struct sampler {
 	struct ptask *tasks;
 	size_t ntasks, ctasks;
 	unsigned char *stack;
+	struct pyframe *py; /* KILN_MAX_DEPTH */
 	uint64_t next_tick, period_ns, last_scan;
 	bool stopped;
 };
@@ -212,6 +214,12 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	bool ok = ptrace(PTRACE_GETREGS, t->tid, NULL, &ur) == 0;
 	if (ok)
 		got = copy_stack(t->tid, ur.rsp, s->stack, s->o.stack_size);
+	/* Python frames while the thread is stopped: exactly what it runs */
+	struct pyproc *py = ok ? recorder__python(s->r, (uint32_t)s->o.pid) : NULL;
+	int npy = -1;
+	bool pyt;
+	if (py)
+		npy = pyproc__frames(py, t->tid, NULL, s->py, KILN_MAX_DEPTH, &pyt);
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 	if (!ok)
 		return;
@@ -227,7 +235,8 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	uint64_t ips[KILN_MAX_DEPTH];
 	bool truncated;
 	int n = unwind__stack(s->r, (uint32_t)s->o.pid, &regs, &mem, ips, KILN_MAX_DEPTH, &truncated);
-	uint32_t stack = recorder__stack(s->r, (uint32_t)s->o.pid, ips, n, true, truncated);
+	uint32_t stack = py ? recorder__stack_py(s->r, (uint32_t)s->o.pid, ips, n, 0, -1, truncated, s->py, npy)
+			    : recorder__stack(s->r, (uint32_t)s->o.pid, ips, n, true, truncated);
 	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, 1);
 }
 
@@ -237,6 +246,7 @@ static int ptrace_open(struct sampler **out, const struct sampler_opts *o, struc
 	s->o = *o;
 	s->r = r;
 	s->stack = xmalloc(o->stack_size);
+	s->py = xcalloc(KILN_MAX_DEPTH, sizeof(*s->py));
 	s->period_ns = 1000000000ull / (uint64_t)(o->freq > 0 ? o->freq : 99);
 	int rc = scan_tasks(s);
 	if (rc < 0) {
@@ -332,6 +342,7 @@ static void ptrace_close(struct sampler *s)
 	ptrace_stop(s);
 	free(s->tasks);
 	free(s->stack);
+	free(s->py);
 	free(s);
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "collect/heap.h"
 #include "collect/preload.h"
+#include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/unwind.h"
 #include "stream/format.h"
@@ -51,6 +52,14 @@ struct rproc {
 	bool jit_read;
 	uint64_t heap_loss[HL__COUNT];
 	bool loss_dirty;
+	/* a CPython runtime mapped in it (collect/python.h) */
+	struct pyproc *py;
+	struct image *py_img; /* where it was found, and its bias: a forked child finds it there too */
+	uint64_t py_bias;
+	bool py_told;         /* its version is in META */
+	uint64_t py_merged, py_unmerged;
+	bool py_final;           /* its heap is counted up to CPython's finalization */
+	uint64_t py_after_final; /* heap events after it, not counted */
 };
 
 struct jit_sym {
@@ -119,6 +128,10 @@ struct recorder {
 	struct ksyms *ksyms;
 	bool ksyms_tried;
 	struct buf scratch;
+	/* Python frames: one module for all, a location per (function, file, line) */
+	uint32_t py_module;
+	bool has_py, meta_dirty;
+	struct intern pynames; /* "qualname\0file\0" + u32 line -> location addr */
 };
 
 static struct rproc *proc_find(struct recorder *r, uint32_t pid)
@@ -167,6 +180,44 @@ struct rproc *recorder__proc(struct recorder *r, uint32_t pid)
 	return p;
 }
 
+/* img, mapped in p at bias, may be a CPython interpreter or libpython. */
+static void python_detect(struct recorder *r, struct rproc *p, struct image *img, uint64_t bias)
+{
+	char why[256];
+	p->py = pyproc__detect(img, bias, (pid_t)p->pid, why, sizeof(why));
+	if (p->py) {
+		p->py_img = img;
+		p->py_bias = bias;
+	} else if (why[0]) {
+		json_t *n = json_object_get(r->meta, "python_notices");
+		if (!json_is_array(n)) {
+			n = json_array();
+			json_object_set_new(r->meta, "python_notices", n);
+		}
+		if (json_array_size(n) < 16) {
+			char line[320];
+			snprintf(line, sizeof(line), "pid %u: %s", p->pid, why);
+			json_array_append_new(n, json_string(line));
+		}
+		p->py_img = img; /* checked: not again */
+	}
+	r->meta_dirty = true;
+}
+
+static bool python_named(const char *path)
+{
+	const char *b = path_base(path);
+	return !strncmp(b, "python", 6) || !strncmp(b, "libpython", 9);
+}
+
+static void python_forget(struct rproc *p)
+{
+	pyproc__free(p->py);
+	p->py = NULL;
+	p->py_img = NULL;
+	p->py_told = false;
+}
+
 static void proc_flush_unwind(struct rproc *p)
 {
 	if (p->as)
@@ -189,6 +240,8 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 			p->exe = xstrdup(parent->exe);
 		if (!p->comm[0])
 			memcpy(p->comm, parent->comm, sizeof(p->comm));
+		if (parent->py && !p->py)
+			python_detect(r, p, parent->py_img, parent->py_bias);
 	}
 }
 
@@ -207,6 +260,7 @@ void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 	p->nmaps = 0;
 	p->last_hit = 0;
 	proc_flush_unwind(p);
+	python_forget(p);
 	if (comm) {
 		snprintf(p->comm, sizeof(p->comm), "%s", comm);
 		free(p->exe); /* the old image's: replaced below if /proc still tells */
@@ -361,6 +415,8 @@ void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t l
 			m.module = module_get(r, clean, clean, MOD_FILE, 0, m.img);
 		else
 			m.img = NULL;
+		if (m.img && !p->py_img && python_named(clean))
+			python_detect(r, p, m.img, m.bias);
 	} else if (path[0] == '[' && strcmp(path, "[anon]") && strncmp(path, "[anon:", 6)) {
 		return; /* [stack], [heap], [vsyscall]: no code kiln can name */
 	}
@@ -549,6 +605,88 @@ uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ip
 	return intern__put(&r->stacks, key, (uint32_t)(2 + n) * 4, NULL);
 }
 
+bool recorder__has_python(const struct recorder *r)
+{
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i]->py && !r->procs[i]->exited)
+			return true;
+	return false;
+}
+
+struct pyproc *recorder__python(struct recorder *r, uint32_t pid)
+{
+	struct rproc *p = proc_find(r, pid);
+	return p ? p->py : NULL;
+}
+
+/* The location of a Python frame: (function, file, line), in the one
+ * [python] module. A code object that no longer reads as one is named so. */
+static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyframe *f)
+{
+	const char *func = "[unreadable Python frame]", *file = "";
+	uint32_t line = 0;
+	if (!pyproc__name(p->py, f->code, f->lasti, &func, &file, &line)) {
+		func = "[unreadable Python frame]";
+		file = "";
+		line = 0;
+	}
+	if (!r->has_py) {
+		r->py_module = module_get(r, "[python]", "[python]", MOD_PYTHON, 0, NULL);
+		r->has_py = true;
+	}
+	struct buf *b = &r->scratch;
+	b->len = 0;
+	buf__put(b, func, strlen(func) + 1);
+	buf__put(b, file, strlen(file) + 1);
+	buf__u32(b, line);
+	uint32_t name = intern__put(&r->pynames, b->data, (uint32_t)b->len, NULL);
+	struct {
+		uint32_t module, flags;
+		uint64_t addr;
+	} key = {.module = r->py_module, .flags = 0, .addr = name};
+	return intern__put(&r->locs, &key, sizeof(key), NULL);
+}
+
+uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
+			    bool truncated, const struct pyframe *py, int npy)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	if (!p->py)
+		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
+	if (n > KILN_MAX_DEPTH) {
+		n = KILN_MAX_DEPTH;
+		truncated = true;
+	}
+	uint8_t kinds[KILN_MAX_DEPTH];
+	int evals = 0;
+	for (int i = 0; i < n; i++) {
+		if (pyproc__is_eval(p->py, ips[i])) {
+			kinds[i] = PYK_EVAL;
+			evals++;
+		} else {
+			struct rmap *m = map_at(p, ips[i]);
+			kinds[i] = m && m->img ? PYK_NATIVE : PYK_ANON;
+		}
+	}
+	if (!evals)
+		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
+	int32_t order[KILN_MAX_DEPTH];
+	int k = npy >= 0 ? python__merge(kinds, n, py, npy, truncated, order, KILN_MAX_DEPTH) : -1;
+	if (k < 0) {
+		p->py_unmerged++;
+		r->meta_dirty = true;
+		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
+	}
+	p->py_merged++;
+	uint32_t key[2 + KILN_MAX_DEPTH];
+	key[0] = truncated ? STACK_TRUNCATED : 0;
+	key[1] = (uint32_t)k;
+	for (int i = 0; i < k; i++)
+		key[2 + i] = order[i] >= 0 ? loc_get(r, p, ips[order[i]], order[i] != exact_a && order[i] != exact_b)
+					   : loc_get_py(r, p, &py[-order[i] - 1]);
+	return intern__put(&r->stacks, key, (uint32_t)(2 + k) * 4, NULL);
+}
+
 static struct rcell *cell_get(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
 {
 	uint32_t key[3] = {pid, tid, stack};
@@ -585,12 +723,30 @@ void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t st
 
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr)
 {
+	if (p->py_final) {
+		p->py_after_final++;
+		return;
+	}
 	heap__free_block(r->heap, p->idx, addr);
 }
 
 void recorder__alloc_cell(struct recorder *r, uint32_t cid, uint64_t addr, uint64_t size)
 {
+	if (r->cells[cid].proc && r->cells[cid].proc->py_final) {
+		r->cells[cid].proc->py_after_final++;
+		return;
+	}
 	heap__alloc(r->heap, cid, addr, size);
+}
+
+void recorder__python_final(struct recorder *r, uint32_t pid)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	if (p->py_final)
+		return;
+	heap__end(r->heap, p->idx);
+	p->py_final = true;
+	r->meta_dirty = true;
 }
 
 void recorder__heap_end(struct recorder *r, uint32_t pid)
@@ -664,6 +820,7 @@ struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 	intern__init(&r->locs);
 	intern__init(&r->stacks);
 	intern__init(&r->cellkeys);
+	intern__init(&r->pynames);
 	buf__init(&r->scratch);
 	r->heap = heap__new();
 	return r;
@@ -683,6 +840,7 @@ void recorder__free(struct recorder *r)
 		free(p->jit);
 		free(p->maps);
 		free(p->exe);
+		pyproc__free(p->py);
 		free(p);
 	}
 	for (size_t i = 0; i < r->nmods; i++)
@@ -706,6 +864,7 @@ void recorder__free(struct recorder *r)
 	intern__release(&r->locs);
 	intern__release(&r->stacks);
 	intern__release(&r->cellkeys);
+	intern__release(&r->pynames);
 	buf__release(&r->scratch);
 	heap__free(r->heap);
 	ksyms__free(r->ksyms);
@@ -825,6 +984,17 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 			fr[0].inlined = false;
 			n = 1;
 		}
+	} else if (m->kind == MOD_PYTHON) {
+		uint32_t len;
+		const char *k = intern__key(&r->pynames, (uint32_t)key->addr, &len);
+		size_t fl = strlen(k) + 1, il = strlen(k + fl) + 1;
+		uint32_t line;
+		memcpy(&line, k + fl + il, 4);
+		fr[0].func = xstrdup(k);
+		fr[0].file = xstrdup(k + fl);
+		fr[0].line = line;
+		fr[0].inlined = false;
+		n = 1;
 	} else if (m->kind == MOD_ANON) {
 		const char *name = jit_name(r, m->pid, a);
 		if (name) {
@@ -1023,6 +1193,28 @@ static void counts_release(struct counts *k)
 
 static int flush(struct recorder *r, bool wait);
 
+/* META "python": each interpreter found, by pid, with how many stacks were
+ * merged with its Python frames and how many could not be. */
+static void python_meta(struct recorder *r)
+{
+	json_t *o = json_object();
+	for (size_t i = 0; i < r->nprocs; i++) {
+		struct rproc *p = r->procs[i];
+		if (!p->py)
+			continue;
+		char k[16];
+		snprintf(k, sizeof(k), "%u", p->pid);
+		json_object_set_new(o, k, json_pack("{s:s, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
+						    "merged", (json_int_t)p->py_merged, "unmerged",
+						    (json_int_t)p->py_unmerged, "heap_until_finalization", p->py_final,
+						    "heap_events_after", (json_int_t)p->py_after_final));
+	}
+	if (json_object_size(o))
+		json_object_set_new(r->meta, "python", o);
+	else
+		json_decref(o);
+}
+
 int recorder__flush(struct recorder *r)
 {
 	return flush(r, false);
@@ -1031,6 +1223,11 @@ int recorder__flush(struct recorder *r)
 static int flush(struct recorder *r, bool wait)
 {
 	struct stream_writer *w = r->w;
+	if (r->meta_dirty) {
+		python_meta(r);
+		r->meta_dirty = false;
+		r->meta_written = false; /* a later META replaces the earlier */
+	}
 	if (!r->meta_written) {
 		write_meta(r, w, r->meta);
 		r->meta_written = true;

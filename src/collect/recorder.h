@@ -62,6 +62,17 @@ uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, 
  * none. */
 uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
 			    bool truncated);
+/* The same, merging the Python frames py (innermost first, npy of them, or
+ * -1: none could be read) into the interpreter's native frames
+ * (collect/python.h); a stack they do not agree with is kept native and
+ * counted as not merged (META "python"). */
+struct pyframe;
+uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
+			    bool truncated, const struct pyframe *py, int npy);
+/* Whether a process being recorded runs a CPython kiln reads. */
+bool recorder__has_python(const struct recorder *r);
+/* The CPython runtime of pid, or NULL. */
+struct pyproc *recorder__python(struct recorder *r, uint32_t pid);
 /* Add to a cell's value. */
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta);
 
@@ -70,6 +81,9 @@ void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t st
 uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack);
 void recorder__alloc_cell(struct recorder *r, uint32_t cell, uint64_t addr, uint64_t size);
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr);
+/* CPython in pid began finalizing (the shim's RING_PYFIN): what is live now
+ * is what the program left (leaks); later events are not counted. */
+void recorder__python_final(struct recorder *r, uint32_t pid);
 /* A process image ended (exec or exit): its live blocks become leaks. */
 void recorder__heap_end(struct recorder *r, uint32_t pid);
 /* Heap events lost in pid (n events, or for the process causes of enum

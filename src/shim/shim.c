@@ -44,6 +44,7 @@
 #include <libunwind.h>
 #include "kiln/kiln.h"
 #include "kiln/ring.h"
+#include "kiln/python.h"
 #include "shim/cfi.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -52,6 +53,7 @@
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 
 #define SHIM_DEPTH 128
+#define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
 #define CACHE_SLOTS 16384         /* per-thread stack cache */
 #define ARENA_WORDS (1u << 20)    /* ips kept for the cache */
 
@@ -124,6 +126,14 @@ static pthread_key_t g_key;
 static bool g_key_ok;
 static volatile int g_recorder_gone;
 static bool g_nofollow;        /* --no-follow: forked children record nothing */
+/* CPython in this process (include/kiln/python.h): its evaluation loop's
+ * text, where the thread's state is found, and the offsets to read */
+static bool g_py;
+static uintptr_t g_eval_lo, g_eval_hi;
+static void *(*g_py_tstate)(void);
+static struct kiln_py_offsets g_pyo;
+static const char *g_py_rt;    /* _PyRuntime */
+static int g_py_fin_sent;      /* RING_PYFIN written in this image */
 
 struct cache_slot {
 	uint64_t hash;
@@ -198,6 +208,89 @@ static void resolve_real(void)
 
 static void thread_end(void *arg);
 
+/* Is this a CPython kiln reads? Its symbols are looked up once, at start
+ * (the interpreter or libpython is loaded by then); a Python embedded later
+ * by dlopen is not read, and its stacks stay native. */
+static void python_init(void)
+{
+	const unsigned long *ver = dlsym(RTLD_DEFAULT, "Py_Version");
+	void *ev = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+	void *gt = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+	if (!ver || !ev || !gt)
+		return;
+	const struct kiln_py_offsets *t = kiln_py_table((uint32_t)*ver);
+	if (!t)
+		return;
+	g_pyo = *t;
+	if (t->version >= 0x30d) {
+		const unsigned char *rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
+		if (!rt || kiln_py_from_debug(rt, t, &g_pyo) < 0)
+			return;
+	}
+	Dl_info info;
+	const ElfW(Sym) *sym = NULL;
+	if (!dladdr1(ev, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
+		return;
+	g_py_rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
+	if (!g_py_rt)
+		return;
+	g_eval_lo = (uintptr_t)ev;
+	g_eval_hi = g_eval_lo + sym->st_size;
+	g_py_tstate = (void *(*)(void))gt;
+	g_py = true;
+}
+
+/* This thread's Python frames, innermost first, as ring.h's two words each
+ * (code object | flags, instruction index): a few loads a frame, no call
+ * but the one that finds the thread's state (no allocation, no lock). The
+ * thread itself is the only writer of its frame chain, and it is here. */
+static int python_frames(uint64_t *w, int max, bool *truncated)
+{
+	char *ts = g_py_tstate();
+	if (!ts)
+		return 0;
+	const struct kiln_py_offsets *o = &g_pyo;
+	uintptr_t f;
+	if (o->ts_current_frame != KILN_PY_NONE) {
+		f = *(uintptr_t *)(ts + o->ts_current_frame);
+	} else {
+		uintptr_t cf = *(uintptr_t *)(ts + o->ts_cframe);
+		if (!cf)
+			return 0;
+		f = *(uintptr_t *)(cf + o->cf_current);
+	}
+	int n = 0;
+	for (int steps = 0; f && steps < 4096; steps++) {
+		const char *fr = (const char *)f;
+		if (n == max) {
+			*truncated = true;
+			return n;
+		}
+		uintptr_t code = *(const uintptr_t *)(fr + o->fr_code);
+		uintptr_t instr = *(const uintptr_t *)(fr + o->fr_instr);
+		if (o->owner_cstack != 0xff && (uint8_t)fr[o->fr_owner] == o->owner_cstack) {
+			if (n && !(w[2 * (n - 1)] & KILN_PY_ENTRY)) {
+				w[2 * (n - 1)] |= KILN_PY_ENTRY;
+			} else {
+				w[2 * n] = KILN_PY_TAG | KILN_PY_ENTRY;
+				w[2 * n + 1] = 0;
+				n++;
+			}
+		} else {
+			uintptr_t start = code + o->co_code;
+			uint64_t lasti = instr >= start ? (instr - start) / 2 : 0;
+			bool entry = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry];
+			w[2 * n] = KILN_PY_TAG | (entry ? KILN_PY_ENTRY : 0) | ((uint64_t)code & KILN_PY_ADDR_MASK);
+			w[2 * n + 1] = lasti < (1u << 28) ? lasti : 0;
+			n++;
+		}
+		f = *(const uintptr_t *)(fr + o->fr_previous);
+	}
+	if (n)
+		w[2 * (n - 1)] |= KILN_PY_ENTRY;
+	return n;
+}
+
 static void new_image(void)
 {
 	struct timespec ts;
@@ -263,6 +356,7 @@ static void atfork_child(void)
 	t->noring = 0;
 	stack_cache_reset(t);
 	new_image();
+	g_py_fin_sent = 0;
 }
 
 /* --no-follow: children and exec'd programs run without the shim. Take our
@@ -359,6 +453,7 @@ static void init_once(void)
 		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
 		g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
 		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+		python_init();
 		if (getenv("KILN_NO_FOLLOW")) {
 			g_nofollow = true;
 			no_follow();
@@ -710,7 +805,7 @@ static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
 static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 {
 	uint32_t foreign_truncated = 0;
-	void *ips[SHIM_DEPTH + 8];
+	void *ips[SHIM_DEPTH + 8 + 2 * SHIM_PY_MAX];
 	int n = -1;
 	bool foreign = false;
 	if (likely(t->rules && t->stack_hi && ws)) {
@@ -741,6 +836,20 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 		truncated = 1;
 	}
 	uint64_t *s = (uint64_t *)(ips + skip);
+	/* Python frames after the native ones, when the stack passes through
+	 * the interpreter's evaluation loop (the recorder merges them) */
+	int npy = 0;
+	if (g_py) {
+		for (int i = 0; i < n; i++)
+			if ((uintptr_t)s[i] >= g_eval_lo && (uintptr_t)s[i] < g_eval_hi) {
+				bool pt = false;
+				npy = python_frames(s + n, SHIM_PY_MAX, &pt);
+				if (pt)
+					truncated = 1;
+				break;
+			}
+	}
+	n += 2 * npy;
 	/* independent multiplies (they pipeline), one mix at the end: the key
 	 * only picks a slot, a hit is confirmed word by word */
 	uint64_t h = (uint64_t)n | ((uint64_t)truncated << 32);
@@ -771,7 +880,7 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 	if (!ring_reserve(t, (uint64_t)n + 2 + 4))
 		return false;
 	uint32_t id = t->next_id++;
-	ring_put(t, 0, ((uint64_t)truncated << 32) | ((uint64_t)n << 8) | RING_STACK);
+	ring_put(t, 0, ((uint64_t)npy << 40) | ((uint64_t)truncated << 32) | ((uint64_t)n << 8) | RING_STACK);
 	ring_put(t, 1, id);
 	for (int i = 0; i < n; i++)
 		ring_put(t, 2 + (uint64_t)i, s[i]);
@@ -795,6 +904,21 @@ static inline uint64_t next_seq(void)
 	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }
 
+/* CPython tears its modules down from here on: say so once, before this
+ * event, so what was live is the program's leaks and the clean-up is not. */
+static __attribute__((noinline)) void python_finalizing(struct tstate *t)
+{
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&g_py_fin_sent, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return;
+	if (!ring_reserve(t, 2))
+		return;
+	uint64_t seq = next_seq();
+	ring_put(t, 0, seq << 8 | RING_PYFIN);
+	ring_put(t, 1, 0);
+	ring_publish(t, 2);
+}
+
 static __attribute__((noinline)) void record(void *freed, void *p, size_t size, const struct walk_start *ws)
 {
 	int saved = errno;
@@ -802,6 +926,8 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 	struct tstate *t = thread_state();
 	if (!t)
 		goto out;
+	if (unlikely(g_py) && !g_py_fin_sent && *(const volatile uintptr_t *)(g_py_rt + g_pyo.rt_finalizing))
+		python_finalizing(t);
 	if (freed) {
 		if (!ring_reserve(t, 2)) {
 			count_dropped(t, 1 + (p != NULL));

@@ -39,6 +39,7 @@ enum kiln_module_kind {
 	MOD_VDSO = 1,  /* the kernel's vDSO */
 	MOD_ANON = 2,  /* anonymous executable memory (JIT); addr is absolute */
 	MOD_KERNEL = 3,
+	MOD_PYTHON = 4, /* Python frames; addr is an id, the SYM names function, file and line */
 };
 
 #define LOC_RETADDR 1u /* the address is a return address: symbolize addr-1 */

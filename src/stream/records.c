@@ -103,7 +103,7 @@ int rec_module__decode(const void *p, size_t n, struct rec_module *r)
 	cursor__u32(&c, &r->pid);
 	r->path = cursor__text(&c);
 	r->build_id = cursor__text(&c);
-	if (c.bad || r->kind > MOD_KERNEL) {
+	if (c.bad || r->kind > MOD_PYTHON) {
 		rec_module__release(r);
 		return -1;
 	}

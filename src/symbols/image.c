@@ -357,6 +357,35 @@ static void elf_syms(const struct image *img, struct image_sym **syms, size_t *n
 	elf_end(elf);
 }
 
+/* The value and size of the symbol called name in the image's .symtab or
+ * .dynsym (any type). 0, or -ENOENT. */
+int image__find_symbol(const struct image *img, const char *name, uint64_t *vaddr, uint64_t *size)
+{
+	Elf *elf = elf_memory((char *)img->data, img->size);
+	Elf_Scn *scn = NULL;
+	int rc = -ENOENT;
+	while (elf && rc && (scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
+			continue;
+		Elf_Data *d = elf_getdata(scn, NULL);
+		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym sym;
+			if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF)
+				continue;
+			const char *s = elf_strptr(elf, sh.sh_link, sym.st_name);
+			if (s && !strcmp(s, name)) {
+				*vaddr = sym.st_value;
+				*size = sym.st_size;
+				rc = 0;
+				break;
+			}
+		}
+	}
+	elf_end(elf);
+	return rc;
+}
+
 /* NAME@plt for each PLT stub, as perf names them: entry i of .plt.sec (or of
  * .plt after its first 16-byte entry) jumps through relocation i of
  * .rela.plt, whose symbol is the function called. */

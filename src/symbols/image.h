@@ -62,6 +62,10 @@ int image__bias(const struct image *img, uint64_t start, uint64_t pgoff, uint64_
 /* Copy n bytes at ELF vaddr from the file. 0 or -EFAULT. */
 int image__read(const struct image *img, uint64_t vaddr, void *out, size_t n);
 
+/* The value (ELF vaddr) and size of the symbol called name, of any type,
+ * from .symtab or .dynsym. 0, or -ENOENT. */
+int image__find_symbol(const struct image *img, const char *name, uint64_t *vaddr, uint64_t *size);
+
 /* One frame of a symbolized address. Strings are malloc'ed. */
 struct sym_frame {
 	char *func, *file;

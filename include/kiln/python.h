@@ -1,0 +1,148 @@
+/* Where CPython keeps what kiln reads of it: the runtime's interpreters, a
+ * thread's state and its chain of interpreter frames, a code object's names
+ * and location table. Shared by the recorder (which reads another process
+ * with process_vm_readv) and the heap shim (which reads its own process).
+ *
+ *   _PyRuntime.interpreters.head ─► PyInterpreterState.threads.head
+ *        ─► PyThreadState (next, native_thread_id, cframe│current_frame)
+ *        ─► _PyInterpreterFrame (code, previous, instr, owner) ─► previous …
+ *
+ * A new CPython version is a new table here, not new code. From 3.13 the
+ * interpreter publishes these offsets itself (_Py_DebugOffsets at the start
+ * of _PyRuntime, cookie "xdebugpy"); kiln reads them there and keeps the
+ * table only as the check of what it read. The version comes from the
+ * binary's own Py_Version (PY_VERSION_HEX), never from a guess; an
+ * interpreter with no table gets native frames and a notice.
+ * The 3.11-3.13 values were read from the interpreters' own DWARF
+ * (ptype /o of each struct) and agree with Include/internal/pycore_frame.h. */
+#ifndef KILN_PYTHON_H
+#define KILN_PYTHON_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define KILN_PY_NONE 0xffffu
+
+struct kiln_py_offsets {
+	uint32_t version; /* major << 8 | minor, e.g. 0x30b for 3.11 */
+	/* the runtime and its interpreters */
+	uint16_t rt_interp_head, is_next, is_threads_head;
+	uint16_t rt_finalizing;    /* non-zero once Py_FinalizeEx tears modules down */
+	/* PyThreadState */
+	uint16_t ts_next, ts_native_tid;
+	uint16_t ts_cframe;        /* 3.11/3.12: a _PyCFrame *, whose current_frame is cf_current */
+	uint16_t cf_current;
+	uint16_t ts_current_frame; /* 3.13: the frame itself */
+	/* _PyInterpreterFrame */
+	uint16_t fr_code, fr_previous, fr_instr, fr_owner, fr_is_entry, fr_size;
+	uint8_t instr_is_prev;     /* 3.11/3.12 prev_instr (last executed); 3.13 instr_ptr */
+	uint8_t owner_cstack;      /* the owner value of an entry frame on the C stack, 0xff none */
+	/* PyCodeObject */
+	uint16_t co_filename, co_name, co_qualname, co_linetable, co_firstlineno, co_code, co_size;
+	/* str and bytes */
+	uint16_t str_length, str_state, str_ascii_size, str_compact_size;
+	uint16_t bytes_size, bytes_sval;
+};
+
+static const struct kiln_py_offsets kiln_py_tables[] = {
+	{.version = 0x30b, .rt_finalizing = 24, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 16,
+	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = 56, .cf_current = 8, .ts_current_frame = KILN_PY_NONE,
+	 .fr_code = 32, .fr_previous = 48, .fr_instr = 56, .fr_owner = 69, .fr_is_entry = 68, .fr_size = 72,
+	 .instr_is_prev = 1, .owner_cstack = 0xff,
+	 .co_filename = 112, .co_name = 120, .co_qualname = 128, .co_linetable = 136, .co_firstlineno = 72,
+	 .co_code = 184, .co_size = 184,
+	 .str_length = 16, .str_state = 32, .str_ascii_size = 48, .str_compact_size = 72,
+	 .bytes_size = 16, .bytes_sval = 32},
+	{.version = 0x30c, .rt_finalizing = 24, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 72,
+	 .ts_next = 8, .ts_native_tid = 144, .ts_cframe = 56, .cf_current = 0, .ts_current_frame = KILN_PY_NONE,
+	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
+	 .instr_is_prev = 1, .owner_cstack = 3,
+	 .co_filename = 112, .co_name = 120, .co_qualname = 128, .co_linetable = 136, .co_firstlineno = 68,
+	 .co_code = 192, .co_size = 192,
+	 .str_length = 16, .str_state = 32, .str_ascii_size = 40, .str_compact_size = 56,
+	 .bytes_size = 16, .bytes_sval = 32},
+	{.version = 0x30d, .rt_finalizing = 608, .rt_interp_head = 632, .is_next = 7264, .is_threads_head = 7344,
+	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = KILN_PY_NONE, .cf_current = 0, .ts_current_frame = 72,
+	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
+	 .instr_is_prev = 0, .owner_cstack = 3,
+	 .co_filename = 112, .co_name = 120, .co_qualname = 128, .co_linetable = 136, .co_firstlineno = 68,
+	 .co_code = 200, .co_size = 200,
+	 .str_length = 16, .str_state = 32, .str_ascii_size = 40, .str_compact_size = 56,
+	 .bytes_size = 16, .bytes_sval = 32},
+};
+
+/* The table for a PY_VERSION_HEX, or NULL: a version kiln does not know. */
+static inline const struct kiln_py_offsets *kiln_py_table(uint32_t hexversion)
+{
+	uint32_t v = hexversion >> 16;
+	for (size_t i = 0; i < sizeof(kiln_py_tables) / sizeof(kiln_py_tables[0]); i++)
+		if (kiln_py_tables[i].version == v)
+			return &kiln_py_tables[i];
+	return NULL;
+}
+
+/* _Py_DebugOffsets (3.13): where the fields kiln reads sit in it. */
+#define KILN_PY_DBG_COOKIE "xdebugpy"
+#define KILN_PY_DBG_SIZE 584
+
+static inline uint16_t kiln_py_dbg_u16(const unsigned char *d, unsigned off, int *bad)
+{
+	uint64_t v;
+	memcpy(&v, d + off, 8);
+	if (v > 0xfff0u)
+		*bad = 1;
+	return (uint16_t)v;
+}
+
+/* Fill o from the interpreter's own _Py_DebugOffsets (d: its first
+ * KILN_PY_DBG_SIZE bytes), starting from the table t for its version.
+ * 0, or -1 when d is not a 3.13 debug-offsets block or names an offset no
+ * struct of its kind could have. */
+static inline int kiln_py_from_debug(const unsigned char *d, const struct kiln_py_offsets *t,
+				     struct kiln_py_offsets *o)
+{
+	uint64_t ver;
+	int bad = 0;
+	memcpy(&ver, d + 8, 8);
+	if (memcmp(d, KILN_PY_DBG_COOKIE, 8) || (ver >> 16) != 0x30d || !t)
+		return -1;
+	*o = *t;
+	o->rt_finalizing = kiln_py_dbg_u16(d, 32, &bad);
+	o->rt_interp_head = kiln_py_dbg_u16(d, 40, &bad);
+	o->is_next = kiln_py_dbg_u16(d, 64, &bad);
+	o->is_threads_head = kiln_py_dbg_u16(d, 72, &bad);
+	o->ts_next = kiln_py_dbg_u16(d, 168, &bad);
+	o->ts_current_frame = kiln_py_dbg_u16(d, 184, &bad);
+	o->ts_native_tid = kiln_py_dbg_u16(d, 200, &bad);
+	o->fr_previous = kiln_py_dbg_u16(d, 232, &bad);
+	o->fr_code = kiln_py_dbg_u16(d, 240, &bad);
+	o->fr_instr = kiln_py_dbg_u16(d, 248, &bad);
+	o->fr_owner = kiln_py_dbg_u16(d, 264, &bad);
+	o->co_filename = kiln_py_dbg_u16(d, 280, &bad);
+	o->co_name = kiln_py_dbg_u16(d, 288, &bad);
+	o->co_qualname = kiln_py_dbg_u16(d, 296, &bad);
+	o->co_linetable = kiln_py_dbg_u16(d, 304, &bad);
+	o->co_firstlineno = kiln_py_dbg_u16(d, 312, &bad);
+	o->co_code = kiln_py_dbg_u16(d, 344, &bad);
+	o->bytes_size = kiln_py_dbg_u16(d, 520, &bad);
+	o->bytes_sval = kiln_py_dbg_u16(d, 528, &bad);
+	o->str_state = kiln_py_dbg_u16(d, 544, &bad);
+	o->str_length = kiln_py_dbg_u16(d, 552, &bad);
+	o->str_ascii_size = kiln_py_dbg_u16(d, 560, &bad);
+	o->str_compact_size = (uint16_t)(o->str_ascii_size + 16);
+	if (bad || o->fr_owner + 1 > o->fr_size + 8 || o->co_code < o->co_linetable)
+		return -1;
+	o->co_size = o->co_code;
+	return 0;
+}
+
+/* Python frames in a heap stack (the shim's STACK record, ring.h): a frame
+ * is two words, KILN_PY_TAG | flags | code object address, then the
+ * instruction index in code units. KILN_PY_ENTRY marks the last frame of
+ * one _PyEval_EvalFrameDefault call (the merge point, see collect/python.h). */
+#define KILN_PY_TAG 0xff00000000000000ull
+#define KILN_PY_TAG_MASK 0xff00000000000000ull
+#define KILN_PY_ENTRY (1ull << 55)
+#define KILN_PY_ADDR_MASK ((1ull << 48) - 1)
+
+#endif

@@ -1,0 +1,443 @@
+/* Reading a CPython process from outside (see python.h). Every read is a
+ * process_vm_readv of memory the profiled program owns and may change while
+ * we read: every pointer is checked before it is followed, every length is
+ * bounded, a chain is walked a bounded number of steps, and a code object is
+ * believed only while its type is PyCode_Type. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include "collect/python.h"
+#include "collect/unwind.h"
+#include "kiln/python.h"
+#include "symbols/image.h"
+#include "util/util.h"
+
+#define PY_MAX_THREADS 100000
+#define PY_MAX_STR 1024      /* characters of a name or file kept */
+#define PY_MAX_TABLE (1u << 20)
+#define PY_CODE_CACHE 4096
+
+struct pycode {
+	uint64_t addr;
+	uint64_t name_p, qual_p, file_p, table_p; /* what it held when read */
+	int32_t firstlineno;
+	char *qualname, *file;
+	unsigned char *table;
+	size_t ntable;
+};
+
+struct pyproc {
+	pid_t pid;
+	struct kiln_py_offsets o;
+	char version[16];
+	uint64_t runtime, code_type;
+	uint64_t eval_lo, eval_hi;
+	struct u64map tstates; /* native tid -> PyThreadState address */
+	struct pycode *codes;  /* a direct-mapped cache by address */
+};
+
+static bool rd(pid_t pid, uint64_t addr, void *out, size_t n)
+{
+	if (!addr || addr + n < addr || addr >= KILN_PY_ADDR_MASK)
+		return false;
+	struct iovec l = {out, n}, r = {(void *)(uintptr_t)addr, n};
+	return process_vm_readv(pid, &l, 1, &r, 1, 0) == (ssize_t)n;
+}
+
+static bool rd64(pid_t pid, uint64_t addr, uint64_t *v)
+{
+	return rd(pid, addr, v, sizeof(*v));
+}
+
+struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid, char *why, size_t n)
+{
+	uint64_t rt, rtsz, ev, evsz, ct, ctsz, ver, versz;
+	why[0] = 0;
+	if (image__find_symbol(img, "_PyRuntime", &rt, &rtsz) < 0)
+		return NULL;
+	uint32_t hex = 0;
+	if (image__find_symbol(img, "Py_Version", &ver, &versz) < 0 || image__read(img, ver, &hex, 4) < 0) {
+		snprintf(why, n, "a Python older than 3.11 (no Py_Version in %s): native frames only",
+			 path_base(img->path));
+		return NULL;
+	}
+	const struct kiln_py_offsets *t = kiln_py_table(hex);
+	if (!t) {
+		snprintf(why, n, "Python %u.%u (%s) has no frame table in this kiln: native frames only", hex >> 24,
+			 (hex >> 16) & 0xff, path_base(img->path));
+		return NULL;
+	}
+	if (image__find_symbol(img, "_PyEval_EvalFrameDefault", &ev, &evsz) < 0 || !evsz ||
+	    image__find_symbol(img, "PyCode_Type", &ct, &ctsz) < 0) {
+		snprintf(why, n, "Python %u.%u (%s) without _PyEval_EvalFrameDefault or PyCode_Type symbols: native frames only",
+			 hex >> 24, (hex >> 16) & 0xff, path_base(img->path));
+		return NULL;
+	}
+	struct pyproc *pp = xcalloc(1, sizeof(*pp));
+	pp->pid = pid;
+	pp->o = *t;
+	if (t->version >= 0x30d) {
+		/* the interpreter's own offsets, from its initialized data */
+		unsigned char dbg[KILN_PY_DBG_SIZE];
+		struct kiln_py_offsets o;
+		if (image__read(img, rt, dbg, sizeof(dbg)) < 0 || kiln_py_from_debug(dbg, t, &o) < 0) {
+			snprintf(why, n, "Python %u.%u (%s): its _Py_DebugOffsets do not read as 3.13's: native frames only",
+				 hex >> 24, (hex >> 16) & 0xff, path_base(img->path));
+			free(pp);
+			return NULL;
+		}
+		pp->o = o;
+	}
+	snprintf(pp->version, sizeof(pp->version), "%u.%u", hex >> 24, (hex >> 16) & 0xff);
+	pp->runtime = rt + bias;
+	pp->code_type = ct + bias;
+	pp->eval_lo = ev + bias;
+	pp->eval_hi = ev + evsz + bias;
+	u64map__init(&pp->tstates);
+	pp->codes = xcalloc(PY_CODE_CACHE, sizeof(*pp->codes));
+	return pp;
+}
+
+static void code_release(struct pycode *c)
+{
+	free(c->qualname);
+	free(c->file);
+	free(c->table);
+	memset(c, 0, sizeof(*c));
+}
+
+void pyproc__free(struct pyproc *pp)
+{
+	if (!pp)
+		return;
+	for (size_t i = 0; i < PY_CODE_CACHE; i++)
+		code_release(&pp->codes[i]);
+	free(pp->codes);
+	u64map__release(&pp->tstates);
+	free(pp);
+}
+
+const char *pyproc__version(const struct pyproc *pp)
+{
+	return pp->version;
+}
+
+bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip)
+{
+	return ip >= pp->eval_lo && ip < pp->eval_hi;
+}
+
+/* Every thread state of every interpreter, by native thread id. */
+static void scan_threads(struct pyproc *pp)
+{
+	const struct kiln_py_offsets *o = &pp->o;
+	u64map__clear(&pp->tstates);
+	uint64_t interp = 0;
+	if (!rd64(pp->pid, pp->runtime + o->rt_interp_head, &interp))
+		return;
+	unsigned seen = 0;
+	for (int ni = 0; interp && ni < 64; ni++) {
+		uint64_t ts = 0;
+		rd64(pp->pid, interp + o->is_threads_head, &ts);
+		while (ts && seen++ < PY_MAX_THREADS) {
+			uint64_t tid = 0;
+			if (!rd64(pp->pid, ts + o->ts_native_tid, &tid))
+				break;
+			if (tid && tid < (1u << 31))
+				u64map__upsert(&pp->tstates, tid, NULL)->v1 = ts;
+			if (!rd64(pp->pid, ts + o->ts_next, &ts))
+				break;
+		}
+		if (!rd64(pp->pid, interp + o->is_next, &interp))
+			break;
+	}
+}
+
+static uint64_t tstate_of(struct pyproc *pp, pid_t tid)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		struct u64map_ent *e = u64map__find(&pp->tstates, (uint64_t)tid);
+		uint64_t got;
+		if (e && rd64(pp->pid, e->v1 + pp->o.ts_native_tid, &got) && got == (uint64_t)tid)
+			return e->v1;
+		if (pass == 0)
+			scan_threads(pp);
+	}
+	return 0;
+}
+
+int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
+		   bool *truncated)
+{
+	const struct kiln_py_offsets *o = &pp->o;
+	*truncated = false;
+	uint64_t ts = tstate_of(pp, tid);
+	if (!ts)
+		return -1;
+	uint64_t f = 0;
+	if (o->ts_current_frame != KILN_PY_NONE) {
+		if (!rd64(pp->pid, ts + o->ts_current_frame, &f))
+			return 0;
+	} else {
+		uint64_t cf = 0;
+		if (!rd64(pp->pid, ts + o->ts_cframe, &cf) || !cf)
+			return 0;
+		uint64_t at = cf + o->cf_current;
+		if (mem && at >= mem->sp && mem->size >= 8 && at - mem->sp <= mem->size - 8)
+			memcpy(&f, mem->stack + (at - mem->sp), 8); /* as it was at the sample */
+		else if (!rd64(pp->pid, at, &f))
+			return 0;
+	}
+	int n = 0;
+	unsigned char fr[128];
+	size_t need = (size_t)o->fr_size;
+	if (need > sizeof(fr))
+		return 0;
+	for (int steps = 0; f && steps < 4096; steps++) {
+		if (n == max) {
+			*truncated = true;
+			break;
+		}
+		if (!rd(pp->pid, f, fr, need))
+			break;
+		uint64_t code, prev, instr;
+		memcpy(&code, fr + o->fr_code, 8);
+		memcpy(&prev, fr + o->fr_previous, 8);
+		memcpy(&instr, fr + o->fr_instr, 8);
+		uint8_t owner = fr[o->fr_owner];
+		if (o->owner_cstack != 0xff && owner == o->owner_cstack) {
+			/* the entry frame of one evaluation-loop call: its frames end here */
+			if (n && !out[n - 1].last_of_call)
+				out[n - 1].last_of_call = true;
+			else
+				out[n++] = (struct pyframe){.code = 0, .lasti = 0, .last_of_call = true};
+		} else {
+			uint64_t start = code + o->co_code;
+			uint64_t lasti = instr >= start ? (instr - start) / 2 : 0;
+			out[n++] = (struct pyframe){.code = code, .lasti = lasti < (1u << 28) ? (uint32_t)lasti : 0,
+						    .last_of_call = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry]};
+		}
+		f = prev;
+	}
+	if (n && !*truncated)
+		out[n - 1].last_of_call = true;
+	return n;
+}
+
+/* A str object as UTF-8 (compact strings only), at most PY_MAX_STR characters. */
+static char *read_str(struct pyproc *pp, uint64_t addr)
+{
+	const struct kiln_py_offsets *o = &pp->o;
+	unsigned char h[96];
+	if (o->str_compact_size > sizeof(h) || !rd(pp->pid, addr, h, o->str_compact_size))
+		return NULL;
+	int64_t len;
+	uint32_t st;
+	memcpy(&len, h + o->str_length, 8);
+	memcpy(&st, h + o->str_state, 4);
+	unsigned kind = (st >> 2) & 7, compact = (st >> 5) & 1, ascii = (st >> 6) & 1;
+	if (len < 0 || !compact || (kind != 1 && kind != 2 && kind != 4))
+		return NULL;
+	if (len > PY_MAX_STR)
+		len = PY_MAX_STR;
+	size_t nb = (size_t)len * kind;
+	unsigned char *raw = xmalloc(nb + 1);
+	uint64_t data = addr + (ascii ? o->str_ascii_size : o->str_compact_size);
+	if (nb && !rd(pp->pid, data, raw, nb)) {
+		free(raw);
+		return NULL;
+	}
+	char *s = xmalloc((size_t)len * 4 + 1);
+	size_t k = 0;
+	for (int64_t i = 0; i < len; i++) {
+		uint32_t ch = kind == 1 ? raw[i] : kind == 2 ? (uint32_t)(raw[2 * i] | raw[2 * i + 1] << 8)
+				      : (uint32_t)(raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24);
+		if (ch >= 0xd800 && ch < 0xe000)
+			ch = 0xfffd;
+		if (ch < 0x80)
+			s[k++] = (char)ch;
+		else if (ch < 0x800) {
+			s[k++] = (char)(0xc0 | ch >> 6);
+			s[k++] = (char)(0x80 | (ch & 0x3f));
+		} else if (ch < 0x10000) {
+			s[k++] = (char)(0xe0 | ch >> 12);
+			s[k++] = (char)(0x80 | ((ch >> 6) & 0x3f));
+			s[k++] = (char)(0x80 | (ch & 0x3f));
+		} else if (ch < 0x110000) {
+			s[k++] = (char)(0xf0 | ch >> 18);
+			s[k++] = (char)(0x80 | ((ch >> 12) & 0x3f));
+			s[k++] = (char)(0x80 | ((ch >> 6) & 0x3f));
+			s[k++] = (char)(0x80 | (ch & 0x3f));
+		} else {
+			s[k++] = '?';
+		}
+	}
+	s[k] = 0;
+	free(raw);
+	return s;
+}
+
+static unsigned char *read_bytes(struct pyproc *pp, uint64_t addr, size_t *n)
+{
+	int64_t len;
+	if (!rd(pp->pid, addr + pp->o.bytes_size, &len, 8) || len < 0 || len > PY_MAX_TABLE)
+		return NULL;
+	unsigned char *b = xmalloc((size_t)len + 1);
+	if (len && !rd(pp->pid, addr + pp->o.bytes_sval, b, (size_t)len)) {
+		free(b);
+		return NULL;
+	}
+	*n = (size_t)len;
+	return b;
+}
+
+static bool varint(const unsigned char *t, size_t n, size_t *i, uint32_t *out)
+{
+	uint32_t v = 0;
+	unsigned shift = 0;
+	for (;;) {
+		if (*i >= n || shift > 28)
+			return false;
+		unsigned char b = t[(*i)++];
+		v |= (uint32_t)(b & 63) << shift;
+		if (!(b & 64))
+			break;
+		shift += 6;
+	}
+	*out = v;
+	return true;
+}
+
+int python__line(const unsigned char *t, size_t n, int firstlineno, uint32_t lasti)
+{
+	int line = firstlineno;
+	uint64_t addr = 0;
+	size_t i = 0;
+	while (i < n) {
+		unsigned char b = t[i++];
+		if (!(b & 0x80))
+			return -1; /* not the start of an entry: not a 3.11+ table */
+		unsigned code = (b >> 3) & 15, len = (b & 7) + 1u;
+		int delta = 0;
+		bool none = false;
+		uint32_t v;
+		switch (code) {
+		case 15:
+			none = true;
+			break;
+		case 14:
+			if (!varint(t, n, &i, &v))
+				return -1;
+			delta = (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
+			for (int k = 0; k < 3; k++)
+				if (!varint(t, n, &i, &v))
+					return -1;
+			break;
+		case 13:
+			if (!varint(t, n, &i, &v))
+				return -1;
+			delta = (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
+			break;
+		case 10:
+		case 11:
+		case 12:
+			delta = (int)code - 10;
+			i += 2;
+			break;
+		default:
+			i += 1;
+			break;
+		}
+		line += delta;
+		if (lasti < addr + len)
+			return none ? -1 : line;
+		addr += len;
+	}
+	return -1;
+}
+
+bool pyproc__name(struct pyproc *pp, uint64_t code, uint32_t lasti, const char **func, const char **file,
+		  uint32_t *line)
+{
+	const struct kiln_py_offsets *o = &pp->o;
+	unsigned char h[256];
+	if (!code || o->co_size > sizeof(h) || !rd(pp->pid, code, h, o->co_size))
+		return false;
+	uint64_t type, name_p, qual_p, file_p, table_p;
+	int32_t first;
+	memcpy(&type, h + 8, 8);
+	memcpy(&name_p, h + o->co_name, 8);
+	memcpy(&qual_p, h + o->co_qualname, 8);
+	memcpy(&file_p, h + o->co_filename, 8);
+	memcpy(&table_p, h + o->co_linetable, 8);
+	memcpy(&first, h + o->co_firstlineno, 4);
+	if (type != pp->code_type)
+		return false;
+	struct pycode *c = &pp->codes[hash_u64(code) & (PY_CODE_CACHE - 1)];
+	if (c->addr != code || c->name_p != name_p || c->qual_p != qual_p || c->file_p != file_p ||
+	    c->table_p != table_p || c->firstlineno != first) {
+		code_release(c);
+		c->qualname = read_str(pp, qual_p);
+		if (!c->qualname)
+			c->qualname = read_str(pp, name_p);
+		c->file = read_str(pp, file_p);
+		c->table = read_bytes(pp, table_p, &c->ntable);
+		if (!c->qualname) {
+			code_release(c);
+			return false;
+		}
+		if (!c->file)
+			c->file = xstrdup("");
+		c->addr = code;
+		c->name_p = name_p;
+		c->qual_p = qual_p;
+		c->file_p = file_p;
+		c->table_p = table_p;
+		c->firstlineno = first;
+	}
+	int l = c->table ? python__line(c->table, c->ntable, first, lasti) : -1;
+	*func = c->qualname;
+	*file = c->file;
+	*line = (uint32_t)(l > 0 ? l : first > 0 ? first : 0);
+	return true;
+}
+
+int python__merge(const uint8_t *kinds, int n, const struct pyframe *py, int npy, bool truncated, int32_t *order,
+		  int max)
+{
+	int k = 0, next = 0;
+	bool after_eval = false;
+	for (int i = 0; i < n; i++) {
+		if (kinds[i] == PYK_EVAL) {
+			if (next >= npy)
+				return -1; /* a loop call with no Python frames left */
+			for (; next < npy; next++) {
+				bool last = py[next].last_of_call;
+				if (py[next].code) {
+					if (k == max)
+						return -1;
+					order[k++] = -(next + 1);
+				}
+				if (last) {
+					next++;
+					break;
+				}
+			}
+			after_eval = true;
+			continue;
+		}
+		if (kinds[i] == PYK_ANON && after_eval) {
+			after_eval = false; /* the trampoline that called the loop */
+			continue;
+		}
+		after_eval = false;
+		if (k == max)
+			return -1;
+		order[k++] = i;
+	}
+	if (next < npy && !truncated)
+		return -1;
+	return k;
+}

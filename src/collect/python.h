@@ -1,0 +1,66 @@
+/* Python frames: what a CPython process's threads are running, read from
+ * its memory (process_vm_readv), and merged into native stacks.
+ *
+ *   native (leaf first):  PyLong_FromLong  _PyEval_EvalFrameDefault  PyObject_Call  _PyEval_EvalFrameDefault  main
+ *   Python (leaf first):  work  py_a  │entry│  <module>  │entry│
+ *   merged:               PyLong_FromLong  work  py_a  PyObject_Call  <module>  main
+ *
+ * Each _PyEval_EvalFrameDefault native frame is replaced by the Python frames
+ * that call of the evaluation loop runs (the interpreter marks where each
+ * call's frames end: 3.11 is_entry, 3.12+ an entry frame owned by the C
+ * stack). A stack whose counts do not agree is kept native and counted as
+ * not merged, never guessed. Offsets are include/kiln/python.h's tables. */
+#ifndef KILN_COLLECT_PYTHON_H
+#define KILN_COLLECT_PYTHON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct image;
+struct unwind_mem;
+struct pyproc;
+
+struct pyframe {
+	uint64_t code;     /* the code object's address; 0 for an empty call of the loop */
+	uint32_t lasti;    /* instruction index (code units) */
+	bool last_of_call; /* the outermost frame of one _PyEval_EvalFrameDefault call */
+};
+
+/* A CPython runtime in img (the interpreter or libpython), mapped at bias in
+ * pid: NULL when img holds none. When img holds one kiln cannot read (a
+ * version without a table), NULL and a one-line reason in why. */
+struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid, char *why, size_t n);
+void pyproc__free(struct pyproc *pp);
+/* "3.11" and the like. */
+const char *pyproc__version(const struct pyproc *pp);
+/* Whether ip (runtime) is in _PyEval_EvalFrameDefault. */
+bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
+/* The frames thread tid runs now, innermost first, at most max (*truncated
+ * when there were more). mem, when given, is the sampled stack copy: a
+ * 3.11/3.12 _PyCFrame in it gives the current frame as it was at the sample.
+ * The count (0: no Python frames), or -1 when tid has no thread state. */
+int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
+		   bool *truncated);
+/* Name the code object at code, instruction lasti. Strings belong to pp
+ * (valid until the next call). false when code is no longer a code object. */
+bool pyproc__name(struct pyproc *pp, uint64_t code, uint32_t lasti, const char **func, const char **file,
+		  uint32_t *line);
+
+/* The line of instruction lasti (code units) in a 3.11+ location table, or
+ * -1 when it has none. */
+int python__line(const unsigned char *table, size_t n, int firstlineno, uint32_t lasti);
+
+/* Kinds of native frames for python__merge. */
+enum { PYK_NATIVE = 0, PYK_EVAL = 1, PYK_ANON = 2 };
+/* Merge n native frames (kinds[i]) with npy Python frames into order[]:
+ * i >= 0 a native frame, -(k+1) Python frame k. A native frame in
+ * anonymous memory right above an eval frame (the -X perf trampoline that
+ * called it) is dropped, its Python frames standing for it. truncated: the
+ * native stack lost its outer frames, so Python frames may be left over.
+ * The count, or -1 when native and Python frames do not agree. */
+int python__merge(const uint8_t *kinds, int n, const struct pyframe *py, int npy, bool truncated, int32_t *order,
+		  int max);
+
+#endif
