@@ -25,6 +25,7 @@
 #include "cli/cli.h"
 #include "stream/format.h"
 #include "collect/channel.h"
+#include "collect/heapattach.h"
 #include "collect/heapsrc.h"
 #include "collect/preload.h"
 #include "collect/recorder.h"
@@ -62,7 +63,7 @@ static void help(void)
 	       "Profile a program from launch to exit, or a running process by pid.\n\n"
 	       "  -o, --output FILE        the profile file (default kiln.data)\n"
 	       "  -F, --frequency HZ       samples per second per thread (default 999; 99 with --wall)\n"
-	       "      --heap               also track every heap allocation (launch mode)\n"
+	       "      --heap               also track every heap allocation (with -p: from the attach on)\n"
 	       "      --no-cpu             no CPU sampling (with --heap: heap only)\n"
 	       "      --wall               wall-clock sampling: sleeping threads too\n"
 	       "  -d, --duration SEC       stop after SEC seconds (launch mode: detach, let it run)\n"
@@ -186,8 +187,6 @@ static int parse(int argc, char **argv, struct record_opts *o)
 	cap_frequency(o);
 	if (!o->cpu && !o->heap && !o->wall)
 		return cli__usage(CMD, "--no-cpu leaves nothing to record (add --heap)");
-	if (o->heap && o->pid > 0)
-		return cli__usage(CMD, "--heap needs launch mode: the shim must be preloaded at start");
 	if (o->snapshot_every > 0 && !o->heap)
 		return cli__usage(CMD, "--snapshot-every needs --heap");
 	return 0;
@@ -263,6 +262,8 @@ struct rec {
 	bool stdout_out; /* -o -: the profile is kiln's stdout */
 	bool warned_lost;
 	size_t out_bytes; /* written when the writer was freed */
+	struct heapattach ha; /* --heap -p: the shim loaded into the running process */
+	bool heap_attached;
 };
 
 /* A snapshot of pid as the bytes of a profile file. */
@@ -297,7 +298,7 @@ static void snapshot_file(struct rec *st, const char *path)
 	struct buf b;
 	buf__init(&b);
 	struct safe_out o;
-	int rc = snapshot_bytes(st, (uint32_t)st->child, &b);
+	int rc = snapshot_bytes(st, st->child > 0 ? (uint32_t)st->child : (uint32_t)st->o.pid, &b);
 	if (rc == 0)
 		rc = safe_out__prepare(&o, path);
 	if (rc == 0) {
@@ -472,8 +473,34 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 	}
 }
 
+/* --heap -p: put the program's allocator slots back before the last drain
+ * (what the shim published until then is still read). */
+static void heap_detach(struct rec *st, bool gone)
+{
+	if (!st->heap_attached)
+		return;
+	st->heap_attached = false;
+	json_t *ha = json_object_get(recorder__meta(st->r), "heap_attach");
+	if (gone) {
+		json_object_set_new(ha, "detached", json_string("the process exited"));
+		return;
+	}
+	char err[512];
+	if (heapattach__stop(&st->ha, err, sizeof(err)) < 0) {
+		cli__warn(CMD, "%s; the program stops recording by itself once it sees kiln gone", err);
+		json_object_set_new(ha, "detached", json_string("failed"));
+		return;
+	}
+	json_object_set_new(ha, "detached", json_string("slots restored"));
+	json_object_set_new(ha, "detach_stopped_us", json_integer((json_int_t)(st->ha.detach_stopped_ns / 1000)));
+	if (!st->o.quiet)
+		fprintf(stderr, "kiln record: heap tracking detached from pid %ld (slots restored; thread %d stopped %.2f ms)\n",
+			st->o.pid, (int)st->ha.tid, (double)st->ha.detach_stopped_ns / 1e6);
+}
+
 static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 {
+	heap_detach(st, child_done);
 	if (st->s) {
 		st->ops->stop(st->s);
 		st->ops->read(st->s, 0);
@@ -487,6 +514,11 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		recorder__exit(st->r, (uint32_t)main_pid, st->child > 0 ? status : -1);
 	if (st->h) {
 		heapsrc__finish(st->h);
+		json_t *ha = json_object_get(recorder__meta(st->r), "heap_attach");
+		if (ha)
+			json_object_set_new(ha, "frees_before",
+					    json_integer((json_int_t)recorder__unknown_frees(st->r, (uint32_t)main_pid)));
+		recorder__meta_changed(st->r);
 		size_t it = 0;
 		uint32_t upid;
 		const char *comm;
@@ -707,6 +739,37 @@ static int launch(struct rec *st)
 	return 0;
 }
 
+/* --heap -p: load the shim into the running process and take the channel. */
+static int heap_attach(struct rec *st)
+{
+	char *shim = shim_path();
+	if (!shim) {
+		cli__error(CMD, "cannot find libkiln_shim.so beside kiln (set KILN_SHIM)");
+		return KILN_EXIT_ERROR;
+	}
+	char err[512];
+	int fd;
+	uint64_t t = realtime_ns();
+	int rc = heapattach__start(&st->ha, (pid_t)st->o.pid, shim, getpid(), channel__sock_path(st->ch), &fd, err,
+				   sizeof(err));
+	free(shim);
+	if (rc < 0) {
+		cli__error(CMD, "%s", err);
+		return KILN_EXIT_ERROR;
+	}
+	channel__adopt(st->ch, fd);
+	st->heap_attached = true;
+	json_object_set_new(recorder__meta(st->r), "heap_attach",
+			    json_pack("{s:I, s:i, s:I, s:i}", "start_ns", (json_int_t)t, "slots", st->ha.slots,
+				      "stopped_us", (json_int_t)(st->ha.stopped_ns / 1000), "tid", (int)st->ha.tid));
+	recorder__meta_changed(st->r);
+	if (!st->o.quiet)
+		fprintf(stderr, "kiln record: heap tracking attached to pid %ld: %d allocator slots hooked; thread %d "
+				"was stopped %.2f ms; blocks allocated before now are not counted\n",
+			st->o.pid, st->ha.slots, (int)st->ha.tid, (double)st->ha.stopped_ns / 1e6);
+	return 0;
+}
+
 /* One actionable line for a refused attach. */
 static void attach_error(long pid, int rc, const struct sampler_ops *ops)
 {
@@ -863,6 +926,11 @@ int cmd_record(int argc, char **argv)
 			goto out;
 		}
 		st.ops->start(st.s);
+		if (st.h) {
+			rc = heap_attach(&st);
+			if (rc)
+				goto out;
+		}
 	} else {
 		rc = launch(&st);
 		if (rc)

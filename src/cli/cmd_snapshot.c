@@ -6,7 +6,9 @@
  *          ◄── "ok SIZE", then SIZE bytes (or "error ...")
  *   client writes FILE itself, with its own rights (util/safefile.h)
  *
- * The program's environment names the socket, and the program may lie: the
+ * The program's environment names the socket (for a program kiln attached
+ * to, the attached shim's kiln_ctl does: an environment cannot change once
+ * a program runs), and the program may lie: the
  * client talks only to a server running as its own user or root, bounds
  * what it accepts, and gives up after a deadline. */
 #include <errno.h>
@@ -17,10 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include "cli/cli.h"
 #include "collect/channel.h"
+#include "collect/inject.h"
 
 #define CMD "snapshot"
 
@@ -51,6 +55,20 @@ static char *find_ctl(long pid, int *err)
 	free(env);
 	*err = 0;
 	return found;
+}
+
+/* An attached shim's kiln_ctl (collect/heapattach.h), or NULL. */
+static char *find_attached_ctl(long pid)
+{
+	uint64_t at;
+	if (inject__symbol((pid_t)pid, "libkiln_shim", "kiln_ctl", &at, NULL) < 0)
+		return NULL;
+	char path[256];
+	struct iovec l = {path, sizeof(path)}, r = {(void *)(uintptr_t)at, sizeof(path)};
+	if (process_vm_readv((pid_t)pid, &l, 1, &r, 1, 0) != (ssize_t)sizeof(path))
+		return NULL;
+	path[sizeof(path) - 1] = 0;
+	return path[0] == '/' ? xstrdup(path) : NULL;
 }
 
 /* Connect to the recorder's socket, if it runs as us or root. */
@@ -159,6 +177,8 @@ int cmd_snapshot(int argc, char **argv)
 		return cli__error(CMD, "no process with pid %ld", pid);
 	int err;
 	char *ctl = find_ctl(pid, &err);
+	if (!ctl)
+		ctl = find_attached_ctl(pid);
 	if (!ctl) {
 		if (err == EACCES || err == EPERM)
 			return cli__error(CMD, "permission denied: pid %ld belongs to another user", pid);

@@ -127,6 +127,20 @@ ino_t channel__child_ino(const struct channel *ch)
 	return ch->child_ino;
 }
 
+void channel__adopt(struct channel *ch, int fd)
+{
+	for (int i = 0; i < 2; i++)
+		if (ch->pair[i] >= 0)
+			close(ch->pair[i]);
+	ch->pair[0] = fd;
+	ch->pair[1] = -1;
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	int sz = 4 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+}
+
 void channel__close_child_end(struct channel *ch)
 {
 	if (ch->pair[1] >= 0)

@@ -39,6 +39,9 @@ const char *channel__sock_path(const struct channel *ch);
 /* The end the launched program inherits, and its inode ($KILN_FD). */
 int channel__child_fd(const struct channel *ch);
 ino_t channel__child_ino(const struct channel *ch);
+/* Read shims' messages from fd (an attached program's channel, taken with
+ * pidfd_getfd) instead of the pair. */
+void channel__adopt(struct channel *ch, int fd);
 /* After the launch: the recorder keeps no copy of the child's end. */
 void channel__close_child_end(struct channel *ch);
 /* Accept, read what is waiting (bounded), answer, send pending replies. */

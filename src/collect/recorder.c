@@ -605,6 +605,17 @@ uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ip
 	return intern__put(&r->stacks, key, (uint32_t)(2 + n) * 4, NULL);
 }
 
+void recorder__meta_changed(struct recorder *r)
+{
+	r->meta_dirty = true;
+}
+
+uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid)
+{
+	struct rproc *p = proc_find(r, pid);
+	return p ? heap__unknown_frees(r->heap, p->idx) : 0;
+}
+
 bool recorder__has_python(const struct recorder *r)
 {
 	for (size_t i = 0; i < r->nprocs; i++)

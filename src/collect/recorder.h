@@ -34,8 +34,12 @@ void recorder__exit(struct recorder *r, uint32_t pid, int status);
 /* Heap tracking is on: each exec is checked for what would keep the shim
  * out (collect/preload.h), and such a process is reported as untracked. */
 void recorder__set_heap(struct recorder *r, bool on);
-/* The META object that will be written (borrowed). */
+/* The META object that will be written (borrowed); after changing it, say
+ * so: the next flush writes it again (a later META replaces the earlier). */
 json_t *recorder__meta(struct recorder *r);
+void recorder__meta_changed(struct recorder *r);
+/* Frees in pid of blocks never seen allocated (before an attach). */
+uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid);
 /* Whether CPU samples carry kernel frames (META "kernel_stacks"). */
 void recorder__set_kernel_stacks(struct recorder *r, bool on);
 void recorder__thread_name(struct recorder *r, uint32_t pid, uint32_t tid, const char *name);

@@ -46,11 +46,13 @@
 #include "kiln/ring.h"
 #include "kiln/python.h"
 #include "shim/cfi.h"
+#include "shim/got.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define TLS __thread __attribute__((tls_model("initial-exec")))
+#define ARRAY_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 #define SHIM_DEPTH 128
 #define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
@@ -126,6 +128,23 @@ static pthread_key_t g_key;
 static bool g_key_ok;
 static volatile int g_recorder_gone;
 static bool g_nofollow;        /* --no-follow: forked children record nothing */
+/* Attached to a running program (kiln record --heap -p): the shim came by
+ * dlopen and its hooks are GOT slots (shim/got.h). Each attach is a
+ * generation: a thread's ring from an earlier one is not written again. */
+static int g_attached;
+static uint32_t g_attach_gen;
+static int g_inflight;         /* threads inside record() while attached */
+/* The recorder's snapshot socket while attached, for `kiln snapshot PID`
+ * (which reads it here: an attached program's environment cannot say it). */
+EXPORT char kiln_ctl[256];
+/* Every ring made while attached, so that detaching unmaps them all. */
+#define ATTACH_RINGS 131072
+struct ring_ref {
+	void *hdr;
+	size_t size;
+};
+static struct ring_ref *g_ringrefs;
+static uint32_t g_nringrefs;
 /* CPython in this process (include/kiln/python.h): its evaluation loop's
  * text, where the thread's state is found, and the offsets to read */
 static bool g_py;
@@ -158,6 +177,8 @@ struct tstate {
 	uint32_t arena_used;
 	struct cfi_rule *rules;   /* CFI_RULES */
 	uintptr_t stack_lo, stack_hi;
+	uint32_t agen;            /* the attach generation its ring belongs to */
+	uint32_t events;          /* while attached: a look at the recorder every 64 Ki events */
 };
 
 static TLS int t_guard;
@@ -476,6 +497,8 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void attach_lost_recorder(void);
+
 static bool recorder_alive(void)
 {
 	if (g_recorder_gone)
@@ -485,6 +508,7 @@ static bool recorder_alive(void)
 	if (hup || (g_recorder > 0 && kill(g_recorder, 0) < 0 && errno == ESRCH)) {
 		g_recorder_gone = 1;
 		__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
+		attach_lost_recorder();
 		return false;
 	}
 	return true;
@@ -572,6 +596,14 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 		return false;
 	}
 	__atomic_add_fetch(&g_ring_bytes, size, __ATOMIC_RELAXED);
+	if (g_attached && g_ringrefs) {
+		uint32_t i = __atomic_fetch_add(&g_nringrefs, 1, __ATOMIC_ACQ_REL);
+		if (i < ATTACH_RINGS) {
+			g_ringrefs[i].size = size;
+			__atomic_store_n(&g_ringrefs[i].hdr, m, __ATOMIC_RELEASE);
+		}
+	}
+	t->agen = g_attach_gen;
 	t->hdr = h;
 	t->data = (uint64_t *)((char *)m + KILN_RING_HDR_SIZE);
 	t->mask = words - 1;
@@ -581,11 +613,29 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 }
 
 /* Let go of this thread's ring: no more events in it. */
+static bool ring_unref(void *hdr)
+{
+	uint32_t n = __atomic_load_n(&g_nringrefs, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; g_ringrefs && i < n && i < ATTACH_RINGS; i++) {
+		void *expect = hdr;
+		if (__atomic_compare_exchange_n(&g_ringrefs[i].hdr, &expect, NULL, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return true;
+	}
+	return false;
+}
+
 static void ring_retire(struct tstate *t)
 {
 	if (!t->hdr)
 		return;
 	__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
+	if (g_attached && !ring_unref(t->hdr)) {
+		t->hdr = NULL; /* detaching unmapped it */
+		t->data = NULL;
+		t->ring_bytes = 0;
+		return;
+	}
 	munmap(t->hdr, t->ring_bytes);
 	__atomic_sub_fetch(&g_ring_bytes, t->ring_bytes, __ATOMIC_RELAXED);
 	t->hdr = NULL;
@@ -746,6 +796,13 @@ static struct tstate *thread_state(void)
 	/* After fork only the forking thread lives on, and atfork_child has
 	 * reset it; threads created later start from zeroed TLS. */
 	struct tstate *t = &t_state;
+	if (unlikely(t->hdr && t->agen != g_attach_gen)) {
+		/* a ring of an earlier attach: detaching unmapped it */
+		t->hdr = NULL;
+		t->data = NULL;
+		t->ring_bytes = 0;
+		t->stopped = t->dropping = false;
+	}
 	if (unlikely(!t->hdr)) {
 		if (t->destructs > 3 || t->stopped)
 			return NULL;
@@ -923,8 +980,18 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 {
 	int saved = errno;
 	t_guard++;
+	bool att = g_attached;
+	if (att) {
+		/* detaching waits for threads in here before it unmaps rings;
+		 * one that comes in after it stopped recording goes back out */
+		__atomic_add_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&g_state, __ATOMIC_SEQ_CST) <= 0)
+			goto out;
+	}
 	struct tstate *t = thread_state();
 	if (!t)
+		goto out;
+	if (att && unlikely(++t->events % 65536 == 0) && !recorder_alive())
 		goto out;
 	if (unlikely(g_py) && !g_py_fin_sent && *(const volatile uintptr_t *)(g_py_rt + g_pyo.rt_finalizing))
 		python_finalizing(t);
@@ -952,6 +1019,8 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 		ring_publish(t, 4);
 	}
 out:
+	if (att)
+		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
 	t_guard--;
 	errno = saved;
 }
@@ -965,10 +1034,22 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 {
 	int saved = errno;
 	t_guard++;
+	bool att = g_attached;
+	if (att) { /* as in record() */
+		__atomic_add_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&g_state, __ATOMIC_SEQ_CST) <= 0) {
+			__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+			t_guard--;
+			errno = saved;
+			return real_realloc(old, n);
+		}
+	}
 	struct tstate *t = thread_state();
 	if (!t || !ring_reserve(t, 2)) {
 		if (t)
 			count_dropped(t, 2);
+		if (att)
+			__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
 		t_guard--;
 		errno = saved;
 		return real_realloc(old, n);
@@ -980,6 +1061,8 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 	ring_put(t, 0, seq << 8 | (p ? RING_FREE : RING_NOP));
 	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
 	ring_publish(t, 2);
+	if (att)
+		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
 	t_guard--;
 	if (p)
 		record(NULL, p, n, ws);
@@ -1253,4 +1336,239 @@ EXPORT void *pvalloc(size_t n)
 		record(NULL, p, n, &ws);
 	}
 	return p;
+}
+
+/* ---- attached mode: kiln record --heap -p PID ----
+ *
+ *   kiln (ptrace, one thread stopped at a safe point):
+ *     dlopen(libkiln_shim.so) ─► kiln_attach_prepare("RECORDER_PID CTL_PATH")
+ *        returns the recorder's end of a new socket pair; kiln takes a copy
+ *        (pidfd_getfd) ─► kiln_attach_start(fd): closes ours, patches the GOTs
+ *   … recording …
+ *   kiln_detach(): slots restored, recording stopped, rings unmapped, socket closed
+ *
+ * A recorder that dies instead is noticed by the shim (a look every 64 Ki
+ * events, or when a ring fills), which then restores the slots itself. */
+/* Local names for the hooks (a reference to "malloc" from here would bind to
+ * the C library's, the shim being loaded last and privately). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
+#endif
+extern __typeof(malloc) kiln_hook_malloc __attribute__((alias("malloc"), visibility("hidden")));
+extern __typeof(calloc) kiln_hook_calloc __attribute__((alias("calloc"), visibility("hidden")));
+extern __typeof(realloc) kiln_hook_realloc __attribute__((alias("realloc"), visibility("hidden")));
+extern __typeof(free) kiln_hook_free __attribute__((alias("free"), visibility("hidden")));
+extern __typeof(free_sized) kiln_hook_free_sized __attribute__((alias("free_sized"), visibility("hidden")));
+extern __typeof(free_aligned_sized) kiln_hook_free_aligned_sized
+	__attribute__((alias("free_aligned_sized"), visibility("hidden")));
+extern __typeof(reallocarray) kiln_hook_reallocarray __attribute__((alias("reallocarray"), visibility("hidden")));
+extern __typeof(posix_memalign) kiln_hook_posix_memalign
+	__attribute__((alias("posix_memalign"), visibility("hidden")));
+extern __typeof(aligned_alloc) kiln_hook_aligned_alloc __attribute__((alias("aligned_alloc"), visibility("hidden")));
+extern __typeof(memalign) kiln_hook_memalign __attribute__((alias("memalign"), visibility("hidden")));
+extern __typeof(valloc) kiln_hook_valloc __attribute__((alias("valloc"), visibility("hidden")));
+extern __typeof(pvalloc) kiln_hook_pvalloc __attribute__((alias("pvalloc"), visibility("hidden")));
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+EXPORT int kiln_attach_prepare(const char *cfg);
+EXPORT int kiln_attach_start(int fd);
+EXPORT int kiln_detach(void);
+
+typedef void *(*dlopen_fn)(const char *, int);
+typedef int (*dlclose_fn)(void *);
+static dlopen_fn real_dlopen;
+static dlclose_fn real_dlclose;
+static void *attach_dlopen(const char *file, int mode);
+static int attach_dlclose(void *h);
+
+static const struct got_hook attach_hooks[] = {
+	{"malloc", (void *)kiln_hook_malloc},
+	{"calloc", (void *)kiln_hook_calloc},
+	{"realloc", (void *)kiln_hook_realloc},
+	{"free", (void *)kiln_hook_free},
+	{"free_sized", (void *)kiln_hook_free_sized},
+	{"free_aligned_sized", (void *)kiln_hook_free_aligned_sized},
+	{"reallocarray", (void *)kiln_hook_reallocarray},
+	{"posix_memalign", (void *)kiln_hook_posix_memalign},
+	{"aligned_alloc", (void *)kiln_hook_aligned_alloc},
+	{"memalign", (void *)kiln_hook_memalign},
+	{"valloc", (void *)kiln_hook_valloc},
+	{"pvalloc", (void *)kiln_hook_pvalloc},
+	{"dlopen", (void *)attach_dlopen},
+	{"dlclose", (void *)attach_dlclose},
+};
+
+/* A library loaded while attached gets its slots patched too. (The real
+ * dlopen sees the shim as its caller: a library named without a slash is
+ * searched along the program's paths, not the calling library's RUNPATH.) */
+static void *attach_dlopen(const char *file, int mode)
+{
+	void *h = real_dlopen(file, mode);
+	if (h && __atomic_load_n(&g_attached, __ATOMIC_ACQUIRE) && g_state > 0)
+		got__patch(attach_hooks, ARRAY_COUNT(attach_hooks), (void *)&attach_dlopen);
+	return h;
+}
+
+/* Slots of a library unloaded since are forgotten (got__restore checks
+ * each slot still belongs to a loaded module). */
+static int attach_dlclose(void *h)
+{
+	int rc = real_dlclose(h);
+	got__prune();
+	return rc;
+}
+
+static void real_from_default(void)
+{
+	real_malloc = (malloc_fn)dlsym(RTLD_DEFAULT, "malloc");
+	real_calloc = (calloc_fn)dlsym(RTLD_DEFAULT, "calloc");
+	real_realloc = (realloc_fn)dlsym(RTLD_DEFAULT, "realloc");
+	real_free = (free_fn)dlsym(RTLD_DEFAULT, "free");
+	real_free_sized = (free_sized_fn)dlsym(RTLD_DEFAULT, "free_sized");
+	real_free_aligned_sized = (free_aligned_sized_fn)dlsym(RTLD_DEFAULT, "free_aligned_sized");
+	real_posix_memalign = (posix_memalign_fn)dlsym(RTLD_DEFAULT, "posix_memalign");
+	real_aligned_alloc = (memalign_fn)dlsym(RTLD_DEFAULT, "aligned_alloc");
+	real_memalign = (memalign_fn)dlsym(RTLD_DEFAULT, "memalign");
+	real_valloc = (valloc_fn)dlsym(RTLD_DEFAULT, "valloc");
+	real_pvalloc = (valloc_fn)dlsym(RTLD_DEFAULT, "pvalloc");
+	real_dlopen = (dlopen_fn)dlsym(RTLD_DEFAULT, "dlopen");
+	real_dlclose = (dlclose_fn)dlsym(RTLD_DEFAULT, "dlclose");
+}
+
+/* cfg: "RECORDER_PID CTL_PATH". The recorder's end of a new channel, or
+ * -EBUSY (a live recorder is attached, or the program runs under a
+ * launched kiln record --heap), -errno. */
+EXPORT int kiln_attach_prepare(const char *cfg)
+{
+	t_guard++;
+	int rc;
+	if (g_state > 0 && !g_recorder_gone && recorder_alive()) {
+		rc = -EBUSY;
+		goto out;
+	}
+	char *end;
+	long rec = strtol(cfg, &end, 10);
+	if (rec <= 0 || *end != ' ' || strlen(end + 1) >= sizeof(kiln_ctl)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	real_from_default();
+	if (!real_malloc || !real_free || !real_realloc || !real_calloc || !real_dlopen || !real_dlclose) {
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!g_ringrefs) {
+		void *m = mmap(NULL, sizeof(*g_ringrefs) * ATTACH_RINGS, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m == MAP_FAILED) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		g_ringrefs = m;
+	}
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	struct stat st;
+	fstat(sv[0], &st);
+	if (g_sock >= 0 && g_attached)
+		close(g_sock);
+	g_sock = sv[0];
+	g_sock_ino = st.st_ino;
+	g_recorder = (pid_t)rec;
+	g_recorder_gone = 0;
+	memcpy(kiln_ctl, end + 1, strlen(end + 1) + 1);
+	rc = sv[1];
+out:
+	t_guard--;
+	return rc;
+}
+
+/* Start recording and patch every module's slots. fd: the recorder's end,
+ * which kiln has taken a copy of. The count of slots patched, or -errno. */
+EXPORT int kiln_attach_start(int fd)
+{
+	t_guard++;
+	if (fd >= 0)
+		close(fd);
+	static bool once;
+	if (!once) {
+		dl_iterate_phdr(self_phdr_cb, (void *)(uintptr_t)&init_once);
+		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+		g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
+		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+		python_init();
+		once = true;
+	}
+	new_image();
+	g_py_fin_sent = 0;
+	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&g_nringrefs, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&g_attached, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&g_state, 1, __ATOMIC_SEQ_CST);
+	int rc = got__patch(attach_hooks, ARRAY_COUNT(attach_hooks), (void *)&kiln_attach_start);
+	if (rc <= 0) {
+		__atomic_store_n(&g_state, -1, __ATOMIC_SEQ_CST);
+		got__restore();
+		rc = rc < 0 ? rc : -ENOENT;
+	}
+	t_guard--;
+	return rc;
+}
+
+/* Stop recording: slots back, wait (a bounded time) for threads inside the
+ * shim, unmap every ring, close the channel. 0, or 1 when some thread was
+ * still inside after the wait (its rings are left mapped). */
+static int detach(bool wait_threads)
+{
+	__atomic_store_n(&g_state, -1, __ATOMIC_SEQ_CST);
+	got__restore();
+	int mine = t_guard > 1 ? 1 : 0; /* this thread's own visit, if it is inside */
+	int rc = 0;
+	for (int i = 0; __atomic_load_n(&g_inflight, __ATOMIC_SEQ_CST) > mine; i++) {
+		if (!wait_threads || i >= 2000) { /* 200 ms */
+			rc = 1;
+			break;
+		}
+		struct timespec ts = {0, 100000};
+		nanosleep(&ts, NULL);
+	}
+	if (!rc) {
+		uint32_t n = __atomic_load_n(&g_nringrefs, __ATOMIC_ACQUIRE);
+		for (uint32_t i = 0; g_ringrefs && i < n && i < ATTACH_RINGS; i++) {
+			void *h = __atomic_exchange_n(&g_ringrefs[i].hdr, NULL, __ATOMIC_ACQ_REL);
+			if (!h)
+				continue;
+			__atomic_store_n(&((struct kiln_ring_hdr *)h)->closed, 1, __ATOMIC_RELEASE);
+			munmap(h, g_ringrefs[i].size);
+		}
+	}
+	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST); /* no thread writes its old ring again */
+	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
+	if (g_sock >= 0) {
+		close(g_sock);
+		g_sock = -1;
+	}
+	kiln_ctl[0] = 0;
+	return rc;
+}
+
+EXPORT int kiln_detach(void)
+{
+	t_guard++;
+	int rc = g_attached ? detach(true) : 0;
+	t_guard--;
+	return rc;
+}
+
+/* The recorder went away without detaching (killed): put the program's
+ * slots back, so it runs on exactly as before. Called from inside record(). */
+static void attach_lost_recorder(void)
+{
+	if (__atomic_load_n(&g_attached, __ATOMIC_ACQUIRE))
+		detach(false);
 }

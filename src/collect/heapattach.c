@@ -1,0 +1,156 @@
+/* Loading the heap shim into a running process (see heapattach.h). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "collect/heapattach.h"
+#include "collect/inject.h"
+#include "util/util.h"
+
+#define CALL_MS 5000 /* dlopen of the shim: it maps a few pages, runs a constructor */
+
+static int pidfd_getfd_of(pid_t pid, int fd)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pfd < 0)
+		return -errno;
+	int got = (int)syscall(SYS_pidfd_getfd, pfd, fd, 0);
+	int e = errno;
+	close(pfd);
+	return got < 0 ? -e : got;
+}
+
+static int call_int(struct injector *in, uint64_t fn, uint64_t a0, int *out)
+{
+	uint64_t ret;
+	int rc = inject__call(in, fn, a0, 0, 0, CALL_MS, &ret);
+	if (rc == 0)
+		*out = (int)(int32_t)ret;
+	return rc;
+}
+
+int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, pid_t recorder, const char *ctl,
+		      int *fd, char *err, size_t n)
+{
+	memset(ha, 0, sizeof(*ha));
+	ha->pid = pid;
+	*fd = -1;
+	if (!inject__dynamic(pid)) {
+		snprintf(err, n, "pid %d is statically linked: no library can be loaded into it, so its allocator "
+				 "cannot be hooked", (int)pid);
+		return -ENOEXEC;
+	}
+	if (proc_state(pid, pid) == 'T' || proc_state(pid, pid) == 't') {
+		snprintf(err, n, "pid %d is stopped: kiln attaches to a running process and leaves it as it was "
+				 "(send it SIGCONT first)", (int)pid);
+		return -EAGAIN;
+	}
+	struct stat st;
+	if (stat(shim_path, &st) < 0) {
+		snprintf(err, n, "cannot find the heap shim %s: %s", shim_path, strerror(errno));
+		return -ENOENT;
+	}
+	if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
+		snprintf(err, n, "the heap shim %s may be written by another user: not loading it into pid %d",
+			 shim_path, (int)pid);
+		return -EPERM;
+	}
+	uint64_t dlopen_fn, dlerror_fn = 0;
+	int flags = RTLD_NOW;
+	if (inject__symbol(pid, "libc.so", "dlopen", &dlopen_fn, NULL) < 0 &&
+	    inject__symbol(pid, "libdl", "dlopen", &dlopen_fn, NULL) < 0) {
+		if (inject__symbol(pid, "libc", "__libc_dlopen_mode", &dlopen_fn, NULL) < 0) {
+			snprintf(err, n, "pid %d has no dlopen kiln can find (no glibc?): its allocator cannot be hooked",
+				 (int)pid);
+			return -ENOENT;
+		}
+		flags = RTLD_NOW | (int)0x80000000; /* __RTLD_DLOPEN */
+	} else if (inject__symbol(pid, "libc.so", "dlerror", &dlerror_fn, NULL) < 0) {
+		inject__symbol(pid, "libdl", "dlerror", &dlerror_fn, NULL);
+	}
+	struct injector *in;
+	int rc = inject__begin(pid, 2000, &in, err, n);
+	if (rc < 0)
+		return rc;
+	ha->tid = inject__tid(in);
+	uint64_t path = inject__push(in, shim_path, strlen(shim_path) + 1), handle = 0;
+	rc = path ? inject__call(in, dlopen_fn, path, (uint64_t)flags, 0, CALL_MS, &handle) : -EFAULT;
+	if (rc < 0 || !handle) {
+		char why[256] = "";
+		uint64_t msg = 0;
+		if (rc == 0 && dlerror_fn && inject__call(in, dlerror_fn, 0, 0, 0, CALL_MS, &msg) == 0 && msg &&
+		    inject__read(in, msg, why, sizeof(why) - 1) == 0)
+			why[sizeof(why) - 1] = 0;
+		snprintf(err, n, "cannot load %s into pid %d: %s", shim_path, (int)pid,
+			 rc < 0 ? strerror(-rc) : why[0] ? why : "dlopen failed");
+		ha->stopped_ns = inject__end(in);
+		return rc < 0 ? rc : -ENOENT;
+	}
+	uint64_t prep, start;
+	if (inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_attach_prepare", &prep) < 0 ||
+	    inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_attach_start", &start) < 0 ||
+	    inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_detach", &ha->detach_fn) < 0) {
+		snprintf(err, n, "the shim loaded into pid %d has no attach entry points (an older kiln's?)", (int)pid);
+		ha->stopped_ns = inject__end(in);
+		return -ENOENT;
+	}
+	char cfg[512];
+	snprintf(cfg, sizeof(cfg), "%d %s", (int)recorder, ctl);
+	uint64_t cfg_at = inject__push(in, cfg, strlen(cfg) + 1);
+	int theirs = -EFAULT;
+	rc = cfg_at ? call_int(in, prep, cfg_at, &theirs) : -EFAULT;
+	if (rc < 0 || theirs < 0) {
+		int e = rc < 0 ? rc : theirs;
+		if (e == -EBUSY)
+			snprintf(err, n, "pid %d is already heap-profiled by another kiln (one recorder at a time)",
+				 (int)pid);
+		else
+			snprintf(err, n, "cannot start heap tracking in pid %d: %s", (int)pid, strerror(-e));
+		ha->stopped_ns = inject__end(in);
+		return e;
+	}
+	int mine = pidfd_getfd_of(pid, theirs);
+	int slots = 0;
+	if (mine < 0) {
+		snprintf(err, n, "cannot take the channel from pid %d (pidfd_getfd): %s", (int)pid, strerror(-mine));
+		uint64_t ignored;
+		inject__call(in, ha->detach_fn, 0, 0, 0, CALL_MS, &ignored);
+		ha->stopped_ns = inject__end(in);
+		return mine;
+	}
+	rc = call_int(in, start, (uint64_t)theirs, &slots);
+	if (rc < 0 || slots <= 0) {
+		int e = rc < 0 ? rc : slots;
+		snprintf(err, n, "cannot hook the allocator of pid %d: %s", (int)pid,
+			 e == -ENOENT ? "no module calls malloc through a GOT slot" : strerror(-e));
+		close(mine);
+		ha->stopped_ns = inject__end(in);
+		return e;
+	}
+	ha->slots = slots;
+	ha->stopped_ns = inject__end(in);
+	*fd = mine;
+	return 0;
+}
+
+int heapattach__stop(struct heapattach *ha, char *err, size_t n)
+{
+	if (!ha->detach_fn)
+		return 0;
+	struct injector *in;
+	int rc = inject__begin(ha->pid, 2000, &in, err, n);
+	if (rc < 0)
+		return rc;
+	uint64_t ret = 0;
+	rc = inject__call(in, ha->detach_fn, 0, 0, 0, CALL_MS, &ret);
+	ha->detach_stopped_ns = inject__end(in);
+	if (rc < 0) {
+		snprintf(err, n, "cannot detach from pid %d: %s", (int)ha->pid, strerror(-rc));
+		return rc;
+	}
+	ha->detach_fn = 0;
+	return 0;
+}

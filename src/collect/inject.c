@@ -1,0 +1,459 @@
+/* ptrace function calls in another process (see inject.h). The target's
+ * memory and maps are untrusted like everything else it can write: files
+ * are opened through /proc/PID/map_files (or by path with the mapping's
+ * inode checked), every read is bounded. */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "collect/inject.h"
+#include "symbols/image.h"
+#include "util/util.h"
+
+#define XSTATE_MAX 32768
+#define MAX_PENDING 64
+
+struct range {
+	uint64_t lo, hi;
+};
+
+struct injector {
+	pid_t pid, tid;
+	struct user_regs_struct saved;
+	unsigned char *xstate;
+	size_t xlen;
+	uint64_t cursor; /* next free byte below the saved stack, growing down */
+	uint64_t stopped_at;
+	int pending[MAX_PENDING]; /* signals that arrived during the calls */
+	int npending;
+	bool dead;
+};
+
+/* ---- the target's maps ---- */
+
+struct map_line {
+	uint64_t lo, hi, off, ino;
+	unsigned dev_major, dev_minor;
+	char perms[8];
+	const char *path;
+};
+
+static bool parse_map(char *line, struct map_line *m)
+{
+	int pos = 0;
+	unsigned long long lo, hi, off, ino;
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &lo, &hi, m->perms, &off, &m->dev_major, &m->dev_minor,
+		   &ino, &pos) < 7)
+		return false;
+	m->lo = lo;
+	m->hi = hi;
+	m->off = off;
+	m->ino = ino;
+	const char *p = line + pos;
+	while (*p == ' ')
+		p++;
+	m->path = p;
+	return true;
+}
+
+static char *read_maps(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	return read_small_file(path, NULL);
+}
+
+static int open_mapping(pid_t pid, const struct map_line *m)
+{
+	char alt[128];
+	snprintf(alt, sizeof(alt), "/proc/%d/map_files/%llx-%llx", (int)pid, (unsigned long long)m->lo,
+		 (unsigned long long)m->hi);
+	int fd = open(alt, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && m->path[0] == '/')
+		fd = open(m->path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != m->ino)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+typedef bool (*map_pred)(const struct map_line *m, const void *arg);
+
+/* The symbol in the first executable mapping that pred accepts. */
+static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *symbol, uint64_t *addr,
+			uint64_t *size)
+{
+	char *text = read_maps(pid);
+	if (!text)
+		return -errno;
+	int rc = -ENOENT;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line && rc; line = strtok_r(NULL, "\n", &save)) {
+		struct map_line m;
+		if (!parse_map(line, &m) || m.perms[2] != 'x' || !pred(&m, arg))
+			continue;
+		int fd = open_mapping(pid, &m);
+		if (fd < 0)
+			continue;
+		struct image *img = image__open_fd(fd, m.path);
+		uint64_t bias, v, sz;
+		if (img && image__bias(img, m.lo, m.off, &bias) == 0 && image__find_symbol(img, symbol, &v, &sz) == 0 &&
+		    v) {
+			*addr = v + bias;
+			if (size)
+				*size = sz;
+			rc = 0;
+		}
+		image__free(img);
+		if (img)
+			break; /* the first readable image that matched decides */
+	}
+	free(text);
+	return rc;
+}
+
+static bool by_name(const struct map_line *m, const void *arg)
+{
+	const char *lib = arg;
+	return m->path[0] == '/' && (!lib || strstr(path_base(m->path), lib));
+}
+
+int inject__symbol(pid_t pid, const char *lib, const char *symbol, uint64_t *addr, uint64_t *size)
+{
+	return symbol_where(pid, by_name, lib, symbol, addr, size);
+}
+
+struct devino {
+	dev_t dev;
+	ino_t ino;
+};
+
+static bool by_ino(const struct map_line *m, const void *arg)
+{
+	const struct devino *d = arg;
+	return m->ino == d->ino && makedev(m->dev_major, m->dev_minor) == d->dev;
+}
+
+int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint64_t *addr)
+{
+	struct devino d = {dev, ino};
+	return symbol_where(pid, by_ino, &d, symbol, addr, NULL);
+}
+
+bool inject__dynamic(pid_t pid)
+{
+	char *text = read_maps(pid);
+	bool dyn = text && (strstr(text, "/ld-linux") || strstr(text, "/ld-2.") || strstr(text, "/ld64"));
+	free(text);
+	return dyn;
+}
+
+/* ---- where a stopped thread may be made to call ---- */
+
+struct unsafe {
+	struct range libc, ld, shim, lockwait[2];
+};
+
+static void unsafe_ranges(pid_t pid, struct unsafe *u)
+{
+	memset(u, 0, sizeof(*u));
+	char *text = read_maps(pid);
+	char *save = NULL;
+	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
+		struct map_line m;
+		if (!parse_map(line, &m) || m.perms[2] != 'x' || m.path[0] != '/')
+			continue;
+		const char *b = path_base(m.path);
+		struct range *r = !strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5) ? &u->libc
+				  : !strncmp(b, "ld-linux", 8) || !strncmp(b, "ld-2.", 5) ? &u->ld
+				  : strstr(b, "libkiln_shim") ? &u->shim
+								: NULL;
+		if (r && !r->hi) {
+			r->lo = m.lo;
+			r->hi = m.hi;
+		}
+	}
+	free(text);
+	uint64_t a, sz;
+	if (inject__symbol(pid, "libc", "__lll_lock_wait_private", &a, &sz) == 0)
+		u->lockwait[0] = (struct range){a, a + (sz ? sz : 64)};
+	if (inject__symbol(pid, "libc", "__lll_lock_wait", &a, &sz) == 0)
+		u->lockwait[1] = (struct range){a, a + (sz ? sz : 64)};
+}
+
+static bool in(const struct range *r, uint64_t a)
+{
+	return a >= r->lo && a < r->hi;
+}
+
+/* A thread stopped here may run dlopen: not inside the allocator (it may
+ * hold an arena lock), the dynamic linker (its lock) or the shim. In a
+ * system call, only those the allocator makes while holding a lock are
+ * suspect; running, any point in libc or ld.so is. */
+static bool safe_point(const struct unsafe *u, const struct user_regs_struct *r)
+{
+	uint64_t ip = r->rip;
+	if (in(&u->shim, ip) || in(&u->ld, ip))
+		return false;
+	if ((long long)r->orig_rax >= 0) {
+		long nr = (long)r->orig_rax;
+		if (in(&u->lockwait[0], ip) || in(&u->lockwait[1], ip))
+			return false;
+		if (in(&u->libc, ip) && (nr == SYS_mmap || nr == SYS_munmap || nr == SYS_brk || nr == SYS_mprotect ||
+					nr == SYS_madvise || nr == SYS_mremap))
+			return false;
+		return true;
+	}
+	return !in(&u->libc, ip);
+}
+
+/* Wait for tid to stop, up to ms. 1 stopped (*status), 0 not yet, -1 gone. */
+static int wait_tid(pid_t tid, int *status, int ms)
+{
+	for (int i = 0; i <= ms * 10; i++) {
+		pid_t w = waitpid(tid, status, __WALL | WNOHANG);
+		if (w == tid)
+			return WIFEXITED(*status) || WIFSIGNALED(*status) ? -1 : 1;
+		if (w < 0)
+			return -1;
+		struct timespec ts = {0, 100000};
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static int task_list(pid_t pid, pid_t *out, int max)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	int n = 0;
+	out[n++] = pid; /* the main thread first */
+	struct dirent *e;
+	while ((e = readdir(d)) && n < max) {
+		long t = atol(e->d_name);
+		if (t > 0 && t != pid)
+			out[n++] = (pid_t)t;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Seize tid and stop it. 1 stopped and safe (kept), 0 not (let go), -errno. */
+static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid)
+{
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
+		return errno == ESRCH ? 0 : -errno;
+	if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		return 0;
+	}
+	int st;
+	for (;;) {
+		int w = wait_tid(tid, &st, 200);
+		if (w <= 0)
+			return w < 0 ? 0 : (ptrace(PTRACE_DETACH, tid, NULL, NULL), 0);
+		unsigned event = (unsigned)st >> 16;
+		if (event == PTRACE_EVENT_STOP)
+			break; /* our interrupt (or a group stop) */
+		/* a signal on its way to the thread: let it through, wait on */
+		int sig = WSTOPSIG(st);
+		if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)sig) < 0)
+			return 0;
+	}
+	struct user_regs_struct r;
+	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0 || !safe_point(u, &r)) {
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		return 0;
+	}
+	in->tid = tid;
+	in->saved = r;
+	return 1;
+}
+
+int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, size_t n)
+{
+	struct injector *in = xcalloc(1, sizeof(*in));
+	in->pid = pid;
+	struct unsafe u;
+	unsafe_ranges(pid, &u);
+	pid_t tids[4096];
+	uint64_t start = now_ns();
+	int rc = 0;
+	while (!in->tid) {
+		int nt = task_list(pid, tids, 4096);
+		if (nt < 0) {
+			snprintf(err, n, "cannot list the threads of pid %d: %s", (int)pid, strerror(-nt));
+			rc = nt;
+			goto fail;
+		}
+		for (int i = 0; i < nt && !in->tid; i++) {
+			int t = try_thread(in, &u, tids[i]);
+			if (t < 0) {
+				snprintf(err, n, "cannot ptrace pid %d: %s", (int)pid, strerror(-t));
+				rc = t;
+				goto fail;
+			}
+		}
+		if (in->tid)
+			break;
+		if (now_ns() - start > (uint64_t)timeout_ms * 1000000ull) {
+			snprintf(err, n, "no thread of pid %d came to a point where a library may be loaded "
+					 "(all inside the allocator or the dynamic linker) within %d ms",
+				 (int)pid, timeout_ms);
+			rc = -EAGAIN;
+			goto fail;
+		}
+		usleep(2000);
+	}
+	in->stopped_at = now_ns();
+	in->xstate = xmalloc(XSTATE_MAX);
+	struct iovec iov = {in->xstate, XSTATE_MAX};
+	if (ptrace(PTRACE_GETREGSET, in->tid, (void *)NT_X86_XSTATE, &iov) == 0) {
+		in->xlen = iov.iov_len;
+	} else {
+		struct user_fpregs_struct *fp = (void *)in->xstate;
+		if (ptrace(PTRACE_GETFPREGS, in->tid, NULL, fp) < 0) {
+			snprintf(err, n, "cannot read the FPU state of thread %d: %s", (int)in->tid, strerror(errno));
+			rc = -errno;
+			inject__end(in);
+			return rc;
+		}
+		in->xlen = 0; /* FXSAVE area only */
+	}
+	in->cursor = (in->saved.rsp - 512) & ~15ull; /* below the red zone, with room to spare */
+	*out = in;
+	return 0;
+fail:
+	free(in);
+	return rc;
+}
+
+pid_t inject__tid(const struct injector *in)
+{
+	return in->tid;
+}
+
+uint64_t inject__push(struct injector *in, const void *data, size_t n)
+{
+	if (n > 65536)
+		return 0;
+	uint64_t at = (in->cursor - n) & ~15ull;
+	struct iovec l = {(void *)data, n}, r = {(void *)(uintptr_t)at, n};
+	if (process_vm_writev(in->tid, &l, 1, &r, 1, 0) != (ssize_t)n)
+		return 0;
+	in->cursor = at;
+	return at;
+}
+
+int inject__read(struct injector *in, uint64_t addr, void *out, size_t n)
+{
+	struct iovec l = {out, n}, r = {(void *)(uintptr_t)addr, n};
+	return process_vm_readv(in->tid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+}
+
+int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
+		 uint64_t *ret)
+{
+	if (in->dead)
+		return -ESRCH;
+	struct user_regs_struct r = in->saved;
+	uint64_t zero = 0;
+	uint64_t sp = (in->cursor - 64) & ~15ull;
+	sp -= 8; /* as at a function's entry: the return address, 0 */
+	struct iovec l = {&zero, 8}, rm = {(void *)(uintptr_t)sp, 8};
+	if (process_vm_writev(in->tid, &l, 1, &rm, 1, 0) != 8)
+		return -EFAULT;
+	r.rip = fn;
+	r.rsp = sp;
+	r.rdi = a0;
+	r.rsi = a1;
+	r.rdx = a2;
+	r.rax = 0;
+	r.orig_rax = (unsigned long long)-1; /* no system call to restart on these registers */
+	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &r) < 0 || ptrace(PTRACE_CONT, in->tid, NULL, NULL) < 0)
+		return -errno;
+	uint64_t start = now_ns();
+	for (;;) {
+		int st;
+		int w = wait_tid(in->tid, &st, 50);
+		if (w < 0) {
+			in->dead = true;
+			return -ESRCH;
+		}
+		if (w == 0) {
+			if (now_ns() - start > (uint64_t)timeout_ms * 1000000ull) {
+				/* stop it where it is; inject__end puts everything back */
+				ptrace(PTRACE_INTERRUPT, in->tid, NULL, NULL);
+				for (int i = 0; i < 20 && wait_tid(in->tid, &st, 50) == 1; i++)
+					if (((unsigned)st >> 16) == PTRACE_EVENT_STOP)
+						break;
+				return -ETIMEDOUT;
+			}
+			continue;
+		}
+		unsigned event = (unsigned)st >> 16;
+		int sig = WSTOPSIG(st);
+		if (event == PTRACE_EVENT_STOP) { /* a group stop: it stops after the calls */
+			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+				if (in->npending < MAX_PENDING)
+					in->pending[in->npending++] = SIGSTOP;
+			}
+			ptrace(PTRACE_CONT, in->tid, NULL, NULL);
+			continue;
+		}
+		if (sig == SIGSEGV) {
+			struct user_regs_struct now;
+			if (ptrace(PTRACE_GETREGS, in->tid, NULL, &now) == 0 && now.rip == 0) {
+				*ret = now.rax;
+				return 0;
+			}
+			return -EFAULT; /* the call itself crashed: nothing more is run */
+		}
+		/* someone's signal: held back, sent again once the thread is its own */
+		if (in->npending < MAX_PENDING)
+			in->pending[in->npending++] = sig;
+		ptrace(PTRACE_CONT, in->tid, NULL, NULL);
+	}
+}
+
+uint64_t inject__end(struct injector *in)
+{
+	if (!in)
+		return 0;
+	uint64_t stopped = now_ns() - in->stopped_at;
+	if (!in->dead) {
+		if (in->xstate) {
+			if (in->xlen) {
+				struct iovec iov = {in->xstate, in->xlen};
+				ptrace(PTRACE_SETREGSET, in->tid, (void *)NT_X86_XSTATE, &iov);
+			} else {
+				ptrace(PTRACE_SETFPREGS, in->tid, NULL, in->xstate);
+			}
+		}
+		ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved);
+		ptrace(PTRACE_DETACH, in->tid, NULL, NULL);
+		for (int i = 0; i < in->npending; i++)
+			syscall(SYS_tgkill, in->pid, in->tid, in->pending[i]);
+	}
+	free(in->xstate);
+	free(in);
+	return stopped;
+}

@@ -1,0 +1,50 @@
+/* Calling functions inside a running process with ptrace alone (what gdb's
+ * `call` does), for heap tracking of a process kiln did not launch.
+ *
+ *   inject__begin: stop ONE thread at a safe point (not inside the allocator,
+ *                  the dynamic linker or the shim), save its registers and
+ *                  its whole FPU/vector state
+ *   inject__call:  registers for fn(args), the return address 0, continue;
+ *                  the SIGSEGV at address 0 is the return (never delivered)
+ *   inject__end:   every register back, detach: an interrupted system call
+ *                  restarts as if nothing happened; signals that arrived
+ *                  meanwhile are sent again
+ *
+ * Only the chosen thread stops, and only for the calls. */
+#ifndef KILN_COLLECT_INJECT_H
+#define KILN_COLLECT_INJECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct injector;
+
+/* Stop a thread of pid at a safe point (tries each thread for up to
+ * timeout_ms). 0, or -errno with a one-line reason in err. */
+int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, size_t n);
+/* Copy n bytes onto the stopped thread's stack (below its red zone), for
+ * the calls' arguments: the address they are at, or 0. */
+uint64_t inject__push(struct injector *in, const void *data, size_t n);
+/* Call fn(a0, a1, a2) in the thread and wait up to timeout_ms for it to
+ * return. 0 and *ret, or -errno (-ETIMEDOUT, -ESRCH: the process died,
+ * -EFAULT: the call crashed). */
+int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
+		 uint64_t *ret);
+/* Read memory of the process. 0 or -errno. */
+int inject__read(struct injector *in, uint64_t addr, void *out, size_t n);
+/* Restore and let the thread go. The time it was stopped, in ns. */
+uint64_t inject__end(struct injector *in);
+pid_t inject__tid(const struct injector *in);
+
+/* The runtime address of symbol in the first executable mapping of pid whose
+ * path contains lib (NULL: any). 0, or -ENOENT. */
+int inject__symbol(pid_t pid, const char *lib, const char *symbol, uint64_t *addr, uint64_t *size);
+/* The same for the mapping of the file with this device and inode. */
+int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint64_t *addr);
+/* Whether pid maps a dynamic linker (else it is static: nothing can be
+ * loaded into it). */
+bool inject__dynamic(pid_t pid);
+
+#endif
