@@ -51,6 +51,7 @@ struct record_opts {
 	long freq;
 	bool heap, cpu, wall, follow, quiet, freq_set;
 	double duration, snapshot_every;
+	const char *py_alloc; /* --python-allocator: NULL leaves the program's own choice */
 	long pid;
 	long stack_size;
 	char **argv;
@@ -71,12 +72,16 @@ static void help(void)
 	       "      --snapshot-every SEC with --heap: a heap snapshot every SEC seconds\n"
 	       "  -p, --pid PID            attach to a running process\n"
 	       "      --stack-size BYTES   user stack copied per sample (default 32768)\n"
+	       "      --python-allocator pymalloc|malloc\n"
+	       "                           with --heap, for a launched Python: malloc (PYTHONMALLOC=malloc)\n"
+	       "                           shows every object; pymalloc (Python's default) serves objects of\n"
+	       "                           512 B or less from its own arenas, which the shim does not see\n"
 	       "  -q, --quiet              no summary line at the end\n\n"
 	       "Exit status: the program's own, 128+N if signal N ended it; 125 when kiln\n"
 	       "fails, 126 when PROGRAM cannot be executed, 127 when it is not found.\n");
 }
 
-enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, ROPT_STACKSIZE, ROPT_HELP };
+enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, ROPT_STACKSIZE, ROPT_HELP, ROPT_PYALLOC };
 
 /* What one machine can take: the kernel's perf_event_max_sample_rate, and
  * for the copies of the user stack each sample carries, about 10,000
@@ -113,7 +118,8 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		{"wall", no_argument, NULL, ROPT_WALL}, {"duration", required_argument, NULL, 'd'},
 		{"no-follow", no_argument, NULL, ROPT_NOFOLLOW}, {"snapshot-every", required_argument, NULL, ROPT_SNAPEVERY},
 		{"pid", required_argument, NULL, 'p'}, {"stack-size", required_argument, NULL, ROPT_STACKSIZE},
-		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, ROPT_HELP}, {NULL, 0, NULL, 0},
+		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, ROPT_HELP},
+		{"python-allocator", required_argument, NULL, ROPT_PYALLOC}, {NULL, 0, NULL, 0},
 	};
 	memset(o, 0, sizeof(*o));
 	o->output = "kiln.data";
@@ -136,6 +142,11 @@ static int parse(int argc, char **argv, struct record_opts *o)
 			break;
 		case ROPT_HEAP:
 			o->heap = true;
+			break;
+		case ROPT_PYALLOC:
+			if (strcmp(optarg, "pymalloc") && strcmp(optarg, "malloc"))
+				return cli__usage(CMD, "--python-allocator takes pymalloc or malloc, not '%s'", optarg);
+			o->py_alloc = optarg;
 			break;
 		case ROPT_NOCPU:
 			o->cpu = false;
@@ -187,6 +198,11 @@ static int parse(int argc, char **argv, struct record_opts *o)
 	cap_frequency(o);
 	if (!o->cpu && !o->heap && !o->wall)
 		return cli__usage(CMD, "--no-cpu leaves nothing to record (add --heap)");
+	if (o->py_alloc && !o->heap)
+		return cli__usage(CMD, "--python-allocator needs --heap");
+	if (o->py_alloc && o->pid > 0)
+		return cli__usage(CMD, "--python-allocator needs launch mode: a running Python keeps the allocator it "
+				       "started with");
 	if (o->snapshot_every > 0 && !o->heap)
 		return cli__usage(CMD, "--snapshot-every needs --heap");
 	return 0;
@@ -238,6 +254,11 @@ static json_t *make_meta(const struct record_opts *o, bool attach)
 	if (o->heap)
 		json_array_append_new(ev, json_string("heap"));
 	json_object_set_new(m, "events", ev);
+	if (o->heap && !attach) {
+		/* what a Python program's PYTHONMALLOC will be (said only if one runs) */
+		const char *pm = o->py_alloc ? o->py_alloc : getenv("PYTHONMALLOC");
+		json_object_set_new(m, "python_allocator", json_string(pm && *pm ? pm : "pymalloc"));
+	}
 	char host[256] = "";
 	gethostname(host, sizeof(host) - 1);
 	json_object_set_new(m, "hostname", json_string(host));
@@ -665,6 +686,8 @@ static int launch(struct rec *st)
 		setenv("KILN_RECORDER_PID", v, 1);
 		if (!st->o.follow)
 			setenv("KILN_NO_FOLLOW", "1", 1);
+		if (st->o.py_alloc)
+			setenv("PYTHONMALLOC", !strcmp(st->o.py_alloc, "malloc") ? "malloc" : "pymalloc", 1);
 	}
 	fflush(NULL);
 	if (st->h) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <linux/perf_event.h>
 #include <poll.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,8 @@ static void fill_attr(struct perf_event_attr *a, const struct sampler_opts *o, b
 	a->task = 1;
 	a->sample_id_all = 1;
 	a->inherit = 1;
+	a->use_clockid = 1; /* sample times comparable with now (Python frames, read late, are refused) */
+	a->clockid = CLOCK_MONOTONIC;
 	a->watermark = 1;
 	a->wakeup_watermark = RING_PAGES * 4096 / 4;
 	if (o->launch) {
@@ -254,13 +257,18 @@ static uint64_t rd_u64(struct rd *d)
 	return v;
 }
 
+/* A sample handled later than this after it was taken gets no Python
+ * frames (counted as late): what the thread runs by then may be another
+ * function, and a short one's samples would go to the long one after it. */
+#define PY_LATE_NS 2000000ull
+
 static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 {
 	struct rd d = {p, p + len};
 	uint64_t ip = rd_u64(&d);
 	uint64_t pidtid = rd_u64(&d);
 	uint32_t pid = (uint32_t)pidtid, tid = (uint32_t)(pidtid >> 32);
-	rd_u64(&d); /* time */
+	uint64_t when = rd_u64(&d);
 	rd_u64(&d); /* cpu */
 	rd_u64(&d); /* period */
 	uint64_t kips[KILN_MAX_DEPTH];
@@ -303,25 +311,26 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	if (!s->o.follow && (pid_t)pid != s->o.pid)
 		return; /* --no-follow: the kernel inherits events into children; drop theirs */
 	recorder__proc(s->r, pid);
+	/* the Python frames the thread runs, read first (the sample is a
+	 * moment old: the recorder drains at once while a Python process
+	 * runs, see perf_sampler_read; one read too late is refused) */
+	struct pyproc *py = recorder__python(s->r, pid);
+	struct pyframe pf[KILN_MAX_DEPTH];
+	int npy = -3;
+	if (py) {
+		bool pyt;
+		uint64_t now = now_ns();
+		if (now < when || now - when <= PY_LATE_NS)
+			npy = pyproc__frames(py, (pid_t)tid, &mem, pf, KILN_MAX_DEPTH, &pyt);
+	}
 	/* the kernel's frames (leaf first), then the user stack they were
 	 * entered from */
 	memcpy(ips, kips, (size_t)nk * sizeof(*ips));
 	int n = nk + unwind__stack(s->r, pid, &ur, &mem, ips + nk, KILN_MAX_DEPTH - nk, &truncated);
 	/* the user address under kernel frames is where the kernel was entered
 	 * (an interrupt's exact instruction), not a return address */
-	uint32_t stack_id;
-	struct pyproc *py = recorder__python(s->r, pid);
-	if (py) {
-		/* the Python frames the thread runs, read now (the sample is
-		 * a moment old: the recorder drains at once while a Python
-		 * process runs, see perf_sampler_read) */
-		struct pyframe pf[KILN_MAX_DEPTH];
-		bool pyt;
-		int npy = pyproc__frames(py, (pid_t)tid, &mem, pf, KILN_MAX_DEPTH, &pyt);
-		stack_id = recorder__stack_py(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated, pf, npy);
-	} else {
-		stack_id = recorder__stack_at(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated);
-	}
+	uint32_t stack_id = py ? recorder__stack_py(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated, pf, npy)
+			       : recorder__stack_at(s->r, pid, ips, n, 0, nk > 0 ? nk : -1, truncated);
 	recorder__count(s->r, pid, tid, stack_id, KM_CPU, 1);
 }
 

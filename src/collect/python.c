@@ -185,10 +185,17 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, s
 		if (!rd64(pp->pid, ts + o->ts_cframe, &cf) || !cf)
 			return 0;
 		uint64_t at = cf + o->cf_current;
-		if (mem && at >= mem->sp && mem->size >= 8 && at - mem->sp <= mem->size - 8)
-			memcpy(&f, mem->stack + (at - mem->sp), 8); /* as it was at the sample */
-		else if (!rd64(pp->pid, at, &f))
+		if (!rd64(pp->pid, at, &f))
 			return 0;
+		if (mem && at >= mem->sp && mem->size >= 8 && at - mem->sp <= mem->size - 8) {
+			/* the _PyCFrame is on the sampled stack: what it held at the
+			 * sample must be what it holds now, else the thread moved on
+			 * (or this cframe did not exist yet at the sample) */
+			uint64_t then;
+			memcpy(&then, mem->stack + (at - mem->sp), 8);
+			if (then != f)
+				return -2;
+		}
 	}
 	int n = 0;
 	unsigned char fr[128];

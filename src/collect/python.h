@@ -39,8 +39,10 @@ const char *pyproc__version(const struct pyproc *pp);
 bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
 /* The frames thread tid runs now, innermost first, at most max (*truncated
  * when there were more). mem, when given, is the sampled stack copy: a
- * 3.11/3.12 _PyCFrame in it gives the current frame as it was at the sample.
- * The count (0: no Python frames), or -1 when tid has no thread state. */
+ * 3.11/3.12 _PyCFrame in it tells whether the thread still runs the frame it
+ * ran at the sample.
+ * The count (0: no Python frames), -1 when tid has no thread state, -2
+ * when the sampled stack shows the thread has moved on since the sample. */
 int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
 		   bool *truncated);
 /* Name the code object at code, instruction lasti. Strings belong to pp

@@ -57,7 +57,7 @@ struct rproc {
 	struct image *py_img; /* where it was found, and its bias: a forked child finds it there too */
 	uint64_t py_bias;
 	bool py_told;         /* its version is in META */
-	uint64_t py_merged, py_unmerged;
+	uint64_t py_merged, py_unmerged, py_unread, py_late;
 	bool py_final;           /* its heap is counted up to CPython's finalization */
 	uint64_t py_after_final; /* heap events after it, not counted */
 };
@@ -684,7 +684,12 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 	int32_t order[KILN_MAX_DEPTH];
 	int k = npy >= 0 ? python__merge(kinds, n, py, npy, truncated, order, KILN_MAX_DEPTH) : -1;
 	if (k < 0) {
-		p->py_unmerged++;
+		if (npy == -1)
+			p->py_unread++;
+		else if (npy == -3)
+			p->py_late++;
+		else
+			p->py_unmerged++;
 		r->meta_dirty = true;
 		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
 	}
@@ -1205,7 +1210,9 @@ static void counts_release(struct counts *k)
 static int flush(struct recorder *r, bool wait);
 
 /* META "python": each interpreter found, by pid, with how many stacks were
- * merged with its Python frames and how many could not be. */
+ * merged with its Python frames and how many could not be: "unmerged" (the
+ * frames disagreed with the native stack, or the thread had moved on) and
+ * "unread" (no Python thread state to read, e.g. the process had ended). */
 static void python_meta(struct recorder *r)
 {
 	json_t *o = json_object();
@@ -1215,9 +1222,10 @@ static void python_meta(struct recorder *r)
 			continue;
 		char k[16];
 		snprintf(k, sizeof(k), "%u", p->pid);
-		json_object_set_new(o, k, json_pack("{s:s, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
+		json_object_set_new(o, k, json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
 						    "merged", (json_int_t)p->py_merged, "unmerged",
-						    (json_int_t)p->py_unmerged, "heap_until_finalization", p->py_final,
+						    (json_int_t)p->py_unmerged, "unread", (json_int_t)p->py_unread, "late", (json_int_t)p->py_late,
+						    "heap_until_finalization", p->py_final,
 						    "heap_events_after", (json_int_t)p->py_after_final));
 	}
 	if (json_object_size(o))
@@ -1303,6 +1311,9 @@ static int flush(struct recorder *r, bool wait)
 
 int recorder__finish(struct recorder *r)
 {
+	for (size_t i = 0; i < r->nprocs; i++)
+		if (r->procs[i]->py)
+			r->meta_dirty = true; /* the final counts of merged stacks */
 	uint64_t stopped = realtime_ns(); /* the recording's end, not the symbolizing after it */
 	int rc = flush(r, true);
 	if (rc < 0)

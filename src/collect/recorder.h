@@ -67,7 +67,8 @@ uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, 
 uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
 			    bool truncated);
 /* The same, merging the Python frames py (innermost first, npy of them, or
- * -1: none could be read) into the interpreter's native frames
+ * -1: no thread state, -2: the thread moved on, -3: the sample was handled too
+ * late to read them) into the interpreter's native frames
  * (collect/python.h); a stack they do not agree with is kept native and
  * counted as not merged (META "python"). */
 struct pyframe;

@@ -105,6 +105,70 @@ static void heap_loss_lines(FILE *f, const struct profile *p, int64_t pid)
 	}
 }
 
+/* Python: the interpreters read, the stacks that could not be merged, and
+ * what a Python heap profile means. */
+static void python_lines(FILE *f, const struct profile *p, bool heap)
+{
+	json_t *py = json_object_get(p->meta, "python"), *v;
+	const char *k;
+	bool final = false;
+	json_object_foreach(py, k, v) {
+		json_int_t m = json_integer_value(json_object_get(v, "merged"));
+		json_int_t u = json_integer_value(json_object_get(v, "unmerged"));
+		fprintf(f, "# python: pid %s is CPython %s: %lld stacks with Python frames", k,
+			json_string_value(json_object_get(v, "version")) ? json_string_value(json_object_get(v, "version")) : "?",
+			(long long)m);
+		json_int_t ur = json_integer_value(json_object_get(v, "unread"));
+		if (u)
+			fprintf(f, ", %lld NOT merged (the interpreter's frames and the native stack disagreed: "
+				   "the thread moved on before it was read)", (long long)u);
+		if (ur)
+			fprintf(f, ", %lld whose Python frames could not be read (the thread had no Python state "
+				   "yet or any more, or the process had ended)", (long long)ur);
+		json_int_t late = json_integer_value(json_object_get(v, "late"));
+		if (late)
+			fprintf(f, ", %lld handled too late to read its Python frames (the recorder was busy)",
+				(long long)late);
+		if (u || ur || late)
+			fprintf(f, ": those are shown native");
+		fprintf(f, "\n");
+		final |= json_is_true(json_object_get(v, "heap_until_finalization"));
+	}
+	json_t *n = json_object_get(p->meta, "python_notices");
+	size_t i;
+	json_array_foreach(n, i, v)
+		if (json_is_string(v))
+			fprintf(f, "# python: %s\n", json_string_value(v));
+	if (!heap || !json_object_size(py))
+		return;
+	const char *pm = json_string_value(json_object_get(p->meta, "python_allocator"));
+	if (pm && strcmp(pm, "malloc"))
+		fprintf(f, "# python: allocator %s: objects of 512 B or less come from Python's own arenas and are not "
+			   "seen one by one (record --python-allocator malloc shows each)\n", pm);
+	else if (pm)
+		fprintf(f, "# python: allocator malloc (PYTHONMALLOC=malloc): every object is seen\n");
+	if (final)
+		fprintf(f, "# python: the heap is counted until the interpreter began to finalize: 'leaked' is what the "
+			   "program still held then (module globals included), which CPython frees at exit, not "
+			   "necessarily a leak\n");
+}
+
+/* --heap -p: the numbers start at the attach. */
+static void attach_lines(FILE *f, const struct profile *p)
+{
+	json_t *ha = json_object_get(p->meta, "heap_attach");
+	if (!json_is_object(ha))
+		return;
+	time_t t = (time_t)(json_integer_value(json_object_get(ha, "start_ns")) / 1000000000);
+	struct tm tm;
+	char when[32] = "?";
+	if (localtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(f, "# heap: attached at %s: the figures cover the time since; blocks allocated before it are not "
+		   "counted (%lld of their frees seen)\n",
+		when, (long long)json_integer_value(json_object_get(ha, "frees_before")));
+}
+
 void export__heap_summary(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	int64_t tot[KM__COUNT] = {0};
@@ -126,8 +190,10 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 	size_t i;
 	json_array_foreach(ev, i, e)
 		heap |= json_is_string(e) && !strcmp(json_string_value(e), "heap");
+	python_lines(f, p, heap);
 	if (!heap)
 		return;
+	attach_lines(f, p);
 	if (!p->has[KM_ALLOC_COUNT])
 		fprintf(f, "# heap: no allocations were recorded\n");
 	else

@@ -629,6 +629,12 @@ static void ring_retire(struct tstate *t)
 {
 	if (!t->hdr)
 		return;
+	if (t->agen != __atomic_load_n(&g_attach_gen, __ATOMIC_ACQUIRE)) {
+		t->hdr = NULL; /* an earlier attach's ring: detaching unmapped it */
+		t->data = NULL;
+		t->ring_bytes = 0;
+		return;
+	}
 	__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
 	if (g_attached && !ring_unref(t->hdr)) {
 		t->hdr = NULL; /* detaching unmapped it */
