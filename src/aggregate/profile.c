@@ -10,7 +10,7 @@
 #include "stream/records.h"
 #include "stream/stream.h"
 
-static struct pframe marker_frame;
+static struct pframe marker_frame, native_frame;
 
 static int corrupt(char *err, size_t errlen, const char *what, size_t off)
 {
@@ -34,6 +34,7 @@ static uint8_t module_frame_kind(const struct profile *p, uint32_t module)
 	const struct pmodule *m = &p->modules[module];
 	switch (m->kind) {
 	case 2: return FK_JIT;
+	case 4: return FK_PYTHON;
 	case 3: return FK_KERNEL;
 	case 1: return FK_KERNEL;
 	default: break;
@@ -412,6 +413,9 @@ static void profile_init(struct profile *p)
 	marker_frame.file = p->str_empty;
 	marker_frame.module = UINT32_MAX;
 	marker_frame.kind = FK_MARKER;
+	p->str_native = intern__str(&p->strings, "[native]");
+	native_frame = marker_frame;
+	native_frame.func = p->str_native;
 }
 
 int profile__load(struct profile *p, const char *path, char *err, size_t errlen)
@@ -515,6 +519,15 @@ size_t profile__stack_frames(const struct profile *p, uint32_t stack, const stru
 				break;
 			out[n++] = &l->tail[k];
 		}
+	}
+	if (p->python_only) {
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++)
+			if (out[i]->kind == FK_PYTHON || out[i] == &marker_frame)
+				out[k++] = out[i];
+		if (k == 0 || (k == 1 && out[0] == &marker_frame))
+			out[k++] = &native_frame;
+		n = k;
 	}
 	return n;
 }

@@ -20,7 +20,7 @@ struct pframe {
 	uint8_t kind;        /* enum frame_kind, for colouring */
 };
 
-enum frame_kind { FK_PROGRAM, FK_LIBRARY, FK_KERNEL, FK_JIT, FK_INLINED, FK_MARKER };
+enum frame_kind { FK_PROGRAM, FK_LIBRARY, FK_KERNEL, FK_JIT, FK_INLINED, FK_MARKER, FK_PYTHON };
 
 struct pmodule {
 	char *path, *build_id;
@@ -97,7 +97,8 @@ struct profile {
 	bool complete;       /* ended with REC_END */
 	bool has[KM__COUNT]; /* metric has any value */
 	char warning[400];   /* set when the file was cut short */
-	uint32_t str_unknown, str_truncated, str_empty;
+	uint32_t str_unknown, str_truncated, str_empty, str_native;
+	bool python_only; /* stacks show their Python frames alone (profile__stack_frames) */
 };
 
 /* Load and validate a profile file. 0 on success (p->warning may be set),
@@ -111,7 +112,9 @@ void profile__release(struct profile *p);
 int profile__default_metric(const struct profile *p);
 
 /* Frames of a stack, root first, into out (at most max); a truncated stack
- * starts with a "[truncated]" marker frame. Returns the count. */
+ * starts with a "[truncated]" marker frame. With python_only set, only the
+ * Python frames (a stack with none is one "[native]" frame, so totals stay
+ * whole), as py-spy shows without --native. Returns the count. */
 size_t profile__stack_frames(const struct profile *p, uint32_t stack, const struct pframe **out, size_t max);
 static inline const char *profile__str(const struct profile *p, uint32_t id)
 {

@@ -39,7 +39,7 @@ struct view_opts {
 	bool sort_self;
 	long limit;
 	int64_t pid, tid;
-	bool json, threads, inverted, all_frames;
+	bool json, threads, inverted, all_frames, python_only;
 	bool raw, normalize; /* diff: compare counts / shares (default: shares for cpu and wall) */
 	const char *format;
 	const char *output;
@@ -58,6 +58,8 @@ int view_opts__check_ids(const struct view_opts *o, const char *cmd, const char 
 /* Load a profile; on failure print "kiln CMD: FILE: reason" and return -1.
  * A warning (file cut short) is printed and loading succeeds. */
 int cli__load(const char *cmd, const char *path, struct profile *p);
+/* What the view options change in a loaded profile (--python-only). */
+void view_opts__apply(const struct view_opts *o, struct profile *p);
 
 /* Whether path is kiln's own standard output ("-", /dev/stdout, or the file
  * stdout is redirected to; a terminal or /dev/null does not count). */
@@ -78,7 +80,7 @@ int out__close(struct out *o, const char *cmd, bool ok);
 /* The long options shared by report/diff/export, for getopt_long tables. */
 enum {
 	OPT_METRIC = 1000, OPT_BY, OPT_SORT, OPT_LIMIT, OPT_PID, OPT_TID, OPT_JSON, OPT_THREADS, OPT_FORMAT,
-	OPT_INVERTED, OPT_TITLE, OPT_HELP, OPT_ALLFRAMES, OPT_RAW, OPT_NORMALIZE,
+	OPT_INVERTED, OPT_TITLE, OPT_HELP, OPT_ALLFRAMES, OPT_RAW, OPT_NORMALIZE, OPT_PYONLY,
 };
 #define VIEW_LONG_OPTIONS                                                                                      \
 	{"metric", required_argument, NULL, OPT_METRIC}, {"by", required_argument, NULL, OPT_BY},              \
@@ -88,7 +90,7 @@ enum {
 	{"format", required_argument, NULL, OPT_FORMAT}, {"inverted", no_argument, NULL, OPT_INVERTED},        \
 	{"title", required_argument, NULL, OPT_TITLE}, {"all-frames", no_argument, NULL, OPT_ALLFRAMES},              \
 	{"output", required_argument, NULL, 'o'}, {"raw", no_argument, NULL, OPT_RAW},                                \
-	{"normalize", no_argument, NULL, OPT_NORMALIZE},                                                                \
+	{"normalize", no_argument, NULL, OPT_NORMALIZE}, {"python-only", no_argument, NULL, OPT_PYONLY},              \
 	{"help", no_argument, NULL, OPT_HELP}
 
 #endif

@@ -19,6 +19,7 @@ static void help(void)
 	       "  --by UNIT         function (default), line, file, lib, stack or process\n"
 	       "  --limit N         at most N rows (default 25; 0: all)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
+	       "  --python-only     Python frames alone\n"
 	       "  --sort self|total compare self or cumulative values (default total)\n"
 	       "  --json            the rows as JSON\n"
 	       "  --raw             compare counts as they are (default for heap metrics)\n"
@@ -48,6 +49,8 @@ int cmd_diff(int argc, char **argv)
 		profile__release(&a);
 		return 1;
 	}
+	view_opts__apply(&o, &a);
+	view_opts__apply(&o, &b);
 	int metric = o.metric_name ? view_opts__metric(&o, CMD, &a) : profile__default_metric(&b);
 	if (o.raw && o.normalize) {
 		profile__release(&a);

@@ -16,6 +16,7 @@ static void help(void)
 	       "  -o, --output OUT  where to write (default: standard output)\n"
 	       "  --metric M        which metric (default: cpu, or leak_bytes, or live_bytes)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
+	       "  --python-only     Python frames alone (as py-spy without --native)\n"
 	       "  --threads         folded/svg: a THREADNAME-TID frame under the process\n"
 	       "  --inverted        svg: an icicle graph (roots at the top)\n"
 	       "  --title TEXT      svg: the title\n");
@@ -25,7 +26,8 @@ static void flamegraph_help(void)
 {
 	printf("usage: kiln flamegraph FILE [-o OUT.svg] [OPTIONS]\n\n"
 	       "A self-contained interactive SVG flamegraph (= kiln export --format svg).\n"
-	       "Options as for kiln export: --metric, --pid, --tid, --threads, --inverted, --title.\n");
+	       "Options as for kiln export: --metric, --pid, --tid, --threads, --inverted, --title,\n"
+	       "--python-only.\n");
 }
 
 static int export_run(const char *cmd, struct view_opts *o, const char *file)
@@ -46,6 +48,7 @@ static int export_run(const char *cmd, struct view_opts *o, const char *file)
 	struct profile p;
 	if (cli__load(cmd, file, &p) < 0)
 		return 1;
+	view_opts__apply(o, &p);
 	if (view_opts__check_ids(o, cmd, file, &p) < 0) {
 		profile__release(&p);
 		return 1;

@@ -19,7 +19,8 @@ static void help(void)
 	       "  --pid P, --tid T  only that process / thread\n"
 	       "  --json            the table as JSON (also: --format json; --format table)\n"
 	       "  -o FILE           write there instead of standard output\n"
-	       "  --all-frames      keep start-up frames (_start, __libc_start_main, ...) in the table\n");
+	       "  --all-frames      keep start-up frames (_start, __libc_start_main, ...) in the table\n"
+	       "  --python-only     Python frames alone (as py-spy without --native)\n");
 }
 
 /* Parse the shared view options plus FILE operands (at most max). Returns
@@ -91,6 +92,7 @@ int cmd_report(int argc, char **argv)
 	struct profile p;
 	if (cli__load(CMD, file, &p) < 0)
 		return 1;
+	view_opts__apply(&o, &p);
 	if (view_opts__check_ids(&o, CMD, file, &p) < 0) {
 		profile__release(&p);
 		return 1;

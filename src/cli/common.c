@@ -132,6 +132,9 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 	case OPT_ALLFRAMES:
 		o->all_frames = true;
 		return 1;
+	case OPT_PYONLY:
+		o->python_only = true;
+		return 1;
 	case OPT_INVERTED:
 		o->inverted = true;
 		return 1;
@@ -182,6 +185,11 @@ int view_opts__check_ids(const struct view_opts *o, const char *cmd, const char 
 			return cli__error(cmd, "%s: no thread %lld in it", path, (long long)o->tid), -1;
 	}
 	return 0;
+}
+
+void view_opts__apply(const struct view_opts *o, struct profile *p)
+{
+	p->python_only = o->python_only;
 }
 
 int cli__load(const char *cmd, const char *path, struct profile *p)

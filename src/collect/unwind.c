@@ -19,6 +19,7 @@ struct uctx {
 	const struct unwind_regs *regs;
 	const struct unwind_mem *mem;
 	bool oob; /* a read fell outside what we have */
+	bool noinfo; /* no unwind table for a frame: libunwind's next step would be a guess */
 };
 
 static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi, int need_unwind_info,
@@ -27,8 +28,10 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 	struct uctx *u = arg;
 	uint64_t bias, ms, me;
 	const struct image *img = recorder__image_at(u->r, u->pid, ip, &bias, &ms, &me);
-	if (!img || !img->eh_hdr_vaddr)
+	if (!img || !img->eh_hdr_vaddr) {
+		u->noinfo = true;
 		return -UNW_ENOINFO;
+	}
 	unsigned char hdr[12];
 	if (image__read(img, img->eh_hdr_vaddr, hdr, sizeof(hdr)) < 0)
 		return -UNW_ENOINFO;
@@ -45,7 +48,10 @@ static int find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *p
 	di.u.rti.segbase = img->eh_hdr_vaddr + bias;
 	di.u.rti.table_data = img->eh_hdr_vaddr + bias + 12;
 	di.u.rti.table_len = fde_count * 8 / sizeof(unw_word_t);
-	return UNW_OBJ(dwarf_search_unwind_table)(as, ip, &di, pi, need_unwind_info, arg);
+	int rc = UNW_OBJ(dwarf_search_unwind_table)(as, ip, &di, pi, need_unwind_info, arg);
+	if (rc < 0)
+		u->noinfo = true;
+	return rc;
 }
 
 static void put_unwind_info(unw_addr_space_t as, unw_proc_info_t *pi, void *arg)
@@ -152,11 +158,38 @@ void unwind__free_as(void *as)
 	unw_destroy_addr_space(as);
 }
 
+/* CPython's perf trampoline (-X perf, 3.12+): copies of
+ * _Py_trampoline_func_start in anonymous memory, with no unwind table:
+ *   sub $8,%rsp; call *%rcx; add $8,%rsp; ret
+ * Its one frame is known: above a return address into it (after the call)
+ * the caller's return address is at sp+8 and its sp is sp+16. */
+static const unsigned char py_trampoline[] = {0x48, 0x83, 0xec, 0x08, 0xff, 0xd1, 0x48, 0x83, 0xc4, 0x08, 0xc3};
+#define PY_TRAMPOLINE_RET 6
+
+static bool is_py_trampoline_return(struct uctx *u, uint64_t ip)
+{
+	unsigned char code[sizeof(py_trampoline)];
+	uint64_t bias;
+	if (ip < PY_TRAMPOLINE_RET || recorder__image_at(u->r, u->pid, ip, &bias, NULL, NULL))
+		return false; /* in a file: its own tables say how to unwind it */
+	struct iovec l = {code, sizeof(code)}, r = {(void *)(uintptr_t)(ip - PY_TRAMPOLINE_RET), sizeof(code)};
+	return process_vm_readv((pid_t)u->pid, &l, 1, &r, 1, 0) == (ssize_t)sizeof(code) &&
+	       !memcmp(code, py_trampoline, sizeof(code));
+}
+
+static uint64_t cursor_reg(unw_cursor_t *c, unw_regnum_t reg)
+{
+	unw_word_t v = 0;
+	unw_get_reg(c, reg, &v);
+	return v;
+}
+
 int unwind__stack(struct recorder *r, uint32_t pid, const struct unwind_regs *regs,
 		  const struct unwind_mem *mem, uint64_t *ips, int max, bool *truncated)
 {
 	struct uctx u = {.r = r, .pid = pid, .regs = regs, .mem = mem};
 	unw_addr_space_t as = recorder__unw_as(r, pid);
+	struct unwind_regs resumed; /* the registers above a trampoline, to start again from */
 	*truncated = false;
 	int n = 0;
 	if (max <= 0)
@@ -168,12 +201,41 @@ int unwind__stack(struct recorder *r, uint32_t pid, const struct unwind_regs *re
 		return n;
 	}
 	for (;;) {
+		/* the frame about to be stepped from, as the cursor has it */
+		struct unwind_regs from = {
+			.ip = cursor_reg(&c, UNW_REG_IP), .sp = cursor_reg(&c, UNW_REG_SP),
+			.bp = cursor_reg(&c, UNW_X86_64_RBP), .bx = cursor_reg(&c, UNW_X86_64_RBX),
+			.r12 = cursor_reg(&c, UNW_X86_64_R12), .r13 = cursor_reg(&c, UNW_X86_64_R13),
+			.r14 = cursor_reg(&c, UNW_X86_64_R14), .r15 = cursor_reg(&c, UNW_X86_64_R15),
+		};
+		u.noinfo = false;
 		int s = unw_step(&c);
-		if (s == 0)
+		if (s == 0 && !u.noinfo)
 			break; /* the outermost frame */
 		if (s < 0) {
 			*truncated = true;
 			break;
+		}
+		if (u.noinfo) {
+			/* libunwind found no table for the frame it stepped from and
+			 * guessed: a guess is never kept. A CPython trampoline is
+			 * stepped by its known layout and the walk goes on above it. */
+			unw_word_t ra = 0;
+			if (n < 2 || !is_py_trampoline_return(&u, from.ip) ||
+			    access_mem(as, from.sp + 8, &ra, 0, &u) < 0 || !ra || n == max) {
+				*truncated = true;
+				break;
+			}
+			resumed = from;
+			resumed.ip = ra;
+			resumed.sp = from.sp + 16;
+			u.regs = &resumed;
+			ips[n++] = ra;
+			if (unw_init_remote(&c, as, &u) < 0) {
+				*truncated = true;
+				break;
+			}
+			continue;
 		}
 		unw_word_t ip;
 		if (unw_get_reg(&c, UNW_REG_IP, &ip) < 0) {

@@ -130,6 +130,7 @@ static void kind_colour(char *out, size_t n, uint8_t kind, const char *name)
 	case FK_JIT: r = 60 + (int)(60 * r1); g = 190 + (int)(55 * r2); b = 60 + (int)(50 * r1); break;
 	case FK_INLINED: r = 80 + (int)(50 * r1); g = 190 + (int)(50 * r2); b = 200 + (int)(50 * r1); break;
 	case FK_MARKER: r = g = b = 170 + (int)(30 * r1); break;
+	case FK_PYTHON: r = 170 + (int)(50 * r1); g = 110 + (int)(50 * r2); b = 210 + (int)(40 * r1); break;
 	default: r = 225 + (int)(30 * r1); g = 90 + (int)(90 * r2); b = 40 + (int)(30 * r1); break;
 	}
 	snprintf(out, n, "rgb(%d,%d,%d)", r, g, b);
