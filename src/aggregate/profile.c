@@ -513,6 +513,8 @@ size_t profile__stack_frames(const struct profile *p, uint32_t stack, const stru
 		if (i > 0) {
 			const struct ploc *d = &p->locs[s->locs[i - 1]];
 			stop = d->frames[d->nframes - 1].func;
+			if (d->frames[d->nframes - 1].kind == FK_PYTHON)
+				continue; /* the call entered the interpreter's loop, which its Python frames stand for */
 		}
 		for (int k = (int)l->ntail - 1; k >= 0 && n < max; k--) {
 			if (l->tail[k].func == stop)

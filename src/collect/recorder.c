@@ -675,8 +675,8 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 			kinds[i] = PYK_EVAL;
 			evals++;
 		} else {
-			struct rmap *m = map_at(p, ips[i]);
-			kinds[i] = m && m->img ? PYK_NATIVE : PYK_ANON;
+			struct rmap *m = ips[i] < KILN_KERNEL_START ? map_at(p, ips[i]) : NULL;
+			kinds[i] = (m && m->img) || ips[i] >= KILN_KERNEL_START ? PYK_NATIVE : PYK_ANON;
 		}
 	}
 	if (!evals)

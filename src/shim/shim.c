@@ -178,7 +178,7 @@ struct tstate {
 	struct cfi_rule *rules;   /* CFI_RULES */
 	uintptr_t stack_lo, stack_hi;
 	uint32_t agen;            /* the attach generation its ring belongs to */
-	uint32_t events;          /* while attached: a look at the recorder every 64 Ki events */
+	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
 };
 
 static TLS int t_guard;
@@ -982,6 +982,20 @@ static __attribute__((noinline)) void python_finalizing(struct tstate *t)
 	ring_publish(t, 2);
 }
 
+/* While attached, a look at the recorder at most every 100 ms (asked
+ * every 4096 events of a thread): a killed kiln is noticed within a moment
+ * of activity and the program's slots are put back. */
+static uint64_t g_alive_checked;
+
+static bool recorder_seen_lately(void)
+{
+	uint64_t now = mono_ns(), last = __atomic_load_n(&g_alive_checked, __ATOMIC_RELAXED);
+	if (now - last < 100000000ull)
+		return true;
+	__atomic_store_n(&g_alive_checked, now, __ATOMIC_RELAXED);
+	return recorder_alive();
+}
+
 static __attribute__((noinline)) void record(void *freed, void *p, size_t size, const struct walk_start *ws)
 {
 	int saved = errno;
@@ -997,7 +1011,7 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 	struct tstate *t = thread_state();
 	if (!t)
 		goto out;
-	if (att && unlikely(++t->events % 65536 == 0) && !recorder_alive())
+	if (att && unlikely(++t->events % 4096 == 0) && !recorder_seen_lately())
 		goto out;
 	if (unlikely(g_py) && !g_py_fin_sent && *(const volatile uintptr_t *)(g_py_rt + g_pyo.rt_finalizing))
 		python_finalizing(t);
@@ -1353,8 +1367,8 @@ EXPORT void *pvalloc(size_t n)
  *   … recording …
  *   kiln_detach(): slots restored, recording stopped, rings unmapped, socket closed
  *
- * A recorder that dies instead is noticed by the shim (a look every 64 Ki
- * events, or when a ring fills), which then restores the slots itself. */
+ * A recorder that dies instead is noticed by the shim (a look at most every
+ * 100 ms of activity, or when a ring fills), which then restores the slots. */
 /* Local names for the hooks (a reference to "malloc" from here would bind to
  * the C library's, the shim being loaded last and privately). */
 #if defined(__GNUC__) && !defined(__clang__)

@@ -1,0 +1,117 @@
+#!/bin/bash
+# kiln record --heap -p PID: the heap of a process that was already running.
+# leak_server leaks exactly 1000 B per request (SIGUSR1): what happens after
+# the attach is exact, blocks from before it are never leaks or negative,
+# two snapshots diff to the growth; cxx_churn (8 C++ threads allocating)
+# survives 20 attach/detach cycles with its output and status unchanged and
+# no thread left stopped; a second kiln is refused; a killed kiln leaves a
+# program that stops recording by itself; a static program is refused.
+source "$(dirname "$0")/lib.sh"
+stopped_threads() { grep -l 'State:.*[tT]' /proc/$1/task/*/status 2>/dev/null | wc -l; }
+# req PID N: N requests, each acknowledged before the next (signals do not queue)
+served() { kill -USR2 $1; sleep 0.2; tail -1 $W/srv.out | awk '/served/ { print $2 }'; }
+req() { for i in $(seq $2); do kill -USR1 $1; sleep 0.01; done; }
+
+$TARGETS/leak_server >$W/srv.out 2>&1 & SP=$!
+trap 'kill -9 $SP 2>/dev/null; rm -rf "$W"' EXIT
+for i in $(seq 50); do grep -q ready $W/srv.out && break; sleep 0.1; done
+req $SP 20
+run_to 60 "$KILN" record --heap -p $SP -d 4 -o $W/at.kiln >$W/rec.out 2>$W/rec.err & KP=$!
+for i in $(seq 100); do grep -q "heap tracking attached" $W/rec.err && break; sleep 0.05; done
+grep -q "heap tracking attached to pid $SP: [0-9]* allocator slots hooked; thread [0-9]* was stopped [0-9.]* ms" $W/rec.err \
+  || fail "no attach line: $(cat $W/rec.err)"
+req $SP 50
+sleep 0.3
+run_to 20 "$KILN" snapshot $SP -o $W/a.snap >/dev/null 2>$W/serr || fail "snapshot of an attached process: $(tail -1 $W/serr)"
+req $SP 30
+sleep 0.3
+run_to 20 "$KILN" snapshot $SP -o $W/b.snap >/dev/null 2>$W/serr || fail "second snapshot: $(tail -1 $W/serr)"
+wait $KP || fail "kiln record --heap -p exited $?: $(tail -2 $W/rec.err)"
+grep -q "heap tracking detached from pid $SP (slots restored" $W/rec.err || fail "no detach line: $(tail -2 $W/rec.err)"
+kill -0 $SP || fail "the server died"
+eq "$(stopped_threads $SP)" 0 "threads left stopped"
+! grep -q kiln_ctl <(grep -a . /proc/$SP/environ) || true
+eq "$(served $SP)" 100 "requests the server served (20 before, 80 while attached)"
+F=$(folded $W/at.kiln leak_bytes); C=$(folded $W/at.kiln leak_count)
+awk '$NF < 0 { exit 1 }' $F || fail "negative leak values after an attach"
+eq "$(weight $F '^handle_request$')" 80000 "leak_bytes in handle_request while attached"
+eq "$(weight $C '^handle_request$')" 80 "leak_count in handle_request while attached"
+eq "$(weight $F '^startup_leak$')" 0 "blocks from before the attach reported as leaks"
+T=$(folded $W/at.kiln temp_count); eq "$(weight $T '^handle_request$')" 800 "temporaries in handle_request (10 a request)"
+"$KILN" report $W/at.kiln --metric leak_bytes >$W/rep
+grep -q "^# heap: attached at .*: the figures cover the time since; blocks allocated before it are not counted" $W/rep \
+  || fail "the report does not say the figures start at the attach: $(head -5 $W/rep)"
+"$KILN" diff $W/a.snap $W/b.snap --format folded -o $W/d.folded >/dev/null || fail "diff of the snapshots"
+eq "$(weight $W/d.folded '^handle_request$')" 30000 "snapshot diff in handle_request (30 requests)"
+ok "attached: 80 requests = 80,000 B in 80 blocks, 800 temporaries, nothing from before; snapshot diff +30,000 B; detached, 100 served"
+
+# re-attach, and a second kiln at the same time is refused
+"$KILN" record -q --heap --no-cpu -p $SP -o $W/r1.kiln 2>$W/r1.err & KP=$!
+for i in $(seq 100); do [ -s $W/r1.kiln ] && grep -q kiln_shim /proc/$SP/maps && break; sleep 0.05; done
+sleep 0.3
+run_to 30 "$KILN" record -q --heap --no-cpu -p $SP -d 0.5 -o $W/r2.kiln 2>$W/r2.err; rc=$?
+eq $rc 1 "exit status of a second kiln attaching"
+grep -q "already heap-profiled by another kiln" $W/r2.err || fail "second kiln: $(cat $W/r2.err)"
+req $SP 5
+kill -INT $KP; wait $KP || fail "Ctrl-C of the attached kiln exited $?"
+eq "$(weight $(folded $W/r1.kiln leak_bytes) '^handle_request$')" 5000 "re-attach: leak_bytes of 5 requests"
+eq "$(stopped_threads $SP)" 0 "threads left stopped after Ctrl-C"
+ok "re-attach exact (5 requests = 5,000 B), a second kiln refused, Ctrl-C detaches"
+
+# a killed kiln: the program runs on, its shim stops recording by itself
+"$KILN" record -q --heap --no-cpu -p $SP -o $W/k.kiln 2>/dev/null & KP=$!
+sleep 1
+kill -9 $KP; wait $KP 2>/dev/null
+req $SP 3
+kill -0 $SP || fail "the server died when its kiln was killed"
+# its background thread allocates every millisecond: the shim notices within
+# a few thousand events and puts the slots back (kiln_ctl emptied with them)
+for i in $(seq 100); do
+  run_to 10 "$KILN" snapshot $SP -o $W/gone.snap >/dev/null 2>$W/gone.err && fail "a snapshot from a killed recorder"
+  grep -q "is not running under" $W/gone.err && break
+  sleep 0.1
+done
+grep -q "is not running under" $W/gone.err || fail "the shim did not stop by itself: $(cat $W/gone.err)"
+eq "$(served $SP)" 108 "requests served after kiln was killed"
+run_to 30 "$KILN" record -q --heap --no-cpu -p $SP -d 0.5 -o $W/k2.kiln || fail "attach after a killed kiln"
+kill -TERM $SP; wait $SP; eq $? 0 "the server's exit status"
+grep -q "leak_server done 108" $W/srv.out || fail "the server's last line: $(tail -1 $W/srv.out)"
+ok "kiln killed: the shim put the slots back by itself, the server served on and exited 0; a new attach works"
+
+# 8 C++ threads allocating: attach, detach x 20
+$TARGETS/cxx_churn 1 >$W/ref.out; ref=$?
+$TARGETS/cxx_churn 60 >$W/churn.out 2>&1 & CP=$!
+sleep 0.3
+for i in $(seq 20); do
+  run_to 30 "$KILN" record --heap -p $CP -d 0.3 -o $W/c.kiln >/dev/null 2>$W/c.err || fail "cycle $i: kiln exited $?: $(tail -2 $W/c.err)"
+  kill -0 $CP || fail "cycle $i: cxx_churn died: $(cat $W/churn.out)"
+  eq "$(stopped_threads $CP)" 0 "cycle $i: threads left stopped"
+done
+ms=$(sed -n 's/.*was stopped \([0-9.]*\) ms.*/\1/p' $W/c.err)
+[ -n "$ms" ] || fail "the time the target was stopped is not printed"
+eq "$(weight $(folded $W/c.kiln alloc_count) '^work')" "$(total $(folded $W/c.kiln alloc_count))" "allocations outside work()"
+kill -TERM $CP 2>/dev/null  # it ends by itself too; TERM is not handled: the default action must be what it gets
+wait $CP; rc=$?
+[ $rc = 143 ] || [ $rc = $ref ] || fail "cxx_churn's status after 20 cycles: $rc"
+$TARGETS/cxx_churn 2 >$W/churn2.out & CP=$!
+sleep 0.5
+run_to 30 "$KILN" record -q --heap --no-cpu -p $CP -d 0.3 -o $W/c2.kiln || fail "attach to cxx_churn"
+wait $CP; eq $? $ref "cxx_churn's exit status after an attach"
+cmp -s $W/ref.out $W/churn2.out || fail "cxx_churn's output changed: $(cat $W/churn2.out)"
+ok "cxx_churn: 20 attach/detach cycles, no crash, no thread left stopped (last stop $ms ms); output and status unchanged"
+
+# what cannot be hooked is refused in one line
+if gcc -static -O2 -o $W/static_loop -x c - <<<'#include <unistd.h>
+int main(void){ for (;;) pause(); }' 2>/dev/null; then
+  $W/static_loop & SL=$!
+  run_to 20 "$KILN" record -q --heap --no-cpu -p $SL -d 0.3 -o $W/s.kiln 2>$W/s.err; rc=$?
+  kill -9 $SL
+  eq $rc 1 "exit status for a static program"
+  grep -q "statically linked" $W/s.err || fail "static: $(cat $W/s.err)"
+  [ "$(wc -l <$W/s.err)" = 1 ] || fail "more than one line for a static program: $(cat $W/s.err)"
+  ok "a static program: refused in one line"
+else
+  skip "no static libc to build a static program with"
+fi
+run_to 20 "$KILN" record -q --heap -p 999999 -d 0.3 -o $W/n.kiln 2>$W/n.err; eq $? 1 "exit status for a missing pid"
+ok "a missing pid: $(cat $W/n.err)"
