@@ -1,0 +1,141 @@
+/* collect/python.c's pure parts: the 3.11+ location table against what
+ * CPython's own co_lines() says (tables made by tests' sample() below on
+ * each version), the merge of Python frames into native stacks, and the
+ * reading of 3.13's _Py_DebugOffsets.
+ *
+ *   def sample(x):                  # line 1 of the generating script
+ *       y = x + 1
+ *       if y > 3:
+ *           z = [i * 2
+ *                for i in range(y)]
+ *       else:
+ *           z = None
+ *
+ *       return (y,
+ *               z)
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+#include "collect/python.h"
+#include "kiln/python.h"
+
+/* 3.11.2 */
+static const unsigned char lt_311[] = {0x80, 0x00, 0xd8, 0x08, 0x09, 0x88, 0x41, 0x89, 0x05, 0x80, 0x41, 0xd8, 0x07, 0x08, 0x88, 0x31, 0x82, 0x75, 0x80, 0x75, 0xf0, 0x02, 0x01, 0x0d, 0x20, 0xf0, 0x00, 0x01, 0x0d, 0x20, 0xdd, 0x16, 0x1b, 0x98, 0x41, 0x91, 0x68, 0x94, 0x68, 0xf0, 0x03, 0x01, 0x0d, 0x20, 0xf1, 0x00, 0x01, 0x0d, 0x20, 0xf4, 0x00, 0x01, 0x0d, 0x20, 0x88, 0x01, 0x88, 0x01, 0xf0, 0x06, 0x00, 0x0d, 0x11, 0x88, 0x01, 0xe0, 0x0c, 0x0d, 0xd8, 0x0c, 0x0d, 0xf0, 0x03, 0x01, 0x0c, 0x0f, 0xf0, 0x00, 0x01, 0x05, 0x0f};
+static const int lines_311[] = {2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 8, 8, 10, 11, 10, 10};
+static const int first_311 = 2;
+/* 3.12.1 */
+static const unsigned char lt_312[] = {0x80, 0x00, 0xd8, 0x08, 0x09, 0x88, 0x41, 0x89, 0x05, 0x80, 0x41, 0xd8, 0x07, 0x08, 0x88, 0x31, 0x82, 0x75, 0xe4, 0x16, 0x1b, 0x98, 0x41, 0x93, 0x68, 0xf6, 0x03, 0x01, 0x0d, 0x20, 0xd8, 0x11, 0x12, 0xf0, 0x03, 0x00, 0x0e, 0x0f, 0x90, 0x11, 0x8b, 0x55, 0xf0, 0x00, 0x01, 0x0d, 0x20, 0x88, 0x01, 0xf0, 0x00, 0x01, 0x0d, 0x20, 0xf0, 0x0a, 0x00, 0x0d, 0x0e, 0xd8, 0x0c, 0x0d, 0xf0, 0x03, 0x01, 0x0c, 0x0f, 0xf0, 0x00, 0x01, 0x05, 0x0f, 0xf0, 0x05, 0x00, 0x0d, 0x11, 0x88, 0x01, 0xe0, 0x0c, 0x0d, 0xd8, 0x0c, 0x0d, 0xf0, 0x03, 0x01, 0x0c, 0x0f, 0xf0, 0x00, 0x01, 0x05, 0x0f, 0xf9, 0xf2, 0x0b, 0x01, 0x0d, 0x20};
+static const int lines_312[] = {2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 5, 5, 5, 5, 5, 5, 6, 5, 5, 5, 5, 5, 5, 5, 5, 5, 10, 11, 10, 10, 8, 8, 10, 11, 10, 10, -1, -1, 5, 5, 5};
+static const int first_312 = 2;
+/* 3.13.0 */
+static const unsigned char lt_313[] = {0x80, 0x00, 0xd8, 0x08, 0x09, 0x88, 0x41, 0x89, 0x05, 0x80, 0x41, 0xd8, 0x07, 0x08, 0x88, 0x31, 0x83, 0x75, 0xe4, 0x16, 0x1b, 0x98, 0x41, 0x94, 0x68, 0xf3, 0x03, 0x01, 0x0d, 0x20, 0xd9, 0x16, 0x1e, 0x90, 0x11, 0xf0, 0x03, 0x00, 0x0e, 0x0f, 0x90, 0x11, 0x8c, 0x55, 0xd9, 0x16, 0x1e, 0xf0, 0x03, 0x00, 0x09, 0x0a, 0xf0, 0x00, 0x01, 0x0d, 0x20, 0xf0, 0x0a, 0x00, 0x0d, 0x0e, 0xd8, 0x0c, 0x0d, 0xf0, 0x03, 0x01, 0x0c, 0x0f, 0xf0, 0x00, 0x01, 0x05, 0x0f, 0xf0, 0x05, 0x00, 0x0d, 0x11, 0x88, 0x01, 0xe0, 0x0c, 0x0d, 0xd8, 0x0c, 0x0d, 0xf0, 0x03, 0x01, 0x0c, 0x0f, 0xf0, 0x00, 0x01, 0x05, 0x0f, 0xf9, 0xf2, 0x0b, 0x01, 0x0d, 0x20};
+static const int lines_313[] = {2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 5, 5, 5, 6, 6, 6, 5, 5, 5, 5, 5, 5, 5, 6, 6, 5, 5, 10, 11, 10, 10, 8, 8, 10, 11, 10, 10, -1, -1, 5, 5, 5};
+static const int first_313 = 2;
+
+static void check_table(const unsigned char *lt, size_t n, const int *lines, size_t nlines, int first)
+{
+	for (size_t i = 0; i < nlines; i++)
+		cr_assert_eq(python__line(lt, n, first, (uint32_t)i), lines[i], "instruction %zu: line %d, want %d", i,
+			     python__line(lt, n, first, (uint32_t)i), lines[i]);
+	/* past the end, and a table cut anywhere: never a read beyond it */
+	cr_assert_eq(python__line(lt, n, first, (uint32_t)nlines + 100), -1);
+	for (size_t cut = 0; cut < n; cut++)
+		for (size_t i = 0; i < nlines; i++)
+			(void)python__line(lt, cut, first, (uint32_t)i);
+}
+
+Test(python, line_311) { check_table(lt_311, sizeof(lt_311), lines_311, sizeof(lines_311) / sizeof(int), first_311); }
+Test(python, line_312) { check_table(lt_312, sizeof(lt_312), lines_312, sizeof(lines_312) / sizeof(int), first_312); }
+Test(python, line_313) { check_table(lt_313, sizeof(lt_313), lines_313, sizeof(lines_313) / sizeof(int), first_313); }
+
+Test(python, line_garbage)
+{
+	static const unsigned char junk[] = {0x00, 0x41, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	cr_assert_eq(python__line(junk, sizeof(junk), 10, 0), -1); /* no entry start */
+	static const unsigned char longv[] = {0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+	cr_assert_eq(python__line(longv, sizeof(longv), 10, 0), -1); /* a varint that never ends */
+}
+
+#define N PYK_NATIVE
+#define E PYK_EVAL
+#define A PYK_ANON
+#define PY(c, last) {.code = (c), .lasti = 0, .last_of_call = (last)}
+
+/* native leaf first: C callee, eval, C caller, eval, main */
+Test(python, merge_two_calls)
+{
+	uint8_t k[] = {N, E, N, E, N};
+	struct pyframe py[] = {PY(0x10, 0), PY(0x20, 1), PY(0x30, 0), PY(0x40, 1)};
+	int32_t o[16];
+	int n = python__merge(k, 5, py, 4, false, o, 16);
+	int32_t want[] = {0, -1, -2, 2, -3, -4, 4};
+	cr_assert_eq(n, 7);
+	cr_assert(!memcmp(o, want, sizeof(want)));
+}
+
+Test(python, merge_counts_disagree)
+{
+	uint8_t k[] = {N, E, N, E, N};
+	struct pyframe one[] = {PY(0x10, 0), PY(0x20, 1)};
+	int32_t o[16];
+	cr_assert_eq(python__merge(k, 5, one, 2, false, o, 16), -1); /* a loop call with no frames */
+	struct pyframe three[] = {PY(0x10, 1), PY(0x20, 1), PY(0x30, 1)};
+	cr_assert_eq(python__merge(k, 5, three, 3, false, o, 16), -1); /* frames left over */
+	/* a native stack cut short keeps the frames its loop calls ran */
+	cr_assert_eq(python__merge(k, 5, three, 3, true, o, 16), 5);
+	uint8_t none[] = {N, N};
+	cr_assert_eq(python__merge(none, 2, three, 0, false, o, 16), 2);
+}
+
+/* 3.12+: an entry frame with no Python frame of its own (code 0), and an
+ * -X perf trampoline (anonymous code) right above each eval frame */
+Test(python, merge_empty_call_and_trampolines)
+{
+	uint8_t k[] = {N, E, A, N, E, A, N};
+	struct pyframe py[] = {PY(0, 1), PY(0x30, 1)};
+	int32_t o[16];
+	int n = python__merge(k, 7, py, 2, false, o, 16);
+	int32_t want[] = {0, 3, -2, 6};
+	cr_assert_eq(n, 4);
+	cr_assert(!memcmp(o, want, sizeof(want)));
+	/* anonymous code elsewhere (a JIT) stays */
+	uint8_t j[] = {A, N, E, N};
+	struct pyframe p1[] = {PY(0x30, 1)};
+	cr_assert_eq(python__merge(j, 4, p1, 1, false, o, 16), 4);
+	cr_assert_eq(o[0], 0);
+}
+
+Test(python, merge_bounded)
+{
+	uint8_t k[] = {E};
+	struct pyframe py[] = {PY(1, 0), PY(2, 0), PY(3, 0), PY(4, 1)};
+	int32_t o[2];
+	cr_assert_eq(python__merge(k, 1, py, 4, false, o, 2), -1);
+}
+
+/* a 3.13 debug-offsets block as the interpreter lays it out */
+static void put(unsigned char *d, unsigned off, uint64_t v) { memcpy(d + off, &v, 8); }
+
+Test(python, debug_offsets)
+{
+	unsigned char d[KILN_PY_DBG_SIZE] = {0};
+	memcpy(d, KILN_PY_DBG_COOKIE, 8);
+	put(d, 8, 0x030d00f0);
+	put(d, 32, 608); put(d, 40, 632); put(d, 64, 7264); put(d, 72, 7344);
+	put(d, 168, 8); put(d, 184, 72); put(d, 200, 160);
+	put(d, 232, 8); put(d, 240, 0); put(d, 248, 56); put(d, 264, 70);
+	put(d, 280, 112); put(d, 288, 120); put(d, 296, 128); put(d, 304, 136); put(d, 312, 68); put(d, 344, 200);
+	put(d, 520, 16); put(d, 528, 32); put(d, 544, 32); put(d, 552, 16); put(d, 560, 40);
+	const struct kiln_py_offsets *t = kiln_py_table(0x030d00f0);
+	cr_assert_not_null(t);
+	struct kiln_py_offsets o;
+	cr_assert_eq(kiln_py_from_debug(d, t, &o), 0);
+	cr_assert(!memcmp(&o, t, sizeof(o)), "the table and the interpreter's own offsets agree");
+	put(d, 264, 1u << 20); /* an offset no frame has */
+	cr_assert_eq(kiln_py_from_debug(d, t, &o), -1);
+	put(d, 264, 70);
+	d[0] = 'y';
+	cr_assert_eq(kiln_py_from_debug(d, t, &o), -1);
+	cr_assert_null(kiln_py_table(0x030a0000));
+	cr_assert_null(kiln_py_table(0x030e0000));
+}
