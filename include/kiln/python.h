@@ -137,8 +137,10 @@ static inline int kiln_py_from_debug(const unsigned char *d, const struct kiln_p
 }
 
 /* Python frames in a heap stack (the shim's STACK record, ring.h): a frame
- * is two words, KILN_PY_TAG | flags | code object address, then the
- * instruction index in code units. KILN_PY_ENTRY marks the last frame of
+ * is two words, KILN_PY_TAG | flags | code object address, then the code
+ * object's co_firstlineno << 32 | the instruction index in code units (the
+ * recorder reads the object later: a different first line means it is no
+ * longer the same object). KILN_PY_ENTRY marks the last frame of
  * one _PyEval_EvalFrameDefault call (the merge point, see collect/python.h). */
 #define KILN_PY_TAG 0xff00000000000000ull
 #define KILN_PY_TAG_MASK 0xff00000000000000ull

@@ -284,9 +284,10 @@ static void ring_front(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 				uint64_t nn = n - 2 * npy;
 				for (uint64_t i = 0; i < npy; i++) {
 					uint64_t a = ips[nn + 2 * i], li = ips[nn + 2 * i + 1];
-					if ((a & KILN_PY_TAG_MASK) != KILN_PY_TAG || li >= (1u << 28))
+					if ((a & KILN_PY_TAG_MASK) != KILN_PY_TAG || (li & 0xffffffffu) >= (1u << 28))
 						return ring_corrupt(h, g, rg);
 					pf[i] = (struct pyframe){.code = a & KILN_PY_ADDR_MASK, .lasti = (uint32_t)li,
+								 .first = (int32_t)(li >> 32), .has_first = true,
 								 .last_of_call = (a & KILN_PY_ENTRY) != 0};
 				}
 				st = recorder__stack_py(h->r, rg->pid, ips, (int)nn, -1, -1, (w0 >> 32) & 1, pf, (int)npy);

@@ -365,10 +365,11 @@ int python__line(const unsigned char *t, size_t n, int firstlineno, uint32_t las
 	return -1;
 }
 
-bool pyproc__name(struct pyproc *pp, uint64_t code, uint32_t lasti, const char **func, const char **file,
-		  uint32_t *line)
+bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line)
 {
 	const struct kiln_py_offsets *o = &pp->o;
+	uint64_t code = f->code;
+	uint32_t lasti = f->lasti;
 	unsigned char h[256];
 	if (!code || o->co_size > sizeof(h) || !rd(pp->pid, code, h, o->co_size))
 		return false;
@@ -380,7 +381,7 @@ bool pyproc__name(struct pyproc *pp, uint64_t code, uint32_t lasti, const char *
 	memcpy(&file_p, h + o->co_filename, 8);
 	memcpy(&table_p, h + o->co_linetable, 8);
 	memcpy(&first, h + o->co_firstlineno, 4);
-	if (type != pp->code_type)
+	if (type != pp->code_type || (f->has_first && first != f->first))
 		return false;
 	struct pycode *c = &pp->codes[hash_u64(code) & (PY_CODE_CACHE - 1)];
 	if (c->addr != code || c->name_p != name_p || c->qual_p != qual_p || c->file_p != file_p ||
@@ -418,8 +419,8 @@ int python__merge(const uint8_t *kinds, int n, const struct pyframe *py, int npy
 	bool after_eval = false;
 	for (int i = 0; i < n; i++) {
 		if (kinds[i] == PYK_EVAL) {
-			if (next >= npy)
-				return -1; /* a loop call with no Python frames left */
+			if (next >= npy) /* a loop call with no Python frames left */
+				return truncated ? k : -1; /* cut short (either side): keep what agrees */
 			for (; next < npy; next++) {
 				bool last = py[next].last_of_call;
 				if (py[next].code) {

@@ -25,6 +25,8 @@ struct pyproc;
 struct pyframe {
 	uint64_t code;     /* the code object's address; 0 for an empty call of the loop */
 	uint32_t lasti;    /* instruction index (code units) */
+	int32_t first;     /* with has_first: the code object's first line when the frame was seen */
+	bool has_first;
 	bool last_of_call; /* the outermost frame of one _PyEval_EvalFrameDefault call */
 };
 
@@ -45,10 +47,11 @@ bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
  * when the sampled stack shows the thread has moved on since the sample. */
 int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
 		   bool *truncated);
-/* Name the code object at code, instruction lasti. Strings belong to pp
- * (valid until the next call). false when code is no longer a code object. */
-bool pyproc__name(struct pyproc *pp, uint64_t code, uint32_t lasti, const char **func, const char **file,
-		  uint32_t *line);
+/* Name the code object of frame f at its instruction. Strings belong to pp
+ * (valid until the next call). false when f's code object is no longer
+ * one (freed: its memory no longer reads as a code object, or one with
+ * another first line). */
+bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line);
 
 /* The line of instruction lasti (code units) in a 3.11+ location table, or
  * -1 when it has none. */
@@ -60,8 +63,10 @@ enum { PYK_NATIVE = 0, PYK_EVAL = 1, PYK_ANON = 2 };
  * i >= 0 a native frame, -(k+1) Python frame k. A native frame in
  * anonymous memory right above an eval frame (the -X perf trampoline that
  * called it) is dropped, its Python frames standing for it. truncated: the
- * native stack lost its outer frames, so Python frames may be left over.
- * The count, or -1 when native and Python frames do not agree. */
+ * native stack or the Python frames lost their outer part, so Python frames
+ * may be left over, or run out (the merged stack then ends at the last
+ * loop call that has them: it is truncated anyway). The count, or -1 when
+ * native and Python frames do not agree. */
 int python__merge(const uint8_t *kinds, int n, const struct pyframe *py, int npy, bool truncated, int32_t *order,
 		  int max);
 

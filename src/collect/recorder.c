@@ -57,7 +57,7 @@ struct rproc {
 	struct image *py_img; /* where it was found, and its bias: a forked child finds it there too */
 	uint64_t py_bias;
 	bool py_told;         /* its version is in META */
-	uint64_t py_merged, py_unmerged, py_unread, py_late;
+	uint64_t py_merged, py_unmerged, py_unread, py_late, py_unreadable;
 	bool py_final;           /* its heap is counted up to CPython's finalization */
 	uint64_t py_after_final; /* heap events after it, not counted */
 };
@@ -636,10 +636,11 @@ static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyf
 {
 	const char *func = "[unreadable Python frame]", *file = "";
 	uint32_t line = 0;
-	if (!pyproc__name(p->py, f->code, f->lasti, &func, &file, &line)) {
+	if (!pyproc__name(p->py, f, &func, &file, &line)) {
 		func = "[unreadable Python frame]";
 		file = "";
 		line = 0;
+		p->py_unreadable++;
 	}
 	if (!r->has_py) {
 		r->py_module = module_get(r, "[python]", "[python]", MOD_PYTHON, 0, NULL);
@@ -1222,9 +1223,10 @@ static void python_meta(struct recorder *r)
 			continue;
 		char k[16];
 		snprintf(k, sizeof(k), "%u", p->pid);
-		json_object_set_new(o, k, json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
+		json_object_set_new(o, k, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
 						    "merged", (json_int_t)p->py_merged, "unmerged",
 						    (json_int_t)p->py_unmerged, "unread", (json_int_t)p->py_unread, "late", (json_int_t)p->py_late,
+						    "unreadable_frames", (json_int_t)p->py_unreadable,
 						    "heap_until_finalization", p->py_final,
 						    "heap_events_after", (json_int_t)p->py_after_final));
 	}

@@ -210,20 +210,21 @@ int unwind__stack(struct recorder *r, uint32_t pid, const struct unwind_regs *re
 		};
 		u.noinfo = false;
 		int s = unw_step(&c);
-		if (s == 0 && !u.noinfo)
-			break; /* the outermost frame */
 		if (s < 0) {
 			*truncated = true;
 			break;
 		}
 		if (u.noinfo) {
-			/* libunwind found no table for the frame it stepped from and
-			 * guessed: a guess is never kept. A CPython trampoline is
-			 * stepped by its known layout and the walk goes on above it. */
+			/* libunwind found no table for the frame it stepped from: what
+			 * it did instead is a guess, never kept. A CPython trampoline
+			 * is stepped by its known layout and the walk goes on above
+			 * it; otherwise the stack ends here (cut short, unless
+			 * libunwind itself took this for the outermost frame, as at
+			 * the dynamic linker's entry). */
 			unw_word_t ra = 0;
-			if (n < 2 || !is_py_trampoline_return(&u, from.ip) ||
-			    access_mem(as, from.sp + 8, &ra, 0, &u) < 0 || !ra || n == max) {
-				*truncated = true;
+			bool tramp = n >= 2 && is_py_trampoline_return(&u, from.ip);
+			if (!tramp || access_mem(as, from.sp + 8, &ra, 0, &u) < 0 || !ra || n == max) {
+				*truncated = s > 0 || tramp;
 				break;
 			}
 			resumed = from;
@@ -237,6 +238,8 @@ int unwind__stack(struct recorder *r, uint32_t pid, const struct unwind_regs *re
 			}
 			continue;
 		}
+		if (s == 0)
+			break; /* the outermost frame */
 		unw_word_t ip;
 		if (unw_get_reg(&c, UNW_REG_IP, &ip) < 0) {
 			*truncated = true;

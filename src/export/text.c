@@ -131,6 +131,10 @@ static void python_lines(FILE *f, const struct profile *p, bool heap)
 				(long long)late);
 		if (u || ur || late)
 			fprintf(f, ": those are shown native");
+		json_int_t ub = json_integer_value(json_object_get(v, "unreadable_frames"));
+		if (ub)
+			fprintf(f, "; %lld Python frames named [unreadable Python frame] (their code object was freed "
+				   "before kiln read it: code run once, as a module's body at import)", (long long)ub);
 		fprintf(f, "\n");
 		final |= json_is_true(json_object_get(v, "heap_until_finalization"));
 	}

@@ -302,7 +302,10 @@ static int python_frames(uint64_t *w, int max, bool *truncated)
 			uint64_t lasti = instr >= start ? (instr - start) / 2 : 0;
 			bool entry = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry];
 			w[2 * n] = KILN_PY_TAG | (entry ? KILN_PY_ENTRY : 0) | ((uint64_t)code & KILN_PY_ADDR_MASK);
-			w[2 * n + 1] = lasti < (1u << 28) ? lasti : 0;
+			/* the code object's first line rides along: the recorder,
+			 * reading the object later, checks it is still the same */
+			uint32_t first = (uint32_t)*(const int32_t *)(code + o->co_firstlineno);
+			w[2 * n + 1] = (uint64_t)first << 32 | (lasti < (1u << 28) ? lasti : 0);
 			n++;
 		}
 		f = *(const uintptr_t *)(fr + o->fr_previous);
@@ -980,6 +983,16 @@ static __attribute__((noinline)) void python_finalizing(struct tstate *t)
 	ring_put(t, 0, seq << 8 | RING_PYFIN);
 	ring_put(t, 1, 0);
 	ring_publish(t, 2);
+	/* The recorder names Python frames by reading their code objects,
+	 * which finalization is about to free: wait (at most 2 s) until it has
+	 * read everything before this event, every STACK included. */
+	uint64_t start = mono_ns();
+	for (unsigned spins = 1; __atomic_load_n(&t->hdr->tail, __ATOMIC_ACQUIRE) < t->head; spins++) {
+		struct timespec ts = {0, spins < 64 ? 50000 : 500000};
+		nanosleep(&ts, NULL);
+		if (mono_ns() - start > 2000000000ull || (spins % 64 == 0 && !recorder_alive()))
+			break;
+	}
 }
 
 /* While attached, a look at the recorder at most every 100 ms (asked

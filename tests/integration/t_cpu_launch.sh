@@ -24,7 +24,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 rows = {r["name"]: r for r in d["rows"]}
 assert d["metric"] == "cpu" and d["total"] > 1500
-assert rows["main"]["total"] == d["total"], "main's total is everything"
+assert rows["main"]["total"] >= 0.99 * d["total"], "main's total is everything (but a sample in the dynamic linker's start-up)"
 assert abs(rows["frame_a"]["total_pct"] - 60) < 3
 assert rows["spin"]["self"] >= 0.95 * d["total"]
 assert rows["frame_a"]["file"].endswith("cpu_split.c") and rows["frame_a"]["line"] > 0

@@ -80,7 +80,7 @@ ok "kiln killed: the shim put the slots back by itself, the server served on and
 
 # 8 C++ threads allocating: attach, detach x 20
 $TARGETS/cxx_churn 1 >$W/ref.out; ref=$?
-$TARGETS/cxx_churn 60 >$W/churn.out 2>&1 & CP=$!
+$TARGETS/cxx_churn 3600 >$W/churn.out 2>&1 & CP=$!
 sleep 0.3
 for i in $(seq 20); do
   run_to 30 "$KILN" record --heap -p $CP -d 0.3 -o $W/c.kiln >/dev/null 2>$W/c.err || fail "cycle $i: kiln exited $?: $(tail -2 $W/c.err)"

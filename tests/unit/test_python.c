@@ -83,6 +83,10 @@ Test(python, merge_counts_disagree)
 	cr_assert_eq(python__merge(k, 5, three, 3, false, o, 16), -1); /* frames left over */
 	/* a native stack cut short keeps the frames its loop calls ran */
 	cr_assert_eq(python__merge(k, 5, three, 3, true, o, 16), 5);
+	/* Python frames cut short: the merged stack ends where they run out */
+	cr_assert_eq(python__merge(k, 5, one, 2, true, o, 16), 4);
+	int32_t want[] = {0, -1, -2, 2};
+	cr_assert(!memcmp(o, want, sizeof(want)));
 	uint8_t none[] = {N, N};
 	cr_assert_eq(python__merge(none, 2, three, 0, false, o, 16), 2);
 }
