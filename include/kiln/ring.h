@@ -19,6 +19,13 @@
  *   ALLOC  w0 = seq << 8 | RING_ALLOC   w1 = addr  w2 = size  w3 = stack id
  *   FREE   w0 = seq << 8 | RING_FREE    w1 = addr
  *   NOP    w0 = seq << 8 | RING_NOP     w1 = 0      (a seq taken, nothing freed)
+ *   PYCODE w0 = n << 8 | RING_PYCODE   w1 = code object address
+ *          w2 = co_firstlineno << 32 | qualname kind << 8 | file kind (1, 2 or 4 bytes a character)
+ *          w3 = qualname length | file length << 16 | location table bytes << 32
+ *          w4.. the three, raw and packed, n words in all (a code object's
+ *          names, sent once per thread before the first STACK naming it:
+ *          the recorder has them even when the object is freed before it
+ *          reads it, as a module's body is once imported)
  *   PYFIN  w0 = seq << 8 | RING_PYFIN   w1 = 0      (CPython began tearing its modules
  *          down: what is live now is what the program left; later events are
  *          the interpreter's own clean-up, not counted)
@@ -56,7 +63,11 @@
  * it drops events (counted) and runs on. */
 #define KILN_RING_WAIT_NS 1000000000ull
 
-enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3, RING_NOP = 4, RING_PYFIN = 5 };
+enum { RING_ALLOC = 1, RING_FREE = 2, RING_STACK = 3, RING_NOP = 4, RING_PYFIN = 5, RING_PYCODE = 6 };
+#define KILN_PYCODE_QUAL_MAX 256   /* characters of a qualified name sent */
+#define KILN_PYCODE_FILE_MAX 512   /* characters of a file name sent */
+#define KILN_PYCODE_TABLE_MAX 4096 /* bytes of a location table sent (a longer one: none) */
+#define KILN_PYCODE_WORDS_MAX (4 + (KILN_PYCODE_QUAL_MAX * 4 + KILN_PYCODE_FILE_MAX * 4 + KILN_PYCODE_TABLE_MAX + 7) / 8)
 
 struct kiln_ring_hdr {
 	uint64_t magic;

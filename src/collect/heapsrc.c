@@ -299,6 +299,26 @@ static void ring_front(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 			rg->tail += n + 2;
 			continue;
 		}
+		if (type == RING_PYCODE) {
+			uint64_t n = (w0 >> 8) & 0xffffff;
+			if (n < 4 || n > KILN_PYCODE_WORDS_MAX || avail < n)
+				return ring_corrupt(h, g, rg);
+			uint64_t w2 = W(rg, 2), w3 = W(rg, 3);
+			unsigned qk = (w2 >> 8) & 0xff, fk = w2 & 0xff;
+			uint64_t ql = w3 & 0xffff, fl = (w3 >> 16) & 0xffff, tl = w3 >> 32;
+			if (ql > KILN_PYCODE_QUAL_MAX || fl > KILN_PYCODE_FILE_MAX || tl > KILN_PYCODE_TABLE_MAX ||
+			    qk > 4 || fk > 4 || 4 + (ql * qk + fl * fk + tl + 7) / 8 != n)
+				return ring_corrupt(h, g, rg);
+			unsigned char bytes[KILN_PYCODE_WORDS_MAX * 8];
+			for (uint64_t i = 4; i < n; i++) {
+				uint64_t w = W(rg, i);
+				memcpy(bytes + (i - 4) * 8, &w, 8);
+			}
+			recorder__python_code(h->r, rg->pid, W(rg, 1), (int32_t)(w2 >> 32), bytes, ql, qk, bytes + ql * qk,
+					      fl, fk, bytes + ql * qk + fl * fk, tl);
+			rg->tail += n;
+			continue;
+		}
 		uint64_t need = type == RING_ALLOC ? 4 : 2, seq = w0 >> 8;
 		if ((type != RING_ALLOC && type != RING_FREE && type != RING_NOP && type != RING_PYFIN) || avail < need ||
 		    (rg->any && seq <= rg->last_seq))

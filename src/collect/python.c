@@ -36,7 +36,13 @@ struct pyproc {
 	uint64_t eval_lo, eval_hi;
 	struct u64map tstates; /* native tid -> PyThreadState address */
 	struct pycode *codes;  /* a direct-mapped cache by address */
+	/* names the shim sent (ring.h PYCODE), by address: they outlive the object */
+	struct u64map defs;    /* code address -> index + 1 in defv */
+	struct pycode *defv;
+	size_t ndefs, cdefs, def_bytes;
 };
+
+#define PY_DEFS_BYTES (256u << 20) /* names and tables held for one process, at most */
 
 static bool rd(pid_t pid, uint64_t addr, void *out, size_t n)
 {
@@ -96,6 +102,7 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 	pp->eval_lo = ev + bias;
 	pp->eval_hi = ev + evsz + bias;
 	u64map__init(&pp->tstates);
+	u64map__init(&pp->defs);
 	pp->codes = xcalloc(PY_CODE_CACHE, sizeof(*pp->codes));
 	return pp;
 }
@@ -115,6 +122,10 @@ void pyproc__free(struct pyproc *pp)
 	for (size_t i = 0; i < PY_CODE_CACHE; i++)
 		code_release(&pp->codes[i]);
 	free(pp->codes);
+	for (size_t i = 0; i < pp->ndefs; i++)
+		code_release(&pp->defv[i]);
+	free(pp->defv);
+	u64map__release(&pp->defs);
 	u64map__release(&pp->tstates);
 	free(pp);
 }
@@ -233,6 +244,38 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, s
 	return n;
 }
 
+/* len characters of kind bytes each (1 Latin-1, 2 UCS-2, 4 UCS-4), as
+ * CPython holds a str, into UTF-8 (surrogates and values past U+10FFFF
+ * replaced). malloc'ed. */
+static char *utf8_of(const unsigned char *raw, size_t len, unsigned kind)
+{
+	char *s = xmalloc(len * 4 + 1);
+	size_t k = 0;
+	for (size_t i = 0; i < len; i++) {
+		uint32_t ch = kind == 1 ? raw[i] : kind == 2 ? (uint32_t)(raw[2 * i] | raw[2 * i + 1] << 8)
+				      : (uint32_t)(raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24);
+		if ((ch >= 0xd800 && ch < 0xe000) || ch >= 0x110000)
+			ch = 0xfffd;
+		if (ch < 0x80) {
+			s[k++] = (char)ch;
+		} else if (ch < 0x800) {
+			s[k++] = (char)(0xc0 | ch >> 6);
+			s[k++] = (char)(0x80 | (ch & 0x3f));
+		} else if (ch < 0x10000) {
+			s[k++] = (char)(0xe0 | ch >> 12);
+			s[k++] = (char)(0x80 | ((ch >> 6) & 0x3f));
+			s[k++] = (char)(0x80 | (ch & 0x3f));
+		} else {
+			s[k++] = (char)(0xf0 | ch >> 18);
+			s[k++] = (char)(0x80 | ((ch >> 12) & 0x3f));
+			s[k++] = (char)(0x80 | ((ch >> 6) & 0x3f));
+			s[k++] = (char)(0x80 | (ch & 0x3f));
+		}
+	}
+	s[k] = 0;
+	return s;
+}
+
 /* A str object as UTF-8 (compact strings only), at most PY_MAX_STR characters. */
 static char *read_str(struct pyproc *pp, uint64_t addr)
 {
@@ -256,32 +299,7 @@ static char *read_str(struct pyproc *pp, uint64_t addr)
 		free(raw);
 		return NULL;
 	}
-	char *s = xmalloc((size_t)len * 4 + 1);
-	size_t k = 0;
-	for (int64_t i = 0; i < len; i++) {
-		uint32_t ch = kind == 1 ? raw[i] : kind == 2 ? (uint32_t)(raw[2 * i] | raw[2 * i + 1] << 8)
-				      : (uint32_t)(raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 | (uint32_t)raw[4 * i + 3] << 24);
-		if (ch >= 0xd800 && ch < 0xe000)
-			ch = 0xfffd;
-		if (ch < 0x80)
-			s[k++] = (char)ch;
-		else if (ch < 0x800) {
-			s[k++] = (char)(0xc0 | ch >> 6);
-			s[k++] = (char)(0x80 | (ch & 0x3f));
-		} else if (ch < 0x10000) {
-			s[k++] = (char)(0xe0 | ch >> 12);
-			s[k++] = (char)(0x80 | ((ch >> 6) & 0x3f));
-			s[k++] = (char)(0x80 | (ch & 0x3f));
-		} else if (ch < 0x110000) {
-			s[k++] = (char)(0xf0 | ch >> 18);
-			s[k++] = (char)(0x80 | ((ch >> 12) & 0x3f));
-			s[k++] = (char)(0x80 | ((ch >> 6) & 0x3f));
-			s[k++] = (char)(0x80 | (ch & 0x3f));
-		} else {
-			s[k++] = '?';
-		}
-	}
-	s[k] = 0;
+	char *s = utf8_of(raw, (size_t)len, kind);
 	free(raw);
 	return s;
 }
@@ -365,11 +383,53 @@ int python__line(const unsigned char *t, size_t n, int firstlineno, uint32_t las
 	return -1;
 }
 
+int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsigned char *qual, size_t qlen,
+		   unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind, const unsigned char *table,
+		   size_t tlen)
+{
+	if ((qkind != 1 && qkind != 2 && qkind != 4) || (fkind != 1 && fkind != 2 && fkind != 4) || !qlen ||
+	    qlen > PY_MAX_STR || flen > PY_MAX_STR || tlen > PY_MAX_TABLE)
+		return -EINVAL;
+	size_t cost = qlen * qkind + flen * fkind + tlen + sizeof(struct pycode);
+	if (pp->def_bytes + cost > PY_DEFS_BYTES)
+		return -ENOSPC; /* the object is read from the process instead */
+	bool created;
+	struct u64map_ent *e = u64map__upsert(&pp->defs, code, &created);
+	struct pycode *c;
+	if (created) {
+		ARR_GROW(pp->defv, pp->cdefs, pp->ndefs + 1);
+		e->v1 = pp->ndefs + 1;
+		c = &pp->defv[pp->ndefs++];
+		memset(c, 0, sizeof(*c));
+	} else {
+		c = &pp->defv[e->v1 - 1];
+		code_release(c);
+	}
+	c->addr = code;
+	c->firstlineno = first;
+	c->qualname = utf8_of(qual, qlen, qkind);
+	c->file = utf8_of(file, flen, fkind);
+	c->table = tlen ? xmemdup(table, tlen) : NULL;
+	c->ntable = tlen;
+	pp->def_bytes += cost;
+	return 0;
+}
+
 bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line)
 {
 	const struct kiln_py_offsets *o = &pp->o;
 	uint64_t code = f->code;
 	uint32_t lasti = f->lasti;
+	struct u64map_ent *d = f->has_first ? u64map__find(&pp->defs, code) : NULL;
+	if (d && pp->defv[d->v1 - 1].firstlineno == f->first) {
+		/* the names the shim sent while the object lived */
+		const struct pycode *c = &pp->defv[d->v1 - 1];
+		int l = c->table ? python__line(c->table, c->ntable, c->firstlineno, lasti) : -1;
+		*func = c->qualname;
+		*file = c->file;
+		*line = (uint32_t)(l > 0 ? l : c->firstlineno > 0 ? c->firstlineno : 0);
+		return true;
+	}
 	unsigned char h[256];
 	if (!code || o->co_size > sizeof(h) || !rd(pp->pid, code, h, o->co_size))
 		return false;

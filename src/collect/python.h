@@ -47,6 +47,13 @@ bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
  * when the sampled stack shows the thread has moved on since the sample. */
 int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
 		   bool *truncated);
+/* The names of the code object at code, as the shim sent them while it
+ * lived (ring.h PYCODE: raw characters of kind 1, 2 or 4 bytes, and the
+ * location table): frames naming it are named from these. 0, or -EINVAL
+ * (malformed), -ENOSPC (the process's budget for names is spent). */
+int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsigned char *qual, size_t qlen,
+		   unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind, const unsigned char *table,
+		   size_t tlen);
 /* Name the code object of frame f at its instruction. Strings belong to pp
  * (valid until the next call). false when f's code object is no longer
  * one (freed: its memory no longer reads as a code object, or one with

@@ -616,6 +616,15 @@ uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid)
 	return p ? heap__unknown_frees(r->heap, p->idx) : 0;
 }
 
+void recorder__python_code(struct recorder *r, uint32_t pid, uint64_t code, int32_t first, const unsigned char *qual,
+			   size_t qlen, unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind,
+			   const unsigned char *table, size_t tlen)
+{
+	struct rproc *p = proc_find(r, pid);
+	if (p && p->py)
+		pyproc__define(p->py, code, first, qual, qlen, qkind, file, flen, fkind, table, tlen);
+}
+
 bool recorder__has_python(const struct recorder *r)
 {
 	for (size_t i = 0; i < r->nprocs; i++)

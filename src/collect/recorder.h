@@ -74,6 +74,11 @@ uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ip
 struct pyframe;
 uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
 			    bool truncated, const struct pyframe *py, int npy);
+/* A Python code object's names, as the shim sent them (collect/python.h
+ * pyproc__define); nothing when pid runs no CPython kiln reads. */
+void recorder__python_code(struct recorder *r, uint32_t pid, uint64_t code, int32_t first, const unsigned char *qual,
+			   size_t qlen, unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind,
+			   const unsigned char *table, size_t tlen);
 /* Whether a process being recorded runs a CPython kiln reads. */
 bool recorder__has_python(const struct recorder *r);
 /* The CPython runtime of pid, or NULL. */

@@ -56,6 +56,7 @@
 
 #define SHIM_DEPTH 128
 #define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
+#define PYCODE_SET 4096           /* per thread: code objects whose names were sent */
 #define CACHE_SLOTS 16384         /* per-thread stack cache */
 #define ARENA_WORDS (1u << 20)    /* ips kept for the cache */
 
@@ -178,6 +179,8 @@ struct tstate {
 	struct cfi_rule *rules;   /* CFI_RULES */
 	uintptr_t stack_lo, stack_hi;
 	uint32_t agen;            /* the attach generation its ring belongs to */
+	uint64_t *pycodes;        /* PYCODE_SET code objects already sent (0: empty) */
+	uint32_t pycode_gen;      /* the image generation they were sent in */
 	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
 };
 
@@ -315,8 +318,11 @@ static int python_frames(uint64_t *w, int max, bool *truncated)
 	return n;
 }
 
+static uint32_t g_image_gen; /* bumped with each new image: what threads sent before is unknown to its recorder */
+
 static void new_image(void)
 {
+	__atomic_add_fetch(&g_image_gen, 1, __ATOMIC_RELAXED);
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	g_pid = getpid();
@@ -694,6 +700,10 @@ static void thread_end(void *arg)
 		munmap(t->rules, sizeof(struct cfi_rule) * CFI_RULES);
 		t->rules = NULL;
 	}
+	if (t->pycodes) {
+		munmap(t->pycodes, sizeof(uint64_t) * PYCODE_SET);
+		t->pycodes = NULL;
+	}
 	t->destructs++;
 	t_guard--;
 }
@@ -865,6 +875,112 @@ static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
 	return d == 0;
 }
 
+/* ---- Python code objects' names, sent once per thread (ring.h PYCODE) ---- */
+
+/* Whether this thread sent code's names already in this image; marks it sent. */
+static bool pycode_sent(struct tstate *t, uint64_t code)
+{
+	if (!t->pycodes) {
+		void *m = mmap(NULL, sizeof(uint64_t) * PYCODE_SET, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			       -1, 0);
+		if (m == MAP_FAILED)
+			return true; /* the recorder reads the object itself */
+		t->pycodes = m;
+		t->pycode_gen = g_image_gen;
+	}
+	if (t->pycode_gen != g_image_gen) {
+		memset(t->pycodes, 0, sizeof(uint64_t) * PYCODE_SET);
+		t->pycode_gen = g_image_gen;
+	}
+	size_t j = (size_t)((code >> 4) * 0x9e3779b97f4a7c15ULL >> 52) & (PYCODE_SET - 1);
+	for (int probe = 0; probe < 32; probe++, j = (j + 1) & (PYCODE_SET - 1)) {
+		if (t->pycodes[j] == code)
+			return true;
+		if (!t->pycodes[j]) {
+			t->pycodes[j] = code;
+			return false;
+		}
+	}
+	return false; /* the set is crowded: send it again rather than not at all */
+}
+
+struct pystr {
+	const unsigned char *data;
+	uint32_t len;
+	uint8_t kind;
+};
+
+/* A compact str's characters as CPython holds them (no copy, no conversion). */
+static bool py_str(uintptr_t obj, struct pystr *s, uint32_t max)
+{
+	if (!obj)
+		return false;
+	const char *o = (const char *)obj;
+	int64_t len = *(const int64_t *)(o + g_pyo.str_length);
+	uint32_t st = *(const uint32_t *)(o + g_pyo.str_state);
+	unsigned kind = (st >> 2) & 7, compact = (st >> 5) & 1, ascii = (st >> 6) & 1;
+	if (len < 0 || !compact || (kind != 1 && kind != 2 && kind != 4))
+		return false;
+	s->data = (const unsigned char *)o + (ascii ? g_pyo.str_ascii_size : g_pyo.str_compact_size);
+	s->len = len > max ? max : (uint32_t)len;
+	s->kind = (uint8_t)kind;
+	return true;
+}
+
+/* Append n bytes to the words written after a PYCODE's four-word head. */
+static void put_bytes(struct tstate *t, uint64_t *word, uint64_t *i, const unsigned char *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		*word |= (uint64_t)p[k] << (8 * (*i % 8));
+		if (++*i % 8 == 0) {
+			ring_put(t, 4 + *i / 8 - 1, *word);
+			*word = 0;
+		}
+	}
+}
+
+/* Send code's qualified name, file and location table, raw (the recorder
+ * decodes them): what it needs to name the frame if the object is freed
+ * before it reads it. Nothing is formatted or parsed here. */
+static void pycode_define(struct tstate *t, uintptr_t code)
+{
+	const struct kiln_py_offsets *o = &g_pyo;
+	const char *co = (const char *)code;
+	struct pystr q = {0}, f = {0};
+	if (!py_str(*(const uintptr_t *)(co + o->co_qualname), &q, KILN_PYCODE_QUAL_MAX) &&
+	    !py_str(*(const uintptr_t *)(co + o->co_name), &q, KILN_PYCODE_QUAL_MAX))
+		return;
+	if (!py_str(*(const uintptr_t *)(co + o->co_filename), &f, KILN_PYCODE_FILE_MAX))
+		f = (struct pystr){NULL, 0, 1};
+	uintptr_t lt = *(const uintptr_t *)(co + o->co_linetable);
+	int64_t tlen = lt ? *(const int64_t *)(lt + o->bytes_size) : 0;
+	if (tlen < 0 || tlen > KILN_PYCODE_TABLE_MAX)
+		tlen = 0;
+	uint64_t bytes = (uint64_t)q.len * q.kind + (uint64_t)f.len * f.kind + (uint64_t)tlen;
+	uint64_t words = 4 + (bytes + 7) / 8;
+	if (words > (t->mask + 1) / 4 && tlen) { /* a small ring: names only */
+		bytes -= (uint64_t)tlen;
+		tlen = 0;
+		words = 4 + (bytes + 7) / 8;
+	}
+	if (words > (t->mask + 1) / 4 || !ring_reserve(t, words))
+		return; /* the recorder reads the object itself */
+	uint32_t first = (uint32_t)*(const int32_t *)(co + o->co_firstlineno);
+	ring_put(t, 0, words << 8 | RING_PYCODE);
+	ring_put(t, 1, (uint64_t)code);
+	ring_put(t, 2, (uint64_t)first << 32 | (uint64_t)q.kind << 8 | f.kind);
+	ring_put(t, 3, (uint64_t)q.len | (uint64_t)f.len << 16 | (uint64_t)tlen << 32);
+	uint64_t word = 0, i = 0;
+	put_bytes(t, &word, &i, q.data, (size_t)q.len * q.kind);
+	if (f.len)
+		put_bytes(t, &word, &i, f.data, (size_t)f.len * f.kind);
+	if (tlen)
+		put_bytes(t, &word, &i, (const unsigned char *)lt + o->bytes_sval, (size_t)tlen);
+	if (i % 8)
+		ring_put(t, 4 + i / 8, word);
+	ring_publish(t, words);
+}
+
 /* The id of this thread's stack, sending its definition the first time.
  * The walk starts at the caller of the hook (ws): the shim's own frames are
  * never walked. On success the ring has room for one ALLOC event. */
@@ -915,6 +1031,7 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 				break;
 			}
 	}
+	int nnat = n;
 	n += 2 * npy;
 	/* independent multiplies (they pipeline), one mix at the end: the key
 	 * only picks a slot, a hit is confirmed word by word */
@@ -941,8 +1058,14 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 			}
 		}
 	}
-	/* new to this thread: define it in the ring, with room for the event
-	 * that uses it (so a ring switch never falls between the two) */
+	/* new to this thread: its Python code objects' names first, then the
+	 * stack, with room for the event that uses it (so a ring switch never
+	 * falls between the two) */
+	for (int i = nnat; i < n; i += 2) {
+		uintptr_t code = (uintptr_t)(s[i] & KILN_PY_ADDR_MASK);
+		if (code && !pycode_sent(t, code))
+			pycode_define(t, code);
+	}
 	if (!ring_reserve(t, (uint64_t)n + 2 + 4))
 		return false;
 	uint32_t id = t->next_id++;
