@@ -276,8 +276,6 @@ static void ring_front(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 			for (uint64_t i = 0; i < n; i++)
 				ips[i] = W(rg, 2 + i);
 			uint64_t npy = (w0 >> 40) & 0xff;
-			if (2 * npy > n)
-				return ring_corrupt(h, g, rg);
 			uint32_t st;
 			if (npy || recorder__python(h->r, rg->pid)) {
 				struct pyframe pf[KILN_MAX_DEPTH / 2];

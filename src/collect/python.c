@@ -394,6 +394,7 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
 	if (pp->def_bytes + cost > PY_DEFS_BYTES)
 		return -ENOSPC; /* the object is read from the process instead */
 	bool created;
+	int replaced = 0;
 	struct u64map_ent *e = u64map__upsert(&pp->defs, code, &created);
 	struct pycode *c;
 	if (created) {
@@ -404,6 +405,7 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
 	} else {
 		c = &pp->defv[e->v1 - 1];
 		code_release(c);
+		replaced = 1;
 	}
 	c->addr = code;
 	c->firstlineno = first;
@@ -412,7 +414,7 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
 	c->table = tlen ? xmemdup(table, tlen) : NULL;
 	c->ntable = tlen;
 	pp->def_bytes += cost;
-	return 0;
+	return replaced;
 }
 
 bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line)

@@ -49,8 +49,9 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, s
 		   bool *truncated);
 /* The names of the code object at code, as the shim sent them while it
  * lived (ring.h PYCODE: raw characters of kind 1, 2 or 4 bytes, and the
- * location table): frames naming it are named from these. 0, or -EINVAL
- * (malformed), -ENOSPC (the process's budget for names is spent). */
+ * location table): frames naming it are named from these. 0, 1 when they
+ * replace another object's names at that address, or -EINVAL (malformed),
+ * -ENOSPC (the process's budget for names is spent). */
 int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsigned char *qual, size_t qlen,
 		   unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind, const unsigned char *table,
 		   size_t tlen);

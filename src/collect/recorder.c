@@ -58,6 +58,9 @@ struct rproc {
 	uint64_t py_bias;
 	bool py_told;         /* its version is in META */
 	uint64_t py_merged, py_unmerged, py_unread, py_late, py_unreadable;
+	struct intern pyframes;  /* heap stacks' Python frames {code, first << 32 | lasti} -> index in pyframe_loc */
+	uint32_t *pyframe_loc;
+	size_t cpyframe_loc;
 	bool py_final;           /* its heap is counted up to CPython's finalization */
 	uint64_t py_after_final; /* heap events after it, not counted */
 };
@@ -167,6 +170,7 @@ struct rproc *recorder__proc(struct recorder *r, uint32_t pid)
 	if (p)
 		return p;
 	p = xcalloc(1, sizeof(*p));
+	intern__init(&p->pyframes);
 	p->pid = pid;
 	p->dirty = true;
 	p->status = -1;
@@ -210,8 +214,11 @@ static bool python_named(const char *path)
 	return !strncmp(b, "python", 6) || !strncmp(b, "libpython", 9);
 }
 
+static void python_frames_forget(struct rproc *p);
+
 static void python_forget(struct rproc *p)
 {
+	python_frames_forget(p);
 	pyproc__free(p->py);
 	p->py = NULL;
 	p->py_img = NULL;
@@ -621,8 +628,8 @@ void recorder__python_code(struct recorder *r, uint32_t pid, uint64_t code, int3
 			   const unsigned char *table, size_t tlen)
 {
 	struct rproc *p = proc_find(r, pid);
-	if (p && p->py)
-		pyproc__define(p->py, code, first, qual, qlen, qkind, file, flen, fkind, table, tlen);
+	if (p && p->py && pyproc__define(p->py, code, first, qual, qlen, qkind, file, flen, fkind, table, tlen) == 1)
+		python_frames_forget(p); /* another object at an address already named */
 }
 
 bool recorder__has_python(const struct recorder *r)
@@ -639,9 +646,34 @@ struct pyproc *recorder__python(struct recorder *r, uint32_t pid)
 	return p ? p->py : NULL;
 }
 
+static uint32_t loc_get_py_named(struct recorder *r, struct rproc *p, const struct pyframe *f);
+
+static void python_frames_forget(struct rproc *p)
+{
+	intern__release(&p->pyframes);
+	intern__init(&p->pyframes);
+}
+
 /* The location of a Python frame: (function, file, line), in the one
- * [python] module. A code object that no longer reads as one is named so. */
+ * [python] module. A heap stack's frames (which carry the code object's
+ * first line) are remembered by {code, first line, instruction}: a stack
+ * sent again costs no naming. */
 static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyframe *f)
+{
+	if (!f->has_first)
+		return loc_get_py_named(r, p, f);
+	uint64_t key[2] = {f->code, (uint64_t)(uint32_t)f->first << 32 | f->lasti};
+	bool added;
+	uint32_t k = intern__put(&p->pyframes, key, sizeof(key), &added);
+	ARR_GROW(p->pyframe_loc, p->cpyframe_loc, k + 1);
+	if (added)
+		p->pyframe_loc[k] = loc_get_py_named(r, p, f);
+	return p->pyframe_loc[k];
+}
+
+/* The location of a Python frame, named now. A code object that no longer
+ * reads as one is named so. */
+static uint32_t loc_get_py_named(struct recorder *r, struct rproc *p, const struct pyframe *f)
 {
 	const char *func = "[unreadable Python frame]", *file = "";
 	uint32_t line = 0;
@@ -867,6 +899,8 @@ void recorder__free(struct recorder *r)
 		free(p->maps);
 		free(p->exe);
 		pyproc__free(p->py);
+		intern__release(&p->pyframes);
+		free(p->pyframe_loc);
 		free(p);
 	}
 	for (size_t i = 0; i < r->nmods; i++)

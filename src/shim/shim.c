@@ -345,6 +345,19 @@ static void stack_cache_reset(struct tstate *t)
 	}
 }
 
+/* Empty the stack cache without forgetting stack ids (the recorder keeps
+ * every id this ring chain defined: a stack seen again is defined again,
+ * under a new id). Returns the slot for hash h in the emptied cache. */
+static struct cache_slot *cache_flush(struct tstate *t, uint64_t h)
+{
+	t->arena_used = 0;
+	if (++t->gen == 0) {
+		memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
+		t->gen = 1;
+	}
+	return &t->slots[h & (CACHE_SLOTS - 1)];
+}
+
 /* fork: nothing the forking thread allocates between our prepare handler
  * and the end of fork (glibc's own fork work) is recorded; the child starts
  * an image of its own. Rings are MADV_DONTFORK: the child maps none of its
@@ -1045,12 +1058,15 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 	struct cache_slot *slot = NULL;
 	if (t->slots) {
 		size_t j = h & (CACHE_SLOTS - 1);
+		struct cache_slot *first = &t->slots[j];
 		for (int probe = 0; probe < 8; probe++, j = (j + 1) & (CACHE_SLOTS - 1)) {
 			struct cache_slot *c = &t->slots[j];
 			if (c->gen != t->gen) {
 				slot = c;
 				break;
 			}
+			if (probe == 7)
+				slot = first; /* crowded: the newest stack takes the first place (the old one is sent again if it recurs) */
 			if (c->hash == h && c->depth == ((uint32_t)n | truncated << 31) &&
 			    same_words(t->arena + c->off, s, n)) {
 				*out = c->id;
@@ -1074,6 +1090,8 @@ static bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *ou
 	for (int i = 0; i < n; i++)
 		ring_put(t, 2 + (uint64_t)i, s[i]);
 	ring_publish(t, (uint64_t)n + 2);
+	if (slot && t->arena_used + (uint32_t)n > ARENA_WORDS)
+		slot = cache_flush(t, h); /* every place taken: start the cache again (ids go on) */
 	if (slot && t->arena_used + (uint32_t)n <= ARENA_WORDS) {
 		memcpy(t->arena + t->arena_used, s, (size_t)n * 8);
 		slot->hash = h;
