@@ -22,16 +22,22 @@ $KILN record --heap --no-cpu -p $TP -d 0.5 -o $W/k.kiln 2>$W/k.err
 kst=$(sed -n 's/.*thread [0-9]* was stopped \([0-9.]*\) ms.*/\1/p' $W/k.err); kdt=$(sed -n 's/.*thread [0-9]* stopped \([0-9.]*\) ms).*/\1/p' $W/k.err)
 echo "tick_gap 100 threads, idle: $idle"
 echo "kiln --heap -p, $N attach+detach cycles: longest gap $((kmax / 1000)) ms, at most $khit of 100 threads held over 5 ms (it stops one; it says: attach $kst ms, detach $kdt ms)"
-hmax=0; hhit=0
+kill -TERM $TP; wait $TP 2>/dev/null || true
+# heaptrack -p, on a fresh tick_gap each time (gdb injects heaptrack's library)
+hres=""
 for i in $(seq $N); do
-  kill -USR1 $TP; sleep 0.1
-  timeout -s INT 8 heaptrack -p $TP -o $W/ht >/dev/null 2>&1 &
-  HP=$!; sleep 4; kill -INT $HP 2>/dev/null; wait $HP 2>/dev/null
-  r=$(gap); g=$(echo "$r" | awk '{ print $2 }'); h=$(echo "$r" | awk '{ print $4 }')
-  [ "$g" -gt $hmax ] && hmax=$g; [ "$h" -gt $hhit ] && hhit=$h
+  $T/tick_gap 100 >$W/tg2.out & TP=$!
+  for k in $(seq 50); do grep -q ready $W/tg2.out && break; sleep 0.1; done
+  timeout -s INT 20 heaptrack -p $TP -o $W/ht >$W/ht.log 2>&1 &
+  HP=$!; sleep 6; kill -INT $HP 2>/dev/null || true; wait $HP 2>/dev/null || true
+  if kill -0 $TP 2>/dev/null; then
+    r=$(kill -USR2 $TP; sleep 0.2; tail -1 $W/tg2.out); hres="$hres [$r]"; kill -TERM $TP
+  else
+    hres="$hres [target DIED: $(grep -m1 -iE "couldn|error|fail" $W/ht.log | head -c 120)]"
+  fi
+  wait $TP 2>/dev/null || true
 done
-echo "heaptrack -p (gdb), $N attaches: longest gap $((hmax / 1000)) ms, up to $hhit of 100 threads held over 5 ms"
-kill -TERM $TP; wait $TP 2>/dev/null
+echo "heaptrack -p (gdb), $N attaches:$hres"
 # the cost while attached: alloc_heavy-like work in a long-running process
 $T/cxx_churn 12 >/dev/null & CP=$!
 sleep 1
@@ -40,5 +46,5 @@ sleep 2; c1=$(awk '{ print $14 + $15 }' /proc/$CP/stat)
 $KILN record -q --heap --no-cpu -p $CP -d 2 -o $W/c.kiln
 c2=$(awk '{ print $14 + $15 }' /proc/$CP/stat)
 n=$($KILN export $W/c.kiln --format folded --metric alloc_count | awk '{ s+=$NF } END { print s }')
-kill $CP; wait $CP 2>/dev/null
+kill $CP; wait $CP 2>/dev/null || true
 echo "cxx_churn (8 threads allocating): CPU ticks in 2 s bare $((c1 - c0)), attached 2 s $((c2 - c1)); $n allocations recorded ($((n / 2)) a second)"
