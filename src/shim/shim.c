@@ -211,19 +211,26 @@ static int self_phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 
+/* The allocator's functions as handle (RTLD_NEXT when preloaded,
+ * RTLD_DEFAULT when attached: then nothing comes after the shim) finds them. */
+static void resolve_alloc(void *handle)
+{
+	real_malloc = (malloc_fn)dlsym(handle, "malloc");
+	real_calloc = (calloc_fn)dlsym(handle, "calloc");
+	real_realloc = (realloc_fn)dlsym(handle, "realloc");
+	real_free = (free_fn)dlsym(handle, "free");
+	real_free_sized = (free_sized_fn)dlsym(handle, "free_sized");
+	real_free_aligned_sized = (free_aligned_sized_fn)dlsym(handle, "free_aligned_sized");
+	real_posix_memalign = (posix_memalign_fn)dlsym(handle, "posix_memalign");
+	real_aligned_alloc = (memalign_fn)dlsym(handle, "aligned_alloc");
+	real_memalign = (memalign_fn)dlsym(handle, "memalign");
+	real_valloc = (valloc_fn)dlsym(handle, "valloc");
+	real_pvalloc = (valloc_fn)dlsym(handle, "pvalloc");
+}
+
 static void resolve_real(void)
 {
-	real_malloc = (malloc_fn)dlsym(RTLD_NEXT, "malloc");
-	real_calloc = (calloc_fn)dlsym(RTLD_NEXT, "calloc");
-	real_realloc = (realloc_fn)dlsym(RTLD_NEXT, "realloc");
-	real_free = (free_fn)dlsym(RTLD_NEXT, "free");
-	real_free_sized = (free_sized_fn)dlsym(RTLD_NEXT, "free_sized");
-	real_free_aligned_sized = (free_aligned_sized_fn)dlsym(RTLD_NEXT, "free_aligned_sized");
-	real_posix_memalign = (posix_memalign_fn)dlsym(RTLD_NEXT, "posix_memalign");
-	real_aligned_alloc = (memalign_fn)dlsym(RTLD_NEXT, "aligned_alloc");
-	real_memalign = (memalign_fn)dlsym(RTLD_NEXT, "memalign");
-	real_valloc = (valloc_fn)dlsym(RTLD_NEXT, "valloc");
-	real_pvalloc = (valloc_fn)dlsym(RTLD_NEXT, "pvalloc");
+	resolve_alloc(RTLD_NEXT);
 	real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
 	real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
 	real_execv = (execv_fn)dlsym(RTLD_NEXT, "execv");
@@ -1596,17 +1603,7 @@ static int attach_dlclose(void *h)
 
 static void real_from_default(void)
 {
-	real_malloc = (malloc_fn)dlsym(RTLD_DEFAULT, "malloc");
-	real_calloc = (calloc_fn)dlsym(RTLD_DEFAULT, "calloc");
-	real_realloc = (realloc_fn)dlsym(RTLD_DEFAULT, "realloc");
-	real_free = (free_fn)dlsym(RTLD_DEFAULT, "free");
-	real_free_sized = (free_sized_fn)dlsym(RTLD_DEFAULT, "free_sized");
-	real_free_aligned_sized = (free_aligned_sized_fn)dlsym(RTLD_DEFAULT, "free_aligned_sized");
-	real_posix_memalign = (posix_memalign_fn)dlsym(RTLD_DEFAULT, "posix_memalign");
-	real_aligned_alloc = (memalign_fn)dlsym(RTLD_DEFAULT, "aligned_alloc");
-	real_memalign = (memalign_fn)dlsym(RTLD_DEFAULT, "memalign");
-	real_valloc = (valloc_fn)dlsym(RTLD_DEFAULT, "valloc");
-	real_pvalloc = (valloc_fn)dlsym(RTLD_DEFAULT, "pvalloc");
+	resolve_alloc(RTLD_DEFAULT);
 	real_dlopen = (dlopen_fn)dlsym(RTLD_DEFAULT, "dlopen");
 	real_dlclose = (dlclose_fn)dlsym(RTLD_DEFAULT, "dlclose");
 }

@@ -333,57 +333,81 @@ static void dwarf_open(struct image *img)
 	img->dw->mod = mod;
 }
 
-/* The function symbols of the image's own .symtab and .dynsym (no debug
- * file, no libdw: fast, and safe beside the prefetch worker). */
-static void elf_syms(const struct image *img, struct image_sym **syms, size_t *n, size_t *cap)
+/* Every defined symbol of the image's own .symtab and .dynsym, to fn until
+ * it returns true (no debug file, no libdw: fast, and safe beside the
+ * prefetch worker). */
+static void for_each_sym(const struct image *img, bool (*fn)(void *arg, const GElf_Sym *sym, const char *name),
+			 void *arg)
 {
 	Elf *elf = elf_memory((char *)img->data, img->size);
 	Elf_Scn *scn = NULL;
-	while (elf && (scn = elf_nextscn(elf, scn))) {
+	bool done = false;
+	while (elf && !done && (scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr sh;
 		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
 			continue;
 		Elf_Data *d = elf_getdata(scn, NULL);
-		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+		for (size_t i = 0; d && !done && i < sh.sh_size / sh.sh_entsize; i++) {
 			GElf_Sym sym;
-			if (!gelf_getsym(d, (int)i, &sym))
+			if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF)
 				continue;
-			int t = GELF_ST_TYPE(sym.st_info);
 			const char *name = elf_strptr(elf, sh.sh_link, sym.st_name);
-			if ((t == STT_FUNC || t == STT_GNU_IFUNC) && sym.st_shndx != SHN_UNDEF && name)
-				push_sym(syms, n, cap, sym.st_value, sym.st_size, name);
+			if (name)
+				done = fn(arg, &sym, name);
 		}
 	}
 	elf_end(elf);
+}
+
+struct syms_ctx {
+	struct image_sym **syms;
+	size_t *n, *cap;
+};
+
+static bool add_func_sym(void *arg, const GElf_Sym *sym, const char *name)
+{
+	struct syms_ctx *c = arg;
+	int t = GELF_ST_TYPE(sym->st_info);
+	if (t == STT_FUNC || t == STT_GNU_IFUNC)
+		push_sym(c->syms, c->n, c->cap, sym->st_value, sym->st_size, name);
+	return false;
+}
+
+/* The function symbols of the image's own symbol tables. */
+static void elf_syms(const struct image *img, struct image_sym **syms, size_t *n, size_t *cap)
+{
+	struct syms_ctx c = {syms, n, cap};
+	for_each_sym(img, add_func_sym, &c);
+}
+
+struct find_ctx {
+	const char *name;
+	uint64_t vaddr, size;
+	bool found;
+};
+
+static bool match_sym(void *arg, const GElf_Sym *sym, const char *name)
+{
+	struct find_ctx *c = arg;
+	if (strcmp(name, c->name))
+		return false;
+	c->vaddr = sym->st_value;
+	c->size = sym->st_size;
+	c->found = true;
+	return true;
 }
 
 /* The value and size of the symbol called name in the image's .symtab or
  * .dynsym (any type). 0, or -ENOENT. */
 int image__find_symbol(const struct image *img, const char *name, uint64_t *vaddr, uint64_t *size)
 {
-	Elf *elf = elf_memory((char *)img->data, img->size);
-	Elf_Scn *scn = NULL;
-	int rc = -ENOENT;
-	while (elf && rc && (scn = elf_nextscn(elf, scn))) {
-		GElf_Shdr sh;
-		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) || !sh.sh_entsize)
-			continue;
-		Elf_Data *d = elf_getdata(scn, NULL);
-		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
-			GElf_Sym sym;
-			if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF)
-				continue;
-			const char *s = elf_strptr(elf, sh.sh_link, sym.st_name);
-			if (s && !strcmp(s, name)) {
-				*vaddr = sym.st_value;
-				*size = sym.st_size;
-				rc = 0;
-				break;
-			}
-		}
-	}
-	elf_end(elf);
-	return rc;
+	struct find_ctx c = {.name = name};
+	for_each_sym(img, match_sym, &c);
+	if (!c.found)
+		return -ENOENT;
+	*vaddr = c.vaddr;
+	*size = c.size;
+	return 0;
 }
 
 /* NAME@plt for each PLT stub, as perf names them: entry i of .plt.sec (or of
