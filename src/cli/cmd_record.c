@@ -548,7 +548,7 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 			cli__warn(CMD, "the heap of %s (pid %u) was not tracked: %s", comm, upid, kiln_heap_loss__why(cause));
 			untracked++;
 		}
-		if (!heapsrc__seen(st->h) && !untracked)
+		if (!heapsrc__seen(st->h) && !untracked && !st->ha.own_malloc[0])
 			cli__warn(CMD, "no heap activity was seen: %s never called the system allocator "
 				       "(or has one of its own, which kiln does not see)",
 				  st->o.pid > 0 ? "the program" : st->o.argv[0]);
@@ -786,6 +786,12 @@ static int heap_attach(struct rec *st)
 			    json_pack("{s:I, s:i, s:I, s:i}", "start_ns", (json_int_t)t, "slots", st->ha.slots,
 				      "stopped_us", (json_int_t)(st->ha.stopped_ns / 1000), "tid", (int)st->ha.tid));
 	recorder__meta_changed(st->r);
+	if (st->ha.own_malloc[0]) {
+		cli__warn(CMD, "pid %ld allocates with its own malloc in %s: the calls other modules make to it are "
+			       "seen, those it makes inside itself are not", st->o.pid, st->ha.own_malloc);
+		json_object_set_new(json_object_get(recorder__meta(st->r), "heap_attach"), "own_malloc",
+				    json_string(st->ha.own_malloc));
+	}
 	if (!st->o.quiet)
 		fprintf(stderr, "kiln record: heap tracking attached to pid %ld: %d allocator slots hooked; thread %d "
 				"was stopped %.2f ms; blocks allocated before now are not counted\n",

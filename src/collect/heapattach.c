@@ -132,6 +132,8 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	}
 	ha->slots = slots;
 	ha->stopped_ns = inject__end(in);
+	if (!inject__own_malloc(pid, ha->own_malloc, sizeof(ha->own_malloc)))
+		ha->own_malloc[0] = 0;
 	*fd = mine;
 	return 0;
 }

@@ -22,6 +22,7 @@ struct heapattach {
 	uint64_t stopped_ns;  /* how long the thread was stopped to attach */
 	uint64_t detach_stopped_ns;
 	pid_t tid;            /* the thread that made the calls */
+	char own_malloc[256]; /* a module with its own malloc, or "" */
 };
 
 /* Load shim_path into pid and start recording into the channel whose

@@ -155,6 +155,34 @@ int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint
 	return symbol_where(pid, by_ino, &d, symbol, addr, NULL);
 }
 
+bool inject__own_malloc(pid_t pid, char *path, size_t n)
+{
+	char *text = read_maps(pid);
+	if (!text)
+		return false;
+	bool found = false;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save)) {
+		struct map_line m;
+		if (!parse_map(line, &m) || m.perms[2] != 'x' || m.path[0] != '/')
+			continue;
+		const char *b = path_base(m.path);
+		if (!strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5) || !strncmp(b, "ld-linux", 8) ||
+		    strstr(b, "libkiln_shim"))
+			continue;
+		int fd = open_mapping(pid, &m);
+		struct image *img = fd >= 0 ? image__open_fd(fd, m.path) : NULL;
+		uint64_t v, sz;
+		if (img && image__find_symbol(img, "malloc", &v, &sz) == 0 && v) {
+			snprintf(path, n, "%s", m.path);
+			found = true;
+		}
+		image__free(img);
+	}
+	free(text);
+	return found;
+}
+
 bool inject__dynamic(pid_t pid)
 {
 	char *text = read_maps(pid);

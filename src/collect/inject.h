@@ -43,6 +43,9 @@ pid_t inject__tid(const struct injector *in);
 int inject__symbol(pid_t pid, const char *lib, const char *symbol, uint64_t *addr, uint64_t *size);
 /* The same for the mapping of the file with this device and inode. */
 int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint64_t *addr);
+/* Whether a module of pid other than the C library defines malloc (its own
+ * allocator: jemalloc, tcmalloc, one built in), and which, into path. */
+bool inject__own_malloc(pid_t pid, char *path, size_t n);
 /* Whether pid maps a dynamic linker (else it is static: nothing can be
  * loaded into it). */
 bool inject__dynamic(pid_t pid);

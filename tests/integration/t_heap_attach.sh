@@ -82,7 +82,9 @@ ok "kiln killed: the shim put the slots back by itself, the server served on and
 $TARGETS/cxx_churn 1 >$W/ref.out; ref=$?
 $TARGETS/cxx_churn 3600 >$W/churn.out 2>&1 & CP=$!
 sleep 0.3
-for i in $(seq 20); do
+cycles=20
+[ -n "${KILN_REDUCED:-}" ] && { cycles=5; skip "under the sanitizers 5 attach/detach cycles of 20 (the -Werror stage ran 20)"; }
+for i in $(seq $cycles); do
   run_to 30 "$KILN" record --heap -p $CP -d 0.3 -o $W/c.kiln >/dev/null 2>$W/c.err || fail "cycle $i: kiln exited $?: $(tail -2 $W/c.err)"
   kill -0 $CP || fail "cycle $i: cxx_churn died: $(cat $W/churn.out)"
   eq "$(stopped_threads $CP)" 0 "cycle $i: threads left stopped"
@@ -98,7 +100,40 @@ sleep 0.5
 run_to 30 "$KILN" record -q --heap --no-cpu -p $CP -d 0.3 -o $W/c2.kiln || fail "attach to cxx_churn"
 wait $CP; eq $? $ref "cxx_churn's exit status after an attach"
 cmp -s $W/ref.out $W/churn2.out || fail "cxx_churn's output changed: $(cat $W/churn2.out)"
-ok "cxx_churn: 20 attach/detach cycles, no crash, no thread left stopped (last stop $ms ms); output and status unchanged"
+ok "cxx_churn: $cycles attach/detach cycles, no crash, no thread left stopped (last stop $ms ms); output and status unchanged"
+
+# --snapshot-every on an attached process, and CPU sampling in the same attach
+$TARGETS/leak_server >$W/srv2.out 2>&1 & SP2=$!
+for i in $(seq 50); do grep -q ready $W/srv2.out && break; sleep 0.1; done
+run_to 60 "$KILN" record -q --heap -p $SP2 -d 2.5 --snapshot-every 1 -o $W/se.kiln 2>$W/se.err & KP=$!
+sleep 0.8; req $SP2 10; wait $KP || fail "--snapshot-every attached: $(tail -1 $W/se.err)"
+kill -TERM $SP2; wait $SP2
+[ -s $W/se.kiln.snap.1 ] && [ -s $W/se.kiln.snap.2 ] || fail "--snapshot-every wrote no snapshots: $(ls $W)"
+"$KILN" report $W/se.kiln.snap.2 --metric live_bytes >/dev/null || fail "a snapshot of an attached process does not read"
+eq "$(weight $(folded $W/se.kiln leak_bytes) '^handle_request$')" 10000 "--snapshot-every attached: leak_bytes of 10 requests"
+ok "--snapshot-every on an attached process: $(ls $W/se.kiln.snap.* | wc -l) snapshots, leaks exact"
+
+# a program with its own malloc: said in one line, what can be seen is
+$TARGETS/own_malloc >$W/own.out & OP=$!
+for i in $(seq 50); do grep -q ready $W/own.out && break; sleep 0.1; done
+run_to 30 "$KILN" record -q --heap --no-cpu -p $OP -d 0.5 -o $W/own.kiln 2>$W/own.err || fail "attach to own_malloc: $(cat $W/own.err)"
+kill -TERM $OP; wait $OP
+grep -q "allocates with its own malloc in .*own_malloc" $W/own.err || fail "own malloc not said: $(cat $W/own.err)"
+ok "a program with its own malloc: said ($(grep -c . $W/own.err) line)"
+
+# ptrace refused (another user's process): one line, exit 1
+if id kilnt >/dev/null 2>&1 && command -v runuser >/dev/null; then
+  $TARGETS/leak_server >$W/srv3.out 2>&1 & SP3=$!
+  for i in $(seq 50); do grep -q ready $W/srv3.out && break; sleep 0.1; done
+  runuser -u kilnt -- "$KILN" record -q --heap --no-cpu -p $SP3 -d 0.3 -o /tmp/kiln-t-$$.kiln 2>$W/perm.err; rc=$?
+  rm -f /tmp/kiln-t-$$.kiln
+  kill -TERM $SP3; wait $SP3
+  eq $rc 1 "exit status when ptrace is refused"
+  [ "$(wc -l <$W/perm.err)" = 1 ] || fail "more than one line: $(cat $W/perm.err)"
+  ok "another user's process: $(cat $W/perm.err)"
+else
+  skip "no unprivileged user kilnt (t_security.sh makes it when run as root)"
+fi
 
 # what cannot be hooked is refused in one line
 if gcc -static -O2 -o $W/static_loop -x c - <<<'#include <unistd.h>

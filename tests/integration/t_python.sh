@@ -16,6 +16,10 @@ for v in 3.10 3.11 3.12 3.13; do
   if [ -n "$p" ] && [ -x "$p" ]; then pys+=("$p"); else skip "CPython $v: not installed under $root/versions"; fi
 done
 [ ${#pys[@]} -gt 0 ] || { skip "no CPython at all"; exit 0; }
+if [ -n "${KILN_REDUCED:-}" ] && [ ${#pys[@]} -gt 1 ]; then
+  skip "under the sanitizers only ${pys[0]} (the -Werror stage ran all ${#pys[@]}): ${pys[*]:1}"
+  pys=("${pys[0]}")
+fi
 pct() { awk -v a="$1" -v t="$2" 'BEGIN { printf "%.1f", (t > 0 ? 100 * a / t : 0) }'; }
 
 for PY in "${pys[@]}"; do
@@ -85,6 +89,31 @@ for PY in "${pys[@]}"; do
   [ $t -gt 300 ] || fail "$tag: attached: only $t samples under py_a/py_b/py_c"
   pa=$(pct $a $t); within $pa 60 5 || fail "$tag: attached py_a $pa %, want 60"
   ok "$tag: attached py_a $pa % ($t samples), left running"
+
+  # --wall: a sleeping Python thread is sampled too, under its Python function
+  run_to 60 "$KILN" record -q --wall -o $W/idle.kiln -- "$PY" $T/py_idle.py 1 >/dev/null 2>&1 || fail "$tag: record --wall"
+  F=$(folded $W/idle.kiln wall --threads)
+  it=$(awk -F';' '/;idle_wait;/ { print $1 }' $F | sort -u); bt=$(awk -F';' '/;busy;/ { print $1 }' $F | sort -u)
+  [ -n "$it" ] && [ -n "$bt" ] && [ "$it" != "$bt" ] || fail "$tag: --wall: idle_wait in [$it], busy in [$bt]"
+  iw=$(awk -F';' -v t="$it" '$1 == t { n=$0; sub(/.* /, "", n); s+=n; if ($0 ~ /;idle_wait;/) h+=n } END { printf "%d %d", h, s }' $F)
+  set -- $iw
+  [ "$2" -ge 20 ] && [ $((100 * $1)) -ge $((90 * $2)) ] || fail "$tag: --wall: the idle thread has $1 of $2 samples under idle_wait"
+  ok "$tag: --wall: the sleeping thread's $2 samples, $1 under idle_wait (read while it was stopped)"
+
+  # -X perf (3.12+): trampolines stepped and merged away, never a guessed frame
+  if [ "${v#3.}" -ge 12 ]; then
+    run_to 60 "$KILN" record -q -o $W/xp.kiln -- "$PY" -X perf $T/py_split.py 1.5 >/dev/null || fail "$tag: record -X perf"
+    F=$(folded $W/xp.kiln cpu)
+    # (a late sample keeps its native frames: its trampolines are named from the perf map)
+    ! grep -qE '\[anon\]|0x8000000000000' $F || fail "$tag: -X perf: invented frames: $(grep -m1 -E 'anon|0x8000' $F | cut -c1-300)"
+    grep ';py_a;' $F | grep -q 'py::' && fail "$tag: -X perf: a trampoline left beside the Python frames it ran"
+    a=$(weight $F '^py_a$'); b=$(weight $F '^py_b$'); c=$(weight $F '^py_c$'); t=$((a + b + c))
+    [ $t -gt 300 ] || fail "$tag: -X perf: only $t samples under py_a/py_b/py_c"
+    pa=$(pct $a $t); within $pa 60 5 || fail "$tag: -X perf: py_a $pa %"
+    xp=$("$KILN" report $W/xp.kiln | sed -n 's/^# python: pid \([0-9]*\) is CPython.*/\1/p')
+    [ -n "$xp" ] && rm -f /tmp/perf-$xp.map
+    ok "$tag: -X perf: py_a $pa % of $t samples, no trampoline or guessed frame"
+  fi
 
   # heap: exact large blocks under the function that made them
   run_to 120 "$KILN" record -q --heap --no-cpu -o $W/leak.kiln -- "$PY" $T/py_leaky.py >/dev/null || fail "$tag: record --heap"
