@@ -211,21 +211,68 @@ static int self_phdr_cb(struct dl_phdr_info *info, size_t size, void *arg)
 }
 
 
-/* The allocator's functions as handle (RTLD_NEXT when preloaded,
- * RTLD_DEFAULT when attached: then nothing comes after the shim) finds them. */
+/* Whether p is a symbol's canonical PLT entry in a module that does not
+ * define it (a program built without -fPIE taking the function's address). */
+static bool is_plt_alias(void *p)
+{
+	Dl_info di;
+	const ElfW(Sym) *sym = NULL;
+	return p && dladdr1(p, &di, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_shndx == SHN_UNDEF;
+}
+
+struct def_ctx {
+	const char *name;
+	void *found;
+};
+
+static int def_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct def_ctx *c = arg;
+	(void)size;
+	if (!info->dlpi_name || !info->dlpi_name[0] || strstr(info->dlpi_name, "libkiln_shim"))
+		return 0; /* the program itself (its PLT entry is what we avoid), the shim */
+	void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+	if (!h)
+		return 0;
+	void *p = dlsym(h, c->name);
+	dlclose(h);
+	if (p && !is_plt_alias(p)) {
+		c->found = p;
+		return 1;
+	}
+	return 0;
+}
+
+/* What name resolves to in handle (RTLD_NEXT when preloaded, RTLD_DEFAULT
+ * when attached, where nothing comes after the shim). A program built
+ * without -fPIE that takes a function's address exports its PLT entry as
+ * that function: calling it would jump through the GOT slot the shim
+ * patched, back into the shim. Then the libraries are searched in order
+ * for the definition. */
+static void *real_sym(void *handle, const char *name)
+{
+	void *p = dlsym(handle, name);
+	if (handle != RTLD_DEFAULT || !is_plt_alias(p))
+		return p;
+	struct def_ctx c = {name, NULL};
+	dl_iterate_phdr(def_cb, &c);
+	return c.found;
+}
+
+/* The allocator's functions as handle finds them (see real_sym). */
 static void resolve_alloc(void *handle)
 {
-	real_malloc = (malloc_fn)dlsym(handle, "malloc");
-	real_calloc = (calloc_fn)dlsym(handle, "calloc");
-	real_realloc = (realloc_fn)dlsym(handle, "realloc");
-	real_free = (free_fn)dlsym(handle, "free");
-	real_free_sized = (free_sized_fn)dlsym(handle, "free_sized");
-	real_free_aligned_sized = (free_aligned_sized_fn)dlsym(handle, "free_aligned_sized");
-	real_posix_memalign = (posix_memalign_fn)dlsym(handle, "posix_memalign");
-	real_aligned_alloc = (memalign_fn)dlsym(handle, "aligned_alloc");
-	real_memalign = (memalign_fn)dlsym(handle, "memalign");
-	real_valloc = (valloc_fn)dlsym(handle, "valloc");
-	real_pvalloc = (valloc_fn)dlsym(handle, "pvalloc");
+	real_malloc = (malloc_fn)real_sym(handle, "malloc");
+	real_calloc = (calloc_fn)real_sym(handle, "calloc");
+	real_realloc = (realloc_fn)real_sym(handle, "realloc");
+	real_free = (free_fn)real_sym(handle, "free");
+	real_free_sized = (free_sized_fn)real_sym(handle, "free_sized");
+	real_free_aligned_sized = (free_aligned_sized_fn)real_sym(handle, "free_aligned_sized");
+	real_posix_memalign = (posix_memalign_fn)real_sym(handle, "posix_memalign");
+	real_aligned_alloc = (memalign_fn)real_sym(handle, "aligned_alloc");
+	real_memalign = (memalign_fn)real_sym(handle, "memalign");
+	real_valloc = (valloc_fn)real_sym(handle, "valloc");
+	real_pvalloc = (valloc_fn)real_sym(handle, "pvalloc");
 }
 
 static void resolve_real(void)
@@ -1604,8 +1651,8 @@ static int attach_dlclose(void *h)
 static void real_from_default(void)
 {
 	resolve_alloc(RTLD_DEFAULT);
-	real_dlopen = (dlopen_fn)dlsym(RTLD_DEFAULT, "dlopen");
-	real_dlclose = (dlclose_fn)dlsym(RTLD_DEFAULT, "dlclose");
+	real_dlopen = (dlopen_fn)real_sym(RTLD_DEFAULT, "dlopen");
+	real_dlclose = (dlclose_fn)real_sym(RTLD_DEFAULT, "dlclose");
 }
 
 /* cfg: "RECORDER_PID CTL_PATH". The recorder's end of a new channel, or

@@ -149,4 +149,21 @@ for PY in "${pys[@]}"; do
   "$KILN" diff $W/g1.snap $W/g2.snap --format folded -o $W/g.folded >/dev/null || fail "$tag: diff"
   eq "$(weight $W/g.folded '^grow$')" 309900 "$tag: growth under grow() between the snapshots (3 x 100 x 1,033 B)"
   ok "$tag: snapshot diff +309,900 B under grow()"
+
+  # the heap of a Python process that is already running
+  : >$W/grow2.out
+  "$PY" $T/py_grow.py >$W/grow2.out 2>&1 & GP=$!
+  for i in $(seq 100); do grep -q ready $W/grow2.out 2>/dev/null && break; sleep 0.1; done
+  req2() { local want=$(( $(grep -c grown $W/grow2.out) + 1 )); kill -USR1 $GP; for i in $(seq 200); do [ "$(grep -c grown $W/grow2.out)" -ge $want ] && return; sleep 0.02; done; fail "$tag: py_grow did not grow"; }
+  req2
+  "$KILN" record -q --heap --no-cpu -p $GP -o $W/ga.kiln 2>$W/ga.err & KP=$!
+  for i in $(seq 100); do grep -q kiln_shim /proc/$GP/maps 2>/dev/null && break; sleep 0.05; done
+  sleep 0.3
+  req2; req2
+  kill -INT $KP; wait $KP || fail "$tag: heap attach to Python: $(tail -1 $W/ga.err)"
+  kill -0 $GP || fail "$tag: the Python process died after the heap attach"
+  req2
+  kill -TERM $GP; wait $GP
+  eq "$(weight $(folded $W/ga.kiln leak_bytes) '^grow$')" 206600 "$tag: attached: leak_bytes under grow() (2 x 103,300 B)"
+  ok "$tag: heap attach to a running Python: +206,600 B under grow(), exact; it ran on"
 done
