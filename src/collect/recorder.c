@@ -56,7 +56,6 @@ struct rproc {
 	struct pyproc *py;
 	struct image *py_img; /* where it was found, and its bias: a forked child finds it there too */
 	uint64_t py_bias;
-	bool py_told;         /* its version is in META */
 	uint64_t py_merged, py_unmerged, py_unread, py_late, py_unreadable;
 	struct intern pyframes;  /* heap stacks' Python frames {code, first << 32 | lasti} -> index in pyframe_loc */
 	uint32_t *pyframe_loc;
@@ -222,7 +221,6 @@ static void python_forget(struct rproc *p)
 	pyproc__free(p->py);
 	p->py = NULL;
 	p->py_img = NULL;
-	p->py_told = false;
 }
 
 static void proc_flush_unwind(struct rproc *p)
@@ -675,8 +673,8 @@ static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyf
  * reads as one is named so. */
 static uint32_t loc_get_py_named(struct recorder *r, struct rproc *p, const struct pyframe *f)
 {
-	const char *func = "[unreadable Python frame]", *file = "";
-	uint32_t line = 0;
+	const char *func, *file;
+	uint32_t line;
 	if (!pyproc__name(p->py, f, &func, &file, &line)) {
 		func = "[unreadable Python frame]";
 		file = "";
@@ -731,8 +729,7 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 		else if (npy == -3)
 			p->py_late++;
 		else
-			p->py_unmerged++;
-		r->meta_dirty = true;
+			p->py_unmerged++; /* said in META by the final flush (recorder__finish) */
 		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
 	}
 	p->py_merged++;
