@@ -1755,6 +1755,8 @@ static int detach(bool wait_threads)
 		struct timespec ts = {0, 100000};
 		nanosleep(&ts, NULL);
 	}
+	if (mine)
+		rc = 1; /* the thread running this was itself inside the shim: it returns to its ring */
 	if (!rc) {
 		uint32_t n = __atomic_load_n(&g_nringrefs, __ATOMIC_ACQUIRE);
 		for (uint32_t i = 0; g_ringrefs && i < n && i < ATTACH_RINGS; i++) {
