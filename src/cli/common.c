@@ -250,6 +250,13 @@ int out__close(struct out *o, const char *cmd, bool ok)
 	errno = 0;
 	bool werr = fflush(o->f) != 0 || ferror(o->f);
 	int e = errno ? errno : EIO;
+	if (werr && !errno && !o->so.through) {
+		/* the write failed earlier and stdio kept no errno: one more byte
+		 * into the temporary (discarded) tells why (a full disk, say) */
+		char c = 0;
+		if (write(fileno(o->f), &c, 1) < 0)
+			e = errno;
+	}
 	if (fclose(o->f) != 0 && !werr) {
 		werr = true;
 		e = errno;
