@@ -28,7 +28,7 @@ hres=""
 for i in $(seq $N); do
   $T/tick_gap 100 >$W/tg2.out & TP=$!
   for k in $(seq 50); do grep -q ready $W/tg2.out && break; sleep 0.1; done
-  timeout -s INT 20 heaptrack -p $TP -o $W/ht >$W/ht.log 2>&1 &
+  timeout -k 3 -s INT 10 heaptrack -p $TP -o $W/ht >$W/ht.log 2>&1 &
   HP=$!; sleep 6; kill -INT $HP 2>/dev/null || true; wait $HP 2>/dev/null || true
   if kill -0 $TP 2>/dev/null; then
     r=$(kill -USR2 $TP; sleep 0.2; tail -1 $W/tg2.out); hres="$hres [$r]"; kill -TERM $TP
