@@ -136,6 +136,41 @@ static inline int kiln_py_from_debug(const unsigned char *d, const struct kiln_p
 	return 0;
 }
 
+/* One interpreter frame, decoded from its bytes fr (fr_size of them: the
+ * shim reads its own thread's frames in place, the recorder a copy). */
+struct kiln_py_frame {
+	uint64_t code, previous;
+	uint32_t lasti; /* the instruction index (code units), 0 when unknown */
+	uint8_t cstack; /* 3.12+: the entry frame of one evaluation-loop call, owned by the
+			 * C stack: it runs no code; the frames before it are that call's */
+	uint8_t entry;  /* 3.11: this frame is the first of its evaluation-loop call */
+};
+
+static inline void kiln_py_frame_read(const unsigned char *fr, const struct kiln_py_offsets *o,
+				      struct kiln_py_frame *f)
+{
+	uint64_t instr;
+	memcpy(&f->code, fr + o->fr_code, 8);
+	memcpy(&f->previous, fr + o->fr_previous, 8);
+	memcpy(&instr, fr + o->fr_instr, 8);
+	f->cstack = o->owner_cstack != 0xff && fr[o->fr_owner] == o->owner_cstack;
+	f->entry = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry];
+	uint64_t start = f->code + o->co_code, lasti = instr >= start ? (instr - start) / 2 : 0;
+	f->lasti = lasti < (1u << 28) ? (uint32_t)lasti : 0;
+}
+
+/* Where a str's characters are, from its state word: the offset of its data
+ * (and *kind, 1, 2 or 4 bytes a character), or 0 for a string kiln does not
+ * read (not compact, or of another kind). */
+static inline unsigned kiln_py_str_data(uint32_t state, const struct kiln_py_offsets *o, unsigned *kind)
+{
+	unsigned k = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
+	if (!compact || (k != 1 && k != 2 && k != 4))
+		return 0;
+	*kind = k;
+	return ascii ? o->str_ascii_size : o->str_compact_size;
+}
+
 /* Python frames in a heap stack (the shim's STACK record, ring.h): a frame
  * is two words, KILN_PY_TAG | flags | code object address, then the code
  * object's co_firstlineno << 32 | the instruction index in code units (the

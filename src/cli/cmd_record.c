@@ -687,7 +687,7 @@ static int launch(struct rec *st)
 		if (!st->o.follow)
 			setenv("KILN_NO_FOLLOW", "1", 1);
 		if (st->o.py_alloc)
-			setenv("PYTHONMALLOC", !strcmp(st->o.py_alloc, "malloc") ? "malloc" : "pymalloc", 1);
+			setenv("PYTHONMALLOC", st->o.py_alloc, 1); /* parse took only these two */
 	}
 	fflush(NULL);
 	if (st->h) {
@@ -782,16 +782,15 @@ static int heap_attach(struct rec *st)
 	}
 	channel__adopt(st->ch, fd);
 	st->heap_attached = true;
-	json_object_set_new(recorder__meta(st->r), "heap_attach",
-			    json_pack("{s:I, s:i, s:I, s:i}", "start_ns", (json_int_t)t, "slots", st->ha.slots,
-				      "stopped_us", (json_int_t)(st->ha.stopped_ns / 1000), "tid", (int)st->ha.tid));
-	recorder__meta_changed(st->r);
+	json_t *ha = json_pack("{s:I, s:i, s:I, s:i}", "start_ns", (json_int_t)t, "slots", st->ha.slots, "stopped_us",
+			       (json_int_t)(st->ha.stopped_ns / 1000), "tid", (int)st->ha.tid);
 	if (st->ha.own_malloc[0]) {
 		cli__warn(CMD, "pid %ld allocates with its own malloc in %s: the calls other modules make to it are "
 			       "seen, those it makes inside itself are not", st->o.pid, st->ha.own_malloc);
-		json_object_set_new(json_object_get(recorder__meta(st->r), "heap_attach"), "own_malloc",
-				    json_string(st->ha.own_malloc));
+		json_object_set_new(ha, "own_malloc", json_string(st->ha.own_malloc));
 	}
+	json_object_set_new(recorder__meta(st->r), "heap_attach", ha);
+	recorder__meta_changed(st->r);
 	if (!st->o.quiet)
 		fprintf(stderr, "kiln record: heap tracking attached to pid %ld: %d allocator slots hooked; thread %d "
 				"was stopped %.2f ms; blocks allocated before now are not counted\n",

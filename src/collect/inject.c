@@ -4,7 +4,6 @@
  * inode checked), every read is bounded. */
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,32 +41,7 @@ struct injector {
 	bool dead;
 };
 
-/* ---- the target's maps ---- */
-
-struct map_line {
-	uint64_t lo, hi, off, ino;
-	unsigned dev_major, dev_minor;
-	char perms[8];
-	const char *path;
-};
-
-static bool parse_map(char *line, struct map_line *m)
-{
-	int pos = 0;
-	unsigned long long lo, hi, off, ino;
-	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &lo, &hi, m->perms, &off, &m->dev_major, &m->dev_minor,
-		   &ino, &pos) < 7)
-		return false;
-	m->lo = lo;
-	m->hi = hi;
-	m->off = off;
-	m->ino = ino;
-	const char *p = line + pos;
-	while (*p == ' ')
-		p++;
-	m->path = p;
-	return true;
-}
+/* ---- the target's maps (util's proc_map) ---- */
 
 static char *read_maps(pid_t pid)
 {
@@ -76,27 +50,31 @@ static char *read_maps(pid_t pid)
 	return read_small_file(path, NULL);
 }
 
-static int open_mapping(pid_t pid, const struct map_line *m)
+static int open_mapping(pid_t pid, const struct proc_map *m)
 {
-	char alt[128];
-	snprintf(alt, sizeof(alt), "/proc/%d/map_files/%llx-%llx", (int)pid, (unsigned long long)m->lo,
-		 (unsigned long long)m->hi);
-	int fd = open(alt, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0 && m->path[0] == '/')
-		fd = open(m->path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != m->ino)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
+	return proc_map__open((int)pid, m->path, m->lo, m->hi, m->ino);
 }
 
-typedef bool (*map_pred)(const struct map_line *m, const void *arg);
+/* The runtime's own modules, which kiln treats apart. */
+enum runtime_module { RT_OTHER, RT_LIBC, RT_LD, RT_SHIM };
 
-/* The symbol in the first executable mapping that pred accepts. */
+static enum runtime_module runtime_module(const char *path)
+{
+	const char *b = path_base(path);
+	if (!strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5))
+		return RT_LIBC;
+	if (!strncmp(b, "ld-linux", 8) || !strncmp(b, "ld-2.", 5))
+		return RT_LD;
+	return strstr(b, "libkiln_shim") ? RT_SHIM : RT_OTHER;
+}
+
+typedef bool (*map_pred)(const struct proc_map *m, const void *arg);
+
+/* The symbol in the executable mappings that pred accepts: the first
+ * readable one decides, or with every_image each is asked until one defines
+ * it (its path into path, when given). */
 static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *symbol, uint64_t *addr,
-			uint64_t *size)
+			uint64_t *size, bool every_image, char *path, size_t npath)
 {
 	char *text = read_maps(pid);
 	if (!text)
@@ -104,8 +82,8 @@ static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *s
 	int rc = -ENOENT;
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line && rc; line = strtok_r(NULL, "\n", &save)) {
-		struct map_line m;
-		if (!parse_map(line, &m) || m.perms[2] != 'x' || !pred(&m, arg))
+		struct proc_map m;
+		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || !pred(&m, arg))
 			continue;
 		int fd = open_mapping(pid, &m);
 		if (fd < 0)
@@ -117,17 +95,19 @@ static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *s
 			*addr = v + bias;
 			if (size)
 				*size = sz;
+			if (path)
+				snprintf(path, npath, "%s", m.path);
 			rc = 0;
 		}
 		image__free(img);
-		if (img)
-			break; /* the first readable image that matched decides */
+		if (img && !every_image)
+			break;
 	}
 	free(text);
 	return rc;
 }
 
-static bool by_name(const struct map_line *m, const void *arg)
+static bool by_name(const struct proc_map *m, const void *arg)
 {
 	const char *lib = arg;
 	return m->path[0] == '/' && (!lib || strstr(path_base(m->path), lib));
@@ -135,7 +115,7 @@ static bool by_name(const struct map_line *m, const void *arg)
 
 int inject__symbol(pid_t pid, const char *lib, const char *symbol, uint64_t *addr, uint64_t *size)
 {
-	return symbol_where(pid, by_name, lib, symbol, addr, size);
+	return symbol_where(pid, by_name, lib, symbol, addr, size, false, NULL, 0);
 }
 
 struct devino {
@@ -143,7 +123,7 @@ struct devino {
 	ino_t ino;
 };
 
-static bool by_ino(const struct map_line *m, const void *arg)
+static bool by_ino(const struct proc_map *m, const void *arg)
 {
 	const struct devino *d = arg;
 	return m->ino == d->ino && makedev(m->dev_major, m->dev_minor) == d->dev;
@@ -152,35 +132,19 @@ static bool by_ino(const struct map_line *m, const void *arg)
 int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint64_t *addr)
 {
 	struct devino d = {dev, ino};
-	return symbol_where(pid, by_ino, &d, symbol, addr, NULL);
+	return symbol_where(pid, by_ino, &d, symbol, addr, NULL, false, NULL, 0);
+}
+
+static bool not_runtime(const struct proc_map *m, const void *arg)
+{
+	(void)arg;
+	return m->path[0] == '/' && runtime_module(m->path) == RT_OTHER;
 }
 
 bool inject__own_malloc(pid_t pid, char *path, size_t n)
 {
-	char *text = read_maps(pid);
-	if (!text)
-		return false;
-	bool found = false;
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save)) {
-		struct map_line m;
-		if (!parse_map(line, &m) || m.perms[2] != 'x' || m.path[0] != '/')
-			continue;
-		const char *b = path_base(m.path);
-		if (!strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5) || !strncmp(b, "ld-linux", 8) ||
-		    strstr(b, "libkiln_shim"))
-			continue;
-		int fd = open_mapping(pid, &m);
-		struct image *img = fd >= 0 ? image__open_fd(fd, m.path) : NULL;
-		uint64_t v, sz;
-		if (img && image__find_symbol(img, "malloc", &v, &sz) == 0 && v) {
-			snprintf(path, n, "%s", m.path);
-			found = true;
-		}
-		image__free(img);
-	}
-	free(text);
-	return found;
+	uint64_t a;
+	return symbol_where(pid, not_runtime, NULL, "malloc", &a, NULL, true, path, n) == 0;
 }
 
 bool inject__dynamic(pid_t pid)
@@ -203,14 +167,11 @@ static void unsafe_ranges(pid_t pid, struct unsafe *u)
 	char *text = read_maps(pid);
 	char *save = NULL;
 	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
-		struct map_line m;
-		if (!parse_map(line, &m) || m.perms[2] != 'x' || m.path[0] != '/')
+		struct proc_map m;
+		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || m.path[0] != '/')
 			continue;
-		const char *b = path_base(m.path);
-		struct range *r = !strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5) ? &u->libc
-				  : !strncmp(b, "ld-linux", 8) || !strncmp(b, "ld-2.", 5) ? &u->ld
-				  : strstr(b, "libkiln_shim") ? &u->shim
-								: NULL;
+		enum runtime_module k = runtime_module(m.path);
+		struct range *r = k == RT_LIBC ? &u->libc : k == RT_LD ? &u->ld : k == RT_SHIM ? &u->shim : NULL;
 		if (r && !r->hi) {
 			r->lo = m.lo;
 			r->hi = m.hi;

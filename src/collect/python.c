@@ -220,24 +220,18 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, s
 		}
 		if (!rd(pp->pid, f, fr, need))
 			break;
-		uint64_t code, prev, instr;
-		memcpy(&code, fr + o->fr_code, 8);
-		memcpy(&prev, fr + o->fr_previous, 8);
-		memcpy(&instr, fr + o->fr_instr, 8);
-		uint8_t owner = fr[o->fr_owner];
-		if (o->owner_cstack != 0xff && owner == o->owner_cstack) {
+		struct kiln_py_frame d;
+		kiln_py_frame_read(fr, o, &d);
+		if (d.cstack) {
 			/* the entry frame of one evaluation-loop call: its frames end here */
 			if (n && !out[n - 1].last_of_call)
 				out[n - 1].last_of_call = true;
 			else
 				out[n++] = (struct pyframe){.code = 0, .lasti = 0, .last_of_call = true};
 		} else {
-			uint64_t start = code + o->co_code;
-			uint64_t lasti = instr >= start ? (instr - start) / 2 : 0;
-			out[n++] = (struct pyframe){.code = code, .lasti = lasti < (1u << 28) ? (uint32_t)lasti : 0,
-						    .last_of_call = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry]};
+			out[n++] = (struct pyframe){.code = d.code, .lasti = d.lasti, .last_of_call = d.entry};
 		}
-		f = prev;
+		f = d.previous;
 	}
 	if (n && !*truncated)
 		out[n - 1].last_of_call = true;
@@ -285,16 +279,17 @@ static char *read_str(struct pyproc *pp, uint64_t addr)
 		return NULL;
 	int64_t len;
 	uint32_t st;
+	unsigned kind = 0;
 	memcpy(&len, h + o->str_length, 8);
 	memcpy(&st, h + o->str_state, 4);
-	unsigned kind = (st >> 2) & 7, compact = (st >> 5) & 1, ascii = (st >> 6) & 1;
-	if (len < 0 || !compact || (kind != 1 && kind != 2 && kind != 4))
+	unsigned at = kiln_py_str_data(st, o, &kind);
+	if (len < 0 || !at)
 		return NULL;
 	if (len > PY_MAX_STR)
 		len = PY_MAX_STR;
 	size_t nb = (size_t)len * kind;
 	unsigned char *raw = xmalloc(nb + 1);
-	uint64_t data = addr + (ascii ? o->str_ascii_size : o->str_compact_size);
+	uint64_t data = addr + at;
 	if (nb && !rd(pp->pid, data, raw, nb)) {
 		free(raw);
 		return NULL;
@@ -316,6 +311,18 @@ static unsigned char *read_bytes(struct pyproc *pp, uint64_t addr, size_t *n)
 	}
 	*n = (size_t)len;
 	return b;
+}
+
+static bool varint(const unsigned char *t, size_t n, size_t *i, uint32_t *out);
+
+/* A signed varint (sign in the lowest bit), as line deltas are written. */
+static bool svarint(const unsigned char *t, size_t n, size_t *i, int *out)
+{
+	uint32_t v;
+	if (!varint(t, n, i, &v))
+		return false;
+	*out = (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
+	return true;
 }
 
 static bool varint(const unsigned char *t, size_t n, size_t *i, uint32_t *out)
@@ -352,18 +359,16 @@ int python__line(const unsigned char *t, size_t n, int firstlineno, uint32_t las
 		case 15:
 			none = true;
 			break;
-		case 14:
-			if (!varint(t, n, &i, &v))
+		case 14: /* a line delta, an end line, two columns */
+			if (!svarint(t, n, &i, &delta))
 				return -1;
-			delta = (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
 			for (int k = 0; k < 3; k++)
 				if (!varint(t, n, &i, &v))
 					return -1;
 			break;
-		case 13:
-			if (!varint(t, n, &i, &v))
+		case 13: /* a line delta, no columns */
+			if (!svarint(t, n, &i, &delta))
 				return -1;
-			delta = (v & 1) ? -(int)(v >> 1) : (int)(v >> 1);
 			break;
 		case 10:
 		case 11:

@@ -353,27 +353,6 @@ static uint32_t module_get(struct recorder *r, const char *key, const char *path
 	return id;
 }
 
-/* Open what pid has mapped at [start, end) from path, as untrusted: the
- * kernel's own handle (/proc/PID/map_files) when we may use it, else the path
- * without following a symlink or blocking on a FIFO, and only if it is a
- * regular file with the inode the mapping has (ino 0: unknown). */
-static int open_mapped(uint32_t pid, const char *path, uint64_t start, uint64_t end, uint64_t ino)
-{
-	char alt[128];
-	snprintf(alt, sizeof(alt), "/proc/%u/map_files/%" PRIx64 "-%" PRIx64, pid, start, end);
-	int fd = open(alt, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (ino && st.st_ino != ino)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static struct image *image_get(struct recorder *r, const char *path, uint32_t pid, uint64_t start, uint64_t end,
 			       uint64_t ino)
 {
@@ -381,7 +360,7 @@ static struct image *image_get(struct recorder *r, const char *path, uint32_t pi
 	uint32_t id = intern__put(&r->imgkeys, path, (uint32_t)strlen(path), &added);
 	ARR_GROW(r->imgs, r->cimgs, id + 1);
 	if (added) {
-		int fd = open_mapped(pid, path, start, end, ino);
+		int fd = proc_map__open((int)pid, path, start, end, ino);
 		r->imgs[id] = fd >= 0 ? image__open_fd(fd, path) : NULL;
 	}
 	return r->imgs[id];
@@ -472,17 +451,10 @@ int recorder__read_maps(struct recorder *r, uint32_t pid)
 	p->maps_read_ns = now_ns();
 	char *save = NULL;
 	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		unsigned long long s, e, off, ino;
-		char perms[8];
-		int pos = 0;
-		if (sscanf(line, "%llx-%llx %7s %llx %*s %llu%n", &s, &e, perms, &off, &ino, &pos) < 5)
+		struct proc_map m;
+		if (!proc_map__parse(line, &m) || m.perms[2] != 'x')
 			continue;
-		if (perms[2] != 'x' || e <= s)
-			continue;
-		const char *name = line + pos;
-		while (*name == ' ')
-			name++;
-		recorder__mmap(r, pid, s, e - s, off, *name ? name : "[anon]", ino);
+		recorder__mmap(r, pid, m.lo, m.hi - m.lo, m.off, *m.path ? m.path : "[anon]", m.ino);
 	}
 	free(text);
 	return 0;

@@ -201,13 +201,29 @@ int unwind__stack(struct recorder *r, uint32_t pid, const struct unwind_regs *re
 		return n;
 	}
 	for (;;) {
-		/* the frame about to be stepped from, as the cursor has it */
-		struct unwind_regs from = {
-			.ip = cursor_reg(&c, UNW_REG_IP), .sp = cursor_reg(&c, UNW_REG_SP),
-			.bp = cursor_reg(&c, UNW_X86_64_RBP), .bx = cursor_reg(&c, UNW_X86_64_RBX),
-			.r12 = cursor_reg(&c, UNW_X86_64_R12), .r13 = cursor_reg(&c, UNW_X86_64_R13),
-			.r14 = cursor_reg(&c, UNW_X86_64_R14), .r15 = cursor_reg(&c, UNW_X86_64_R15),
-		};
+		if (n >= 2 && is_py_trampoline_return(&u, cursor_reg(&c, UNW_REG_IP))) {
+			/* CPython's trampoline has no unwind table, but its one frame
+			 * is known: the walk goes on above it, from the registers the
+			 * cursor has (the trampoline changes none but rsp) */
+			unw_word_t sp = cursor_reg(&c, UNW_REG_SP), ra = 0;
+			if (access_mem(as, sp + 8, &ra, 0, &u) < 0 || !ra || n == max) {
+				*truncated = true;
+				break;
+			}
+			resumed = (struct unwind_regs){
+				.ip = ra, .sp = sp + 16, .bp = cursor_reg(&c, UNW_X86_64_RBP),
+				.bx = cursor_reg(&c, UNW_X86_64_RBX), .r12 = cursor_reg(&c, UNW_X86_64_R12),
+				.r13 = cursor_reg(&c, UNW_X86_64_R13), .r14 = cursor_reg(&c, UNW_X86_64_R14),
+				.r15 = cursor_reg(&c, UNW_X86_64_R15),
+			};
+			u.regs = &resumed;
+			ips[n++] = ra;
+			if (unw_init_remote(&c, as, &u) < 0) {
+				*truncated = true;
+				break;
+			}
+			continue;
+		}
 		u.noinfo = false;
 		int s = unw_step(&c);
 		if (s < 0) {
@@ -216,27 +232,11 @@ int unwind__stack(struct recorder *r, uint32_t pid, const struct unwind_regs *re
 		}
 		if (u.noinfo) {
 			/* libunwind found no table for the frame it stepped from: what
-			 * it did instead is a guess, never kept. A CPython trampoline
-			 * is stepped by its known layout and the walk goes on above
-			 * it; otherwise the stack ends here (cut short, unless
-			 * libunwind itself took this for the outermost frame, as at
-			 * the dynamic linker's entry). */
-			unw_word_t ra = 0;
-			bool tramp = n >= 2 && is_py_trampoline_return(&u, from.ip);
-			if (!tramp || access_mem(as, from.sp + 8, &ra, 0, &u) < 0 || !ra || n == max) {
-				*truncated = s > 0 || tramp;
-				break;
-			}
-			resumed = from;
-			resumed.ip = ra;
-			resumed.sp = from.sp + 16;
-			u.regs = &resumed;
-			ips[n++] = ra;
-			if (unw_init_remote(&c, as, &u) < 0) {
-				*truncated = true;
-				break;
-			}
-			continue;
+			 * it did instead is a guess, never kept. The stack ends here:
+			 * cut short, unless libunwind itself took this for the
+			 * outermost frame (as at the dynamic linker's entry). */
+			*truncated = s > 0;
+			break;
 		}
 		if (s == 0)
 			break; /* the outermost frame */

@@ -294,24 +294,20 @@ static void python_init(void)
 	const unsigned long *ver = dlsym(RTLD_DEFAULT, "Py_Version");
 	void *ev = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
 	void *gt = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
-	if (!ver || !ev || !gt)
+	const unsigned char *rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
+	if (!ver || !ev || !gt || !rt)
 		return;
 	const struct kiln_py_offsets *t = kiln_py_table((uint32_t)*ver);
 	if (!t)
 		return;
 	g_pyo = *t;
-	if (t->version >= 0x30d) {
-		const unsigned char *rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
-		if (!rt || kiln_py_from_debug(rt, t, &g_pyo) < 0)
-			return;
-	}
+	if (t->version >= 0x30d && kiln_py_from_debug(rt, t, &g_pyo) < 0)
+		return;
 	Dl_info info;
 	const ElfW(Sym) *sym = NULL;
 	if (!dladdr1(ev, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym || !sym->st_size)
 		return;
-	g_py_rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
-	if (!g_py_rt)
-		return;
+	g_py_rt = (const char *)rt;
 	g_eval_lo = (uintptr_t)ev;
 	g_eval_hi = g_eval_lo + sym->st_size;
 	g_py_tstate = (void *(*)(void))gt;
@@ -339,14 +335,13 @@ static int python_frames(uint64_t *w, int max, bool *truncated)
 	}
 	int n = 0;
 	for (int steps = 0; f && steps < 4096; steps++) {
-		const char *fr = (const char *)f;
 		if (n == max) {
 			*truncated = true;
 			return n;
 		}
-		uintptr_t code = *(const uintptr_t *)(fr + o->fr_code);
-		uintptr_t instr = *(const uintptr_t *)(fr + o->fr_instr);
-		if (o->owner_cstack != 0xff && (uint8_t)fr[o->fr_owner] == o->owner_cstack) {
+		struct kiln_py_frame d;
+		kiln_py_frame_read((const unsigned char *)f, o, &d);
+		if (d.cstack) { /* the frames before it are one loop call's */
 			if (n && !(w[2 * (n - 1)] & KILN_PY_ENTRY)) {
 				w[2 * (n - 1)] |= KILN_PY_ENTRY;
 			} else {
@@ -355,17 +350,14 @@ static int python_frames(uint64_t *w, int max, bool *truncated)
 				n++;
 			}
 		} else {
-			uintptr_t start = code + o->co_code;
-			uint64_t lasti = instr >= start ? (instr - start) / 2 : 0;
-			bool entry = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry];
-			w[2 * n] = KILN_PY_TAG | (entry ? KILN_PY_ENTRY : 0) | ((uint64_t)code & KILN_PY_ADDR_MASK);
+			w[2 * n] = KILN_PY_TAG | (d.entry ? KILN_PY_ENTRY : 0) | (d.code & KILN_PY_ADDR_MASK);
 			/* the code object's first line rides along: the recorder,
 			 * reading the object later, checks it is still the same */
-			uint32_t first = (uint32_t)*(const int32_t *)(code + o->co_firstlineno);
-			w[2 * n + 1] = (uint64_t)first << 32 | (lasti < (1u << 28) ? lasti : 0);
+			uint32_t first = (uint32_t)*(const int32_t *)(d.code + o->co_firstlineno);
+			w[2 * n + 1] = (uint64_t)first << 32 | d.lasti;
 			n++;
 		}
-		f = *(const uintptr_t *)(fr + o->fr_previous);
+		f = d.previous;
 	}
 	if (n)
 		w[2 * (n - 1)] |= KILN_PY_ENTRY;
@@ -533,6 +525,22 @@ static bool channel_open(void)
 	return true;
 }
 
+/* What a recording process sets up once, launched or attached: its own text
+ * (skipped in stacks), the unwinder's caching, the thread-end key, the fork
+ * handlers, whether it runs a CPython. */
+static void process_setup(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	dl_iterate_phdr(self_phdr_cb, (void *)(uintptr_t)&process_setup);
+	unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+	g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	python_init();
+}
+
 static void init_once(void)
 {
 	int expected = 0;
@@ -545,12 +553,8 @@ static void init_once(void)
 	int st = -1;
 	if (real_malloc && real_free && channel_open()) {
 		g_recorder = rec ? (pid_t)atoi(rec) : 0;
-		dl_iterate_phdr(self_phdr_cb, (void *)(uintptr_t)&init_once);
 		new_image();
-		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-		g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
-		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-		python_init();
+		process_setup();
 		if (getenv("KILN_NO_FOLLOW")) {
 			g_nofollow = true;
 			no_follow();
@@ -688,7 +692,8 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 	return true;
 }
 
-/* Let go of this thread's ring: no more events in it. */
+/* Take hdr out of the attached shim's list of rings: false when it is not
+ * there (detaching unmapped it). */
 static bool ring_unref(void *hdr)
 {
 	uint32_t n = __atomic_load_n(&g_nringrefs, __ATOMIC_ACQUIRE);
@@ -701,21 +706,26 @@ static bool ring_unref(void *hdr)
 	return false;
 }
 
+/* Forget this thread's ring without touching it (detaching unmapped it). */
+static void ring_forget(struct tstate *t)
+{
+	t->hdr = NULL;
+	t->data = NULL;
+	t->ring_bytes = 0;
+}
+
+/* Let go of this thread's ring: no more events in it. */
 static void ring_retire(struct tstate *t)
 {
 	if (!t->hdr)
 		return;
 	if (t->agen != __atomic_load_n(&g_attach_gen, __ATOMIC_ACQUIRE)) {
-		t->hdr = NULL; /* an earlier attach's ring: detaching unmapped it */
-		t->data = NULL;
-		t->ring_bytes = 0;
+		ring_forget(t); /* an earlier attach's ring */
 		return;
 	}
 	__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
 	if (g_attached && !ring_unref(t->hdr)) {
-		t->hdr = NULL; /* detaching unmapped it */
-		t->data = NULL;
-		t->ring_bytes = 0;
+		ring_forget(t);
 		return;
 	}
 	munmap(t->hdr, t->ring_bytes);
@@ -883,10 +893,7 @@ static struct tstate *thread_state(void)
 	 * reset it; threads created later start from zeroed TLS. */
 	struct tstate *t = &t_state;
 	if (unlikely(t->hdr && t->agen != g_attach_gen)) {
-		/* a ring of an earlier attach: detaching unmapped it */
-		t->hdr = NULL;
-		t->data = NULL;
-		t->ring_bytes = 0;
+		ring_forget(t); /* a ring of an earlier attach */
 		t->stopped = t->dropping = false;
 	}
 	if (unlikely(!t->hdr)) {
@@ -984,11 +991,10 @@ static bool py_str(uintptr_t obj, struct pystr *s, uint32_t max)
 		return false;
 	const char *o = (const char *)obj;
 	int64_t len = *(const int64_t *)(o + g_pyo.str_length);
-	uint32_t st = *(const uint32_t *)(o + g_pyo.str_state);
-	unsigned kind = (st >> 2) & 7, compact = (st >> 5) & 1, ascii = (st >> 6) & 1;
-	if (len < 0 || !compact || (kind != 1 && kind != 2 && kind != 4))
+	unsigned kind = 0, at = kiln_py_str_data(*(const uint32_t *)(o + g_pyo.str_state), &g_pyo, &kind);
+	if (len < 0 || !at)
 		return false;
-	s->data = (const unsigned char *)o + (ascii ? g_pyo.str_ascii_size : g_pyo.str_compact_size);
+	s->data = (const unsigned char *)o + at;
 	s->len = len > max ? max : (uint32_t)len;
 	s->kind = (uint8_t)kind;
 	return true;
@@ -1204,18 +1210,30 @@ static bool recorder_seen_lately(void)
 	return recorder_alive();
 }
 
+/* While attached, a thread about to touch its ring says so: detaching
+ * waits for threads inside before it unmaps rings, and one that comes in
+ * after recording stopped goes back out (false; attach_leave all the same). */
+static inline bool attach_enter(bool att)
+{
+	if (!att)
+		return true;
+	__atomic_add_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&g_state, __ATOMIC_SEQ_CST) > 0;
+}
+
+static inline void attach_leave(bool att)
+{
+	if (att)
+		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+}
+
 static __attribute__((noinline)) void record(void *freed, void *p, size_t size, const struct walk_start *ws)
 {
 	int saved = errno;
 	t_guard++;
 	bool att = g_attached;
-	if (att) {
-		/* detaching waits for threads in here before it unmaps rings;
-		 * one that comes in after it stopped recording goes back out */
-		__atomic_add_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&g_state, __ATOMIC_SEQ_CST) <= 0)
-			goto out;
-	}
+	if (!attach_enter(att))
+		goto out;
 	struct tstate *t = thread_state();
 	if (!t)
 		goto out;
@@ -1247,8 +1265,7 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 		ring_publish(t, 4);
 	}
 out:
-	if (att)
-		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+	attach_leave(att);
 	t_guard--;
 	errno = saved;
 }
@@ -1263,21 +1280,11 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 	int saved = errno;
 	t_guard++;
 	bool att = g_attached;
-	if (att) { /* as in record() */
-		__atomic_add_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&g_state, __ATOMIC_SEQ_CST) <= 0) {
-			__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
-			t_guard--;
-			errno = saved;
-			return real_realloc(old, n);
-		}
-	}
-	struct tstate *t = thread_state();
+	struct tstate *t = attach_enter(att) ? thread_state() : NULL;
 	if (!t || !ring_reserve(t, 2)) {
 		if (t)
 			count_dropped(t, 2);
-		if (att)
-			__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+		attach_leave(att);
 		t_guard--;
 		errno = saved;
 		return real_realloc(old, n);
@@ -1289,8 +1296,7 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 	ring_put(t, 0, seq << 8 | (p ? RING_FREE : RING_NOP));
 	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
 	ring_publish(t, 2);
-	if (att)
-		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+	attach_leave(att);
 	t_guard--;
 	if (p)
 		record(NULL, p, n, ws);
@@ -1713,15 +1719,7 @@ EXPORT int kiln_attach_start(int fd)
 	t_guard++;
 	if (fd >= 0)
 		close(fd);
-	static bool once;
-	if (!once) {
-		dl_iterate_phdr(self_phdr_cb, (void *)(uintptr_t)&init_once);
-		unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-		g_key_ok = pthread_key_create(&g_key, thread_end) == 0;
-		pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-		python_init();
-		once = true;
-	}
+	process_setup();
 	new_image();
 	g_py_fin_sent = 0;
 	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "util/util.h"
@@ -567,6 +568,41 @@ char *read_small_file(const char *path, size_t *len)
 	if (len)
 		*len = b.len;
 	return (char *)b.data;
+}
+
+bool proc_map__parse(const char *line, struct proc_map *m)
+{
+	int pos = 0;
+	unsigned long long lo, hi, off, ino;
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &lo, &hi, m->perms, &off, &m->dev_major, &m->dev_minor,
+		   &ino, &pos) < 7 || hi <= lo)
+		return false;
+	m->lo = lo;
+	m->hi = hi;
+	m->off = off;
+	m->ino = ino;
+	const char *p = line + pos;
+	while (*p == ' ')
+		p++;
+	m->path = p;
+	return true;
+}
+
+int proc_map__open(int pid, const char *path, uint64_t lo, uint64_t hi, uint64_t ino)
+{
+	char alt[128];
+	snprintf(alt, sizeof(alt), "/proc/%d/map_files/%llx-%llx", pid, (unsigned long long)lo, (unsigned long long)hi);
+	int fd = open(alt, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && path[0] == '/')
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (ino && st.st_ino != ino)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 char proc_state(int pid, int tid)

@@ -159,6 +159,19 @@ char *read_small_file(const char *path, size_t *len);
 /* The state letter of /proc/PID/stat (or /proc/PID/task/TID/stat when tid
  * > 0): 'R', 'S', 'Z'...; 0 when the process or thread is gone. */
 char proc_state(int pid, int tid);
+/* One line of /proc/PID/maps; path points into the line ("" when none). */
+struct proc_map {
+	uint64_t lo, hi, off, ino;
+	unsigned dev_major, dev_minor;
+	char perms[8];
+	const char *path;
+};
+bool proc_map__parse(const char *line, struct proc_map *m);
+/* Open what pid maps at [lo, hi) from path, as untrusted: the kernel's own
+ * handle (/proc/PID/map_files) when we may use it, else the path without
+ * following a symlink or blocking on a FIFO; only a regular file with the
+ * mapping's inode (ino 0: unknown). A descriptor, or -1. */
+int proc_map__open(int pid, const char *path, uint64_t lo, uint64_t hi, uint64_t ino);
 /* Remove a folder's entries (not recursively) and the folder. */
 void remove_dir(const char *dir);
 /* Basename without allocation. */
