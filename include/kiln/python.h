@@ -146,17 +146,28 @@ struct kiln_py_frame {
 	uint8_t entry;  /* 3.11: this frame is the first of its evaluation-loop call */
 };
 
+/* A frame from its fields: code object, previous frame, instruction
+ * pointer, owner byte and (3.11) is_entry byte. */
+static inline void kiln_py_frame_of(uint64_t code, uint64_t previous, uint64_t instr, uint8_t owner, uint8_t is_entry,
+				    const struct kiln_py_offsets *o, struct kiln_py_frame *f)
+{
+	f->code = code;
+	f->previous = previous;
+	f->cstack = o->owner_cstack != 0xff && owner == o->owner_cstack;
+	f->entry = o->fr_is_entry != KILN_PY_NONE && is_entry;
+	uint64_t start = f->code + o->co_code, lasti = instr >= start ? (instr - start) / 2 : 0;
+	f->lasti = lasti < (1u << 28) ? (uint32_t)lasti : 0;
+}
+
 static inline void kiln_py_frame_read(const unsigned char *fr, const struct kiln_py_offsets *o,
 				      struct kiln_py_frame *f)
 {
-	uint64_t instr;
-	memcpy(&f->code, fr + o->fr_code, 8);
-	memcpy(&f->previous, fr + o->fr_previous, 8);
+	uint64_t code, previous, instr;
+	memcpy(&code, fr + o->fr_code, 8);
+	memcpy(&previous, fr + o->fr_previous, 8);
 	memcpy(&instr, fr + o->fr_instr, 8);
-	f->cstack = o->owner_cstack != 0xff && fr[o->fr_owner] == o->owner_cstack;
-	f->entry = o->fr_is_entry != KILN_PY_NONE && fr[o->fr_is_entry];
-	uint64_t start = f->code + o->co_code, lasti = instr >= start ? (instr - start) / 2 : 0;
-	f->lasti = lasti < (1u << 28) ? (uint32_t)lasti : 0;
+	kiln_py_frame_of(code, previous, instr, fr[o->fr_owner],
+			 o->fr_is_entry != KILN_PY_NONE ? fr[o->fr_is_entry] : 0, o, f);
 }
 
 /* Where a str's characters are, from its state word: the offset of its data

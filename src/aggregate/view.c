@@ -49,9 +49,9 @@ void view__frame_key(const struct profile *p, const struct pframe *f, int by, st
 	switch (by) {
 	case BY_LINE:
 		if (*file)
-			buf__printf(out, "%s (%s:%u)", profile__str(p, f->func), file, f->line);
+			buf__printf(out, "%s (%s:%u)", profile__str(p, f->name), file, f->line);
 		else
-			buf__printf(out, "%s (%s)", profile__str(p, f->func), module_name(p, f->module));
+			buf__printf(out, "%s (%s)", profile__str(p, f->name), module_name(p, f->module));
 		break;
 	case BY_FILE: {
 		const char *s = *file ? file : module_name(p, f->module);
@@ -65,7 +65,7 @@ void view__frame_key(const struct profile *p, const struct pframe *f, int by, st
 	}
 	default: {
 		uint32_t len;
-		const char *s = intern__key(&p->strings, f->func, &len);
+		const char *s = intern__key(&p->strings, f->name, &len);
 		buf__put(out, s, len);
 		break;
 	}
@@ -116,7 +116,7 @@ void view__folded_line(const struct profile *p, const struct pcell *c, const str
 	for (size_t i = 0; i < n; i++) {
 		if (!first)
 			buf__u8(out, ';');
-		append_frame_name(out, profile__str(p, fr[i]->func));
+		append_frame_name(out, profile__str(p, fr[i]->name));
 		first = false;
 	}
 	if (first)
@@ -180,15 +180,15 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 				if (glue[fn] == 2)
 					continue;
 			}
-			uint32_t id;
-			if (row_of && row_of[fn]) {
-				id = row_of[fn] - 1;
+			uint32_t id, nm = fr[i]->name;
+			if (row_of && row_of[nm]) {
+				id = row_of[nm] - 1;
 			} else {
 				key.len = 0;
 				view__frame_key(p, fr[i], by, &key);
 				id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
 				if (row_of)
-					row_of[fn] = id + 1;
+					row_of[nm] = id + 1;
 			}
 			ARR_GROW(t->rows, t->crows, id + 1);
 			struct row *r = &t->rows[id];

@@ -244,6 +244,19 @@ static json_t *make_meta(const struct record_opts *o, bool attach)
 	for (char **a = o->argv; a && *a; a++)
 		json_array_append_new(argv, json_string(*a));
 	json_object_set_new(m, "argv", argv);
+	/* the program's working directory: Python files are shown relative to it */
+	char cwd[PATH_MAX], link[64];
+	ssize_t cl = -1;
+	if (attach) {
+		snprintf(link, sizeof(link), "/proc/%ld/cwd", o->pid);
+		cl = readlink(link, cwd, sizeof(cwd) - 1);
+	} else if (getcwd(cwd, sizeof(cwd))) {
+		cl = (ssize_t)strlen(cwd);
+	}
+	if (cl > 0) {
+		cwd[cl] = 0;
+		json_object_set_new(m, "cwd", json_string(cwd));
+	}
 	json_object_set_new(m, "start_ns", json_integer((json_int_t)realtime_ns()));
 	json_object_set_new(m, "frequency", json_integer(o->freq));
 	json_t *ev = json_array();

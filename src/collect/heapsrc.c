@@ -277,6 +277,8 @@ static void ring_front(struct heapsrc *h, struct hgroup *g, struct hring *rg)
 				ips[i] = W(rg, 2 + i);
 			uint64_t npy = (w0 >> 40) & 0xff;
 			uint32_t st;
+			if (2 * npy > n || npy > KILN_MAX_DEPTH / 2)
+				return ring_corrupt(h, g, rg); /* more Python frames than words */
 			if (npy || recorder__python(h->r, rg->pid)) {
 				struct pyframe pf[KILN_MAX_DEPTH / 2];
 				uint64_t nn = n - 2 * npy;

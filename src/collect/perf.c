@@ -19,6 +19,8 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "collect/bpf/pyframes.h"
+#include "collect/pybpf.h"
 #include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/sampler.h"
@@ -52,6 +54,9 @@ struct sampler {
 	size_t scratch_size;
 	uint64_t regs_mask;
 	bool kernel; /* samples carry the kernel part of the stack (PERF_SAMPLE_CALLCHAIN) */
+	struct pybpf *bpf;    /* Python frames caught at each sample, or NULL */
+	struct u64map bpf_pids; /* pid -> the pyproc it was registered with */
+	char bpf_why[160];    /* why there is no bpf */
 };
 
 static long perf_open(struct perf_event_attr *a, pid_t pid, int cpu, int group, unsigned long flags)
@@ -129,6 +134,12 @@ static int open_one(struct sampler *s, pid_t tid, int cpu, bool *exclude_kernel)
 	if (fd < 0)
 		return -errno;
 	add_fd(s, (int)fd);
+	if (s->bpf && pybpf__attach(s->bpf, (int)fd) < 0) {
+		snprintf(s->bpf_why, sizeof(s->bpf_why), "the eBPF frame reader could not be set on the sampling events (%s)",
+			 strerror(errno));
+		pybpf__close(s->bpf);
+		s->bpf = NULL;
+	}
 	for (size_t i = 0; i < s->nrings; i++)
 		if (s->rings[i].cpu == cpu) {
 			if (ioctl((int)fd, PERF_EVENT_IOC_SET_OUTPUT, s->rings[i].fd) < 0)
@@ -172,6 +183,8 @@ static int list_tasks(pid_t pid, pid_t **out)
 	return (int)n;
 }
 
+static void on_python(void *ctx, uint32_t pid, struct pyproc *py);
+
 static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o, struct recorder *r)
 {
 	struct sampler *s = xcalloc(1, sizeof(*s));
@@ -181,6 +194,9 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 	s->scratch = xmalloc(s->scratch_size);
 	bool exclude_kernel = false;
 	int rc = 0, opened = 0, cpus = ncpus();
+	u64map__init(&s->bpf_pids);
+	if (o->cpu)
+		s->bpf = pybpf__open(s->bpf_why, sizeof(s->bpf_why));
 	pid_t *tids = NULL;
 	int ntids = 1;
 	if (o->launch) {
@@ -214,6 +230,10 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 		goto fail_notids;
 	}
 	s->kernel = o->cpu && !exclude_kernel;
+	if (s->bpf) {
+		recorder__set_python_reader(r, "by eBPF in the sampled thread, at each sample");
+		recorder__on_python(r, on_python, s);
+	}
 	if (o->cpu) /* said only of CPU sampling */
 		recorder__set_kernel_stacks(r, s->kernel);
 	*out = s;
@@ -257,10 +277,49 @@ static uint64_t rd_u64(struct rd *d)
 	return v;
 }
 
-/* A sample handled later than this after it was taken gets no Python
- * frames (counted as late): what the thread runs by then may be another
- * function, and a short one's samples would go to the long one after it. */
-#define PY_LATE_NS 2000000ull
+/* The Python frames thread tid ran at the instant of its sample (time,
+ * ip), as the eBPF reader caught them (recorder__stack_py's npy). The
+ * process is registered with the reader at its first sample, and again if
+ * it runs another interpreter since (exec). Without the reader, or without
+ * its record for this sample, none: -3, shown as such, never guessed from
+ * what the thread runs later. */
+/* Register pid with the eBPF reader (again when it runs another
+ * interpreter since: exec). */
+static int bpf_register(struct sampler *s, uint32_t pid, struct pyproc *py)
+{
+	bool created;
+	struct u64map_ent *e = u64map__upsert(&s->bpf_pids, pid, &created);
+	if (!created && e->v1 == (uint64_t)(uintptr_t)py)
+		return 0;
+	e->v1 = (uint64_t)(uintptr_t)py;
+	return pybpf__add(s->bpf, pid, pyproc__offsets(py), pyproc__runtime(py));
+}
+
+static void on_python(void *ctx, uint32_t pid, struct pyproc *py)
+{
+	struct sampler *s = ctx;
+	if (s->bpf)
+		bpf_register(s, pid, py);
+}
+
+static int python_at_sample(struct sampler *s, struct pyproc *py, uint32_t pid, uint32_t tid, uint64_t when,
+			    uint64_t ip, struct pyframe *pf)
+{
+	if (!s->bpf)
+		return -3;
+	if (bpf_register(s, pid, py) < 0)
+		return -3;
+	const struct kiln_bpf_sample *rec = pybpf__take(s->bpf, tid, when, ip);
+	if (!rec)
+		return -3;
+	if (rec->n == KILN_BPF_NO_TSTATE)
+		return -1;
+	if (rec->n < 0)
+		return -2;
+	bool pyt;
+	return pyproc__frames_of(py, rec->f, rec->n, rec->flags & (KILN_BPF_TRUNCATED | KILN_BPF_READ_FAULT), pf,
+				 KILN_MAX_DEPTH, &pyt);
+}
 
 static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 {
@@ -304,25 +363,15 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 		.bp = regs[6], .sp = regs[7], .ip = regs[8], .r8 = regs[9], .r9 = regs[10], .r10 = regs[11],
 		.r11 = regs[12], .r12 = regs[13], .r13 = regs[14], .r14 = regs[15], .r15 = regs[16],
 	};
-	(void)ip;
 	struct unwind_mem mem = {.stack = stack, .sp = ur.sp, .size = dyn};
 	uint64_t ips[KILN_MAX_DEPTH];
 	bool truncated;
 	if (!s->o.follow && (pid_t)pid != s->o.pid)
 		return; /* --no-follow: the kernel inherits events into children; drop theirs */
 	recorder__proc(s->r, pid);
-	/* the Python frames the thread runs, read first (the sample is a
-	 * moment old: the recorder drains at once while a Python process
-	 * runs, see perf_sampler_read; one read too late is refused) */
 	struct pyproc *py = recorder__python(s->r, pid);
 	struct pyframe pf[KILN_MAX_DEPTH];
-	int npy = -3;
-	if (py) {
-		bool pyt;
-		uint64_t now = now_ns();
-		if (now < when || now - when <= PY_LATE_NS)
-			npy = pyproc__frames(py, (pid_t)tid, &mem, pf, KILN_MAX_DEPTH, &pyt);
-	}
+	int npy = py ? python_at_sample(s, py, pid, tid, when, ip, pf) : 0;
 	/* the kernel's frames (leaf first), then the user stack they were
 	 * entered from */
 	memcpy(ips, kips, (size_t)nk * sizeof(*ips));
@@ -462,10 +511,10 @@ static int perf_sampler_read(struct sampler *s, int timeout_ms)
 	size_t n = s->nrings < 64 ? s->nrings : 64;
 	for (size_t i = 0; i < n; i++)
 		pfd[i] = (struct pollfd){.fd = s->rings[i].fd, .events = POLLIN};
-	/* Python frames are read as a sample is handled, so while a Python
-	 * process runs a sample waits at most a millisecond for that */
-	if (timeout_ms > 1 && recorder__has_python(s->r))
-		timeout_ms = 1;
+	/* with the eBPF reader, a process found to run Python is registered
+	 * when its maps are read: soon, so its first Python code is caught */
+	if (s->bpf && timeout_ms > 10)
+		timeout_ms = 10;
 	if (timeout_ms > 0)
 		poll(pfd, n, timeout_ms);
 	for (size_t i = 0; i < s->nrings; i++)
@@ -481,6 +530,19 @@ static void perf_sampler_close(struct sampler *s)
 		munmap(s->rings[i].base, s->rings[i].size + 4096);
 	for (size_t i = 0; i < s->nfds; i++)
 		close(s->fds[i]);
+	if (s->bpf) {
+		struct pybpf_stats st;
+		pybpf__stats(s->bpf, &st);
+		json_t *m = recorder__meta(s->r);
+		json_object_set_new(m, "python_ebpf",
+				    json_pack("{s:I, s:I, s:I, s:I}", "runs", (json_int_t)st.runs, "dropped",
+					      (json_int_t)st.dropped, "ns", (json_int_t)st.ns, "orphans",
+					      (json_int_t)st.orphans));
+		recorder__meta_changed(s->r);
+		recorder__on_python(s->r, NULL, NULL);
+		pybpf__close(s->bpf);
+	}
+	u64map__release(&s->bpf_pids);
 	free(s->rings);
 	free(s->fds);
 	free(s->scratch);

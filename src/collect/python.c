@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include "collect/bpf/pyframes.h"
 #include "collect/python.h"
 #include "collect/unwind.h"
 #include "kiln/python.h"
@@ -34,6 +35,8 @@ struct pyproc {
 	char version[16];
 	uint64_t runtime, code_type;
 	uint64_t eval_lo, eval_hi;
+	uint64_t init_shim; /* 3.13+ _Py_InitCleanup: a frame run between a class call and its
+			     * __init__, named "__init__" in a file "__init__": never shown */
 	struct u64map tstates; /* native tid -> PyThreadState address */
 	struct pycode *codes;  /* a direct-mapped cache by address */
 	/* names the shim sent (ring.h PYCODE), by address: they outlive the object */
@@ -101,6 +104,9 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 	pp->code_type = ct + bias;
 	pp->eval_lo = ev + bias;
 	pp->eval_hi = ev + evsz + bias;
+	uint64_t sh, shsz;
+	if (t->version >= 0x30d && image__find_symbol(img, "_Py_InitCleanup", &sh, &shsz) == 0)
+		pp->init_shim = sh + bias;
 	u64map__init(&pp->tstates);
 	u64map__init(&pp->defs);
 	pp->codes = xcalloc(PY_CODE_CACHE, sizeof(*pp->codes));
@@ -133,6 +139,11 @@ void pyproc__free(struct pyproc *pp)
 const char *pyproc__version(const struct pyproc *pp)
 {
 	return pp->version;
+}
+
+bool pyproc__is_shim(const struct pyproc *pp, uint64_t code)
+{
+	return code && code == pp->init_shim;
 }
 
 bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip)
@@ -179,6 +190,36 @@ static uint64_t tstate_of(struct pyproc *pp, pid_t tid)
 	return 0;
 }
 
+/* Interpreter frames, innermost first, into pyframes: an entry frame owned
+ * by the C stack (3.12+) ends one evaluation-loop call's frames, as 3.11's
+ * is_entry does. */
+struct pyframe_acc {
+	struct pyframe *out;
+	int n, max;
+	bool truncated;
+};
+
+static void pyframe_add(struct pyframe_acc *a, const struct kiln_py_frame *d)
+{
+	if (d->cstack) {
+		/* the entry frame of one evaluation-loop call: its frames end here */
+		if (a->n && !a->out[a->n - 1].last_of_call)
+			a->out[a->n - 1].last_of_call = true;
+		else
+			a->out[a->n++] = (struct pyframe){.code = 0, .lasti = 0, .last_of_call = true};
+	} else {
+		a->out[a->n++] = (struct pyframe){.code = d->code, .lasti = d->lasti, .last_of_call = d->entry};
+	}
+}
+
+static int pyframe_end(struct pyframe_acc *a, bool *truncated)
+{
+	if (a->n && !a->truncated)
+		a->out[a->n - 1].last_of_call = true;
+	*truncated = a->truncated;
+	return a->n;
+}
+
 int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
 		   bool *truncated)
 {
@@ -208,34 +249,50 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, s
 				return -2;
 		}
 	}
-	int n = 0;
 	unsigned char fr[128];
 	size_t need = (size_t)o->fr_size;
 	if (need > sizeof(fr))
 		return 0;
+	struct pyframe_acc a = {.out = out, .max = max};
 	for (int steps = 0; f && steps < 4096; steps++) {
-		if (n == max) {
-			*truncated = true;
+		if (a.n == max) {
+			a.truncated = true;
 			break;
 		}
 		if (!rd(pp->pid, f, fr, need))
 			break;
 		struct kiln_py_frame d;
 		kiln_py_frame_read(fr, o, &d);
-		if (d.cstack) {
-			/* the entry frame of one evaluation-loop call: its frames end here */
-			if (n && !out[n - 1].last_of_call)
-				out[n - 1].last_of_call = true;
-			else
-				out[n++] = (struct pyframe){.code = 0, .lasti = 0, .last_of_call = true};
-		} else {
-			out[n++] = (struct pyframe){.code = d.code, .lasti = d.lasti, .last_of_call = d.entry};
-		}
+		pyframe_add(&a, &d);
 		f = d.previous;
 	}
-	if (n && !*truncated)
-		out[n - 1].last_of_call = true;
-	return n;
+	return pyframe_end(&a, truncated);
+}
+
+int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw, int n, bool cut,
+		      struct pyframe *out, int max, bool *truncated)
+{
+	struct pyframe_acc a = {.out = out, .max = max, .truncated = cut};
+	for (int i = 0; i < n; i++) {
+		if (a.n == max) {
+			a.truncated = true;
+			break;
+		}
+		struct kiln_py_frame d;
+		kiln_py_frame_of(raw[i].code, 0, raw[i].instr, raw[i].owner, raw[i].is_entry, &pp->o, &d);
+		pyframe_add(&a, &d);
+	}
+	return pyframe_end(&a, truncated);
+}
+
+const struct kiln_py_offsets *pyproc__offsets(const struct pyproc *pp)
+{
+	return &pp->o;
+}
+
+uint64_t pyproc__runtime(const struct pyproc *pp)
+{
+	return pp->runtime;
 }
 
 /* len characters of kind bytes each (1 Latin-1, 2 UCS-2, 4 UCS-4), as
@@ -422,7 +479,8 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
 	return replaced;
 }
 
-bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line)
+bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line,
+		  uint32_t *def_line)
 {
 	const struct kiln_py_offsets *o = &pp->o;
 	uint64_t code = f->code;
@@ -435,6 +493,7 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 		*func = c->qualname;
 		*file = c->file;
 		*line = (uint32_t)(l > 0 ? l : c->firstlineno > 0 ? c->firstlineno : 0);
+		*def_line = (uint32_t)(c->firstlineno > 0 ? c->firstlineno : 0);
 		return true;
 	}
 	unsigned char h[256];
@@ -465,6 +524,9 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 		}
 		if (!c->file)
 			c->file = xstrdup("");
+		if (o->version >= 0x30d && !pp->init_shim && !strcmp(c->qualname, "__init__") &&
+		    !strcmp(c->file, "__init__") && !c->ntable)
+			pp->init_shim = code; /* _Py_InitCleanup, known by what it holds */
 		c->addr = code;
 		c->name_p = name_p;
 		c->qual_p = qual_p;
@@ -476,6 +538,7 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 	*func = c->qualname;
 	*file = c->file;
 	*line = (uint32_t)(l > 0 ? l : first > 0 ? first : 0);
+	*def_line = (uint32_t)(first > 0 ? first : 0);
 	return true;
 }
 

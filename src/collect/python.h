@@ -37,6 +37,9 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 void pyproc__free(struct pyproc *pp);
 /* "3.11" and the like. */
 const char *pyproc__version(const struct pyproc *pp);
+/* Whether code is an interpreter shim that runs no user code (3.13's
+ * _Py_InitCleanup between a class call and its __init__). */
+bool pyproc__is_shim(const struct pyproc *pp, uint64_t code);
 /* Whether ip (runtime) is in _PyEval_EvalFrameDefault. */
 bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
 /* The frames thread tid runs now, innermost first, at most max (*truncated
@@ -47,6 +50,15 @@ bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
  * when the sampled stack shows the thread has moved on since the sample. */
 int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
 		   bool *truncated);
+/* The same from frames the eBPF reader copied at the sample (n of them,
+ * innermost first; cut: it stopped before the outermost). */
+struct kiln_bpf_frame;
+int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw, int n, bool cut,
+		      struct pyframe *out, int max, bool *truncated);
+/* The offsets in use and the runtime's address (for the eBPF reader). */
+struct kiln_py_offsets;
+const struct kiln_py_offsets *pyproc__offsets(const struct pyproc *pp);
+uint64_t pyproc__runtime(const struct pyproc *pp);
 /* The names of the code object at code, as the shim sent them while it
  * lived (ring.h PYCODE: raw characters of kind 1, 2 or 4 bytes, and the
  * location table): frames naming it are named from these. 0, 1 when they
@@ -59,7 +71,8 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
  * (valid until the next call). false when f's code object is no longer
  * one (freed: its memory no longer reads as a code object, or one with
  * another first line). */
-bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line);
+bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func, const char **file, uint32_t *line,
+		  uint32_t *def_line);
 
 /* The line of instruction lasti (code units) in a 3.11+ location table, or
  * -1 when it has none. */

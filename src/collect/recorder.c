@@ -56,7 +56,7 @@ struct rproc {
 	struct pyproc *py;
 	struct image *py_img; /* where it was found, and its bias: a forked child finds it there too */
 	uint64_t py_bias;
-	uint64_t py_merged, py_unmerged, py_unread, py_late, py_unreadable;
+	uint64_t py_merged, py_unmerged, py_unread, py_missing, py_unreadable;
 	struct intern pyframes;  /* heap stacks' Python frames {code, first << 32 | lasti} -> index in pyframe_loc */
 	uint32_t *pyframe_loc;
 	size_t cpyframe_loc;
@@ -132,8 +132,11 @@ struct recorder {
 	struct buf scratch;
 	/* Python frames: one module for all, a location per (function, file, line) */
 	uint32_t py_module;
+	char *py_reader; /* how CPU samples' Python frames are read (META python.PID.reader) */
+	void (*on_python)(void *ctx, uint32_t pid, struct pyproc *py);
+	void *on_python_ctx;
 	bool has_py, meta_dirty;
-	struct intern pynames; /* "qualname\0file\0" + u32 line -> location addr */
+	struct intern pynames; /* "qualname\0file\0" + u32 line + u32 def line -> location addr */
 };
 
 static struct rproc *proc_find(struct recorder *r, uint32_t pid)
@@ -191,6 +194,8 @@ static void python_detect(struct recorder *r, struct rproc *p, struct image *img
 	if (p->py) {
 		p->py_img = img;
 		p->py_bias = bias;
+		if (r->on_python)
+			r->on_python(r->on_python_ctx, p->pid, p->py);
 	} else if (why[0]) {
 		json_t *n = json_object_get(r->meta, "python_notices");
 		if (!json_is_array(n)) {
@@ -602,6 +607,19 @@ void recorder__python_code(struct recorder *r, uint32_t pid, uint64_t code, int3
 		python_frames_forget(p); /* another object at an address already named */
 }
 
+void recorder__on_python(struct recorder *r, void (*fn)(void *ctx, uint32_t pid, struct pyproc *py), void *ctx)
+{
+	r->on_python = fn;
+	r->on_python_ctx = ctx;
+}
+
+void recorder__set_python_reader(struct recorder *r, const char *how)
+{
+	free(r->py_reader);
+	r->py_reader = how ? xstrdup(how) : NULL;
+	r->meta_written = false;
+}
+
 bool recorder__has_python(const struct recorder *r)
 {
 	for (size_t i = 0; i < r->nprocs; i++)
@@ -641,18 +659,33 @@ static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyf
 	return p->pyframe_loc[k];
 }
 
+static uint32_t loc_py(struct recorder *r, const char *func, const char *file, uint32_t line, uint32_t def_line);
+
+/* A frame of the [python] module that names no function: what a sample
+ * lacks, said in its place. */
+static uint32_t loc_py_marker(struct recorder *r, const char *what)
+{
+	return loc_py(r, what, "", 0, 0);
+}
+
 /* The location of a Python frame, named now. A code object that no longer
  * reads as one is named so. */
 static uint32_t loc_get_py_named(struct recorder *r, struct rproc *p, const struct pyframe *f)
 {
 	const char *func, *file;
-	uint32_t line;
-	if (!pyproc__name(p->py, f, &func, &file, &line)) {
+	uint32_t line, def = 0;
+	if (!pyproc__name(p->py, f, &func, &file, &line, &def)) {
 		func = "[unreadable Python frame]";
 		file = "";
 		line = 0;
 		p->py_unreadable++;
 	}
+	return loc_py(r, func, file, line, def);
+}
+
+/* func and file, at line of the function defined at def_line */
+static uint32_t loc_py(struct recorder *r, const char *func, const char *file, uint32_t line, uint32_t def_line)
+{
 	if (!r->has_py) {
 		r->py_module = module_get(r, "[python]", "[python]", MOD_PYTHON, 0, NULL);
 		r->has_py = true;
@@ -662,6 +695,7 @@ static uint32_t loc_get_py_named(struct recorder *r, struct rproc *p, const stru
 	buf__put(b, func, strlen(func) + 1);
 	buf__put(b, file, strlen(file) + 1);
 	buf__u32(b, line);
+	buf__u32(b, def_line);
 	uint32_t name = intern__put(&r->pynames, b->data, (uint32_t)b->len, NULL);
 	struct {
 		uint32_t module, flags;
@@ -693,16 +727,37 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 	}
 	if (!evals)
 		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
+	/* an interpreter shim frame is no function of the program's: it
+	 * stays only as the empty call it may stand for */
+	struct pyframe kept[KILN_MAX_DEPTH];
+	int nkept = 0;
+	for (int i = 0; i < npy && nkept < KILN_MAX_DEPTH; i++) {
+		if (!pyproc__is_shim(p->py, py[i].code)) {
+			kept[nkept++] = py[i];
+		} else if (py[i].last_of_call) {
+			kept[nkept] = py[i];
+			kept[nkept++].code = 0;
+		}
+	}
+	if (npy >= 0) {
+		py = kept;
+		npy = nkept;
+	}
 	int32_t order[KILN_MAX_DEPTH];
 	int k = npy >= 0 ? python__merge(kinds, n, py, npy, truncated, order, KILN_MAX_DEPTH) : -1;
 	if (k < 0) {
+		/* said in META by the final flush (recorder__finish) */
 		if (npy == -1)
 			p->py_unread++;
 		else if (npy == -3)
-			p->py_late++;
+			p->py_missing++;
 		else
-			p->py_unmerged++; /* said in META by the final flush (recorder__finish) */
-		return recorder__stack_at(r, pid, ips, n, exact_a, exact_b, truncated);
+			p->py_unmerged++;
+		/* the sample ran Python code kiln could not name: it is shown as
+		 * that, never under the native frames (which would take its share
+		 * from the function it ran) */
+		uint32_t key[3] = {0, 1, loc_py_marker(r, "[python frames unreadable]")};
+		return intern__put(&r->stacks, key, sizeof(key), NULL);
 	}
 	p->py_merged++;
 	uint32_t key[2 + KILN_MAX_DEPTH];
@@ -857,6 +912,7 @@ void recorder__free(struct recorder *r)
 {
 	if (!r)
 		return;
+	free(r->py_reader);
 	image__prefetch_stop();
 	for (size_t i = 0; i < r->nprocs; i++) {
 		struct rproc *p = r->procs[i];
@@ -994,6 +1050,7 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 	struct rmodule *m = &r->mods[key->module];
 	struct sym_frame fr[32];
 	int n = 0;
+	uint32_t line, def_line = 0;
 	uint64_t a = key->addr - ((key->flags & LOC_RETADDR) ? 1 : 0);
 	if (m->img)
 		n = image__symbolize(m->img, a, (key->flags & LOC_RETADDR) ? key->addr : 0, fr, 32);
@@ -1017,8 +1074,8 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 		uint32_t len;
 		const char *k = intern__key(&r->pynames, (uint32_t)key->addr, &len);
 		size_t fl = strlen(k) + 1, il = strlen(k + fl) + 1;
-		uint32_t line;
 		memcpy(&line, k + fl + il, 4);
+		memcpy(&def_line, k + fl + il + 4, 4);
 		fr[0].func = xstrdup(k);
 		fr[0].file = xstrdup(k + fl);
 		fr[0].line = line;
@@ -1042,6 +1099,8 @@ static void encode_sym(struct recorder *r, uint32_t loc, struct buf *b)
 		rec_sym__frame(b, fr[i].func, fr[i].file, fr[i].line, fr[i].inlined);
 		sym_frame__release(&fr[i]);
 	}
+	if (def_line)
+		rec_sym__def_lines(b, &def_line, 1);
 }
 
 static void write_meta(struct recorder *r, struct stream_writer *w, json_t *meta)
@@ -1235,12 +1294,15 @@ static void python_meta(struct recorder *r)
 			continue;
 		char k[16];
 		snprintf(k, sizeof(k), "%u", p->pid);
-		json_object_set_new(o, k, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
+		json_t *one = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "version", pyproc__version(p->py),
 						    "merged", (json_int_t)p->py_merged, "unmerged",
-						    (json_int_t)p->py_unmerged, "unread", (json_int_t)p->py_unread, "late", (json_int_t)p->py_late,
+						    (json_int_t)p->py_unmerged, "unread", (json_int_t)p->py_unread, "missing", (json_int_t)p->py_missing,
 						    "unreadable_frames", (json_int_t)p->py_unreadable,
 						    "heap_until_finalization", p->py_final,
-						    "heap_events_after", (json_int_t)p->py_after_final));
+						    "heap_events_after", (json_int_t)p->py_after_final);
+		if (r->py_reader)
+			json_object_set_new(one, "reader", json_string(r->py_reader));
+		json_object_set_new(o, k, one);
 	}
 	if (json_object_size(o))
 		json_object_set_new(r->meta, "python", o);

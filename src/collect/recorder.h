@@ -21,6 +21,7 @@
 struct recorder;
 struct rproc;
 struct image;
+struct pyproc;
 
 struct recorder *recorder__new(struct stream_writer *w, json_t *meta);
 /* Frees everything; does not close the writer. */
@@ -67,8 +68,8 @@ uint32_t recorder__stack(struct recorder *r, uint32_t pid, const uint64_t *ips, 
 uint32_t recorder__stack_at(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
 			    bool truncated);
 /* The same, merging the Python frames py (innermost first, npy of them, or
- * -1: no thread state, -2: the thread moved on, -3: the sample was handled too
- * late to read them) into the interpreter's native frames
+ * -1: no thread state, -2: the frames could not be read, -3: the sampler
+ * caught none for this sample) into the interpreter's native frames
  * (collect/python.h); a stack they do not agree with is kept native and
  * counted as not merged (META "python"). */
 struct pyframe;
@@ -79,6 +80,12 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 void recorder__python_code(struct recorder *r, uint32_t pid, uint64_t code, int32_t first, const unsigned char *qual,
 			   size_t qlen, unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind,
 			   const unsigned char *table, size_t tlen);
+/* fn is called as soon as a process is found to run a CPython kiln reads
+ * (a sampler that reads frames at each sample registers it then). */
+void recorder__on_python(struct recorder *r, void (*fn)(void *ctx, uint32_t pid, struct pyproc *py), void *ctx);
+/* How CPU samples' Python frames are read ("eBPF, in the sampled thread at
+ * each sample", ...), said per interpreter in META. */
+void recorder__set_python_reader(struct recorder *r, const char *how);
 /* Whether a process being recorded runs a CPython kiln reads. */
 bool recorder__has_python(const struct recorder *r);
 /* The CPython runtime of pid, or NULL. */

@@ -48,11 +48,11 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		json_t *s = json_array();
 		for (size_t i = 0; i < n; i++) {
-			uint32_t key[3] = {fr[i]->func, fr[i]->file, fr[i]->line};
+			uint32_t key[3] = {fr[i]->name, fr[i]->file, fr[i]->line};
 			uint32_t fi = intern__put(&fkeys, key, sizeof(key), &added);
 			if (added) {
 				json_t *fo = json_object();
-				json_object_set_new(fo, "name", json_string(profile__str(p, fr[i]->func)));
+				json_object_set_new(fo, "name", json_string(profile__str(p, fr[i]->name)));
 				if (*profile__str(p, fr[i]->file)) {
 					json_object_set_new(fo, "file", json_string(profile__str(p, fr[i]->file)));
 					json_object_set_new(fo, "line", json_integer(fr[i]->line));
@@ -146,7 +146,7 @@ int export__json(FILE *f, const struct profile *p)
 		json_t *names = json_array();
 		size_t n = profile__stack_frames(p, (uint32_t)i, fr, PROFILE_MAX_FRAMES);
 		for (size_t k = 0; k < n; k++)
-			json_array_append_new(names, json_string(profile__str(p, fr[k]->func)));
+			json_array_append_new(names, json_string(profile__str(p, fr[k]->name)));
 		json_object_set_new(so, "frames", names);
 		json_array_append_new(stacks, so);
 	}
@@ -284,11 +284,11 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		sub.len = 0;
 		for (size_t k = n; k-- > 0;) {
-			uint32_t key[4] = {fr[k]->func, fr[k]->file, fr[k]->line, fr[k]->module};
+			uint32_t key[4] = {fr[k]->name, fr[k]->file, fr[k]->line, fr[k]->module};
 			bool added;
 			uint32_t lid = intern__put(&frames, key, sizeof(key), &added) + 1;
 			if (added) {
-				uint32_t fkey[2] = {fr[k]->func, fr[k]->file};
+				uint32_t fkey[2] = {fr[k]->name, fr[k]->file};
 				bool fadded;
 				uint32_t fid = intern__put(&fn, fkey, sizeof(fkey), &fadded) + 1;
 				struct buf msg, line;
@@ -296,7 +296,7 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 				buf__init(&line);
 				if (fadded) {
 					pb_int(&msg, 1, fid);
-					pb_int(&msg, 2, pstr(&S, profile__str(p, fr[k]->func)));
+					pb_int(&msg, 2, pstr(&S, profile__str(p, fr[k]->name)));
 					pb_int(&msg, 3, pstr(&S, profile__str(p, fr[k]->func)));
 					pb_int(&msg, 4, pstr(&S, profile__str(p, fr[k]->file)));
 					pb_bytes(&fnmsgs, 5, msg.data, msg.len);

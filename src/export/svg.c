@@ -433,8 +433,8 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 		}
 		size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
 		for (size_t i = 0; i < n; i++)
-			tf[k++] = (struct tframe){.name = profile__str(p, fr[i]->func), .file = profile__str(p, fr[i]->file),
-						  .line = fr[i]->line, .kind = fr[i]->kind, .sid = fr[i]->func};
+			tf[k++] = (struct tframe){.name = profile__str(p, fr[i]->name), .file = profile__str(p, fr[i]->file),
+						  .line = fr[i]->line, .kind = fr[i]->kind, .sid = fr[i]->name};
 		tree_add(&t, tf, k, c->v[vf->metric], 0);
 	}
 	char title[600], sub[600], total[32];

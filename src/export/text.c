@@ -115,22 +115,23 @@ static void python_lines(FILE *f, const struct profile *p, bool heap)
 	json_object_foreach(py, k, v) {
 		json_int_t m = json_integer_value(json_object_get(v, "merged"));
 		json_int_t u = json_integer_value(json_object_get(v, "unmerged"));
-		fprintf(f, "# python: pid %s is CPython %s: %lld stacks with Python frames", k,
+		const char *rd = json_string_value(json_object_get(v, "reader"));
+		fprintf(f, "# python: pid %s is CPython %s: %lld stacks with Python frames%s%s%s", k,
 			json_string_value(json_object_get(v, "version")) ? json_string_value(json_object_get(v, "version")) : "?",
-			(long long)m);
+			(long long)m, rd ? " (read " : "", rd ? rd : "", rd ? ")" : "");
 		json_int_t ur = json_integer_value(json_object_get(v, "unread"));
 		if (u)
-			fprintf(f, ", %lld NOT merged (the interpreter's frames and the native stack disagreed: "
-				   "the thread moved on before it was read)", (long long)u);
+			fprintf(f, ", %lld NOT merged (the interpreter's frames and the native stack disagreed)",
+				(long long)u);
 		if (ur)
 			fprintf(f, ", %lld whose Python frames could not be read (the thread had no Python state "
 				   "yet or any more, or the process had ended)", (long long)ur);
-		json_int_t late = json_integer_value(json_object_get(v, "late"));
-		if (late)
-			fprintf(f, ", %lld handled too late to read its Python frames (the recorder was busy)",
-				(long long)late);
-		if (u || ur || late)
-			fprintf(f, ": those are shown native");
+		json_int_t miss = json_integer_value(json_object_get(v, "missing"));
+		if (miss)
+			fprintf(f, ", %lld whose frames the sampler did not catch (its frame ring was full, or the "
+				   "process was not known to run Python yet)", (long long)miss);
+		if (u || ur || miss)
+			fprintf(f, ": those are shown as [python frames unreadable], never under another function");
 		json_int_t ub = json_integer_value(json_object_get(v, "unreadable_frames"));
 		if (ub)
 			fprintf(f, "; %lld Python frames named [unreadable Python frame] (their code object was freed "
@@ -215,10 +216,30 @@ static size_t shown_rows(const struct table *t, long limit)
 	return limit > 0 && (size_t)limit < n ? (size_t)limit : n;
 }
 
+/* A Python file as a user finds it: inside site-packages (or
+ * dist-packages) from there, under the program's working directory
+ * relative to it, else as Python named it. */
+static const char *python_path(const struct profile *p, const char *file)
+{
+	static const char *const roots[] = {"/site-packages/", "/dist-packages/"};
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		const char *at = strstr(file, roots[i]);
+		if (at)
+			return at + strlen(roots[i]);
+	}
+	const char *cwd = json_string_value(json_object_get(p->meta, "cwd"));
+	size_t cl = cwd ? strlen(cwd) : 0;
+	if (cl > 1 && !strncmp(file, cwd, cl) && file[cl] == '/')
+		return file + cl + 1;
+	return file;
+}
+
 static const char *row_location(const struct profile *p, const struct row *r, char *buf, size_t n)
 {
 	const char *file = r->frame ? profile__str(p, r->frame->file) : "";
-	if (*file)
+	if (*file && r->frame->kind == FK_PYTHON && r->frame->def_line)
+		snprintf(buf, n, "%s:%u", python_path(p, file), r->frame->def_line); /* where its def is */
+	else if (*file)
 		snprintf(buf, n, "%s:%u", path_base(file), r->frame->line);
 	else if (r->frame && r->frame->module < p->nmodules)
 		snprintf(buf, n, "%s", path_base(p->modules[r->frame->module].path));
@@ -297,6 +318,8 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 			const char *file = profile__str(p, r->frame->file);
 			json_object_set_new(row, "file", json_string(file));
 			json_object_set_new(row, "line", json_integer(r->frame->line));
+			if (r->frame->def_line)
+				json_object_set_new(row, "def_line", json_integer(r->frame->def_line));
 			json_object_set_new(row, "module", json_string(r->frame->module < p->nmodules
 									       ? p->modules[r->frame->module].path
 									       : ""));

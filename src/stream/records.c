@@ -152,6 +152,12 @@ void rec_sym__frame(struct buf *b, const char *func, const char *file, uint32_t 
 	buf__u8(b, inlined);
 }
 
+void rec_sym__def_lines(struct buf *b, const uint32_t *def_lines, uint16_t n)
+{
+	for (uint16_t i = 0; i < n; i++)
+		buf__u32(b, def_lines[i]);
+}
+
 int rec_sym__decode(const void *p, size_t n, struct rec_sym *r)
 {
 	struct cursor c;
@@ -173,6 +179,13 @@ int rec_sym__decode(const void *p, size_t n, struct rec_sym *r)
 			return -1;
 		}
 	}
+	size_t left = cursor__left(&c);
+	if (left && left != (size_t)r->n * 4) {
+		rec_sym__release(r);
+		return -1;
+	}
+	for (uint16_t i = 0; left && i < r->n; i++)
+		cursor__u32(&c, &r->f[i].def_line);
 	return 0;
 }
 

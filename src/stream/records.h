@@ -58,10 +58,14 @@ struct rec_loc {
 void rec_loc__encode(struct buf *b, const struct rec_loc *r);
 int rec_loc__decode(const void *p, size_t n, struct rec_loc *r);
 
-/* SYM: the frames of a location, innermost first (1..64). */
+/* SYM: the frames of a location, innermost first (1..64), then, where
+ * known, each frame's def line (a Python function's co_firstlineno: with
+ * its name and file it tells two functions apart); files without them
+ * read as 0. */
 struct rec_frame {
 	char *func, *file;
 	uint32_t line;
+	uint32_t def_line; /* 0: unknown */
 	uint8_t inlined; /* 0 a function, 1 inlined into the next, 2 entered by a tail call */
 };
 struct rec_sym {
@@ -71,6 +75,8 @@ struct rec_sym {
 };
 void rec_sym__begin(struct buf *b, uint32_t loc, uint16_t n);
 void rec_sym__frame(struct buf *b, const char *func, const char *file, uint32_t line, uint8_t inlined);
+/* After the n frames: their def lines (optional). */
+void rec_sym__def_lines(struct buf *b, const uint32_t *def_lines, uint16_t n);
 int rec_sym__decode(const void *p, size_t n, struct rec_sym *r);
 void rec_sym__release(struct rec_sym *r);
 #define REC_SYM_MAX_FRAMES 64
