@@ -183,7 +183,7 @@ int pybpf__add(struct pybpf *b, uint32_t pid, const struct kiln_py_offsets *o, u
 		.is_threads_head = o->is_threads_head, .ts_next = o->ts_next, .ts_native_tid = o->ts_native_tid,
 		.ts_cframe = o->ts_cframe, .cf_current = o->cf_current, .ts_current_frame = o->ts_current_frame,
 		.fr_code = o->fr_code, .fr_previous = o->fr_previous, .fr_instr = o->fr_instr, .fr_owner = o->fr_owner,
-		.fr_is_entry = o->fr_is_entry, .fr_size = o->fr_size,
+		.fr_is_entry = o->fr_is_entry, .fr_size = o->fr_size, .co_firstlineno = o->co_firstlineno,
 	};
 	return bpf_map_update_elem(b->cfg_fd, &pid, &c, BPF_ANY) < 0 ? -errno : 0;
 }

@@ -199,7 +199,8 @@ struct pyframe_acc {
 	bool truncated;
 };
 
-static void pyframe_add(struct pyframe_acc *a, const struct kiln_py_frame *d)
+/* true when it appended a frame of code */
+static bool pyframe_add(struct pyframe_acc *a, const struct kiln_py_frame *d)
 {
 	if (d->cstack) {
 		/* the entry frame of one evaluation-loop call: its frames end here */
@@ -207,9 +208,10 @@ static void pyframe_add(struct pyframe_acc *a, const struct kiln_py_frame *d)
 			a->out[a->n - 1].last_of_call = true;
 		else
 			a->out[a->n++] = (struct pyframe){.code = 0, .lasti = 0, .last_of_call = true};
-	} else {
-		a->out[a->n++] = (struct pyframe){.code = d->code, .lasti = d->lasti, .last_of_call = d->entry};
+		return false;
 	}
+	a->out[a->n++] = (struct pyframe){.code = d->code, .lasti = d->lasti, .last_of_call = d->entry};
+	return d->code != 0;
 }
 
 static int pyframe_end(struct pyframe_acc *a, bool *truncated)
@@ -280,7 +282,10 @@ int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw,
 		}
 		struct kiln_py_frame d;
 		kiln_py_frame_of(raw[i].code, 0, raw[i].instr, raw[i].owner, raw[i].is_entry, &pp->o, &d);
-		pyframe_add(&a, &d);
+		if (pyframe_add(&a, &d)) {
+			a.out[a.n - 1].first = raw[i].first;
+			a.out[a.n - 1].has_first = true;
+		}
 	}
 	return pyframe_end(&a, truncated);
 }

@@ -132,6 +132,9 @@ static long fr_step(__u32 i, void *ctx)
 	struct kiln_bpf_frame *fr = &sc->s.f[idx];
 	__builtin_memcpy(&fr->code, sc->raw + oc, 8);
 	__builtin_memcpy(&fr->instr, sc->raw + oi, 8);
+	fr->first = 0;
+	if (fr->code)
+		bpf_probe_read_user(&fr->first, sizeof(fr->first), (const void *)(fr->code + w->c.co_firstlineno));
 	fr->owner = sc->raw[oo];
 	fr->is_entry = oe <= KILN_BPF_FRAME_MAX - 1 ? sc->raw[oe] : 0;
 	__builtin_memcpy(&w->f, sc->raw + op, 8);

@@ -25,16 +25,19 @@ struct kiln_bpf_pycfg {
 	__u16 rt_interp_head, is_next, is_threads_head;
 	__u16 ts_next, ts_native_tid, ts_cframe, cf_current, ts_current_frame;
 	__u16 fr_code, fr_previous, fr_instr, fr_owner, fr_is_entry, fr_size;
-	__u16 pad[2];
+	__u16 co_firstlineno;
+	__u16 pad;
 };
 
 /* One frame as read: the rest is decoded by the recorder (kiln/python.h). */
 struct kiln_bpf_frame {
 	__u64 code;
 	__u64 instr;
+	__s32 first; /* the code object's co_firstlineno then: a code object freed and
+		      * another made at its address before it is named is told apart */
 	__u8 owner;
 	__u8 is_entry;
-	__u8 pad[6];
+	__u8 pad[2];
 };
 
 /* n: frames, or one of these */
