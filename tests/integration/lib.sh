@@ -35,3 +35,27 @@ skip() { echo "skipped: $*"; }
 cpu_s() { awk -v hz=$(getconf CLK_TCK) '{ sub(/.*\) /, ""); split($0, f, " "); printf "%.3f\n", (f[12] + f[13]) / hz }' /proc/$1/stat 2>/dev/null || echo 0; }
 # at_least N FRACTION SECONDS HZ: N >= FRACTION * SECONDS * HZ
 at_least() { awk -v n="$1" -v f="$2" -v s="$3" -v hz="$4" 'BEGIN { exit !(n >= f * s * hz) }'; }
+# find_pythons V...: pys=() of Debian's python3.11 and pyenv's newest of each
+# version V; each missing one is said as skipped. Under the sanitizers
+# (KILN_REDUCED) only the first (the -Werror stage ran them all).
+find_pythons() {
+  pys=()
+  [ -x /usr/bin/python3.11 ] && pys+=(/usr/bin/python3.11) || skip "Debian's /usr/bin/python3.11 is not installed"
+  local root p v
+  root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+  for v in "$@"; do
+    p=$(ls -d "$root"/versions/$v.*/bin/python$v 2>/dev/null | sort -V | tail -1)
+    if [ -n "$p" ] && [ -x "$p" ]; then pys+=("$p"); else skip "CPython $v: not installed under $root/versions"; fi
+  done
+  [ ${#pys[@]} -gt 0 ] || { skip "no CPython at all"; exit 0; }
+  if [ -n "${KILN_REDUCED:-}" ] && [ ${#pys[@]} -gt 1 ]; then
+    skip "under the sanitizers only ${pys[0]} (the -Werror stage ran all ${#pys[@]}): ${pys[*]:1}"
+    pys=("${pys[0]}")
+  fi
+}
+# hogs: two CPU hogs beside the test (yes >/dev/null x2), killed at exit:
+# races show where the machine is busy
+hogs() {
+  HOG1=$(sh -c 'yes >/dev/null 2>&1 & echo $!'); HOG2=$(sh -c 'yes >/dev/null 2>&1 & echo $!')
+  trap 'kill -9 $HOG1 $HOG2 2>/dev/null; rm -rf "$W"' EXIT
+}

@@ -8,18 +8,7 @@
 # version kiln has no table for must say so and keep native frames.
 source "$(dirname "$0")/lib.sh"
 T=$SRC/tests/targets
-pys=()
-[ -x /usr/bin/python3.11 ] && pys+=(/usr/bin/python3.11) || skip "Debian's /usr/bin/python3.11 is not installed"
-root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
-for v in 3.10 3.11 3.12 3.13; do
-  p=$(ls -d "$root"/versions/$v.*/bin/python$v 2>/dev/null | sort -V | tail -1)
-  if [ -n "$p" ] && [ -x "$p" ]; then pys+=("$p"); else skip "CPython $v: not installed under $root/versions"; fi
-done
-[ ${#pys[@]} -gt 0 ] || { skip "no CPython at all"; exit 0; }
-if [ -n "${KILN_REDUCED:-}" ] && [ ${#pys[@]} -gt 1 ]; then
-  skip "under the sanitizers only ${pys[0]} (the -Werror stage ran all ${#pys[@]}): ${pys[*]:1}"
-  pys=("${pys[0]}")
-fi
+find_pythons 3.10 3.11 3.12 3.13
 pct() { awk -v a="$1" -v t="$2" 'BEGIN { printf "%.1f", (t > 0 ? 100 * a / t : 0) }'; }
 
 for PY in "${pys[@]}"; do
