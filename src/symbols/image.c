@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "symbols/image.h"
+#include "symbols/scopes.h"
 #include "util/util.h"
 
 struct image_sym {
@@ -29,6 +30,7 @@ struct image_sym {
 struct image_dwarf {
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
+	struct scope_cache scopes; /* units indexed as addresses are seen */
 };
 
 extern char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
@@ -225,6 +227,7 @@ void image__free(struct image *img)
 	if (img->dw) {
 		if (img->dw->dwfl)
 			dwfl_end(img->dw->dwfl);
+		scope_cache__release(&img->dw->scopes);
 		free(img->dw);
 	}
 	for (size_t i = 0; i < img->nsyms; i++)
@@ -310,6 +313,7 @@ static void dwarf_open(struct image *img)
 		.section_address = dwfl_offline_section_address,
 	};
 	img->dw = xcalloc(1, sizeof(*img->dw));
+	scope_cache__init(&img->dw->scopes);
 	if (img->is_vdso)
 		return;
 	Dwfl *dwfl = dwfl_begin(&cb);
@@ -803,23 +807,10 @@ int image__symbolize(struct image *img, uint64_t vaddr, uint64_t ret, struct sym
 			file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
 		Dwarf_Addr bias = 0;
 		Dwarf_Die *cudie = dwfl_module_addrdie(img->dw->mod, vaddr, &bias);
+		/* the concrete chain of functions at the address, every inlined
+		 * level, from the unit's index (built on its first address) */
 		Dwarf_Die *scopes = NULL;
-		int ns = cudie ? dwarf_getscopes(cudie, vaddr - bias, &scopes) : 0;
-		/* dwarf_getscopes goes on from an inlined instance into its
-		 * abstract origin's scopes, losing the inlined levels between it
-		 * and the real function: the concrete chain that contains the
-		 * innermost scope is dwarf_getscopes_die's, every level in it. */
-		if (ns > 0 && dwarf_tag(&scopes[0]) == DW_TAG_inlined_subroutine) {
-			Dwarf_Die inner = scopes[0], *chain = NULL;
-			int nc = dwarf_getscopes_die(&inner, &chain);
-			if (nc > 0) {
-				free(scopes);
-				scopes = chain;
-				ns = nc;
-			} else {
-				free(chain);
-			}
-		}
+		int ns = cudie ? scope_cache__find(&img->dw->scopes, cudie, vaddr - bias, &scopes) : 0;
 		char *cur_file = file ? xstrdup(file) : NULL;
 		int cur_line = line;
 		if (ret && ns > 0)
