@@ -29,6 +29,7 @@
 #include "collect/heapsrc.h"
 #include "collect/preload.h"
 #include "collect/recorder.h"
+#include "symbols/image.h"
 #include "collect/sampler.h"
 #include "kiln/kiln.h"
 #include "stream/stream.h"
@@ -395,6 +396,15 @@ static void summary(struct rec *st, double secs, const char *what)
 	fprintf(stderr, "kiln record: %s %.2f s, %llu samples%s%s%s; wrote %s (%s)\n", what, secs,
 		(unsigned long long)recorder__samples(st->r), lost, st->o.heap ? " and the heap" : "", hlost,
 		st->o.output, size);
+	/* a Python kiln does not read, or cannot read at each sample, is said now too */
+	json_t *meta = recorder__meta(st->r), *v;
+	size_t i;
+	json_array_foreach(json_object_get(meta, "python_notices"), i, v)
+		fprintf(stderr, "kiln record: python: %s\n", json_string_value(v));
+	const char *nobpf = json_string_value(json_object_get(meta, "python_frames_unavailable"));
+	if (nobpf && json_object_size(json_object_get(meta, "python")))
+		fprintf(stderr, "kiln record: python: Python frames not caught at each sample: %s; those samples are "
+				"shown as [python frames unreadable] (--wall reads them with ptrace)\n", nobpf);
 }
 
 /* PF_KTHREAD in /proc/PID/stat's flags (field 9). */
@@ -579,6 +589,8 @@ static int finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		st->out_ready = true;
 	}
 	double secs = (double)(now_ns() - t0) / 1e9; /* recording, not the symbolizing after it */
+	if (st->s && st->ops->report)
+		st->ops->report(st->s);
 	int rc = recorder__finish(st->r);
 	if (rc == 0)
 		summary(st, secs, child_done ? "recorded" : "recorded (detached)");
@@ -616,7 +628,68 @@ static void raise_nofile(void)
 	}
 }
 
-/* perf_event first; ptrace for --wall and where perf_event is refused. */
+static char *find_program(const char *name);
+
+static bool python_named(const char *path)
+{
+	const char *b = path_base(path);
+	return !strncmp(b, "python", 6) || !strncmp(b, "libpython", 9);
+}
+
+/* Whether the program is a CPython: attached, one of its mappings is an
+ * interpreter or libpython; launched, the program is one by name, by its
+ * #! line, or by the runtime symbol it defines. A guess that only picks
+ * the sampler: the recorder finds the runtime itself. */
+static bool target_is_python(const struct rec *st, pid_t pid, bool launch)
+{
+	if (!launch) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+		FILE *f = fopen(path, "re");
+		char line[4096];
+		bool yes = false;
+		while (f && !yes && fgets(line, sizeof(line), f)) {
+			char *at = strchr(line, '/');
+			if (at) {
+				at[strcspn(at, "\n")] = 0;
+				yes = python_named(at);
+			}
+		}
+		if (f)
+			fclose(f);
+		return yes;
+	}
+	if (!st->o.argv || !st->o.argv[0])
+		return false;
+	if (python_named(st->o.argv[0]))
+		return true;
+	char *prog = find_program(st->o.argv[0]);
+	if (!prog)
+		return false;
+	bool yes = false;
+	int fd = open(prog, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	char head[256] = {0};
+	if (fd >= 0 && read(fd, head, sizeof(head) - 1) > 2) {
+		if (head[0] == '#' && head[1] == '!') {
+			head[strcspn(head, "\n")] = 0;
+			yes = strstr(head, "python") != NULL;
+		} else if (!memcmp(head, "\177ELF", 4)) {
+			struct image *img = image__open(prog);
+			uint64_t a, n;
+			yes = img && image__find_symbol(img, "_PyRuntime", &a, &n) == 0;
+			image__free(img);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(prog);
+	return yes;
+}
+
+/* perf_event first; ptrace for --wall and where perf_event is refused.
+ * For a Python program where the eBPF frame reader cannot run, ptrace too:
+ * frames read while the sampled thread is stopped are those of the sample,
+ * as py-spy reads them; perf_event would leave them unreadable. */
 static int open_sampler(struct rec *st, pid_t pid, bool launch)
 {
 	raise_nofile();
@@ -631,6 +704,18 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 		 * (containers, perf_event_paranoid); the tests use it */
 		const char *force = getenv("KILN_FORCE_PTRACE");
 		rc = force && *force == '1' && so.cpu ? -EACCES : st->ops->open(&st->s, &so, st->r);
+		json_t *meta = recorder__meta(st->r);
+		const char *nobpf = json_string_value(json_object_get(meta, "python_frames_unavailable"));
+		if (rc == 0 && so.cpu && nobpf && target_is_python(st, pid, launch)) {
+			cli__warn(CMD, "python: %s: sampling with ptrace instead, which stops each sampled thread while it "
+				       "reads its frames (as py-spy does; the report says for how long)", nobpf);
+			st->ops->close(st->s);
+			st->s = NULL;
+			json_object_del(meta, "python_frames_unavailable");
+			recorder__set_python_reader(st->r, "by ptrace, the thread stopped at each sample");
+			rc = -EACCES;
+			goto ptrace;
+		}
 		if (rc == 0 || (rc != -EACCES && rc != -EPERM && rc != -ENOSYS && rc != -ENOENT) || !so.cpu)
 			goto out;
 		char *par = read_small_file("/proc/sys/kernel/perf_event_paranoid", NULL);
@@ -638,6 +723,7 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 			  strerror(-rc), par ? strtok(par, "\n") : "?");
 		free(par);
 	}
+ptrace:
 	st->ops = &ptrace_sampler_ops;
 	rc = st->ops->open(&st->s, &so, st->r);
 out:

@@ -233,6 +233,9 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 	if (s->bpf) {
 		recorder__set_python_reader(r, "by eBPF in the sampled thread, at each sample");
 		recorder__on_python(r, on_python, s);
+	} else if (o->cpu) {
+		json_object_set_new(recorder__meta(r), "python_frames_unavailable", json_string(s->bpf_why));
+		recorder__meta_changed(r);
 	}
 	if (o->cpu) /* said only of CPU sampling */
 		recorder__set_kernel_stacks(r, s->kernel);
@@ -522,6 +525,21 @@ static int perf_sampler_read(struct sampler *s, int timeout_ms)
 	return 0;
 }
 
+/* The eBPF reader's cost and losses (META "python_ebpf"). */
+static void perf_sampler_report(struct sampler *s)
+{
+	if (!s->bpf)
+		return;
+	struct pybpf_stats st;
+	pybpf__stats(s->bpf, &st);
+	if (!st.runs)
+		return;
+	json_object_set_new(recorder__meta(s->r), "python_ebpf",
+			    json_pack("{s:I, s:I, s:I, s:I}", "runs", (json_int_t)st.runs, "dropped", (json_int_t)st.dropped,
+				      "ns", (json_int_t)st.ns, "orphans", (json_int_t)st.orphans));
+	recorder__meta_changed(s->r);
+}
+
 static void perf_sampler_close(struct sampler *s)
 {
 	if (!s)
@@ -531,14 +549,6 @@ static void perf_sampler_close(struct sampler *s)
 	for (size_t i = 0; i < s->nfds; i++)
 		close(s->fds[i]);
 	if (s->bpf) {
-		struct pybpf_stats st;
-		pybpf__stats(s->bpf, &st);
-		json_t *m = recorder__meta(s->r);
-		json_object_set_new(m, "python_ebpf",
-				    json_pack("{s:I, s:I, s:I, s:I}", "runs", (json_int_t)st.runs, "dropped",
-					      (json_int_t)st.dropped, "ns", (json_int_t)st.ns, "orphans",
-					      (json_int_t)st.orphans));
-		recorder__meta_changed(s->r);
 		recorder__on_python(s->r, NULL, NULL);
 		pybpf__close(s->bpf);
 	}
@@ -555,5 +565,6 @@ const struct sampler_ops perf_sampler_ops = {
 	.start = perf_sampler_start,
 	.read = perf_sampler_read,
 	.stop = perf_sampler_stop,
+	.report = perf_sampler_report,
 	.close = perf_sampler_close,
 };

@@ -49,6 +49,7 @@ struct sampler {
 	struct pyframe *py; /* KILN_MAX_DEPTH */
 	uint64_t next_tick, period_ns, last_scan;
 	bool stopped;
+	uint64_t stops, stopped_ns; /* what sampling cost the threads (META "ptrace_stops") */
 };
 
 static struct ptask *task_find(struct sampler *s, pid_t tid)
@@ -201,6 +202,7 @@ static size_t copy_stack(pid_t tid, uint64_t sp, unsigned char *out, size_t size
 
 static void sample_task(struct sampler *s, struct ptask *t, int metric)
 {
+	uint64_t t0 = now_ns();
 	if (ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL) < 0) {
 		if (errno == ESRCH)
 			t->gone = true;
@@ -221,6 +223,8 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	if (py)
 		npy = pyproc__frames(py, t->tid, NULL, s->py, KILN_MAX_DEPTH, &pyt);
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+	s->stops++;
+	s->stopped_ns += now_ns() - t0;
 	if (!ok)
 		return;
 	uint64_t bias;
@@ -335,6 +339,15 @@ static int ptrace_stop(struct sampler *s)
 	return 0;
 }
 
+static void ptrace_report(struct sampler *s)
+{
+	if (!s->stops)
+		return;
+	json_object_set_new(recorder__meta(s->r), "ptrace_stops",
+			    json_pack("{s:I, s:I}", "stops", (json_int_t)s->stops, "ns", (json_int_t)s->stopped_ns));
+	recorder__meta_changed(s->r);
+}
+
 static void ptrace_close(struct sampler *s)
 {
 	if (!s)
@@ -352,5 +365,6 @@ const struct sampler_ops ptrace_sampler_ops = {
 	.start = ptrace_start,
 	.read = ptrace_read,
 	.stop = ptrace_stop,
+	.report = ptrace_report,
 	.close = ptrace_close,
 };

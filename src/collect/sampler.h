@@ -29,6 +29,9 @@ struct sampler_ops {
 	/* Wait up to timeout_ms for data and feed the recorder. 0 or -errno. */
 	int (*read)(struct sampler *s, int timeout_ms);
 	int (*stop)(struct sampler *s);
+	/* What sampling cost and lost, into the recorder's META (before its
+	 * final flush). */
+	void (*report)(struct sampler *s);
 	void (*close)(struct sampler *s);
 };
 

@@ -132,6 +132,22 @@ static void python_lines(FILE *f, const struct profile *p, bool heap)
 				   "process was not known to run Python yet)", (long long)miss);
 		if (u || ur || miss)
 			fprintf(f, ": those are shown as [python frames unreadable], never under another function");
+		json_t *eb = json_object_get(p->meta, "python_ebpf");
+		json_int_t runs = json_integer_value(json_object_get(eb, "runs"));
+		if (runs > 0)
+			fprintf(f, "; reading them took %.1f us a sample in the sampled thread (eBPF)",
+				(double)json_integer_value(json_object_get(eb, "ns")) / (double)runs / 1000.0);
+		json_int_t drop = json_integer_value(json_object_get(eb, "dropped"));
+		if (drop > 0)
+			fprintf(f, "; %lld records dropped for want of room in the eBPF ring", (long long)drop);
+		json_t *ps = json_object_get(p->meta, "ptrace_stops");
+		json_int_t nst = json_integer_value(json_object_get(ps, "stops"));
+		if (nst > 0)
+			fprintf(f, "; each sample stopped its thread %.1f us on average (ptrace)",
+				(double)json_integer_value(json_object_get(ps, "ns")) / (double)nst / 1000.0);
+		const char *why = json_string_value(json_object_get(p->meta, "python_frames_unavailable"));
+		if (miss && why)
+			fprintf(f, " (%s)", why);
 		json_int_t ub = json_integer_value(json_object_get(v, "unreadable_frames"));
 		if (ub)
 			fprintf(f, "; %lld Python frames named [unreadable Python frame] (their code object was freed "

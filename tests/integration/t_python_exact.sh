@@ -7,8 +7,9 @@
 #   py_names/: two functions named handle in two modules, 75/25: two rows,
 #     two flamegraph boxes, each with its def line;
 #   py_init.py: no phantom __init__ frame (3.13's _Py_InitCleanup shim);
-#   without the eBPF reader (KILN_NO_BPF=1) samples of Python code are
-#     shown as [python frames unreadable] and counted, never guessed;
+#   without the eBPF reader (KILN_NO_BPF=1, as unprivileged) a Python is
+#     sampled with ptrace (50/25/25 too, its stop time said); one started
+#     by a shell shows [python frames unreadable], counted, never guessed;
 #   static_twins (C): two static functions named work in two files: two rows.
 source "$(dirname "$0")/lib.sh"
 T=$SRC/tests/targets
@@ -91,13 +92,25 @@ for PY in "${pys[@]}"; do
   ! grep -qE '  __init__$' $W/i.rep || fail "$tag: --by file lists a file __init__"
   ok "$tag: main;Builder.__init__ with no phantom __init__ frame"
 
-  # without the eBPF reader: nothing guessed, everything counted
-  KILN_NO_BPF=1 run_to 60 "$KILN" record -q -o $W/nb.kiln -- "$PY" $T/py_mixed.py 1 >/dev/null || fail "$tag: record without eBPF"
+  # without the eBPF reader (unprivileged): a Python program is sampled with
+  # ptrace, frames read while the thread is stopped, its cost said
+  KILN_NO_BPF=1 run_to 90 "$KILN" record -q -o $W/pt.kiln -- "$PY" $T/py_mixed.py 2 >/dev/null 2>$W/err || fail "$tag: record without eBPF"
+  grep -q "sampling with ptrace instead" $W/err || fail "$tag: without eBPF the fallback is not said: $(cat $W/err)"
+  read r c s < <(three $(folded $W/pt.kiln cpu))
+  within $r 50 3 && within $c 25 3 && within $s 25 3 || fail "$tag: ptrace recurse/chatter/squeeze $r/$c/$s, want 50/25/25 ±3"
+  "$KILN" report $W/pt.kiln >$W/pt.rep || fail "$tag: report without eBPF"
+  grep -qE "read by ptrace, the thread stopped at each sample\); each sample stopped its thread [0-9.]+ us" $W/pt.rep \
+    || fail "$tag: the ptrace reader or its cost not said: $(grep '^# python' $W/pt.rep)"
+  ok "$tag: without eBPF, ptrace $r/$c/$s (50/25/25), $(grep -oE 'stopped its thread [0-9.]+ us' $W/pt.rep)"
+  # a Python not known as one up front (started by a shell), without eBPF:
+  # nothing guessed, everything counted
+  KILN_NO_BPF=1 run_to 60 "$KILN" record -q -o $W/nb.kiln -- sh -c "exec '$PY' '$T/py_mixed.py' 1" >/dev/null 2>&1 \
+    || fail "$tag: record sh -c without eBPF"
   "$KILN" report $W/nb.kiln >$W/nb.rep || fail "$tag: report without eBPF"
   F=$(folded $W/nb.kiln cpu)
   un=$(weight $F '^\[python frames unreadable\]$')
   [ "$un" -gt 100 ] || fail "$tag: without eBPF only $un samples marked unreadable"
   [ "$(weight $F '^(recurse|chatter|squeeze)$')" = 0 ] || fail "$tag: without eBPF Python functions were guessed"
   grep -q "$un whose frames the sampler did not catch" $W/nb.rep || fail "$tag: without eBPF the header does not count them: $(grep '^# python' $W/nb.rep)"
-  ok "$tag: without the eBPF reader $un samples shown as [python frames unreadable] and counted"
+  ok "$tag: a Python started by sh without eBPF: $un samples shown as [python frames unreadable] and counted"
 done
