@@ -57,6 +57,7 @@ struct sampler {
 	struct pybpf *bpf;    /* Python frames caught at each sample, or NULL */
 	struct u64map bpf_pids; /* pid -> the pyproc it was registered with */
 	char bpf_why[160];    /* why there is no bpf */
+	uint64_t opened_ns;   /* when it was opened */
 };
 
 static long perf_open(struct perf_event_attr *a, pid_t pid, int cpu, int group, unsigned long flags)
@@ -195,6 +196,7 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 	bool exclude_kernel = false;
 	int rc = 0, opened = 0, cpus = ncpus();
 	u64map__init(&s->bpf_pids);
+	s->opened_ns = now_ns();
 	if (o->cpu)
 		s->bpf = pybpf__open(s->bpf_why, sizeof(s->bpf_why));
 	pid_t *tids = NULL;
@@ -518,6 +520,10 @@ static int perf_sampler_read(struct sampler *s, int timeout_ms)
 	 * when its maps are read: soon, so its first Python code is caught */
 	if (s->bpf && timeout_ms > 10)
 		timeout_ms = 10;
+	/* until a Python is found (the first 2 s): every millisecond, so a
+	 * launched interpreter is registered before it runs Python code */
+	if (s->bpf && timeout_ms > 1 && !s->bpf_pids.len && now_ns() - s->opened_ns < 2000000000ull)
+		timeout_ms = 1;
 	if (timeout_ms > 0)
 		poll(pfd, n, timeout_ms);
 	for (size_t i = 0; i < s->nrings; i++)

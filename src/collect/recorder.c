@@ -1138,14 +1138,16 @@ static void write_sym(struct recorder *r, struct stream_writer *w, uint32_t id)
 }
 
 /* Whether naming loc would wait for its image's DWARF, still loading. */
-static bool loc_waits(struct recorder *r, uint32_t loc)
+/* over: the flush's budget for reading debug information is spent.
+ * Locations without an image (Python, kernel, JIT) are named at no cost. */
+static bool loc_waits(struct recorder *r, uint32_t loc, bool over)
 {
 	const struct {
 		uint32_t module, flags;
 		uint64_t addr;
 	} *key = intern__key(&r->locs, loc, NULL);
 	struct image *img = r->mods[key->module].img;
-	return img && image__loading(img);
+	return img && (over || image__loading(img));
 }
 
 /* A first name for loc while its image's DWARF loads: the function from the
@@ -1175,14 +1177,23 @@ static void quick_sym(struct recorder *r, struct stream_writer *w, uint32_t loc)
  * named at once from the ELF symbol table, and fully (inlines, file:line)
  * at a later flush. So a recorder killed after its first flush still names
  * what it wrote. */
+#define SYMBOLIZE_BUDGET_NS 30000000ull /* of a flush that does not wait: the loop drains again soon */
+
 static void symbolize_pending(struct recorder *r, struct stream_writer *w, bool wait)
 {
 	size_t k = 0;
 	if (wait && r->nunsym)
 		image__prefetch_hurry();
+	uint64_t t0 = now_ns();
+	bool over = false;
 	for (size_t i = 0; i < r->nunsym; i++) {
 		uint32_t loc = r->unsym[i];
-		if (!wait && loc_waits(r, loc)) {
+		/* a large debug file (a compiler's, libpython's) costs seconds to
+		 * read whole: past the budget the rest waits for a later flush,
+		 * named from the ELF symbol table meanwhile */
+		if (!wait && !over && (i & 15) == 0 && now_ns() - t0 > SYMBOLIZE_BUDGET_NS)
+			over = true;
+		if (!wait && loc_waits(r, loc, over)) {
 			if (i >= r->unsym_quick) /* named quickly once, not at every flush */
 				quick_sym(r, w, loc);
 			r->unsym[k++] = loc;

@@ -163,9 +163,12 @@ static void python_lines(FILE *f, const struct profile *p, bool heap)
 	if (!heap || !json_object_size(py))
 		return;
 	const char *pm = json_string_value(json_object_get(p->meta, "python_allocator"));
-	if (pm && strcmp(pm, "malloc"))
+	if (pm && json_is_true(json_object_get(p->meta, "python_domains")))
+		fprintf(f, "# python: allocator %s, its object and memory domains traced (--trace-python-allocators): "
+			   "every object is seen where Python allocates it\n", pm);
+	else if (pm && strcmp(pm, "malloc"))
 		fprintf(f, "# python: allocator %s: objects of 512 B or less come from Python's own arenas and are not "
-			   "seen one by one (record --python-allocator malloc shows each)\n", pm);
+			   "seen one by one (record --trace-python-allocators or --python-allocator malloc shows each)\n", pm);
 	else if (pm)
 		fprintf(f, "# python: allocator malloc (PYTHONMALLOC=malloc): every object is seen\n");
 	if (final)

@@ -155,6 +155,34 @@ static struct kiln_py_offsets g_pyo;
 static const char *g_py_rt;    /* _PyRuntime */
 static int g_py_fin_sent;      /* RING_PYFIN written in this image */
 
+/* ---- Python's allocator domains (KILN_PYDOMAINS=1) ----
+ * pymalloc serves small objects from arenas it maps itself: malloc never
+ * sees them. As memray's --trace-python-allocators and tracemalloc do, the
+ * MEM and OBJ domains are wrapped (PyMem_SetAllocator) once CPython has set
+ * them up (_PyRuntime.preinitialized: before that a PYTHONMALLOC setting
+ * would replace the wrappers), by the thread that initializes it. Each
+ * wrapper forwards first, under the recursion guard (a large object's
+ * PyMem_RawMalloc underneath is not counted again), and records second;
+ * a free is recorded before it is forwarded. A block allocated through
+ * malloc before the wrap and freed through a wrapper is one block either
+ * way: events are keyed by address. */
+typedef struct {
+	void *ctx;
+	void *(*malloc)(void *ctx, size_t size);
+	void *(*calloc)(void *ctx, size_t nelem, size_t elsize);
+	void *(*realloc)(void *ctx, void *ptr, size_t new_size);
+	void (*free)(void *ctx, void *ptr);
+} py_allocator;
+enum { PYD_RAW, PYD_MEM, PYD_OBJ };
+static py_allocator g_pyd_old[3];
+static void (*g_py_getalloc)(int domain, py_allocator *a);
+static void (*g_py_setalloc)(int domain, py_allocator *a);
+static bool g_pyd_want;   /* asked for */
+static int g_pyd_state;   /* 0 not yet, 1 wrapped, -1 never (no API) */
+
+static void python_domains_wrap(void);
+
+
 struct cache_slot {
 	uint64_t hash;
 	uint32_t id, off;
@@ -312,6 +340,14 @@ static void python_init(void)
 	g_eval_hi = g_eval_lo + sym->st_size;
 	g_py_tstate = (void *(*)(void))gt;
 	g_py = true;
+	const char *dom = getenv("KILN_PYDOMAINS");
+	if (dom && *dom == '1' && !g_attached) {
+		/* a running Python (attach) keeps its allocators: wrapping them
+		 * while other threads allocate through them would race */
+		g_py_getalloc = (void (*)(int, py_allocator *))dlsym(RTLD_DEFAULT, "PyMem_GetAllocator");
+		g_py_setalloc = (void (*)(int, py_allocator *))dlsym(RTLD_DEFAULT, "PyMem_SetAllocator");
+		g_pyd_want = true;
+	}
 }
 
 /* This thread's Python frames, innermost first, as ring.h's two words each
@@ -1239,8 +1275,12 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 		goto out;
 	if (att && unlikely(++t->events % 4096 == 0) && !recorder_seen_lately())
 		goto out;
-	if (unlikely(g_py) && !g_py_fin_sent && *(const volatile uintptr_t *)(g_py_rt + g_pyo.rt_finalizing))
-		python_finalizing(t);
+	if (unlikely(g_py)) {
+		if (!g_py_fin_sent && *(const volatile uintptr_t *)(g_py_rt + g_pyo.rt_finalizing))
+			python_finalizing(t);
+		if (unlikely(g_pyd_want) && g_pyd_state == 0 && *(const volatile int *)(g_py_rt + g_pyo.rt_preinit))
+			python_domains_wrap();
+	}
 	if (freed) {
 		if (!ring_reserve(t, 2)) {
 			count_dropped(t, 1 + (p != NULL));
@@ -1275,7 +1315,8 @@ out:
  * free; so the free's sequence number is taken before the call (with room
  * reserved, so publishing it never waits) and the event written after: a
  * FREE of the old block, or a NOP if realloc failed (the block stays). */
-static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const struct walk_start *ws)
+static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const struct walk_start *ws,
+							 void *(*fn)(void *ctx, void *old, size_t n), void *ctx)
 {
 	int saved = errno;
 	t_guard++;
@@ -1285,13 +1326,14 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 		if (t)
 			count_dropped(t, 2);
 		attach_leave(att);
-		t_guard--;
 		errno = saved;
-		return real_realloc(old, n);
+		void *q = fn(ctx, old, n);
+		t_guard--;
+		return q;
 	}
 	uint64_t seq = next_seq();
 	errno = saved;
-	void *p = real_realloc(old, n);
+	void *p = fn(ctx, old, n);
 	saved = errno;
 	ring_put(t, 0, seq << 8 | (p ? RING_FREE : RING_NOP));
 	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
@@ -1302,6 +1344,90 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 		record(NULL, p, n, ws);
 	errno = saved;
 	return p;
+}
+
+static inline bool recording(void);
+
+static void *pyd_malloc(void *ctx, size_t n)
+{
+	const py_allocator *o = &g_pyd_old[(uintptr_t)ctx];
+	t_guard++;
+	void *p = o->malloc(o->ctx, n);
+	t_guard--;
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n, &ws);
+	}
+	return p;
+}
+
+static void *pyd_calloc(void *ctx, size_t n, size_t m)
+{
+	const py_allocator *o = &g_pyd_old[(uintptr_t)ctx];
+	t_guard++;
+	void *p = o->calloc(o->ctx, n, m);
+	t_guard--;
+	if (p && recording()) {
+		CALLER(ws);
+		record(NULL, p, n * m, &ws);
+	}
+	return p;
+}
+
+static void *pyd_realloc_fwd(void *ctx, void *old, size_t n)
+{
+	const py_allocator *o = &g_pyd_old[(uintptr_t)ctx];
+	return o->realloc(o->ctx, old, n);
+}
+
+static void *pyd_realloc(void *ctx, void *old, size_t n)
+{
+	if (!recording()) {
+		t_guard++;
+		void *p = pyd_realloc_fwd(ctx, old, n);
+		t_guard--;
+		return p;
+	}
+	CALLER(ws);
+	if (!old) {
+		t_guard++;
+		void *p = pyd_realloc_fwd(ctx, NULL, n);
+		t_guard--;
+		if (p)
+			record(NULL, p, n, &ws);
+		return p;
+	}
+	return realloc_recorded(old, n, &ws, pyd_realloc_fwd, ctx);
+}
+
+static void pyd_free(void *ctx, void *p)
+{
+	const py_allocator *o = &g_pyd_old[(uintptr_t)ctx];
+	if (p && recording())
+		record(p, NULL, 0, NULL);
+	t_guard++;
+	o->free(o->ctx, p);
+	t_guard--;
+}
+
+/* Wrap the MEM and OBJ domains, once CPython's allocators are set up. */
+static __attribute__((noinline)) void python_domains_wrap(void)
+{
+	if (!g_py_getalloc || !g_py_setalloc) {
+		g_pyd_state = -1;
+		return;
+	}
+	for (int d = PYD_MEM; d <= PYD_OBJ; d++) {
+		g_py_getalloc(d, &g_pyd_old[d]);
+		py_allocator ours = {(void *)(uintptr_t)d, pyd_malloc, pyd_calloc, pyd_realloc, pyd_free};
+		g_py_setalloc(d, &ours);
+	}
+	__atomic_store_n(&g_pyd_state, 1, __ATOMIC_RELEASE);
+}
+
+static void *libc_realloc(void *ctx, void *old, size_t n)
+{
+	return real_realloc(old, n);
 }
 
 static inline bool recording(void)
@@ -1419,7 +1545,7 @@ EXPORT void *realloc(void *old, size_t n)
 			record(NULL, p, n, &ws);
 		return p;
 	}
-	return realloc_recorded(old, n, &ws);
+	return realloc_recorded(old, n, &ws, libc_realloc, NULL);
 }
 
 /* ---- exec: say when the next image will not carry the shim ----

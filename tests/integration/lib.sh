@@ -55,7 +55,10 @@ find_pythons() {
 }
 # hogs: two CPU hogs beside the test (yes >/dev/null x2), killed at exit:
 # races show where the machine is busy
+# (each ends by itself within 10 minutes: a test killed by its timeout
+# leaves none behind)
 hogs() {
-  HOG1=$(sh -c 'yes >/dev/null 2>&1 & echo $!'); HOG2=$(sh -c 'yes >/dev/null 2>&1 & echo $!')
-  trap 'kill -9 $HOG1 $HOG2 2>/dev/null; rm -rf "$W"' EXIT
+  timeout 600 yes >/dev/null 2>&1 & HOG1=$!
+  timeout 600 yes >/dev/null 2>&1 & HOG2=$!
+  trap 'pkill -P $HOG1; pkill -P $HOG2; kill $HOG1 $HOG2 2>/dev/null; rm -rf "$W"' EXIT
 }
