@@ -28,6 +28,7 @@ struct kiln_py_offsets {
 	/* the runtime and its interpreters */
 	uint16_t rt_interp_head, is_next, is_threads_head;
 	uint16_t rt_finalizing;    /* non-zero once Py_FinalizeEx tears modules down */
+	uint16_t rt_preinit;       /* int preinitialized: the allocators are set up */
 	/* PyThreadState */
 	uint16_t ts_next, ts_native_tid;
 	uint16_t ts_cframe;        /* 3.11/3.12: a _PyCFrame *, whose current_frame is cf_current */
@@ -45,7 +46,7 @@ struct kiln_py_offsets {
 };
 
 static const struct kiln_py_offsets kiln_py_tables[] = {
-	{.version = 0x30b, .rt_finalizing = 24, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 16,
+	{.version = 0x30b, .rt_finalizing = 24, .rt_preinit = 8, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 16,
 	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = 56, .cf_current = 8, .ts_current_frame = KILN_PY_NONE,
 	 .fr_code = 32, .fr_previous = 48, .fr_instr = 56, .fr_owner = 69, .fr_is_entry = 68, .fr_size = 72,
 	 .instr_is_prev = 1, .owner_cstack = 0xff,
@@ -53,7 +54,7 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .co_code = 184, .co_size = 184,
 	 .str_length = 16, .str_state = 32, .str_ascii_size = 48, .str_compact_size = 72,
 	 .bytes_size = 16, .bytes_sval = 32},
-	{.version = 0x30c, .rt_finalizing = 24, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 72,
+	{.version = 0x30c, .rt_finalizing = 24, .rt_preinit = 8, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 72,
 	 .ts_next = 8, .ts_native_tid = 144, .ts_cframe = 56, .cf_current = 0, .ts_current_frame = KILN_PY_NONE,
 	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
 	 .instr_is_prev = 1, .owner_cstack = 3,
@@ -61,7 +62,7 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .co_code = 192, .co_size = 192,
 	 .str_length = 16, .str_state = 32, .str_ascii_size = 40, .str_compact_size = 56,
 	 .bytes_size = 16, .bytes_sval = 32},
-	{.version = 0x30d, .rt_finalizing = 608, .rt_interp_head = 632, .is_next = 7264, .is_threads_head = 7344,
+	{.version = 0x30d, .rt_finalizing = 608, .rt_preinit = 592, .rt_interp_head = 632, .is_next = 7264, .is_threads_head = 7344,
 	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = KILN_PY_NONE, .cf_current = 0, .ts_current_frame = 72,
 	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
 	 .instr_is_prev = 0, .owner_cstack = 3,
@@ -92,6 +93,34 @@ static inline uint16_t kiln_py_dbg_u16(const unsigned char *d, unsigned off, int
 	if (v > 0xfff0u)
 		*bad = 1;
 	return (uint16_t)v;
+}
+
+/* The largest structure headers kiln copies to read fields from: every
+ * offset into them must fall inside (offsets may come from the target's
+ * own memory, _Py_DebugOffsets: a program posing as CPython names any). */
+#define KILN_PY_FRAME_MAX 128
+#define KILN_PY_CODE_MAX 256
+#define KILN_PY_STR_MAX 96
+
+static inline int kiln_py_field_in(unsigned off, unsigned width, unsigned size)
+{
+	return off + width <= size;
+}
+
+/* 1 when every offset o holds into a structure kiln copies is inside it. */
+static inline int kiln_py_offsets_valid(const struct kiln_py_offsets *o)
+{
+	unsigned fs = o->fr_size, cs = o->co_size, ss = o->str_compact_size;
+	if (fs < 16 || fs > KILN_PY_FRAME_MAX || cs > KILN_PY_CODE_MAX || cs < 16 || ss > KILN_PY_STR_MAX ||
+	    (unsigned)o->str_ascii_size + 16 > 0xffff)
+		return 0;
+	return kiln_py_field_in(o->fr_code, 8, fs) && kiln_py_field_in(o->fr_previous, 8, fs) &&
+	       kiln_py_field_in(o->fr_instr, 8, fs) && kiln_py_field_in(o->fr_owner, 1, fs) &&
+	       (o->fr_is_entry == KILN_PY_NONE || kiln_py_field_in(o->fr_is_entry, 1, fs)) &&
+	       kiln_py_field_in(o->co_filename, 8, cs) && kiln_py_field_in(o->co_name, 8, cs) &&
+	       kiln_py_field_in(o->co_qualname, 8, cs) && kiln_py_field_in(o->co_linetable, 8, cs) &&
+	       kiln_py_field_in(o->co_firstlineno, 4, cs) && kiln_py_field_in(o->str_length, 8, ss) &&
+	       kiln_py_field_in(o->str_state, 4, ss) && o->str_ascii_size <= ss && o->str_compact_size <= ss;
 }
 
 /* Fill o from the interpreter's own _Py_DebugOffsets (d: its first
@@ -130,10 +159,10 @@ static inline int kiln_py_from_debug(const unsigned char *d, const struct kiln_p
 	o->str_length = kiln_py_dbg_u16(d, 552, &bad);
 	o->str_ascii_size = kiln_py_dbg_u16(d, 560, &bad);
 	o->str_compact_size = (uint16_t)(o->str_ascii_size + 16);
-	if (bad || o->fr_owner + 1 > o->fr_size + 8 || o->co_code < o->co_linetable)
+	if (bad || (uint32_t)o->str_ascii_size + 16 > KILN_PY_STR_MAX || o->co_code < o->co_linetable)
 		return -1;
 	o->co_size = o->co_code;
-	return 0;
+	return kiln_py_offsets_valid(o) ? 0 : -1;
 }
 
 /* One interpreter frame, decoded from its bytes fr (fr_size of them: the

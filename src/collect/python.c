@@ -73,6 +73,8 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 		return NULL;
 	}
 	const struct kiln_py_offsets *t = kiln_py_table(hex);
+	if (t && !kiln_py_offsets_valid(t))
+		t = NULL; /* never: each table row is checked by the unit tests */
 	if (!t) {
 		snprintf(why, n, "Python %u.%u (%s) has no frame table in this kiln: native frames only", hex >> 24,
 			 (hex >> 16) & 0xff, path_base(img->path));

@@ -143,3 +143,38 @@ Test(python, debug_offsets)
 	cr_assert_null(kiln_py_table(0x030a0000));
 	cr_assert_null(kiln_py_table(0x030e0000));
 }
+
+/* A program posing as CPython 3.13 names offsets of its choosing: each one
+ * that would index past a structure kiln copies (a frame's 128 bytes, a
+ * code object's 256, a str's 96) is refused, and so is a str offset whose
+ * compact size wraps. Every table row passes the same check. */
+Test(python, debug_offsets_hostile)
+{
+	for (size_t i = 0; i < sizeof(kiln_py_tables) / sizeof(kiln_py_tables[0]); i++)
+		cr_assert(kiln_py_offsets_valid(&kiln_py_tables[i]), "table row %zu", i);
+	const struct kiln_py_offsets *t = kiln_py_table(0x030d00f0);
+	static const unsigned fields[] = {232, 240, 248, 264, 280, 288, 296, 304, 312, 344, 544, 552, 560};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		for (uint64_t bad = 0xfff0; bad >= 100; bad = bad == 0xfff0 ? 250 : bad == 250 ? 124 : 99) {
+			unsigned char d[KILN_PY_DBG_SIZE] = {0};
+			memcpy(d, KILN_PY_DBG_COOKIE, 8);
+			put(d, 8, 0x030d00f0);
+			put(d, 32, 608); put(d, 40, 632); put(d, 64, 7264); put(d, 72, 7344);
+			put(d, 168, 8); put(d, 184, 72); put(d, 200, 160);
+			put(d, 232, 8); put(d, 240, 0); put(d, 248, 56); put(d, 264, 70);
+			put(d, 280, 112); put(d, 288, 120); put(d, 296, 128); put(d, 304, 136); put(d, 312, 68); put(d, 344, 200);
+			put(d, 520, 16); put(d, 528, 32); put(d, 544, 32); put(d, 552, 16); put(d, 560, 40);
+			put(d, fields[i], bad);
+			struct kiln_py_offsets o;
+			if (kiln_py_from_debug(d, t, &o) == 0)
+				cr_assert(kiln_py_offsets_valid(&o) && o.fr_size <= KILN_PY_FRAME_MAX &&
+						  o.co_size <= KILN_PY_CODE_MAX && o.str_compact_size <= KILN_PY_STR_MAX,
+					  "field at %u = %llu accepted out of bounds", fields[i], (unsigned long long)bad);
+		}
+	}
+	/* the wrap of str_ascii_size + 16 */
+	struct kiln_py_offsets o = *t;
+	o.str_ascii_size = 0xfff8;
+	o.str_compact_size = (uint16_t)(o.str_ascii_size + 16);
+	cr_assert(!kiln_py_offsets_valid(&o));
+}
