@@ -1,6 +1,8 @@
 #!/bin/bash
 # Python, side by side in one run: CPU sampling of a CPU-bound script
-# (py_split.py) and heap tracking of an allocation-heavy one
+# (py_fixed.py; py_mixed.py's shares under two CPU hogs, with what reading
+# the frames cost per sample: eBPF in the sampled thread, ptrace's stop),
+# and heap tracking of an allocation-heavy one
 # (py_alloc_heavy.py), kiln against the bare run and the peers Debian has:
 # perf (native frames only), heaptrack (native frames only), austin (Python
 # frames; Debian's 1.0.1 reads CPython up to 3.8 only: said when it fails).
@@ -28,6 +30,18 @@ $KILN record -q -o $W/s.kiln -- $PY $S/py_split.py 3 >/dev/null
 $KILN export $W/s.kiln --format folded >$W/s.f
 awk '{ n=$NF; if ($0 ~ /;py_a;/) a+=n; if ($0 ~ /;py_b;/) b+=n; if ($0 ~ /;py_c;/) c+=n }
   END { s=a+b+c; printf "  py_split 3 s: py_a %.1f %%, py_b %.1f %%, py_c %.1f %% (want 60/30/10)\n", 100*a/s, 100*b/s, 100*c/s }' $W/s.f
+# Python frames at each sample: shares under two CPU hogs, and the cost per
+# sample of each reader (eBPF: time in the program; ptrace: the stop)
+timeout 600 yes >/dev/null & Y1=$!; timeout 600 yes >/dev/null & Y2=$!
+$KILN record -q -o $W/x.kiln -- $PY $S/py_mixed.py 3 >/dev/null
+KILN_NO_BPF=1 $KILN record -q -o $W/y.kiln -- $PY $S/py_mixed.py 3 >/dev/null 2>&1
+pkill -P $Y1; pkill -P $Y2
+for f in x y; do
+  $KILN export $W/$f.kiln --format folded >$W/$f.f
+  how=$($KILN report $W/$f.kiln | grep -oE 'read by [a-zA-Z]+|took [0-9.]+ us a sample|stopped its thread [0-9.]+ us' | tr '\n' ' ' || true)
+  awk -v how="$how" '{ n=$NF; t+=n; if ($0 ~ /;recurse(;| )/) r+=n; if ($0 ~ /;chatter(;| )/) c+=n; if ($0 ~ /;squeeze(;| )/) q+=n }
+    END { s=r+c+q; printf "  py_mixed 3 s beside two hogs, %s: recurse %.1f %%, chatter %.1f %%, squeeze %.1f %% (want 50/25/25)\n", how, 100*r/s, 100*c/s, 100*q/s }' $W/$f.f
+done
 # heap: target <= 2x of bare
 R=800
 hb=$(best $N $PY $S/py_alloc_heavy.py $R)
@@ -42,3 +56,5 @@ echo "py_alloc_heavy $R with PYTHONMALLOC=malloc (every object): bare $(ms $mb),
 calls=$($KILN export $W/m.kiln --format folded --metric alloc_count | awk '{ s+=$NF } END { print s }')
 py=$($KILN export $W/m.kiln --format folded --metric alloc_count | awk '/;parse_round;|;build_round;|;main;/ { s+=$NF } END { print s+0 }')
 echo "  kiln recorded $calls allocations with PYTHONMALLOC=malloc, $py of them under the script's Python functions"
+dk=$(best $N $KILN record -q --heap --no-cpu --trace-python-allocators -o $W/d.kiln -- $PY $S/py_alloc_heavy.py $R)
+echo "py_alloc_heavy $R, every object two ways beside each other: bare $(ms $hb), kiln --trace-python-allocators (pymalloc kept) $(ms $dk) (x$(ratio $dk $hb)), kiln --python-allocator malloc $(ms $mk) (x$(ratio $mk $hb) of pymalloc's bare); default only if x2 or less"

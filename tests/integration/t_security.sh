@@ -168,8 +168,10 @@ ok "attach: a mapped file swapped for a FIFO is not opened"
 # --- a program posing as CPython 3.13 whose _Py_DebugOffsets name offsets
 # past every structure kiln copies (issue 21, finding 2): root's attach
 # refuses it in one line, samples it natively, and the program runs on
-as_user $TARGETS/python_fake 20 & FP=$!
-sleep 0.3
+as_user $TARGETS/python_fake 20 & RP=$!
+FP=
+for i in $(seq 100); do FP=$(pgrep -u kilnt -x python_fake | head -1); [ -n "$FP" ] && break; sleep 0.05; done
+[ -n "$FP" ] || fail "python_fake did not start"
 run_to 30 "$KILN" record -p $FP -d 1 -o $W/fake.kiln >/dev/null 2>$W/fake.err; rc=$?
 [ $rc = 0 ] || fail "attach to a fake CPython: exit $rc ($(tail -2 $W/fake.err))"
 kill -0 $FP 2>/dev/null || fail "the fake CPython died under the attach"
@@ -177,5 +179,5 @@ kill -0 $FP 2>/dev/null || fail "the fake CPython died under the attach"
 grep -q "_Py_DebugOffsets do not read as 3.13's: native frames only" $W/fake.rep || fail "the fake CPython not refused: $(grep python $W/fake.rep | head -2)"
 grep -q "_PyEval_EvalFrameDefault" <("$KILN" export $W/fake.kiln --format folded) || fail "the fake CPython not sampled natively"
 grep -q "python: pid $FP: .*do not read as 3.13's" $W/fake.err || fail "record did not say it: $(cat $W/fake.err)"
-kill $FP; wait $FP 2>/dev/null
+kill $FP; wait $RP 2>/dev/null
 ok "a fake CPython with offsets past every buffer: refused in one line, sampled natively, unharmed"

@@ -119,10 +119,8 @@ Test(python, merge_bounded)
 
 /* a 3.13 debug-offsets block as the interpreter lays it out */
 static void put(unsigned char *d, unsigned off, uint64_t v) { memcpy(d + off, &v, 8); }
-
-Test(python, debug_offsets)
+static void debug_block(unsigned char *d)
 {
-	unsigned char d[KILN_PY_DBG_SIZE] = {0};
 	memcpy(d, KILN_PY_DBG_COOKIE, 8);
 	put(d, 8, 0x030d00f0);
 	put(d, 32, 608); put(d, 40, 632); put(d, 64, 7264); put(d, 72, 7344);
@@ -130,6 +128,12 @@ Test(python, debug_offsets)
 	put(d, 232, 8); put(d, 240, 0); put(d, 248, 56); put(d, 264, 70);
 	put(d, 280, 112); put(d, 288, 120); put(d, 296, 128); put(d, 304, 136); put(d, 312, 68); put(d, 344, 200);
 	put(d, 520, 16); put(d, 528, 32); put(d, 544, 32); put(d, 552, 16); put(d, 560, 40);
+}
+
+Test(python, debug_offsets)
+{
+	unsigned char d[KILN_PY_DBG_SIZE] = {0};
+	debug_block(d);
 	const struct kiln_py_offsets *t = kiln_py_table(0x030d00f0);
 	cr_assert_not_null(t);
 	struct kiln_py_offsets o;
@@ -157,13 +161,7 @@ Test(python, debug_offsets_hostile)
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		for (uint64_t bad = 0xfff0; bad >= 100; bad = bad == 0xfff0 ? 250 : bad == 250 ? 124 : 99) {
 			unsigned char d[KILN_PY_DBG_SIZE] = {0};
-			memcpy(d, KILN_PY_DBG_COOKIE, 8);
-			put(d, 8, 0x030d00f0);
-			put(d, 32, 608); put(d, 40, 632); put(d, 64, 7264); put(d, 72, 7344);
-			put(d, 168, 8); put(d, 184, 72); put(d, 200, 160);
-			put(d, 232, 8); put(d, 240, 0); put(d, 248, 56); put(d, 264, 70);
-			put(d, 280, 112); put(d, 288, 120); put(d, 296, 128); put(d, 304, 136); put(d, 312, 68); put(d, 344, 200);
-			put(d, 520, 16); put(d, 528, 32); put(d, 544, 32); put(d, 552, 16); put(d, 560, 40);
+			debug_block(d);
 			put(d, fields[i], bad);
 			struct kiln_py_offsets o;
 			if (kiln_py_from_debug(d, t, &o) == 0)
