@@ -24,7 +24,7 @@ if command -v austin >/dev/null; then
 else line="$line, austin: not installed"; fi
 echo "$line"
 $KILN export $W/c.kiln --format folded >$W/c.f
-awk '{ n=$NF; t+=n; if ($0 ~ /;fib_loop/) a+=n; if ($0 ~ /;word_count/) c+=n; if ($0 ~ /;<module>;/) m+=n }
+awk '{ n=$NF; t+=n; if ($0 ~ /;fib_loop/) a+=n; if ($0 ~ /;word_count/) c+=n; if ($0 ~ /;<module>( \([^)]*\))?;/) m+=n }
   END { printf "  kiln: %d samples, %.1f %% with Python frames: fib_loop %.1f %%, word_count %.1f %%\n", t, 100*m/t, 100*a/t, 100*c/t }' $W/c.f
 $KILN record -q -o $W/s.kiln -- $PY $S/py_split.py 3 >/dev/null
 $KILN export $W/s.kiln --format folded >$W/s.f
