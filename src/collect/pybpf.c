@@ -25,6 +25,9 @@ extern const unsigned char kiln_pyframes_bpf[];
 extern const size_t kiln_pyframes_bpf_len;
 
 #define QUEUE_MAX 4096               /* records kept for one thread */
+#define HELD_MAX (64u << 20)         /* bytes of records kept in all: records of threads whose
+				      * samples are never claimed (a --no-follow child, a pid
+				      * reused after its process ended) cannot grow without bound */
 #define MATCH_WINDOW_NS 1000000ull  /* a record further from its sample's time is not its */
 
 struct tq {
@@ -41,7 +44,13 @@ struct pybpf {
 	size_t nqs, cqs;
 	struct kiln_bpf_sample *taken; /* the record last handed out */
 	uint64_t orphans;
+	size_t held;                   /* bytes of queued records */
 };
+
+static size_t rec_bytes(const struct kiln_bpf_sample *s)
+{
+	return KILN_BPF_SAMPLE_HEAD + (size_t)(s->n > 0 ? s->n : 0) * sizeof(struct kiln_bpf_frame);
+}
 
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -72,6 +81,7 @@ static struct kiln_bpf_sample *q_at(struct tq *q, size_t i)
 
 static void q_pop(struct pybpf *b, struct tq *q, bool orphan)
 {
+	b->held -= rec_bytes(q->v[q->head]);
 	free(q->v[q->head]);
 	q->head = (q->head + 1) % q->cap;
 	q->n--;
@@ -90,7 +100,12 @@ static int on_record(void *ctx, void *data, size_t size)
 	if ((size_t)n > KILN_BPF_MAX_FRAMES || KILN_BPF_SAMPLE_HEAD + (size_t)n * sizeof(struct kiln_bpf_frame) > size)
 		return 0;
 	size_t need = KILN_BPF_SAMPLE_HEAD + (size_t)n * sizeof(struct kiln_bpf_frame);
+	if (b->held + need > HELD_MAX) {
+		b->orphans++; /* its sample, if one claims it, is counted as not caught */
+		return 0;
+	}
 	struct kiln_bpf_sample *s = xmalloc(need);
+	b->held += need;
 	memcpy(s, data, need);
 	struct tq *q = queue_of(b, h.tid, true);
 	if (q->n == q->cap) {
@@ -237,6 +252,7 @@ const struct kiln_bpf_sample *pybpf__take(struct pybpf *b, uint32_t tid, uint64_
 	for (long i = 0; i < at; i++)
 		q_pop(b, q, true);
 	b->taken = q->v[q->head];
+	b->held -= rec_bytes(b->taken);
 	q->head = (q->head + 1) % q->cap;
 	q->n--;
 	return b->taken;
