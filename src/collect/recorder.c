@@ -45,7 +45,8 @@ struct rproc {
 	uint64_t start_ns, end_ns;
 	uint32_t idx; /* in recorder.procs: the heap's process id */
 	uint32_t anon_module;
-	bool has_anon;
+	bool has_anon, has_unmapped;
+	uint32_t unmapped_module; /* addresses in no mapping */
 	/* JIT names from /tmp/perf-PID.map, read once, sorted by start */
 	struct jit_sym *jit;
 	size_t njit;
@@ -547,6 +548,18 @@ static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool r
 	if (m && m->module != UINT32_MAX) {
 		key.module = m->module;
 		key.addr = ip - m->bias;
+	} else if (!m) {
+		/* in no mapping, even after reading the maps again: e.g. a
+		 * sample inside execve, whose user address is the old image's.
+		 * Said as such, never as anonymous (JIT) memory */
+		if (!p->has_unmapped) {
+			char k[40];
+			snprintf(k, sizeof(k), "[unmapped]%u", p->pid);
+			p->unmapped_module = module_get(r, k, "[unmapped]", MOD_ANON, p->pid, NULL);
+			p->has_unmapped = true;
+		}
+		key.module = p->unmapped_module;
+		key.addr = ip;
 	} else {
 		if (!p->has_anon) {
 			char k[32];
