@@ -718,6 +718,7 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 		.wall = st->o.wall, .freq = (int)st->o.freq, .stack_size = (uint32_t)st->o.stack_size,
 	};
 	int rc = -EACCES;
+	so.python = target_is_python(st, pid, launch);
 	if (!st->o.wall) {
 		st->ops = &perf_sampler_ops;
 		/* KILN_FORCE_PTRACE=1: behave as where perf_event_open is refused
@@ -726,7 +727,7 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 		rc = force && *force == '1' && so.cpu ? -EACCES : st->ops->open(&st->s, &so, st->r);
 		json_t *meta = recorder__meta(st->r);
 		const char *nobpf = json_string_value(json_object_get(meta, "python_frames_unavailable"));
-		if (rc == 0 && so.cpu && nobpf && target_is_python(st, pid, launch)) {
+		if (rc == 0 && so.cpu && nobpf && so.python) {
 			cli__warn(CMD, "python: %s: sampling with ptrace instead, which stops each sampled thread while it "
 				       "reads its frames (as py-spy does; the report says for how long)", nobpf);
 			st->ops->close(st->s);

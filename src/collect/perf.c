@@ -520,9 +520,9 @@ static int perf_sampler_read(struct sampler *s, int timeout_ms)
 	 * when its maps are read: soon, so its first Python code is caught */
 	if (s->bpf && timeout_ms > 10)
 		timeout_ms = 10;
-	/* until a Python is found (the first 2 s): every millisecond, so a
-	 * launched interpreter is registered before it runs Python code */
-	if (s->bpf && timeout_ms > 1 && !s->bpf_pids.len && now_ns() - s->opened_ns < 2000000000ull)
+	/* for a program known to be a Python, until it is found (the first
+	 * 2 s): every millisecond, so it is registered before it runs Python */
+	if (s->bpf && s->o.python && timeout_ms > 1 && !s->bpf_pids.len && now_ns() - s->opened_ns < 2000000000ull)
 		timeout_ms = 1;
 	if (timeout_ms > 0)
 		poll(pfd, n, timeout_ms);

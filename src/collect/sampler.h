@@ -19,6 +19,8 @@ struct sampler_opts {
 	bool wall;           /* wall-clock: sleeping threads too (ptrace) */
 	int freq;            /* Hz per thread */
 	uint32_t stack_size; /* bytes of user stack copied per sample */
+	bool python;         /* the program is known to be a Python: registered with the
+			      * frame reader as soon as it maps its interpreter */
 };
 
 struct sampler_ops {
