@@ -185,6 +185,7 @@ static int list_tasks(pid_t pid, pid_t **out)
 }
 
 static void on_python(void *ctx, uint32_t pid, struct pyproc *py);
+static int bpf_register(struct sampler *s, uint32_t pid, struct pyproc *py);
 
 static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o, struct recorder *r)
 {
@@ -235,6 +236,9 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 	if (s->bpf) {
 		recorder__set_python_reader(r, "by eBPF in the sampled thread, at each sample");
 		recorder__on_python(r, on_python, s);
+		struct pyproc *py = recorder__python(r, (uint32_t)o->pid);
+		if (py) /* found before the hook was set: an attached process's maps */
+			bpf_register(s, (uint32_t)o->pid, py);
 	} else if (o->cpu) {
 		json_object_set_new(recorder__meta(r), "python_frames_unavailable", json_string(s->bpf_why));
 		recorder__meta_changed(r);
@@ -282,12 +286,6 @@ static uint64_t rd_u64(struct rd *d)
 	return v;
 }
 
-/* The Python frames thread tid ran at the instant of its sample (time,
- * ip), as the eBPF reader caught them (recorder__stack_py's npy). The
- * process is registered with the reader at its first sample, and again if
- * it runs another interpreter since (exec). Without the reader, or without
- * its record for this sample, none: -3, shown as such, never guessed from
- * what the thread runs later. */
 /* Register pid with the eBPF reader (again when it runs another
  * interpreter since: exec). */
 static int bpf_register(struct sampler *s, uint32_t pid, struct pyproc *py)
@@ -307,12 +305,16 @@ static void on_python(void *ctx, uint32_t pid, struct pyproc *py)
 		bpf_register(s, pid, py);
 }
 
-static int python_at_sample(struct sampler *s, struct pyproc *py, uint32_t pid, uint32_t tid, uint64_t when,
-			    uint64_t ip, struct pyframe *pf)
+/* The Python frames thread tid ran at the instant of its sample (time,
+ * ip), as the eBPF reader caught them (recorder__stack_py's npy). The
+ * process was registered when the recorder found its interpreter
+ * (on_python: at its exec or fork; an attached one when the sampler opened). Without the reader, or without
+ * its record for this sample, none: -3, shown as such, never guessed from
+ * what the thread runs later. */
+static int python_at_sample(struct sampler *s, struct pyproc *py, uint32_t tid, uint64_t when, uint64_t ip,
+			    struct pyframe *pf)
 {
 	if (!s->bpf)
-		return -3;
-	if (bpf_register(s, pid, py) < 0)
 		return -3;
 	const struct kiln_bpf_sample *rec = pybpf__take(s->bpf, tid, when, ip);
 	if (!rec)
@@ -376,7 +378,7 @@ static void handle_sample(struct sampler *s, const unsigned char *p, size_t len)
 	recorder__proc(s->r, pid);
 	struct pyproc *py = recorder__python(s->r, pid);
 	struct pyframe pf[KILN_MAX_DEPTH];
-	int npy = py ? python_at_sample(s, py, pid, tid, when, ip, pf) : 0;
+	int npy = py ? python_at_sample(s, py, tid, when, ip, pf) : 0;
 	/* the kernel's frames (leaf first), then the user stack they were
 	 * entered from */
 	memcpy(ips, kips, (size_t)nk * sizeof(*ips));

@@ -221,7 +221,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	int npy = -1;
 	bool pyt;
 	if (py)
-		npy = pyproc__frames(py, t->tid, NULL, s->py, KILN_MAX_DEPTH, &pyt);
+		npy = pyproc__frames(py, t->tid, s->py, KILN_MAX_DEPTH, &pyt);
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;

@@ -10,7 +10,6 @@
 #include <sys/uio.h>
 #include "collect/bpf/pyframes.h"
 #include "collect/python.h"
-#include "collect/unwind.h"
 #include "kiln/python.h"
 #include "symbols/image.h"
 #include "util/util.h"
@@ -224,8 +223,7 @@ static int pyframe_end(struct pyframe_acc *a, bool *truncated)
 	return a->n;
 }
 
-int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
-		   bool *truncated)
+int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, bool *truncated)
 {
 	const struct kiln_py_offsets *o = &pp->o;
 	*truncated = false;
@@ -240,18 +238,8 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, s
 		uint64_t cf = 0;
 		if (!rd64(pp->pid, ts + o->ts_cframe, &cf) || !cf)
 			return 0;
-		uint64_t at = cf + o->cf_current;
-		if (!rd64(pp->pid, at, &f))
+		if (!rd64(pp->pid, cf + o->cf_current, &f))
 			return 0;
-		if (mem && at >= mem->sp && mem->size >= 8 && at - mem->sp <= mem->size - 8) {
-			/* the _PyCFrame is on the sampled stack: what it held at the
-			 * sample must be what it holds now, else the thread moved on
-			 * (or this cframe did not exist yet at the sample) */
-			uint64_t then;
-			memcpy(&then, mem->stack + (at - mem->sp), 8);
-			if (then != f)
-				return -2;
-		}
 	}
 	unsigned char fr[128];
 	size_t need = (size_t)o->fr_size;

@@ -19,7 +19,6 @@
 #include <sys/types.h>
 
 struct image;
-struct unwind_mem;
 struct pyproc;
 
 struct pyframe {
@@ -43,13 +42,10 @@ bool pyproc__is_shim(const struct pyproc *pp, uint64_t code);
 /* Whether ip (runtime) is in _PyEval_EvalFrameDefault. */
 bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
 /* The frames thread tid runs now, innermost first, at most max (*truncated
- * when there were more). mem, when given, is the sampled stack copy: a
- * 3.11/3.12 _PyCFrame in it tells whether the thread still runs the frame it
- * ran at the sample.
- * The count (0: no Python frames), -1 when tid has no thread state, -2
- * when the sampled stack shows the thread has moved on since the sample. */
-int pyproc__frames(struct pyproc *pp, pid_t tid, const struct unwind_mem *mem, struct pyframe *out, int max,
-		   bool *truncated);
+ * when there were more): read while the thread is stopped (ptrace), they
+ * are the sample's. The count (0: no Python frames), -1 when tid has no
+ * thread state. */
+int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, bool *truncated);
 /* The same from frames the eBPF reader copied at the sample (n of them,
  * innermost first; cut: it stopped before the outermost). */
 struct kiln_bpf_frame;

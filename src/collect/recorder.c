@@ -44,9 +44,7 @@ struct rproc {
 	int status;
 	uint64_t start_ns, end_ns;
 	uint32_t idx; /* in recorder.procs: the heap's process id */
-	uint32_t anon_module;
-	bool has_anon, has_unmapped;
-	uint32_t unmapped_module; /* addresses in no mapping */
+	uint32_t anon_module, unmapped_module; /* + 1; 0: not made yet (pid_module) */
 	/* JIT names from /tmp/perf-PID.map, read once, sorted by start */
 	struct jit_sym *jit;
 	size_t njit;
@@ -520,6 +518,18 @@ void *recorder__unw_as(struct recorder *r, uint32_t pid)
 	return p->as;
 }
 
+/* p's own module named what ("[anon]": anonymous memory, JIT code;
+ * "[unmapped]": addresses in no mapping), made at its first use. */
+static uint32_t pid_module(struct recorder *r, struct rproc *p, uint32_t *id, const char *what)
+{
+	if (!*id) {
+		char k[48];
+		snprintf(k, sizeof(k), "%s%u", what, p->pid);
+		*id = module_get(r, k, what, MOD_ANON, p->pid, NULL) + 1;
+	}
+	return *id - 1;
+}
+
 static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool retaddr)
 {
 	struct {
@@ -548,26 +558,11 @@ static uint32_t loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool r
 	if (m && m->module != UINT32_MAX) {
 		key.module = m->module;
 		key.addr = ip - m->bias;
-	} else if (!m) {
-		/* in no mapping, even after reading the maps again: e.g. a
-		 * sample inside execve, whose user address is the old image's.
-		 * Said as such, never as anonymous (JIT) memory */
-		if (!p->has_unmapped) {
-			char k[40];
-			snprintf(k, sizeof(k), "[unmapped]%u", p->pid);
-			p->unmapped_module = module_get(r, k, "[unmapped]", MOD_ANON, p->pid, NULL);
-			p->has_unmapped = true;
-		}
-		key.module = p->unmapped_module;
-		key.addr = ip;
 	} else {
-		if (!p->has_anon) {
-			char k[32];
-			snprintf(k, sizeof(k), "[anon]%u", p->pid);
-			p->anon_module = module_get(r, k, "[anon]", MOD_ANON, p->pid, NULL);
-			p->has_anon = true;
-		}
-		key.module = p->anon_module;
+		/* in no mapping, even after reading the maps again (e.g. a sample
+		 * inside execve, whose user address is the old image's): said as
+		 * such, never as anonymous (JIT) memory */
+		key.module = m ? pid_module(r, p, &p->anon_module, "[anon]") : pid_module(r, p, &p->unmapped_module, "[unmapped]");
 		key.addr = ip;
 	}
 	key.flags = retaddr ? LOC_RETADDR : 0;
@@ -631,14 +626,6 @@ void recorder__set_python_reader(struct recorder *r, const char *how)
 	free(r->py_reader);
 	r->py_reader = how ? xstrdup(how) : NULL;
 	r->meta_written = false;
-}
-
-bool recorder__has_python(const struct recorder *r)
-{
-	for (size_t i = 0; i < r->nprocs; i++)
-		if (r->procs[i]->py && !r->procs[i]->exited)
-			return true;
-	return false;
 }
 
 struct pyproc *recorder__python(struct recorder *r, uint32_t pid)

@@ -86,8 +86,6 @@ void recorder__on_python(struct recorder *r, void (*fn)(void *ctx, uint32_t pid,
 /* How CPU samples' Python frames are read ("eBPF, in the sampled thread at
  * each sample", ...), said per interpreter in META. */
 void recorder__set_python_reader(struct recorder *r, const char *how);
-/* Whether a process being recorded runs a CPython kiln reads. */
-bool recorder__has_python(const struct recorder *r);
 /* The CPython runtime of pid, or NULL. */
 struct pyproc *recorder__python(struct recorder *r, uint32_t pid);
 /* Add to a cell's value. */
