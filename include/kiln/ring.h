@@ -51,7 +51,7 @@
 #include <stdint.h>
 
 #define KILN_RING_MAGIC 0x676e69726e6c696bULL /* "kilnring" */
-#define KILN_RING_VERSION 3
+#define KILN_RING_VERSION 4
 #define KILN_RING_HDR_SIZE 256
 #define KILN_RING_WORDS_TINY (1u << 9)  /* 4 KiB: a new thread's ring once a process holds many */
 #define KILN_RING_WORDS_MIN (1u << 11)  /* 16 KiB: a new thread's ring */
@@ -87,7 +87,9 @@ struct kiln_ring_hdr {
 	uint32_t rflags;  /* RING_R_*, by the recorder */
 	uint32_t pad4;
 	uint64_t dropped; /* events the producer dropped (recorder not draining) */
-	uint64_t pad5[5];
+	uint64_t unsent;  /* events of this process that had no ring and whose
+			   * KILN_MSG_LOSS could not be sent: carried here */
+	uint64_t pad5[4];
 };
 _Static_assert(sizeof(struct kiln_ring_hdr) == KILN_RING_HDR_SIZE, "ring header size");
 

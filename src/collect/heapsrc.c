@@ -49,7 +49,7 @@ struct hring {
 	uint64_t last_seq;    /* of the last event consumed (seqs rise in a ring) */
 	bool any;
 	uint64_t front;       /* seq of the next event, or NO_SEQ */
-	uint64_t dropped_seen;
+	uint64_t dropped_seen, unsent_seen;
 	uint32_t pid, tid;
 	struct rproc *proc;
 	struct stab *stab;
@@ -493,12 +493,20 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 	size_t k = 0;
 	for (size_t i = 0; i < g->n; i++) {
 		struct hring *rg = g->rings[i];
+		/* closed is read first: a shim counts its last drops before it
+		 * closes, so a closed ring's count read after is its final one */
+		bool done = rg->heap_idx < 0 && ring_drained(rg);
 		uint64_t dropped = __atomic_load_n(&rg->hdr->dropped, __ATOMIC_ACQUIRE);
 		if (dropped > rg->dropped_seen) {
 			recorder__heap_loss(h->r, rg->pid, HL_STOPPED, dropped - rg->dropped_seen);
 			rg->dropped_seen = dropped;
 		}
-		if (rg->heap_idx < 0 && ring_drained(rg))
+		uint64_t unsent = __atomic_load_n(&rg->hdr->unsent, __ATOMIC_ACQUIRE);
+		if (unsent > rg->unsent_seen) {
+			recorder__heap_loss(h->r, rg->pid, HL_NO_RING, unsent - rg->unsent_seen);
+			rg->unsent_seen = unsent;
+		}
+		if (done)
 			ring_close(h, rg);
 		else
 			g->rings[k++] = rg;

@@ -465,6 +465,12 @@ static void atfork_parent(void)
 	t_guard--;
 }
 
+/* Events lost for want of a ring whose KILN_MSG_LOSS could not be sent
+ * either (the recorder did not read its socket in time): the next ring this
+ * process makes, or a ring about to close, carries the count in its header
+ * (hdr->unsent), so no loss goes uncounted. */
+static uint64_t g_loss_unsent;
+
 static void atfork_child(void)
 {
 	t_guard--;
@@ -479,6 +485,7 @@ static void atfork_child(void)
 	t->ring_bytes = 0;
 	t->dropping = t->stopped = false;
 	t->noring = 0;
+	g_loss_unsent = 0; /* the parent's to tell */
 	stack_cache_reset(t);
 	new_image();
 	g_py_fin_sent = 0;
@@ -670,6 +677,19 @@ static bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
 	}
 }
 
+static void loss_send_noring(uint64_t n)
+{
+	if (!channel_send(KILN_MSG_LOSS, HL_NO_RING, n, -1) && n)
+		__atomic_add_fetch(&g_loss_unsent, n, __ATOMIC_RELAXED);
+}
+
+static void loss_carry(struct kiln_ring_hdr *h)
+{
+	uint64_t n = __atomic_exchange_n(&g_loss_unsent, 0, __ATOMIC_ACQ_REL);
+	if (n)
+		__atomic_add_fetch(&h->unsent, n, __ATOMIC_RELEASE);
+}
+
 static inline uint64_t ring_size(uint64_t words)
 {
 	return KILN_RING_HDR_SIZE + 8 * words;
@@ -704,10 +724,13 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 	h->words = words;
 	h->ring_id = __atomic_add_fetch(&g_ring_ids, 1, __ATOMIC_RELAXED);
 	h->prev_id = prev_id;
+	h->unsent = __atomic_exchange_n(&g_loss_unsent, 0, __ATOMIC_ACQ_REL);
 	__atomic_store_n(&h->magic, KILN_RING_MAGIC, __ATOMIC_RELEASE);
 	bool sent = channel_send(KILN_MSG_RING, 0, 0, fd);
 	close(fd);
 	if (!sent) {
+		if (h->unsent)
+			__atomic_add_fetch(&g_loss_unsent, h->unsent, __ATOMIC_RELAXED);
 		munmap(m, size);
 		return false;
 	}
@@ -759,6 +782,7 @@ static void ring_retire(struct tstate *t)
 		ring_forget(t); /* an earlier attach's ring */
 		return;
 	}
+	loss_carry(t->hdr);
 	__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
 	if (g_attached && !ring_unref(t->hdr)) {
 		ring_forget(t);
@@ -800,7 +824,7 @@ static void thread_end(void *arg)
 	struct tstate *t = &t_state;
 	t_guard++;
 	if (t->noring && g_state > 0)
-		channel_send(KILN_MSG_LOSS, HL_NO_RING, t->noring, -1);
+		loss_send_noring(t->noring);
 	t->noring = 0;
 	ring_retire(t);
 	if (t->slots) {
@@ -943,12 +967,15 @@ static struct tstate *thread_state(void)
 		if (!ring_make(t, words, 0)) {
 			if (!recorder_alive())
 				return NULL;
-			if (!t->noring)
+			if (!t->noring) {
 				channel_send(KILN_MSG_LOSS, HL_NO_RING, 0, -1); /* say so early */
+				if (g_key_ok) /* thread_end tells the count */
+					pthread_setspecific(g_key, t);
+			}
 			goto lost;
 		}
 		if (t->noring)
-			channel_send(KILN_MSG_LOSS, HL_NO_RING, t->noring, -1);
+			loss_send_noring(t->noring);
 		t->noring = 0;
 		stack_cache_reset(t);
 		if (g_key_ok)
@@ -1261,6 +1288,29 @@ static inline void attach_leave(bool att)
 {
 	if (att)
 		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+/* At exit: the losses this process could not tell yet go in the exiting
+ * thread's ring (read when the recorder ends the process), else in one
+ * last message. */
+__attribute__((destructor)) static void shim_dtor(void)
+{
+	if (__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) <= 0)
+		return;
+	t_guard++;
+	struct tstate *t = &t_state;
+	bool att = g_attached;
+	if (attach_enter(att)) {
+		if (t->noring)
+			__atomic_add_fetch(&g_loss_unsent, t->noring, __ATOMIC_RELAXED);
+		t->noring = 0;
+		if (t->hdr && t->agen == __atomic_load_n(&g_attach_gen, __ATOMIC_ACQUIRE))
+			loss_carry(t->hdr);
+		else if (__atomic_load_n(&g_loss_unsent, __ATOMIC_RELAXED))
+			loss_send_noring(__atomic_exchange_n(&g_loss_unsent, 0, __ATOMIC_ACQ_REL));
+	}
+	attach_leave(att);
+	t_guard--;
 }
 
 static __attribute__((noinline)) void record(void *freed, void *p, size_t size, const struct walk_start *ws)

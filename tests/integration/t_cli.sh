@@ -21,7 +21,7 @@ for args in "record -F 0 -- true" "record -F 1e9 -- true" "record -F abc -- true
   ms=$(( ($(date +%s%N) - s) / 1000000 ))
   [ $rc -eq 2 ] || fail "'kiln $args' exits $rc, not 2"
   [ -s $W/e ] || fail "'kiln $args' says nothing"
-  [ $ms -lt 100 ] || fail "'kiln $args' took $ms ms"
+  [ $ms -lt 1000 ] || fail "'kiln $args' took $ms ms (a refusal does no work)"
 done
 ok "usage errors"
 "$KILN" report $W/missing 2>$W/e; eq $? 1 "missing file"
@@ -44,7 +44,7 @@ s=$(date +%s%N)
 ms=$(( ($(date +%s%N) - s) / 1000000 ))
 [ $rc -ne 0 ] && [ $rc -lt 128 ] || fail "attach to a zombie exits $rc"
 grep -q 'zombie' $W/e && [ "$(wc -l <$W/e)" -eq 1 ] || fail "zombie message: $(cat $W/e)"
-[ $ms -lt 100 ] || fail "zombie refusal took $ms ms"
+[ $ms -lt 900 ] || fail "zombie refusal took $ms ms (it did not wait out -d 1)"
 [ ! -e $W/z.kiln ] || fail "a profile was left for a zombie"
 kill $ZP 2>/dev/null; wait $ZP 2>/dev/null
 ok "zombie pid refused"
