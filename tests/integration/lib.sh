@@ -48,6 +48,9 @@ find_pythons() {
     if [ -n "$p" ] && [ -x "$p" ]; then pys+=("$p"); else skip "CPython $v: not installed under $root/versions"; fi
   done
   [ ${#pys[@]} -gt 0 ] || { skip "no CPython at all"; exit 0; }
+  # first_of_minor PY: true for the first interpreter found of its X.Y (a
+  # second build of the same version reads through the same table row)
+  seen_minors=" "
   if [ -n "${KILN_REDUCED:-}" ] && [ ${#pys[@]} -gt 1 ]; then
     skip "under the sanitizers only ${pys[0]} (the -Werror stage ran all ${#pys[@]}): ${pys[*]:1}"
     pys=("${pys[0]}")
@@ -57,6 +60,12 @@ find_pythons() {
 # races show where the machine is busy
 # (each ends by itself within 10 minutes: a test killed by its timeout
 # leaves none behind)
+first_of_minor() {
+  local v
+  v=$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || return 1
+  case "$seen_minors" in *" $v "*) return 1 ;; esac
+  seen_minors="$seen_minors$v "
+}
 hogs() {
   timeout 600 yes >/dev/null 2>&1 & HOG1=$!
   timeout 600 yes >/dev/null 2>&1 & HOG2=$!
