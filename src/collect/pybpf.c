@@ -24,11 +24,16 @@
 extern const unsigned char kiln_pyframes_bpf[];
 extern const size_t kiln_pyframes_bpf_len;
 
-#define QUEUE_MAX 4096               /* records kept for one thread */
+#define QUEUE_MAX 16384              /* records kept for one thread */
 #define HELD_MAX (64u << 20)         /* bytes of records kept in all: records of threads whose
 				      * samples are never claimed (a --no-follow child, a pid
 				      * reused after its process ended) cannot grow without bound */
 #define MATCH_WINDOW_NS 1000000ull  /* a record further from its sample's time is not its */
+/* A thread's samples may sit in several CPUs' perf rings (it migrated),
+ * drained one after the other: a record stays this long behind the latest
+ * sample of its thread, for a sample of an earlier time in a ring not yet
+ * drained. */
+#define KEEP_NS 1000000000ull
 
 struct tq {
 	struct kiln_bpf_sample **v;
@@ -79,14 +84,25 @@ static struct kiln_bpf_sample *q_at(struct tq *q, size_t i)
 	return q->v[(q->head + i) % q->cap];
 }
 
+/* Drop the oldest record (NULL: one taken already). */
 static void q_pop(struct pybpf *b, struct tq *q, bool orphan)
 {
-	b->held -= rec_bytes(q->v[q->head]);
-	free(q->v[q->head]);
+	struct kiln_bpf_sample *s = q->v[q->head];
+	if (s) {
+		b->held -= rec_bytes(s);
+		free(s);
+		if (orphan)
+			b->orphans++;
+	}
 	q->head = (q->head + 1) % q->cap;
 	q->n--;
-	if (orphan)
-		b->orphans++;
+}
+
+/* Drop taken records at the front, and records older than before. */
+static void q_trim(struct pybpf *b, struct tq *q, uint64_t before)
+{
+	while (q->n && (!q_at(q, 0) || q_at(q, 0)->time < before))
+		q_pop(b, q, true);
 }
 
 static int on_record(void *ctx, void *data, size_t size)
@@ -216,9 +232,12 @@ static long find(struct tq *q, uint64_t time, uint64_t ip)
 {
 	long best = -1;
 	uint64_t bestd = UINT64_MAX;
-	for (size_t i = 0; i < q->n; i++) {
+	/* from the newest back: the sample is most often among the last */
+	for (size_t i = q->n; i-- > 0;) {
 		struct kiln_bpf_sample *s = q_at(q, i);
-		if (s->time > time + MATCH_WINDOW_NS)
+		if (!s)
+			continue;
+		if (s->time + MATCH_WINDOW_NS < time)
 			break;
 		uint64_t d = s->time > time ? s->time - time : time - s->time;
 		if (s->ip == ip && d <= MATCH_WINDOW_NS && d < bestd) {
@@ -243,18 +262,17 @@ const struct kiln_bpf_sample *pybpf__take(struct pybpf *b, uint32_t tid, uint64_
 	}
 	if (!q)
 		return NULL;
+	uint64_t before = time > KEEP_NS ? time - KEEP_NS : 0;
 	if (at < 0) {
-		/* none for this sample: forget what is too old to be any later one's */
-		while (q->n && q_at(q, 0)->time + MATCH_WINDOW_NS < time)
-			q_pop(b, q, true);
+		q_trim(b, q, before);
 		return NULL;
 	}
-	for (long i = 0; i < at; i++)
-		q_pop(b, q, true);
-	b->taken = q->v[q->head];
+	/* taken out where it is; earlier ones wait for their samples */
+	size_t slot = (q->head + (size_t)at) % q->cap;
+	b->taken = q->v[slot];
+	q->v[slot] = NULL;
 	b->held -= rec_bytes(b->taken);
-	q->head = (q->head + 1) % q->cap;
-	q->n--;
+	q_trim(b, q, before);
 	return b->taken;
 }
 
