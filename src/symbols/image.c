@@ -18,6 +18,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "symbols/debugfile.h"
 #include "symbols/image.h"
 #include "symbols/scopes.h"
 #include "util/util.h"
@@ -305,11 +306,35 @@ static void add_sym(struct image *img, size_t *cap, uint64_t addr, uint64_t size
 	push_sym(&img->syms, &img->nsyms, cap, addr, size, name);
 }
 
+/* libdw's hook for a separate debug file (and a dwz file: an absolute
+ * path, CRC 0): debugfile.c's rules, never libdw's standard lookup. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *link, GElf_Word crc, char **found)
+{
+	(void)userdata;
+	(void)modname;
+	(void)base;
+	*found = NULL;
+	if (link && link[0] == '/' && crc == 0)
+		return debugfile__find_alt(link, found);
+	const unsigned char *bits;
+	GElf_Addr at;
+	int n = dwfl_module_build_id(mod, &bits, &at);
+	char hex[41] = "";
+	static const char digits[] = "0123456789abcdef";
+	for (int k = 0; k < n && k < 20; k++) {
+		hex[2 * k] = digits[bits[k] >> 4];
+		hex[2 * k + 1] = digits[bits[k] & 15];
+		hex[2 * k + 2] = 0;
+	}
+	return debugfile__find(file_name, hex[0] ? hex : NULL, link, crc, found);
+}
+
 static void dwarf_open(struct image *img)
 {
 	static const Dwfl_Callbacks cb = {
 		.find_elf = dwfl_build_id_find_elf,
-		.find_debuginfo = dwfl_standard_find_debuginfo,
+		.find_debuginfo = find_debuginfo,
 		.section_address = dwfl_offline_section_address,
 	};
 	img->dw = xcalloc(1, sizeof(*img->dw));

@@ -181,3 +181,31 @@ grep -q "_PyEval_EvalFrameDefault" <("$KILN" export $W/fake.kiln --format folded
 grep -q "python: pid $FP: .*do not read as 3.13's" $W/fake.err || fail "record did not say it: $(cat $W/fake.err)"
 kill $FP; wait $RP 2>/dev/null
 ok "a fake CPython with offsets past every buffer: refused in one line, sampled natively, unharmed"
+
+# --- a .gnu_debuglink naming a FIFO, then a symlink to /dev/zero, beside
+# another user's binary (issue 21, finding 3): root's attach opens neither
+# (a writer blocked on the FIFO stays blocked), finishes, and names the
+# functions from the binary's own symbols
+mkdir -p $W/dbg; cp $TARGETS/cpu_split $W/dbg/prog; objcopy --only-keep-debug $W/dbg/prog $W/dbg/prog.debug
+strip --strip-debug $W/dbg/prog && objcopy --add-gnu-debuglink=$W/dbg/prog.debug $W/dbg/prog || fail "objcopy"
+chown -R kilnt $W/dbg
+for plant in fifo zero; do
+  as_user rm -f $W/dbg/prog.debug
+  if [ $plant = fifo ]; then as_user mkfifo $W/dbg/prog.debug; else as_user ln -s /dev/zero $W/dbg/prog.debug; fi
+  WP=
+  [ $plant = fifo ] && { as_user timeout 20 sh -c "echo opened >$W/dbg/prog.debug" & WP=$!; }
+  as_user $W/dbg/prog 6 >/dev/null & UP=$!
+  GP=
+  for i in $(seq 100); do GP=$(pgrep -u kilnt -x prog | head -1); [ -n "$GP" ] && break; sleep 0.05; done
+  [ -n "$GP" ] || fail "the program did not start"
+  run_to 20 "$KILN" record -q -p $GP -d 1 -o $W/dbg.kiln >/dev/null 2>$W/dbg.err; rc=$?
+  [ $rc = 0 ] || fail "attach with a debuglink to a $plant: exit $rc ($(tail -1 $W/dbg.err))"
+  kill -0 $GP 2>/dev/null || fail "the program died under the attach ($plant)"
+  kill $GP; wait $UP 2>/dev/null
+  if [ -n "$WP" ]; then
+    kill -0 $WP 2>/dev/null || fail "kiln opened the FIFO a debuglink named (its writer got through)"
+    pkill -P $WP; kill $WP 2>/dev/null; wait $WP 2>/dev/null
+  fi
+  grep -q ';frame_a;spin [0-9]*$' <("$KILN" export $W/dbg.kiln --format folded) || fail "functions not named ($plant)"
+done
+ok "a debuglink to a FIFO or to /dev/zero beside another user's binary: never opened, the attach ends, names kept"

@@ -72,3 +72,17 @@ F=$(folded $W/plt.kiln cpu)
 [ $(weight $F '^(memcpy|abs)@plt$') -gt 0 ] || fail "no samples in memcpy@plt/abs@plt: $(grep -o '[^;]*@plt[^;]*' $F | sort -u | head -3)"
 [ $(weight $F '^_init$') = 0 ] || fail "PLT stubs named _init"
 ok "PLT stubs: memcpy@plt, abs@plt"
+
+# a separate debug file: by .gnu_debuglink beside the binary (kiln's own
+# folder, so trusted) gives file:line; the same link with a wrong CRC gives
+# none (the symbols stay)
+mkdir -p $W/sep; cp $TARGETS/cpu_split $W/sep/prog; objcopy --only-keep-debug $W/sep/prog $W/sep/prog.debug
+strip --strip-debug $W/sep/prog && objcopy --add-gnu-debuglink=$W/sep/prog.debug $W/sep/prog || fail "objcopy"
+run_to 60 "$KILN" record -q -o $W/sep.kiln -- $W/sep/prog 0.5 >/dev/null || fail "record a stripped binary"
+"$KILN" report $W/sep.kiln --limit 0 >$W/sep.rep
+grep -qE ' frame_a  \[cpu_split\.c:[0-9]+\]$' $W/sep.rep || fail "debuglink: no file:line for frame_a: $(grep frame_a $W/sep.rep)"
+echo "changed" >>$W/sep/prog.debug
+run_to 60 "$KILN" record -q -o $W/sep2.kiln -- $W/sep/prog 0.3 >/dev/null || fail "record with a stale debug file"
+"$KILN" report $W/sep2.kiln --limit 0 >$W/sep2.rep
+grep -qE ' frame_a  \[prog\]$' $W/sep2.rep || fail "a debug file whose CRC differs was read: $(grep frame_a $W/sep2.rep)"
+ok "separate debug file by debuglink: file:line; a CRC that differs: not read, names kept"
