@@ -11,6 +11,7 @@
 #include "util/util.h"
 
 #define CALL_MS 5000 /* dlopen of the shim: it maps a few pages, runs a constructor */
+#define PROBE_MS 1000 /* malloc(64) and free: nothing held while it waits */
 
 static int pidfd_getfd_of(pid_t pid, int fd)
 {
@@ -71,11 +72,32 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	} else if (inject__symbol(pid, "libc.so", "dlerror", &dlerror_fn, NULL) < 0) {
 		inject__symbol(pid, "libdl", "dlerror", &dlerror_fn, NULL);
 	}
+	/* glibc's malloc, called first: a lock it waits for (a fork in
+	 * another thread that does not end) holds the thread where nothing is
+	 * held yet, and it is put back as it was; dlopen, which takes the
+	 * loader's lock before it allocates, is called only once it returned */
+	uint64_t malloc_fn = 0, free_fn = 0;
+	if (inject__symbol(pid, "libc.so", "malloc", &malloc_fn, NULL) < 0 ||
+	    inject__symbol(pid, "libc.so", "free", &free_fn, NULL) < 0)
+		malloc_fn = 0;
 	struct injector *in;
 	int rc = inject__begin(pid, 2000, &in, err, n);
 	if (rc < 0)
 		return rc;
 	ha->tid = inject__tid(in);
+	if (malloc_fn) {
+		uint64_t blk = 0, ignored;
+		rc = inject__call(in, malloc_fn, 64, 0, 0, PROBE_MS, &blk);
+		if (rc == 0 && blk)
+			rc = inject__call(in, free_fn, blk, 0, 0, PROBE_MS, &ignored);
+		if (rc < 0) {
+			snprintf(err, n, "pid %d: its allocator stayed locked for %d ms (a fork that does not end?): "
+					 "not loading the heap shim, the thread put back as it was",
+				 (int)pid, PROBE_MS);
+			ha->stopped_ns = inject__end(in);
+			return rc;
+		}
+	}
 	uint64_t path = inject__push(in, shim_path, strlen(shim_path) + 1), handle = 0;
 	rc = path ? inject__call(in, dlopen_fn, path, (uint64_t)flags, 0, CALL_MS, &handle) : -EFAULT;
 	if (rc < 0 || !handle) {

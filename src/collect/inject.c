@@ -190,6 +190,27 @@ static bool in(const struct range *r, uint64_t a)
 	return a >= r->lo && a < r->hi;
 }
 
+static bool forking_syscall(long nr)
+{
+	return nr == SYS_clone || nr == SYS_fork || nr == SYS_vfork
+#ifdef SYS_clone3
+	       || nr == SYS_clone3
+#endif
+		;
+}
+
+/* The thread is in fork, vfork or clone right now (/proc's syscall file):
+ * not seized at all (a vfork parent cannot stop until its child execs). */
+static bool thread_forking(pid_t pid, pid_t tid)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	char *t = read_small_file(path, NULL);
+	long nr = t && t[0] != 'r' ? strtol(t, NULL, 10) : -1; /* "running": none */
+	free(t);
+	return nr >= 0 && forking_syscall(nr);
+}
+
 /* A thread stopped here may run dlopen: not inside the allocator (it may
  * hold an arena lock), the dynamic linker (its lock) or the shim. In a
  * system call, only those the allocator makes while holding a lock are
@@ -202,6 +223,10 @@ static bool safe_point(const struct unsafe *u, const struct user_regs_struct *r)
 	if ((long long)r->orig_rax >= 0) {
 		long nr = (long)r->orig_rax;
 		if (in(&u->lockwait[0], ip) || in(&u->lockwait[1], ip))
+			return false;
+		/* fork holds every allocator lock around its clone; a vfork
+		 * parent waits for its child */
+		if (forking_syscall(nr))
 			return false;
 		if (in(&u->libc, ip) && (nr == SYS_mmap || nr == SYS_munmap || nr == SYS_brk || nr == SYS_mprotect ||
 					nr == SYS_madvise || nr == SYS_mremap))
@@ -248,6 +273,8 @@ static int task_list(pid_t pid, pid_t *out, int max)
 /* Seize tid and stop it. 1 stopped and safe (kept), 0 not (let go), -errno. */
 static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid)
 {
+	if (thread_forking(in->pid, tid))
+		return 0;
 	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
 		return errno == ESRCH ? 0 : -errno;
 	if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0) {

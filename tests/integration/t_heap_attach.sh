@@ -102,6 +102,25 @@ wait $CP; eq $? $ref "cxx_churn's exit status after an attach"
 cmp -s $W/ref.out $W/churn2.out || fail "cxx_churn's output changed: $(cat $W/churn2.out)"
 ok "cxx_churn: $cycles attach/detach cycles, no crash, no thread left stopped (last stop $ms ms); output and status unchanged"
 
+# threads forking without pause while the main thread loads a library in a
+# loop (issue 21, finding 4): no attach picks a thread inside fork (it holds
+# every allocator lock), no dlopen is left holding the loader's lock: the
+# loads go on after each attach and the program ends by itself, status 0
+cyc=8; [ -n "${KILN_REDUCED:-}" ] && cyc=3
+$TARGETS/fork_threads $TARGETS/libdl_lib.so 60 >$W/ft.out 2>$W/ft.err & FT=$!
+sleep 0.3
+for i in $(seq $cyc); do
+  run_to 30 "$KILN" record -q --heap --no-cpu -p $FT -d 0.2 -o $W/ft.kiln >/dev/null 2>$W/ft.kerr; rc=$?
+  [ $rc -lt 124 ] || fail "attach $i to fork_threads: kiln exited $rc"
+  kill -0 $FT 2>/dev/null || fail "attach $i: fork_threads died: $(tail -2 $W/ft.err)"
+  eq "$(stopped_threads $FT)" 0 "attach $i to fork_threads: threads left stopped"
+  n0=$(grep -c loads $W/ft.out); sleep 0.5
+  [ "$(grep -c loads $W/ft.out)" -gt "$n0" ] || fail "attach $i: fork_threads' dlopen loop stalled (the loader's lock left held): $(tail -1 $W/ft.err)"
+done
+kill -TERM $FT; wait $FT 2>/dev/null
+grep -q "a dlopen took" $W/ft.err && fail "fork_threads: $(cat $W/ft.err)"
+ok "fork_threads: $cyc attaches beside threads forking without pause; the dlopen loop went on"
+
 # --snapshot-every on an attached process, and CPU sampling in the same attach
 $TARGETS/leak_server >$W/srv2.out 2>&1 & SP2=$!
 for i in $(seq 50); do grep -q ready $W/srv2.out && break; sleep 0.1; done
