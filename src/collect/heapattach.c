@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -22,6 +23,19 @@ static int pidfd_getfd_of(pid_t pid, int fd)
 	int e = errno;
 	close(pfd);
 	return got < 0 ? -e : got;
+}
+
+/* A seccomp filter is on (/proc's "Seccomp: 2"): a call kiln makes in the
+ * program might be one the filter kills it for. */
+static bool seccomp_filtered(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	char *t = read_small_file(path, NULL);
+	const char *s = t ? strstr(t, "\nSeccomp:") : NULL;
+	bool on = s && strtol(s + 9, NULL, 10) != 0;
+	free(t);
+	return on;
 }
 
 static int call_int(struct injector *in, uint64_t fn, uint64_t a0, int *out)
@@ -48,6 +62,12 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		snprintf(err, n, "pid %d is stopped: kiln attaches to a running process and leaves it as it was "
 				 "(send it SIGCONT first)", (int)pid);
 		return -EAGAIN;
+	}
+	if (seccomp_filtered(pid)) {
+		snprintf(err, n, "pid %d runs under a seccomp filter: the calls loading the heap shim (mmap, socketpair, "
+				 "openat) could kill it, so its heap is not tracked (CPU sampling needs no call: drop --heap)",
+			 (int)pid);
+		return -EPERM;
 	}
 	struct stat st;
 	if (stat(shim_path, &st) < 0) {

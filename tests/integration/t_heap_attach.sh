@@ -121,6 +121,21 @@ kill -TERM $FT; wait $FT 2>/dev/null
 grep -q "a dlopen took" $W/ft.err && fail "fork_threads: $(cat $W/ft.err)"
 ok "fork_threads: $cyc attaches beside threads forking without pause; the dlopen loop went on"
 
+# a program under a seccomp filter that kills it on socketpair (issue 21,
+# finding 7): the heap attach is refused in one line, exit 1, the program
+# runs on; CPU sampling of it works
+$TARGETS/seccomp_prog 8 >$W/sc.out 2>&1 & SC=$!
+for i in $(seq 50); do grep -q filtered $W/sc.out && break; sleep 0.05; done
+run_to 30 "$KILN" record -q --heap -p $SC -d 0.5 -o $W/sc.kiln >/dev/null 2>$W/sc.err; eq $? 1 "heap attach to a seccomp-filtered program: exit status"
+grep -q "runs under a seccomp filter" $W/sc.err && [ "$(wc -l <$W/sc.err)" = 1 ] || fail "seccomp refusal: $(cat $W/sc.err)"
+[ ! -e $W/sc.kiln ] || fail "a profile was left for a refused attach"
+kill -0 $SC 2>/dev/null || fail "the seccomp-filtered program died: $(cat $W/sc.out)"
+run_to 30 "$KILN" record -q -p $SC -d 0.5 -o $W/sc2.kiln >/dev/null 2>$W/sc2.err || fail "CPU attach to a seccomp-filtered program: $(cat $W/sc2.err)"
+kill -0 $SC 2>/dev/null || fail "the seccomp-filtered program died under CPU sampling"
+wait $SC; eq $? 0 "seccomp_prog's exit status"
+grep -q "seccomp_prog done" $W/sc.out || fail "seccomp_prog did not finish"
+ok "a seccomp-filtered program: heap attach refused in one line, CPU sampled, it ran to its end"
+
 # --snapshot-every on an attached process, and CPU sampling in the same attach
 $TARGETS/leak_server >$W/srv2.out 2>&1 & SP2=$!
 for i in $(seq 50); do grep -q ready $W/srv2.out && break; sleep 0.1; done
