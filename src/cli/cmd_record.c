@@ -27,6 +27,7 @@
 #include "collect/channel.h"
 #include "collect/heapattach.h"
 #include "collect/heapsrc.h"
+#include "collect/inject.h"
 #include "collect/preload.h"
 #include "collect/recorder.h"
 #include "symbols/image.h"
@@ -1067,6 +1068,7 @@ int cmd_record(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	inject__cancel_on(&got_signal); /* a heap attach's calls end at kiln's SIGINT/SIGTERM */
 	if (attach) {
 		recorder__read_maps(st.r, (uint32_t)st.o.pid);
 		rc = open_sampler(&st, (pid_t)st.o.pid, false);

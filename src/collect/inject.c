@@ -36,7 +36,7 @@ struct injector {
 	size_t xlen;
 	uint64_t cursor; /* next free byte below the saved stack, growing down */
 	uint64_t stopped_at;
-	int pending[MAX_PENDING]; /* signals that arrived during the calls */
+	siginfo_t pending[MAX_PENDING]; /* signals that arrived during the calls, as they came */
 	int npending;
 	bool dead;
 };
@@ -385,6 +385,29 @@ int inject__read(struct injector *in, uint64_t addr, void *out, size_t n)
 	return process_vm_readv(in->tid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
 }
 
+static volatile sig_atomic_t *cancel_flag;
+
+void inject__cancel_on(volatile sig_atomic_t *flag)
+{
+	cancel_flag = flag;
+}
+
+/* Keep a signal that arrived during a call, with its siginfo (sig < 0: a
+ * stop, no siginfo to read), to send again at the end. */
+static void hold_signal(struct injector *in, int sig)
+{
+	if (in->npending >= MAX_PENDING || !sig)
+		return;
+	siginfo_t *si = &in->pending[in->npending];
+	memset(si, 0, sizeof(*si));
+	if (sig < 0 || ptrace(PTRACE_GETSIGINFO, in->tid, NULL, si) < 0 || si->si_signo != sig) {
+		memset(si, 0, sizeof(*si));
+		si->si_signo = sig < 0 ? -sig : sig;
+		si->si_code = SI_USER;
+	}
+	in->npending++;
+}
+
 int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
 		 uint64_t *ret)
 {
@@ -414,24 +437,36 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 			in->dead = true;
 			return -ESRCH;
 		}
+		/* the deadline is wall time, whatever arrives meanwhile (a timer
+		 * every 10 ms stops the thread again and again); kiln's own
+		 * SIGINT or SIGTERM ends the wait too */
+		bool cancelled = cancel_flag && *cancel_flag;
+		bool over = cancelled || now_ns() - start > (uint64_t)timeout_ms * 1000000ull;
 		if (w == 0) {
-			if (now_ns() - start > (uint64_t)timeout_ms * 1000000ull) {
-				/* stop it where it is; inject__end puts everything back */
-				ptrace(PTRACE_INTERRUPT, in->tid, NULL, NULL);
-				for (int i = 0; i < 20 && wait_tid(in->tid, &st, 50) == 1; i++)
-					if (((unsigned)st >> 16) == PTRACE_EVENT_STOP)
-						break;
-				return -ETIMEDOUT;
+			if (!over)
+				continue;
+			/* stop it where it is; inject__end puts everything back */
+			ptrace(PTRACE_INTERRUPT, in->tid, NULL, NULL);
+			for (int i = 0; i < 20; i++) {
+				w = wait_tid(in->tid, &st, 50);
+				if (w < 0) {
+					in->dead = true;
+					return -ESRCH;
+				}
+				if (w == 1)
+					break;
 			}
-			continue;
+			if (w == 1 && ((unsigned)st >> 16) != PTRACE_EVENT_STOP)
+				hold_signal(in, WSTOPSIG(st)); /* stopped on its way in: it stays held */
+			return cancelled ? -EINTR : -ETIMEDOUT;
 		}
 		unsigned event = (unsigned)st >> 16;
 		int sig = WSTOPSIG(st);
 		if (event == PTRACE_EVENT_STOP) { /* a group stop: it stops after the calls */
-			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
-				if (in->npending < MAX_PENDING)
-					in->pending[in->npending++] = SIGSTOP;
-			}
+			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
+				hold_signal(in, -SIGSTOP);
+			if (over)
+				return cancelled ? -EINTR : -ETIMEDOUT; /* stopped: put back at the end */
 			ptrace(PTRACE_CONT, in->tid, NULL, NULL);
 			continue;
 		}
@@ -444,8 +479,9 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 			return -EFAULT; /* the call itself crashed: nothing more is run */
 		}
 		/* someone's signal: held back, sent again once the thread is its own */
-		if (in->npending < MAX_PENDING)
-			in->pending[in->npending++] = sig;
+		hold_signal(in, sig);
+		if (over)
+			return cancelled ? -EINTR : -ETIMEDOUT; /* stopped: put back at the end */
 		ptrace(PTRACE_CONT, in->tid, NULL, NULL);
 	}
 }
@@ -466,8 +502,14 @@ uint64_t inject__end(struct injector *in)
 		}
 		ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved);
 		ptrace(PTRACE_DETACH, in->tid, NULL, NULL);
-		for (int i = 0; i < in->npending; i++)
-			syscall(SYS_tgkill, in->pid, in->tid, in->pending[i]);
+		/* as they came (a timer's si_value included); codes the kernel
+		 * lets only it or the thread itself send go by tgkill */
+		for (int i = 0; i < in->npending; i++) {
+			siginfo_t *si = &in->pending[i];
+			if (si->si_code >= 0 || si->si_code == SI_TKILL ||
+			    syscall(SYS_rt_tgsigqueueinfo, in->pid, in->tid, si->si_signo, si) < 0)
+				syscall(SYS_tgkill, in->pid, in->tid, si->si_signo);
+		}
 	}
 	free(in->xstate);
 	free(in);

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -36,6 +37,10 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 int inject__read(struct injector *in, uint64_t addr, void *out, size_t n);
 /* Restore and let the thread go. The time it was stopped, in ns. */
 uint64_t inject__end(struct injector *in);
+
+/* While *flag is set (kiln's own SIGINT or SIGTERM), a call in progress
+ * ends at once, as a timeout does (-EINTR). */
+void inject__cancel_on(volatile sig_atomic_t *flag);
 pid_t inject__tid(const struct injector *in);
 
 /* The runtime address of symbol in the first executable mapping of pid whose

@@ -136,6 +136,19 @@ wait $SC; eq $? 0 "seccomp_prog's exit status"
 grep -q "seccomp_prog done" $W/sc.out || fail "seccomp_prog did not finish"
 ok "a seccomp-filtered program: heap attach refused in one line, CPU sampled, it ran to its end"
 
+# a POSIX timer every 2 ms whose handler uses the pointer its signal carries
+# (issue 21, finding 5): signals that arrive during the attach's calls are
+# sent again as they came (si_code, si_value): the program never sees a
+# tick without its siginfo, and ends by itself, status 0
+$TARGETS/sigval_prog 5 >$W/sv.out 2>&1 & SV=$!
+for i in $(seq 50); do grep -q armed $W/sv.out && break; sleep 0.05; done
+for i in 1 2 3 4; do
+  run_to 30 "$KILN" record -q --heap --no-cpu -p $SV -d 0.2 -o $W/sv.kiln >/dev/null 2>$W/sv.err || fail "attach $i to sigval_prog: $(tail -1 $W/sv.err)"
+  kill -0 $SV 2>/dev/null || fail "attach $i: sigval_prog died: $(cat $W/sv.out)"
+done
+wait $SV; eq $? 0 "sigval_prog's status after 4 attaches ($(tail -1 $W/sv.out))"
+ok "a timer's signals during the attach sent again with their siginfo: $(tail -1 $W/sv.out), exit 0"
+
 # --snapshot-every on an attached process, and CPU sampling in the same attach
 $TARGETS/leak_server >$W/srv2.out 2>&1 & SP2=$!
 for i in $(seq 50); do grep -q ready $W/srv2.out && break; sleep 0.1; done
