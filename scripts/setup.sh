@@ -25,6 +25,6 @@ echo "== building (build/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 echo "== profiling the demo: build/targets/cpu_split (60% frame_a, 30% frame_b, 10% frame_c)"
-build/kiln record -o demo.kiln -- build/targets/cpu_split 1
-build/kiln report demo.kiln --limit 12
-build/kiln flamegraph demo.kiln -o demo.svg && echo "== flamegraph: demo.svg"
+build/kiln record -o build/demo.kiln -- build/targets/cpu_split 1
+build/kiln report build/demo.kiln --limit 12
+build/kiln flamegraph build/demo.kiln -o build/demo.svg && echo "== flamegraph: build/demo.svg"
