@@ -5,6 +5,7 @@
  * dynamic linker's own lock), guarded by a flag besides. */
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,7 +18,7 @@
 
 struct slot {
 	uintptr_t *addr;
-	uintptr_t old;
+	uintptr_t old, hook; /* what it held, what the shim wrote */
 	bool relro;
 };
 
@@ -30,7 +31,111 @@ struct patch_ctx {
 	size_t nhooks;
 	uintptr_t self;
 	int patched;
+	int busy; /* modules left alone: the dynamic linker is relocating them */
+	bool maps_read;
 };
+
+/* ---- which pages are writable right now (/proc/self/maps, read once per
+ * patch or restore, with plain system calls) ----
+ * A module's RELRO pages turn read-only once the dynamic linker has
+ * relocated it: writable ones mean a dlopen in another thread is relocating
+ * it now, and neither its slots nor their pages' protection are touched. */
+struct wrange {
+	uintptr_t lo, hi;
+};
+#define MAX_WRANGES 65536
+static struct wrange *g_wr;
+static size_t g_nwr;
+static bool g_wr_known;
+
+static uintptr_t parse_hex(const char **p, const char *end)
+{
+	uintptr_t v = 0;
+	for (; *p < end; (*p)++) {
+		char c = **p;
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			break;
+		v = v << 4 | (uintptr_t)d;
+	}
+	return v;
+}
+
+static void maps_line(const char *l, const char *end)
+{
+	uintptr_t lo = parse_hex(&l, end);
+	if (l >= end || *l++ != '-')
+		return;
+	uintptr_t hi = parse_hex(&l, end);
+	if (end - l < 3 || *l != ' ' || l[2] != 'w' || g_nwr >= MAX_WRANGES)
+		return;
+	if (g_nwr && g_wr[g_nwr - 1].hi == lo)
+		g_wr[g_nwr - 1].hi = hi;
+	else
+		g_wr[g_nwr++] = (struct wrange){lo, hi};
+}
+
+static void writable_load(void)
+{
+	g_nwr = 0;
+	g_wr_known = false;
+	if (!g_wr) {
+		void *m = mmap(NULL, sizeof(struct wrange) * MAX_WRANGES, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m == MAP_FAILED)
+			return;
+		g_wr = m;
+	}
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char buf[8192];
+	size_t have = 0;
+	bool ok = true;
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ok = false;
+			break;
+		}
+		have += (size_t)n;
+		size_t start = 0;
+		for (size_t i = 0; i < have; i++)
+			if (buf[i] == '\n') {
+				maps_line(buf + start, buf + i);
+				start = i + 1;
+			}
+		if (start == 0 && have == sizeof(buf)) { /* no line is this long: unknown */
+			ok = false;
+			break;
+		}
+		memmove(buf, buf + start, have - start);
+		have -= start;
+		if (n == 0)
+			break;
+	}
+	close(fd);
+	g_wr_known = ok && g_nwr < MAX_WRANGES;
+}
+
+/* The page of addr is writable now; true also when that cannot be known
+ * (nothing is touched then). */
+static bool page_writable(uintptr_t addr)
+{
+	if (!g_wr_known)
+		return true;
+	size_t lo = 0, hi = g_nwr;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (g_wr[mid].hi <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < g_nwr && g_wr[lo].lo <= addr;
+}
 
 static void slot_write(uintptr_t *addr, uintptr_t v, bool relro)
 {
@@ -76,7 +181,8 @@ static void patch_relocs(struct patch_ctx *c, struct dl_phdr_info *info, const E
 			if (g_n >= MAX_SLOTS || slot_known(addr))
 				break;
 			bool relro = (uintptr_t)addr >= relro_lo && (uintptr_t)addr < relro_hi;
-			g_slots[g_n] = (struct slot){.addr = addr, .old = *addr, .relro = relro};
+			g_slots[g_n] = (struct slot){
+				.addr = addr, .old = *addr, .hook = (uintptr_t)c->hooks[h].hook, .relro = relro};
 			g_n++;
 			slot_write(addr, (uintptr_t)c->hooks[h].hook, relro);
 			c->patched++;
@@ -89,6 +195,13 @@ static int patch_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct patch_ctx *c = arg;
 	(void)size;
+	/* which pages are writable, read once inside the iteration: the list
+	 * of modules cannot change while it runs (its lock is held), so no
+	 * module is newer than what was read */
+	if (!c->maps_read) {
+		writable_load();
+		c->maps_read = true;
+	}
 	const ElfW(Dyn) *dyn = NULL;
 	uintptr_t relro_lo = 0, relro_hi = 0, lo = UINTPTR_MAX, hi = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -96,8 +209,10 @@ static int patch_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		if (ph->p_type == PT_DYNAMIC)
 			dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
 		else if (ph->p_type == PT_GNU_RELRO) {
-			relro_lo = info->dlpi_addr + ph->p_vaddr;
-			relro_hi = relro_lo + ph->p_memsz;
+			/* the whole pages the dynamic linker makes read-only */
+			uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+			relro_lo = (info->dlpi_addr + ph->p_vaddr) & ~(pg - 1);
+			relro_hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz) & ~(pg - 1);
 		} else if (ph->p_type == PT_LOAD) {
 			uintptr_t a = info->dlpi_addr + ph->p_vaddr;
 			if (a < lo)
@@ -111,6 +226,10 @@ static int patch_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	const char *nm = info->dlpi_name;
 	if (nm && strstr(nm, "/ld-linux"))
 		return 0; /* the dynamic linker allocates through its own pointers */
+	if (relro_hi > relro_lo && page_writable(relro_lo)) {
+		c->busy++; /* being relocated: its dlopen, once done, patches it */
+		return 0;
+	}
 	uintptr_t base = info->dlpi_addr;
 	const ElfW(Rela) *jmprel = NULL, *rela = NULL;
 	size_t pltsz = 0, relasz = 0;
@@ -208,18 +327,53 @@ void got__prune(void)
 	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
 }
 
+/* Put back the slots inside one loaded module. Called by dl_iterate_phdr,
+ * which holds the loader's list lock: the module cannot be unmapped by a
+ * dlclose meanwhile (a slot written outside it could be). */
+struct restore_ctx {
+	int restored;
+	bool maps_read;
+};
+
+static int restore_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct restore_ctx *c = arg;
+	(void)size;
+	if (!c->maps_read) { /* inside the iteration, as patch_cb */
+		writable_load();
+		c->maps_read = true;
+	}
+	for (int k = 0; k < info->dlpi_phnum; k++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+		for (size_t i = 0; i < g_n; i++) {
+			struct slot *sl = &g_slots[i];
+			uintptr_t a = (uintptr_t)sl->addr;
+			if (!sl->addr || a < lo || a >= hi)
+				continue;
+			/* only a slot that still holds the shim's hook, in a module
+			 * that is not being relocated now (a read-only page when
+			 * patched, writable now: another module at that place) */
+			if (!(sl->relro && page_writable(a)) && __atomic_load_n(sl->addr, __ATOMIC_ACQUIRE) == sl->hook) {
+				slot_write(sl->addr, sl->old, sl->relro);
+				c->restored++;
+			}
+			sl->addr = NULL;
+		}
+	}
+	return 0;
+}
+
 int got__restore(void)
 {
 	lock();
-	prune_locked();
-	int n = 0;
-	for (size_t i = g_n; i-- > 0;) {
-		slot_write(g_slots[i].addr, g_slots[i].old, g_slots[i].relro);
-		n++;
-	}
-	g_n = 0;
+	struct restore_ctx c = {0};
+	dl_iterate_phdr(restore_cb, &c);
+	g_n = 0; /* slots of modules unloaded since went with them */
 	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
-	return n;
+	return c.restored;
 }
 
 size_t got__count(void)

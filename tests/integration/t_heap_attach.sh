@@ -102,6 +102,28 @@ wait $CP; eq $? $ref "cxx_churn's exit status after an attach"
 cmp -s $W/ref.out $W/churn2.out || fail "cxx_churn's output changed: $(cat $W/churn2.out)"
 ok "cxx_churn: $cycles attach/detach cycles, no crash, no thread left stopped (last stop $ms ms); output and status unchanged"
 
+# two threads dlopening and dlclosing real libraries without pause (issue
+# 21, finding 1): an attach never patches a module the dynamic linker is
+# still relocating (its RELRO pages still writable) nor writes a slot of a
+# module unloaded meanwhile: the program neither crashes nor stalls
+libs=()
+for l in libdw.so.1 libxml2.so.2 libsqlite3.so.0 libelf.so.1 libjansson.so.4; do
+  p=$(ldconfig -p | awk -v l=$l '$1 == l && /x86-64/ { print $NF; exit }')
+  [ -n "$p" ] && libs+=("$p")
+done
+cyc=8; [ -n "${KILN_REDUCED:-}" ] && cyc=3
+$TARGETS/dl_race 60 "${libs[@]}" >$W/dr.out 2>&1 & DR=$!
+sleep 0.5
+for i in $(seq $cyc); do
+  run_to 30 "$KILN" record -q --heap --no-cpu -p $DR -d 0.2 -o $W/dr.kiln >/dev/null 2>$W/dr.err || fail "attach $i to dl_race: $(tail -1 $W/dr.err)"
+  kill -0 $DR 2>/dev/null || fail "attach $i: dl_race died (libraries: ${libs[*]}): $(tail -1 $W/dr.out)"
+  a=$(tail -1 $W/dr.out); sleep 0.3
+  [ "$(tail -1 $W/dr.out)" != "$a" ] || fail "attach $i: dl_race's loading stalled: $a"
+done
+eq "$(weight $(folded $W/dr.kiln alloc_count) '^loader$')" "$(total $(folded $W/dr.kiln alloc_count))" "dl_race: allocations outside loader"
+kill $DR; wait $DR 2>/dev/null
+ok "dl_race: $cyc attaches beside two threads loading ${#libs[@]} libraries without pause: no crash, no stall"
+
 # threads forking without pause while the main thread loads a library in a
 # loop (issue 21, finding 4): no attach picks a thread inside fork (it holds
 # every allocator lock), no dlopen is left holding the loader's lock: the
