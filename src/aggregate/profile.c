@@ -275,13 +275,14 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		struct rec_heap_loss hl;
 		if (rec_heap_loss__decode(pl, len, &hl) < 0)
 			return corrupt(err, errlen, "heap loss", off);
-		size_t i = 0;
-		while (i < p->nlosses && (p->losses[i].pid != hl.pid || p->losses[i].cause != hl.cause))
-			i++;
-		if (i == p->nlosses) {
+		/* indexed: a profile may hold a loss record for each of many pids */
+		bool added;
+		struct u64map_ent *e = u64map__upsert(&p->lossidx, (uint64_t)hl.pid << 8 | hl.cause, &added);
+		if (added) {
 			ARR_GROW(p->losses, p->closses, p->nlosses + 1);
-			p->nlosses++;
+			e->v1 = p->nlosses++;
 		}
+		size_t i = (size_t)e->v1;
 		p->losses[i] = (struct ploss){.pid = hl.pid, .cause = hl.cause, .count = hl.count}; /* last wins */
 		return 0;
 	}
@@ -652,6 +653,7 @@ void profile__release(struct profile *p)
 	intern__release(&p->strings);
 	intern__release(&p->cellkeys);
 	u64map__release(&p->procidx);
+	u64map__release(&p->lossidx);
 	u64map__release(&p->thridx);
 	memset(p, 0, sizeof(*p));
 }

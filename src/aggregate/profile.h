@@ -95,6 +95,7 @@ struct profile {
 	size_t nlosses, closses;
 	struct intern cellkeys;
 	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index */
+	struct u64map lossidx;         /* pid<<8|cause -> index in losses */
 	uint64_t start_ns, end_ns, samples, lost;
 	uint64_t last_ns;    /* the last REC_TIME: how far a file cut short got */
 	bool complete;       /* ended with REC_END */

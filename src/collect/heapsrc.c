@@ -164,10 +164,34 @@ static struct stab *stab_get(struct hgroup *g, uint64_t ring_id, uint64_t prev_i
 	return g->stabs[idx];
 }
 
+/* The parent pid of a live process, or 0. */
+static uint32_t parent_of(uint32_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	char *st = read_small_file(path, NULL);
+	char *rp = st ? strrchr(st, ')') : NULL; /* the name may hold spaces and ')' */
+	unsigned long pp = 0;
+	if (!rp || sscanf(rp + 1, " %*c %lu", &pp) != 1)
+		pp = 0;
+	free(st);
+	return (uint32_t)pp;
+}
+
+/* A loss message names its process; one the recording has not seen is
+ * believed only if it is alive and its parent was seen (a child whose first
+ * ring failed): forged messages naming new pids would otherwise make the
+ * recorder keep a process, and the profile a record, for each. */
 void heapsrc__loss(struct heapsrc *h, const struct kiln_msg *m)
 {
-	if (m->cause < HL__COUNT)
-		recorder__heap_loss(h->r, m->pid, (int)m->cause, m->count ? m->count : 1);
+	if (m->cause >= HL__COUNT || !m->pid)
+		return;
+	if (!recorder__known(h->r, m->pid)) {
+		uint32_t pp = parent_of(m->pid);
+		if (!pp || !recorder__known(h->r, pp))
+			return;
+	}
+	recorder__heap_loss(h->r, m->pid, (int)m->cause, m->count ? m->count : 1);
 }
 
 void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)

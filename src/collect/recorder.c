@@ -144,6 +144,11 @@ static struct rproc *proc_find(struct recorder *r, uint32_t pid)
 	return e ? r->procs[e->v1] : NULL;
 }
 
+bool recorder__known(struct recorder *r, uint32_t pid)
+{
+	return proc_find(r, pid) != NULL;
+}
+
 /* Name and executable of a process; what cannot be read (the process is
  * gone) stays as it was. */
 static void read_exe(struct rproc *p)

@@ -29,6 +29,8 @@ void recorder__free(struct recorder *r);
 
 /* Process lifecycle, as the collectors learn it. */
 struct rproc *recorder__proc(struct recorder *r, uint32_t pid);
+/* A process the recording has seen (made no entry for it). */
+bool recorder__known(struct recorder *r, uint32_t pid);
 void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid);
 void recorder__exec(struct recorder *r, uint32_t pid, const char *comm);
 void recorder__exit(struct recorder *r, uint32_t pid, int status);

@@ -155,6 +155,29 @@ done
 grep -q 'ring_corrupt' $W/scr.rep || fail "scribbled rings never reported as corrupt: $(grep '# heap' $W/scr.rep)"
 ok "ring scribbler: no crash, no hang, bounded; corruption reported"
 
+# forged loss messages naming 200,000 new pids (issue 21, finding 9): the
+# recorder keeps no process and writes no record for a pid it never saw
+# (a child whose parent it saw is believed): kiln stays small, the profile
+# too, the program's own leak exact
+ver=$(sed -n 's/^#define KILN_RING_VERSION \([0-9]*\).*/\1/p' $SRC/include/kiln/ring.h)
+python3 - "$KILN" $W/forge.kiln $TARGETS/loss_forger $ver <<'PY' || fail "loss forger"
+import resource, subprocess, sys
+kiln, out, prog, ver = sys.argv[1:]
+p = subprocess.run([kiln, "record", "-q", "--heap", "--no-cpu", "-o", out, "--", prog, "200000", ver],
+                   capture_output=True, timeout=120)
+if p.returncode != 0:
+    sys.exit("kiln exit %d: %s" % (p.returncode, p.stderr.decode()[-300:]))
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+if rss > 256 * 1024:
+    sys.exit("kiln grew to %d KiB on forged loss messages" % rss)
+PY
+sz=$(stat -c %s $W/forge.kiln)
+[ $sz -lt 1048576 ] || fail "forged loss messages made a $sz-byte profile"
+eq "$(weight $(folded $W/forge.kiln leak_bytes) '^forged_leak$')" 1000 "loss_forger: forged_leak bytes"
+"$KILN" report $W/forge.kiln --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert d['heap_lost_events']['no_ring'] == 0, d['heap_lost_events']" \
+  || fail "forged losses counted"
+ok "200,000 forged loss messages: none believed, profile $sz B, the leak exact"
+
 # a recorder killed (SIGKILL) after its first flushes: names and duration kept
 "$KILN" record -q --heap -o $W/k9.kiln -- $TARGETS/cpu_split 3 >/dev/null 2>&1 & KP=$!
 sleep 1.3; CP=$(pgrep -P $KP -n); kill -9 $KP; wait $KP 2>/dev/null; [ -n "$CP" ] && kill $CP 2>/dev/null

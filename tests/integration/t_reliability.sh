@@ -113,3 +113,12 @@ fi
 mkfifo $W/pf; (cat $W/cpu.kiln >$W/pf &)
 "$KILN" report $W/pf >/dev/null || fail "a profile read through a FIFO"
 ok "a profile read through a FIFO"
+
+# 400,000 heap-loss records, each for a pid of its own (what forged loss
+# messages once made a recorder write; issue 21, finding 10): read in linear
+# time (the old reader searched the list for each record: minutes), every
+# one counted
+"$(dirname "$KILN")/gen_profile" $W/loss.kiln 100 400000 || fail "gen_profile with losses"
+run_to 60 "$KILN" report $W/loss.kiln --json >$W/loss.json || fail "report of 400,000 loss records: exit $? (quadratic?)"
+eq "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['heap_lost_events']['no_ring'])" $W/loss.json)" 400000 "loss records counted"
+ok "400,000 loss records for 400,000 pids: read, each counted"

@@ -1,5 +1,7 @@
-/* gen_profile OUT N: a kiln profile with N distinct stacks over a pool of
- * 3,000 function names: the flamegraph's and the readers' stress input.
+/* gen_profile OUT N [LOSSES]: a kiln profile with N distinct stacks over a
+ * pool of 3,000 function names: the flamegraph's and the readers' stress
+ * input; with LOSSES, as many HEAP_LOSS records, each for a pid of its own
+ * (what forged loss messages once made a recorder write).
  * Written with src/stream's encoders, so it is always the format the
  * reader reads. Stacks are random walks down a tree with five children a
  * node (they share prefixes as real ones do, so many frames are wide
@@ -22,8 +24,8 @@ static uint64_t next(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 3) {
-		fprintf(stderr, "usage: gen_profile OUT N\n");
+	if (argc != 3 && argc != 4) {
+		fprintf(stderr, "usage: gen_profile OUT N [LOSSES]\n");
 		return 2;
 	}
 	long n = atol(argv[2]);
@@ -73,6 +75,14 @@ int main(int argc, char **argv)
 			rec_counts__begin(&counts);
 		}
 		if ((sid & 4095) == 0 && stream_writer__flush(w) < 0)
+			break;
+	}
+	long losses = argc > 3 ? atol(argv[3]) : 0;
+	for (long i = 0; i < losses; i++) {
+		b.len = 0;
+		rec_heap_loss__encode(&b, &(struct rec_heap_loss){.pid = (uint32_t)(100000 + i), .cause = HL_NO_RING, .count = 1});
+		stream_writer__record(w, REC_HEAP_LOSS, b.data, b.len);
+		if ((i & 4095) == 0 && stream_writer__flush(w) < 0)
 			break;
 	}
 	b.len = 0;
