@@ -26,6 +26,8 @@ struct pycode {
 	char *qualname, *file;
 	unsigned char *table;
 	size_t ntable;
+	size_t held;    /* bytes counted in py_held for it */
+	bool transient; /* its location table was not kept (the budget): read at each use */
 };
 
 struct pyproc {
@@ -41,10 +43,38 @@ struct pyproc {
 	/* names the shim sent (ring.h PYCODE), by address: they outlive the object */
 	struct u64map defs;    /* code address -> index + 1 in defv */
 	struct pycode *defv;
-	size_t ndefs, cdefs, def_bytes;
+	size_t ndefs, cdefs;
 };
 
-#define PY_DEFS_BYTES (256u << 20) /* names and tables held for one process, at most */
+/* Names and location tables held for every Python process of the
+ * recording together, counted in bytes really held (what a program can
+ * make the recorder keep: 6,000 code objects sharing a 1 MiB table must not
+ * cost 6 GB). Past it, a table is read at each use and not kept, and the
+ * names the shim sends are read from the process instead. */
+#define PY_HELD_MAX ((size_t)256 << 20)
+static size_t py_held;
+
+size_t python__held(void)
+{
+	return __atomic_load_n(&py_held, __ATOMIC_RELAXED);
+}
+
+static size_t held_of(const struct pycode *c)
+{
+	return (c->qualname ? strlen(c->qualname) + 1 : 0) + (c->file ? strlen(c->file) + 1 : 0) + c->ntable +
+	       sizeof(*c);
+}
+
+static bool held_fits(size_t n)
+{
+	return __atomic_load_n(&py_held, __ATOMIC_RELAXED) + n <= PY_HELD_MAX;
+}
+
+static void held_add(struct pycode *c)
+{
+	c->held = held_of(c);
+	__atomic_add_fetch(&py_held, c->held, __ATOMIC_RELAXED);
+}
 
 static bool rd(pid_t pid, uint64_t addr, void *out, size_t n)
 {
@@ -116,6 +146,7 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 
 static void code_release(struct pycode *c)
 {
+	__atomic_sub_fetch(&py_held, c->held, __ATOMIC_RELAXED);
 	free(c->qualname);
 	free(c->file);
 	free(c->table);
@@ -447,8 +478,8 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
 	if ((qkind != 1 && qkind != 2 && qkind != 4) || (fkind != 1 && fkind != 2 && fkind != 4) || !qlen ||
 	    qlen > PY_MAX_STR || flen > PY_MAX_STR || tlen > PY_MAX_TABLE)
 		return -EINVAL;
-	size_t cost = qlen * qkind + flen * fkind + tlen + sizeof(struct pycode);
-	if (pp->def_bytes + cost > PY_DEFS_BYTES)
+	size_t cost = qlen * 4 + flen * 4 + tlen + sizeof(struct pycode); /* at most, as UTF-8 */
+	if (!held_fits(cost))
 		return -ENOSPC; /* the object is read from the process instead */
 	bool created;
 	int replaced = 0;
@@ -470,7 +501,7 @@ int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsign
 	c->file = utf8_of(file, flen, fkind);
 	c->table = tlen ? xmemdup(table, tlen) : NULL;
 	c->ntable = tlen;
-	pp->def_bytes += cost;
+	held_add(c);
 	return replaced;
 }
 
@@ -528,8 +559,23 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 		c->file_p = file_p;
 		c->table_p = table_p;
 		c->firstlineno = first;
+		if (!held_fits(held_of(c))) {
+			free(c->table);
+			c->table = NULL;
+			c->ntable = 0;
+			c->transient = table_p != 0;
+		}
+		held_add(c);
 	}
-	int l = c->table ? python__line(c->table, c->ntable, first, lasti) : -1;
+	int l;
+	if (c->transient) { /* over the budget: read, used, let go */
+		size_t nt = 0;
+		unsigned char *t = read_bytes(pp, table_p, &nt);
+		l = t ? python__line(t, nt, first, lasti) : -1;
+		free(t);
+	} else {
+		l = c->table ? python__line(c->table, c->ntable, first, lasti) : -1;
+	}
 	*func = c->qualname;
 	*file = c->file;
 	*line = (uint32_t)(l > 0 ? l : first > 0 ? first : 0);

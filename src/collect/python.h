@@ -33,6 +33,10 @@ struct pyframe {
  * pid: NULL when img holds none. When img holds one kiln cannot read (a
  * version without a table), NULL and a one-line reason in why. */
 struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid, char *why, size_t n);
+
+/* Bytes of names and location tables held for all Python processes
+ * together (bounded: 256 MiB). */
+size_t python__held(void);
 void pyproc__free(struct pyproc *pp);
 /* "3.11" and the like. */
 const char *pyproc__version(const struct pyproc *pp);

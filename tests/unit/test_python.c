@@ -15,8 +15,11 @@
  *               z)
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 #include "collect/python.h"
+#include "symbols/image.h"
 #include "kiln/python.h"
 
 /* 3.11.2 */
@@ -175,4 +178,35 @@ Test(python, debug_offsets_hostile)
 	o.str_ascii_size = 0xfff8;
 	o.str_compact_size = (uint16_t)(o.str_ascii_size + 16);
 	cr_assert(!kiln_py_offsets_valid(&o));
+}
+
+/* What a program can make the recorder hold in Python names and tables is
+ * one budget for every process together, counted in bytes held: 6,000
+ * definitions with a 1 MiB table each stop at 256 MiB, and all is given
+ * back when the processes go. */
+Test(python, held_budget)
+{
+	struct image *img = image__open("/usr/bin/python3.11");
+	if (!img)
+		cr_skip_test("skipped: /usr/bin/python3.11 is not installed");
+	char why[256];
+	struct pyproc *a = pyproc__detect(img, 0, getpid(), why, sizeof(why));
+	struct pyproc *b = pyproc__detect(img, 0, getpid(), why, sizeof(why));
+	cr_assert(a && b, "%s", why);
+	size_t base = python__held();
+	static unsigned char table[1 << 20];
+	memset(table, 0x80, sizeof(table));
+	int refused = 0;
+	for (int i = 0; i < 6000; i++) {
+		int rc = pyproc__define(i % 2 ? a : b, 0x1000 + 16 * (uint64_t)i, 1, (const unsigned char *)"f", 1, 1,
+					(const unsigned char *)"x.py", 4, 1, table, sizeof(table));
+		refused += rc == -ENOSPC;
+	}
+	cr_assert_leq(python__held(), (size_t)256 << 20);
+	cr_assert_geq(python__held(), (size_t)200 << 20);
+	cr_assert_geq(refused, 5700);
+	pyproc__free(a);
+	pyproc__free(b);
+	cr_assert_eq(python__held(), base);
+	image__free(img);
 }
