@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -36,6 +37,23 @@ static bool seccomp_filtered(pid_t pid)
 	bool on = s && strtol(s + 9, NULL, 10) != 0;
 	free(t);
 	return on;
+}
+
+/* The descriptor taken from the program is the shim's end of a socket
+ * pair of the kind it makes (AF_UNIX, SOCK_SEQPACKET, its peer in that
+ * process): anything else (a pipe put at that number by another thread) is
+ * refused, not read as a channel on which nothing ever comes. */
+static bool channel_ok(int fd, pid_t pid)
+{
+	struct stat st;
+	int type = 0, domain = 0;
+	socklen_t l1 = sizeof(type), l2 = sizeof(domain);
+	struct ucred cr;
+	socklen_t l3 = sizeof(cr);
+	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) == 0 && type == SOCK_SEQPACKET &&
+	       getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &l2) == 0 && domain == AF_UNIX &&
+	       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l3) == 0 && cr.pid == pid;
 }
 
 static int call_int(struct injector *in, uint64_t fn, uint64_t a0, int *out)
@@ -156,8 +174,15 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	}
 	int mine = pidfd_getfd_of(pid, theirs);
 	int slots = 0;
-	if (mine < 0) {
+	if (mine >= 0 && !channel_ok(mine, pid)) {
+		close(mine);
+		mine = -EPROTO;
+		snprintf(err, n, "pid %d handed over something else than the heap shim's socket (descriptor %d changed "
+				 "under the attach): not recording its heap", (int)pid, theirs);
+	} else if (mine < 0) {
 		snprintf(err, n, "cannot take the channel from pid %d (pidfd_getfd): %s", (int)pid, strerror(-mine));
+	}
+	if (mine < 0) {
 		uint64_t ignored;
 		inject__call(in, ha->detach_fn, 0, 0, 0, CALL_MS, &ignored);
 		ha->stopped_ns = inject__end(in);
