@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "collect/inject.h"
-#include "symbols/image.h"
+#include "symbols/elfsym.h"
 #include "util/util.h"
 
 #define XSTATE_MAX 32768
@@ -81,17 +81,27 @@ static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *s
 		return -errno;
 	int rc = -ENOENT;
 	char *save = NULL;
+	/* each file once (its text may be mapped more than once), its symbol
+	 * tables read with pread: a 1 GiB executable is never copied */
+	uint64_t seen[64];
+	size_t nseen = 0;
 	for (char *line = strtok_r(text, "\n", &save); line && rc; line = strtok_r(NULL, "\n", &save)) {
 		struct proc_map m;
 		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || !pred(&m, arg))
 			continue;
+		bool again = false;
+		for (size_t i = 0; i < nseen && !again; i++)
+			again = seen[i] == m.ino;
+		if (again)
+			continue;
+		if (nseen < 64)
+			seen[nseen++] = m.ino;
 		int fd = open_mapping(pid, &m);
 		if (fd < 0)
 			continue;
-		struct image *img = image__open_fd(fd, m.path);
 		uint64_t bias, v, sz;
-		if (img && image__bias(img, m.lo, m.off, &bias) == 0 && image__find_symbol(img, symbol, &v, &sz) == 0 &&
-		    v) {
+		int b = elfsym__bias(fd, m.lo, m.off, &bias);
+		if (b == 0 && elfsym__lookup(fd, symbol, &v, &sz) == 0) {
 			*addr = v + bias;
 			if (size)
 				*size = sz;
@@ -99,8 +109,8 @@ static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *s
 				snprintf(path, npath, "%s", m.path);
 			rc = 0;
 		}
-		image__free(img);
-		if (img && !every_image)
+		close(fd);
+		if (b != -ENOEXEC && !every_image)
 			break;
 	}
 	free(text);
