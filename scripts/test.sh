@@ -16,9 +16,11 @@ echo "== build (ASan+UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_WERROR=ON -DKILN_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$J" >/dev/null
 # KILN_REDUCED: the slowest integration tests run a part of their cases
-# again under the sanitizers (each says which); the -Werror stage ran all
+# again under the sanitizers (each says which); the -Werror stage ran all.
+# One test at a time here: a sanitized recorder beside another test's falls
+# behind enough to drop (counted) heap events that the exact tests demand.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  KILN_REDUCED=1 ctest --output-on-failure -j"$J" --timeout 600)
+  KILN_REDUCED=1 ctest --output-on-failure -j1 --timeout 600)
 echo "== libFuzzer on the profile reader (60 s, clang, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
