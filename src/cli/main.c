@@ -19,6 +19,7 @@ static const struct cmd commands[] = {
 	{"flamegraph", cmd_flamegraph, "an interactive SVG flamegraph (= export --format svg)"},
 	{"diff", cmd_diff, "what changed between two profiles or heap snapshots"},
 	{"snapshot", cmd_snapshot, "write a heap snapshot of a program running under kiln record --heap"},
+	{"dump", cmd_dump, "every thread of a running process, now: its state and its stack"},
 };
 
 static void usage(FILE *f)

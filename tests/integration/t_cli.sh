@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 "$KILN" --help | grep -q 'record' || fail "--help"
 "$KILN" --version | grep -qE '^kiln [0-9]+\.[0-9]+' || fail "--version"
-for c in record report export flamegraph diff snapshot; do
+for c in record report export flamegraph diff snapshot dump; do
   "$KILN" $c --help >$W/h || fail "$c --help exits $?"
   grep -q "usage: kiln $c" $W/h || fail "$c --help text"
 done
