@@ -1,7 +1,8 @@
 /* kiln dump PID [--native] [--json]: every thread of a running process,
  * now: its state (running; sleeping or waiting in a system call, named) and
  * its stack (Python frames with file:line for a Python thread, the native
- * ones with --native or for a program with no Python), as `py-spy dump`.
+ * ones with --native or for a program with no Python), as `py-spy dump`;
+ * a CPython thread blocked in take_gil is said to wait for the GIL.
  *
  * It is a recording of one instant: `record -p PID --wall` for a few
  * milliseconds (the ptrace sampler stops each thread, reads its registers,
@@ -163,6 +164,27 @@ static bool has_python(const struct profile *p)
 	return false;
 }
 
+/* A CPython thread asleep in a futex under take_gil, or under one of the
+ * exported calls whose only wait is take_gil (a stripped interpreter names
+ * no static function), waits for the GIL: from its native frames, whatever
+ * the view shows. */
+static bool waits_for_gil(struct profile *p, uint32_t sid, const struct tinfo *t)
+{
+	static const char *const gil[] = {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
+					  "PyEval_AcquireLock", "PyGILState_Ensure"};
+	if (t->state == 'R' || t->syscall != 202 /* futex */)
+		return false;
+	bool keep = p->python_only, yes = false;
+	p->python_only = false;
+	const struct pframe *fr[512];
+	size_t n = profile__stack_frames(p, sid, fr, 512);
+	for (size_t k = 0; k < n && !yes; k++)
+		for (size_t g = 0; g < sizeof(gil) / sizeof(gil[0]) && !yes; g++)
+			yes = !strcmp(profile__str(p, fr[k]->func), gil[g]);
+	p->python_only = keep;
+	return yes;
+}
+
 static bool skip_frame(const struct profile *p, const struct pframe *f)
 {
 	const char *nm = profile__str(p, f->name);
@@ -257,10 +279,12 @@ int cmd_dump(int argc, char **argv)
 		       pid, prog, nt, nt == 1 ? "" : "s", stop_us, (double)took / 1e6);
 	for (int i = 0; i < nt; i++) {
 		const struct tinfo *t = &ti[i];
-		char state[96];
+		char state[128];
 		state_text(t, state, sizeof(state));
 		uint32_t sid = stack_of(&p, (uint32_t)pid, (uint32_t)t->tid);
 		const struct pframe *fr[512];
+		if (py && sid != UINT32_MAX && waits_for_gil(&p, sid, t))
+			snprintf(state + strlen(state), sizeof(state) - strlen(state), ", waiting for the GIL");
 		size_t n = sid != UINT32_MAX ? profile__stack_frames(&p, sid, fr, 512) : 0;
 		json_t *jframes = json_array();
 		if (!json)

@@ -66,4 +66,13 @@ PY
   stopped $PP && fail "$tag: py_async.py left stopped"
   kill $PP; wait $PP 2>/dev/null
   ok "$tag: blocked_reader (py_async.py:$line) and <module>; --native, --json; the process unharmed"
+  # one thread holding the GIL in a long C call, one waiting for it
+  "$PY" $T/py_gil_wait.py >$W/g.out 2>&1 & GP=$!
+  for i in $(seq 100); do grep -q ready $W/g.out && break; sleep 0.1; done
+  sleep 0.2
+  run_to 20 "$KILN" dump $GP >$W/g.dump 2>$W/g.err || fail "$tag: dump of py_gil_wait: $(cat $W/g.err)"
+  grep -q "^Thread $GP .*(running)" $W/g.dump || fail "$tag: the GIL holder is not running: $(grep ^Thread $W/g.dump)"
+  grep -A1 'waiting for the GIL)$' $W/g.dump | grep -q '^    waiter ' || fail "$tag: the waiter is not said to wait for the GIL: $(cat $W/g.dump)"
+  kill $GP; wait $GP 2>/dev/null
+  ok "$tag: a thread waiting for the GIL said so, the holder running"
 done
