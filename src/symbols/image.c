@@ -625,26 +625,39 @@ static bool die_is_definition(Dwarf_Die *d)
  * site returning to ret (in one of scopes) names its callee; while that
  * callee's body ends in exactly one tail call, follow it (as gdb's tail-call
  * frames do). Frames are added innermost first with inlined = 2. */
+/* The call site returning to ret among parent's children, looking into
+ * lexical blocks too (a loop's body is one; the scopes index holds only
+ * functions and inlined calls). */
+static bool find_call_site(Dwarf_Die *parent, uint64_t ret, Dwarf_Die *site, int depth)
+{
+	Dwarf_Die child;
+	if (depth > 16 || dwarf_child(parent, &child) != 0)
+		return false;
+	do {
+		if (dwarf_tag(&child) == DW_TAG_lexical_block) {
+			if (find_call_site(&child, ret, site, depth + 1))
+				return true;
+			continue;
+		}
+		if (!die_is_call_site(&child))
+			continue;
+		Dwarf_Attribute attr;
+		Dwarf_Addr pc;
+		if ((dwarf_attr(&child, DW_AT_call_return_pc, &attr) || dwarf_attr(&child, DW_AT_low_pc, &attr)) &&
+		    dwarf_formaddr(&attr, &pc) == 0 && pc == ret) {
+			*site = child;
+			return true;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return false;
+}
+
 static int tail_chain(Dwarf_Die *scopes, int ns, uint64_t ret, struct sym_frame *out, int max)
 {
 	Dwarf_Die site, callee;
 	bool found = false;
 	for (int i = 0; i < ns && !found; i++) {
-		Dwarf_Die child;
-		if (dwarf_child(&scopes[i], &child) != 0)
-			continue;
-		do {
-			if (!die_is_call_site(&child))
-				continue;
-			Dwarf_Attribute attr;
-			Dwarf_Addr pc;
-			if ((dwarf_attr(&child, DW_AT_call_return_pc, &attr) || dwarf_attr(&child, DW_AT_low_pc, &attr)) &&
-			    dwarf_formaddr(&attr, &pc) == 0 && pc == ret) {
-				site = child;
-				found = true;
-				break;
-			}
-		} while (dwarf_siblingof(&child, &child) == 0);
+		found = find_call_site(&scopes[i], ret, &site, 0);
 		int tag = dwarf_tag(&scopes[i]);
 		if (tag == DW_TAG_subprogram)
 			break;

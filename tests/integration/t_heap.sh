@@ -54,6 +54,17 @@ L=$(folded $W/cxx.kiln leak_bytes); eq $(weight $L '^churn_worker\\(int\\)$') 0 
 grep -q 'operator new' $A || fail "operator new frames"
 ok "C++ containers in 4 threads: $n allocations, no leak"
 
+# frames left by tail calls recovered from DWARF call sites, also where the
+# call site sits in a loop's lexical block: make_zeroed (calloc by a tail
+# call) and grow (realloc likewise) each named; every call counted once
+run_to 60 "$KILN" record -q --heap --no-cpu -o $W/ah.kiln -- $TARGETS/alloc_heavy 1 >/dev/null || fail "record alloc_heavy"
+A=$(folded $W/ah.kiln alloc_count)
+ms=$(weight $A '^make_small$'); mz=$(weight $A '^make_zeroed$'); gr=$(weight $A '^grow$')
+eq $((ms + mz + gr)) 1000000 "alloc_heavy: make_small + make_zeroed + grow"
+[ "$mz" -gt 100000 ] && [ "$gr" -gt 100000 ] || fail "tail-call frames lost: make_small $ms, make_zeroed $mz, grow $gr"
+grep -q ';path_b;make_zeroed [0-9]*$' $A || fail "make_zeroed not under path_b: $(sort -t' ' -k2 -nr $A | head -3)"
+ok "tail calls: make_small $ms, make_zeroed $mz, grow $gr (1,000,000 in all)"
+
 # the shim's edge cases behave as plain libc (the program checks itself) and count exactly
 $TARGETS/shim_edge >/dev/null || fail "shim_edge fails without kiln"
 run_to 60 "$KILN" record -q --heap -o $W/edge.kiln -- $TARGETS/shim_edge >$W/out 2>$W/err; eq $? 0 "shim_edge under kiln: $(cat $W/err)"
