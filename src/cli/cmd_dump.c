@@ -164,16 +164,15 @@ static bool has_python(const struct profile *p)
 	return false;
 }
 
-/* A CPython thread asleep in a futex under take_gil, or under one of the
- * exported calls whose only wait is take_gil (a stripped interpreter names
- * no static function), waits for the GIL: from its native frames, whatever
- * the view shows. */
-static bool waits_for_gil(struct profile *p, uint32_t sid, const struct tinfo *t)
+/* A CPython thread inside take_gil, or inside one of the exported calls
+ * that are on a stack only while take_gil waits (a stripped interpreter
+ * names no static function), waits for the GIL: from its native frames at
+ * the instant it was read, whatever the view shows (between two timed
+ * waits it is running, still waiting). */
+static bool waits_for_gil(struct profile *p, uint32_t sid)
 {
 	static const char *const gil[] = {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
 					  "PyEval_AcquireLock", "PyGILState_Ensure"};
-	if (t->state == 'R' || t->syscall != 202 /* futex */)
-		return false;
 	bool keep = p->python_only, yes = false;
 	p->python_only = false;
 	const struct pframe *fr[512];
@@ -283,8 +282,8 @@ int cmd_dump(int argc, char **argv)
 		state_text(t, state, sizeof(state));
 		uint32_t sid = stack_of(&p, (uint32_t)pid, (uint32_t)t->tid);
 		const struct pframe *fr[512];
-		if (py && sid != UINT32_MAX && waits_for_gil(&p, sid, t))
-			snprintf(state + strlen(state), sizeof(state) - strlen(state), ", waiting for the GIL");
+		if (py && sid != UINT32_MAX && waits_for_gil(&p, sid))
+			snprintf(state, sizeof(state), "waiting for the GIL");
 		size_t n = sid != UINT32_MAX ? profile__stack_frames(&p, sid, fr, 512) : 0;
 		json_t *jframes = json_array();
 		if (!json)

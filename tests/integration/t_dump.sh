@@ -72,7 +72,7 @@ PY
   sleep 0.2
   run_to 20 "$KILN" dump $GP >$W/g.dump 2>$W/g.err || fail "$tag: dump of py_gil_wait: $(cat $W/g.err)"
   grep -q "^Thread $GP .*(running)" $W/g.dump || fail "$tag: the GIL holder is not running: $(grep ^Thread $W/g.dump)"
-  grep -A1 'waiting for the GIL)$' $W/g.dump | grep -q '^    waiter ' || fail "$tag: the waiter is not said to wait for the GIL: $(cat $W/g.dump)"
+  grep -A1 '(waiting for the GIL)$' $W/g.dump | grep -q '^    waiter ' || fail "$tag: the waiter is not said to wait for the GIL: $(cat $W/g.dump)"
   kill $GP; wait $GP 2>/dev/null
   ok "$tag: a thread waiting for the GIL said so, the holder running"
 done
