@@ -9,10 +9,14 @@ grep -q 'dl_spin' $W/rep || fail "dl_spin not named: $(cat $W/rep)"
 # shares of the two spins (0.6 s and 0.3 s of CPU): what else the process
 # ran (its start, the dlopen; before exec, a sanitized kiln's child) is not
 # part of the known answer
+# (samples the kernel lost while the recorder was busy are counted in the
+# profile: the bar widens by what they could have moved, never silently)
 F=$(folded $W/dl.kiln cpu); a=$(weight $F '^dl_spin$'); b=$(weight $F '^after_close$')
 [ $((a + b)) -gt 300 ] || fail "only $((a + b)) samples under dl_spin and after_close"
-s=$(awk -v a=$a -v b=$b 'BEGIN { printf "%.1f", 100 * a / (a + b) }'); within $s 66.7 2 || fail "dl_spin $s% of the two"
-s2=$(awk -v a=$a -v b=$b 'BEGIN { printf "%.1f", 100 * b / (a + b) }'); within $s2 33.3 2 || fail "after_close $s2% of the two"
+lost=$("$KILN" report $W/dl.kiln --json | python3 -c "import json,sys; print(json.load(sys.stdin)['lost'])")
+tol=$(awk -v a=$a -v b=$b -v l=$lost 'BEGIN { printf "%.1f", 2 + 100 * l / (a + b + l) }')
+s=$(awk -v a=$a -v b=$b 'BEGIN { printf "%.1f", 100 * a / (a + b) }'); within $s 66.7 $tol || fail "dl_spin $s% of the two ($lost samples lost)"
+s2=$(awk -v a=$a -v b=$b 'BEGIN { printf "%.1f", 100 * b / (a + b) }'); within $s2 33.3 $tol || fail "after_close $s2% of the two ($lost samples lost)"
 "$KILN" report $W/dl.kiln --by lib --limit 0 | grep -q 'libdl_lib.so' || fail "--by lib names the library"
 ok "dlopen/dlclose: dl_spin $s% named"
 
