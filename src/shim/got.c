@@ -278,19 +278,24 @@ struct range_ctx {
 	bool found;
 };
 
+/* addr lies in one of the module's loaded segments. */
+static bool in_module(const struct dl_phdr_info *info, uintptr_t addr)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && addr >= a && addr < a + ph->p_memsz)
+			return true;
+	}
+	return false;
+}
+
 static int range_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct range_ctx *c = arg;
 	(void)size;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		uintptr_t a = info->dlpi_addr + ph->p_vaddr;
-		if (ph->p_type == PT_LOAD && c->addr >= a && c->addr < a + ph->p_memsz) {
-			c->found = true;
-			return 1;
-		}
-	}
-	return 0;
+	c->found = in_module(info, c->addr);
+	return c->found;
 }
 
 static bool slot_loaded(const uintptr_t *addr)
@@ -327,14 +332,14 @@ void got__prune(void)
 	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
 }
 
-/* Put back the slots inside one loaded module. Called by dl_iterate_phdr,
- * which holds the loader's list lock: the module cannot be unmapped by a
- * dlclose meanwhile (a slot written outside it could be). */
 struct restore_ctx {
 	int restored;
 	bool maps_read;
 };
 
+/* Put back the slots inside one loaded module. Called by dl_iterate_phdr,
+ * which holds the loader's list lock: the module cannot be unmapped by a
+ * dlclose meanwhile (a slot written outside it could be). */
 static int restore_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct restore_ctx *c = arg;
@@ -343,25 +348,19 @@ static int restore_cb(struct dl_phdr_info *info, size_t size, void *arg)
 		writable_load();
 		c->maps_read = true;
 	}
-	for (int k = 0; k < info->dlpi_phnum; k++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[k];
-		if (ph->p_type != PT_LOAD)
+	for (size_t i = 0; i < g_n; i++) {
+		struct slot *sl = &g_slots[i];
+		uintptr_t a = (uintptr_t)sl->addr;
+		if (!sl->addr || !in_module(info, a))
 			continue;
-		uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-		for (size_t i = 0; i < g_n; i++) {
-			struct slot *sl = &g_slots[i];
-			uintptr_t a = (uintptr_t)sl->addr;
-			if (!sl->addr || a < lo || a >= hi)
-				continue;
-			/* only a slot that still holds the shim's hook, in a module
-			 * that is not being relocated now (a read-only page when
-			 * patched, writable now: another module at that place) */
-			if (!(sl->relro && page_writable(a)) && __atomic_load_n(sl->addr, __ATOMIC_ACQUIRE) == sl->hook) {
-				slot_write(sl->addr, sl->old, sl->relro);
-				c->restored++;
-			}
-			sl->addr = NULL;
+		/* only a slot that still holds the shim's hook, in a module
+		 * that is not being relocated now (a read-only page when
+		 * patched, writable now: another module at that place) */
+		if (!(sl->relro && page_writable(a)) && __atomic_load_n(sl->addr, __ATOMIC_ACQUIRE) == sl->hook) {
+			slot_write(sl->addr, sl->old, sl->relro);
+			c->restored++;
 		}
+		sl->addr = NULL;
 	}
 	return 0;
 }
