@@ -271,6 +271,17 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			p->last_ns = t;
 		return 0;
 	}
+	case REC_TIMELINE: {
+		static struct rec_timeline_ent ents[TIMELINE_MAX_ENTRIES];
+		uint64_t t;
+		int k = rec_timeline__decode(pl, len, &t, ents);
+		if (k < 0)
+			return corrupt(err, errlen, "timeline", off);
+		ARR_GROW(p->points, p->cpoints, p->npoints + (size_t)k);
+		for (int i = 0; i < k; i++)
+			p->points[p->npoints++] = (struct ppoint){t, ents[i].pid, ents[i].heap, ents[i].rss};
+		return 0;
+	}
 	case REC_HEAP_LOSS: {
 		struct rec_heap_loss hl;
 		if (rec_heap_loss__decode(pl, len, &hl) < 0)
@@ -649,6 +660,7 @@ void profile__release(struct profile *p)
 	free(p->threads);
 	free(p->cells);
 	free(p->losses);
+	free(p->points);
 	free(p->path);
 	intern__release(&p->strings);
 	intern__release(&p->cellkeys);

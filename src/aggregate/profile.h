@@ -73,6 +73,16 @@ struct ploss {
 	uint64_t count;
 };
 
+/* A point of memory over time (REC_TIMELINE): heap is the most bytes live
+ * in pid since the point before (TIMELINE_NO_HEAP: not tracked), rss the
+ * resident set (TIMELINE_NO_RSS: unknown); pid 0 is every process. */
+struct ppoint {
+	uint64_t t_ns; /* realtime */
+	uint32_t pid;
+	int64_t heap;
+	uint64_t rss;
+};
+
 struct profile {
 	char *path;
 	json_t *meta;
@@ -93,6 +103,8 @@ struct profile {
 	size_t ncells, ccells;
 	struct ploss *losses;
 	size_t nlosses, closses;
+	struct ppoint *points; /* in file order: by time */
+	size_t npoints, cpoints;
 	struct intern cellkeys;
 	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index */
 	struct u64map lossidx;         /* pid<<8|cause -> index in losses */

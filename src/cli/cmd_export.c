@@ -12,7 +12,7 @@ int view_cmd_parse(const char *cmd, int argc, char **argv, struct view_opts *o, 
 static void help(void)
 {
 	printf("usage: kiln export FILE --format FMT [-o OUT] [OPTIONS]\n\n"
-	       "  --format FMT      folded | svg | speedscope | json | pprof\n"
+	       "  --format FMT      folded | svg | speedscope | json | pprof | timeline | firefox\n"
 	       "  -o, --output OUT  where to write (default: standard output)\n"
 	       "  --metric M        which metric (default: cpu, or leak_bytes, or live_bytes)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
@@ -32,17 +32,17 @@ static void flamegraph_help(void)
 
 static int export_run(const char *cmd, struct view_opts *o, const char *file)
 {
-	static const char *const formats[] = {"folded", "svg", "speedscope", "json", "pprof"};
+	static const char *const formats[] = {"folded", "svg", "speedscope", "json", "pprof", "timeline", "firefox"};
 	int fmt = -1;
 	for (size_t i = 0; i < ARRAY_SIZE(formats); i++)
 		if (o->format && !strcmp(o->format, formats[i]))
 			fmt = (int)i;
 	if (!o->format)
-		return cli__usage(cmd, "--format is needed (folded, svg, speedscope, json, pprof)");
+		return cli__usage(cmd, "--format is needed (folded, svg, speedscope, json, pprof, timeline, firefox)");
 	if (o->raw || o->normalize)
 		return cli__usage(cmd, "%s is for kiln diff", o->raw ? "--raw" : "--normalize");
 	if (fmt < 0)
-		return cli__usage(cmd, "unknown format '%s' (folded, svg, speedscope, json, pprof)", o->format);
+		return cli__usage(cmd, "unknown format '%s' (folded, svg, speedscope, json, pprof, timeline, firefox)", o->format);
 	if (fmt == 4 && (!o->output || !strcmp(o->output, "-")) && isatty(1))
 		return cli__usage(cmd, "pprof is binary: give -o FILE");
 	struct profile p;
@@ -71,6 +71,15 @@ static int export_run(const char *cmd, struct view_opts *o, const char *file)
 	case 2: rc = export__speedscope(out.f, &p, &vf); break;
 	case 3: rc = export__json(out.f, &p); break;
 	case 4: rc = export__pprof(out.f, &p, &vf); break;
+	case 5:
+		if (!p.npoints) {
+			cli__error(cmd, "%s holds no timeline (it was recorded before kiln kept timelines, or ended at once)", file);
+			rc = -1;
+			break;
+		}
+		rc = export__timeline_csv(out.f, &p, &vf);
+		break;
+	case 6: rc = export__firefox(out.f, &p, &vf); break;
 	}
 	profile__release(&p);
 	return out__close(&out, cmd, rc == 0);

@@ -475,14 +475,16 @@ static int record_loop(struct rec *st, int *status, bool *child_done)
 	uint64_t start = now_ns(), last_flush = start, last_snap = start;
 	uint64_t dur = st->o.duration > 0 ? (uint64_t)(st->o.duration * 1e9) : 0;
 	for (;;) {
+		/* at least every 2 ms with a heap (its timeline), 10 ms without */
 		if (st->s)
-			st->ops->read(st->s, st->h ? 5 : 50);
+			st->ops->read(st->s, st->h ? 2 : 10);
 		else
-			usleep(st->h ? 2000 : 50000);
+			usleep(st->h ? 2000 : 10000);
 		if (st->ch)
 			channel__poll(st->ch, &st->chops);
 		if (st->h)
 			heapsrc__poll(st->h);
+		recorder__tick(st->r);
 		if (st->out_waiting && !st->out_ready) {
 			int orc = output_ready(st);
 			if (orc < 0) {

@@ -16,8 +16,8 @@ struct hcell {
  * 0 included: util's u64map takes every key). */
 struct hproc {
 	struct u64map live;
-	int64_t cur, peak;
-	uint64_t seq, peak_seq, unknown_frees;
+	int64_t cur, peak, wmax; /* wmax: the most live since the last heap__window */
+	uint64_t unknown_frees;
 };
 
 struct hthread {
@@ -32,6 +32,9 @@ struct heap {
 	size_t nprocs, cprocs;
 	struct hthread *thr;
 	size_t nthr, cthr;
+	/* every process image together: the peak is one moment of the recording */
+	int64_t cur, peak, wmax;
+	uint64_t seq, peak_seq;
 };
 
 struct heap *heap__new(void)
@@ -87,26 +90,33 @@ bool heap__has_cell(const struct heap *h, uint32_t cell)
 	return cell < h->ncells && h->cells[cell].declared;
 }
 
-static void change(struct hproc *p, struct hcell *c, int64_t bytes, int64_t count)
+static void change(struct heap *h, struct hproc *p, struct hcell *c, int64_t bytes, int64_t count)
 {
-	uint64_t seq = ++p->seq;
-	if (c->mod_seq <= p->peak_seq)
+	uint64_t seq = ++h->seq;
+	if (c->mod_seq <= h->peak_seq)
 		c->peak_bytes = c->live_bytes;
 	SAT_ADD(c->live_bytes, bytes);
 	SAT_ADD(c->live_count, count);
 	c->mod_seq = seq;
 	SAT_ADD(p->cur, bytes);
-	if (p->cur > p->peak) {
+	if (p->cur > p->peak)
 		p->peak = p->cur;
-		p->peak_seq = seq;
+	if (p->cur > p->wmax)
+		p->wmax = p->cur;
+	SAT_ADD(h->cur, bytes);
+	if (h->cur > h->peak) {
+		h->peak = h->cur;
+		h->peak_seq = seq;
 	}
+	if (h->cur > h->wmax)
+		h->wmax = h->cur;
 }
 
 /* Forget the live block at addr (size, cell) in p. */
 static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, uint64_t size, uint32_t cell)
 {
 	struct hcell *c = &h->cells[cell];
-	change(p, c, -(int64_t)size, -1);
+	change(h, p, c, -(int64_t)size, -1);
 	struct hthread *t = &h->thr[c->thread];
 	if (t->has_last && t->last_alloc == addr) {
 		c->temp_count++;
@@ -141,7 +151,7 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 	b->v2 = cell;
 	SAT_ADD(c->alloc_bytes, (int64_t)size);
 	c->alloc_count++;
-	change(p, c, (int64_t)size, 1);
+	change(h, p, c, (int64_t)size, 1);
 	struct hthread *t = &h->thr[c->thread];
 	t->last_alloc = addr;
 	t->has_last = true;
@@ -152,19 +162,23 @@ void heap__end(struct heap *h, uint32_t proc)
 	if (proc >= h->nprocs)
 		return;
 	struct hproc *p = &h->procs[proc];
-	/* Freeze what is live as leaked, then forget the blocks. */
+	/* Freeze what is live as leaked, then forget the blocks: one moment of
+	 * the recording, after which the image holds nothing (the kernel took
+	 * its memory back), so a later, larger peak finds these cells empty. */
+	uint64_t seq = ++h->seq;
 	size_t it = 0;
 	for (const struct u64map_ent *b; (b = u64map__next(&p->live, &it));) {
 		struct hcell *c = &h->cells[b->v2];
-		if (c->mod_seq <= p->peak_seq)
+		if (c->mod_seq <= h->peak_seq)
 			c->peak_bytes = c->live_bytes;
-		c->mod_seq = UINT64_MAX; /* its peak is final */
+		c->mod_seq = seq;
 		SAT_ADD(c->frozen_bytes, (int64_t)b->v1);
 		c->frozen_count++;
 		SAT_ADD(c->live_bytes, -(int64_t)b->v1);
 		c->live_count--;
 	}
 	u64map__clear(&p->live);
+	SAT_ADD(h->cur, -p->cur);
 	p->cur = 0;
 }
 
@@ -173,13 +187,12 @@ void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT])
 	if (!heap__has_cell(h, cell))
 		return;
 	const struct hcell *c = &h->cells[cell];
-	const struct hproc *p = &h->procs[c->proc];
 	v[KM_ALLOC_BYTES] = c->alloc_bytes;
 	v[KM_ALLOC_COUNT] = c->alloc_count;
 	v[KM_TEMP_COUNT] = c->temp_count;
 	v[KM_LEAK_BYTES] = sat_add(c->live_bytes, c->frozen_bytes);
 	v[KM_LEAK_COUNT] = sat_add(c->live_count, c->frozen_count);
-	v[KM_PEAK_BYTES] = c->mod_seq <= p->peak_seq ? c->live_bytes : c->peak_bytes;
+	v[KM_PEAK_BYTES] = c->mod_seq <= h->peak_seq ? c->live_bytes : c->peak_bytes;
 }
 
 void heap__live(const struct heap *h, uint32_t cell, int64_t *bytes, int64_t *count)
@@ -204,4 +217,24 @@ int64_t heap__current(const struct heap *h, uint32_t proc)
 int64_t heap__peak(const struct heap *h, uint32_t proc)
 {
 	return proc < h->nprocs ? h->procs[proc].peak : 0;
+}
+
+int64_t heap__total_peak(const struct heap *h)
+{
+	return h->peak;
+}
+
+int64_t heap__total_current(const struct heap *h)
+{
+	return h->cur;
+}
+
+int64_t heap__window(struct heap *h, uint32_t proc)
+{
+	int64_t *w = proc == HEAP_ALL ? &h->wmax : proc < h->nprocs ? &h->procs[proc].wmax : NULL;
+	if (!w)
+		return 0;
+	int64_t m = *w;
+	*w = proc == HEAP_ALL ? h->cur : h->procs[proc].cur;
+	return m;
 }

@@ -3,12 +3,16 @@
  *
  *   alloc/free ──► live[addr] = {size, cell}
  *                  cell.live ±= size            (leak_* when the image ends)
- *                  proc.cur ±= size; new max ⇒ proc.peak_seq = seq
- *   before changing cell.live: if cell.mod_seq <= proc.peak_seq then
+ *                  proc.cur ±= size, all.cur ±= size; new max of all.cur
+ *                  ⇒ all.peak_seq = seq
+ *   before changing cell.live: if cell.mod_seq <= all.peak_seq then
  *                  cell.peak = cell.live        (its value at the last peak)
- *   peak_bytes(cell) = cell.mod_seq <= proc.peak_seq ? cell.live : cell.peak
+ *   peak_bytes(cell) = cell.mod_seq <= all.peak_seq ? cell.live : cell.peak
  *
- * so the per-stack heap at the largest moment costs O(1) per event. The live
+ * so the per-stack heap at the largest moment costs O(1) per event. The
+ * peak is one moment of the whole recording: every process image live then,
+ * together (an image that ended holds nothing after: the kernel took its
+ * memory), never the sum of peaks that did not coexist. The live
  * map takes any address as a key (0 and ~0 included): nothing a program
  * hands us can collide with a marker. Ids (cells, procs, threads) are the
  * caller's dense indices. */
@@ -43,8 +47,17 @@ void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT]);
 /* What is live now in a cell. */
 void heap__live(const struct heap *h, uint32_t cell, int64_t *bytes, int64_t *count);
 uint64_t heap__unknown_frees(const struct heap *h, uint32_t proc);
-/* Bytes live in proc now, and at its peak. */
+/* Bytes live in proc now, and at its own largest moment. */
 int64_t heap__current(const struct heap *h, uint32_t proc);
 int64_t heap__peak(const struct heap *h, uint32_t proc);
+/* Bytes live in every image together now, and at the recording's peak (the
+ * moment peak_bytes describes: the sum of every cell's peak_bytes). */
+int64_t heap__total_current(const struct heap *h);
+int64_t heap__total_peak(const struct heap *h);
+/* The most bytes live in proc (or HEAP_ALL: every image together) since the
+ * last call for it; the window restarts at what is live now. The largest
+ * window of HEAP_ALL is heap__total_peak, exactly. */
+#define HEAP_ALL UINT32_MAX
+int64_t heap__window(struct heap *h, uint32_t proc);
 
 #endif

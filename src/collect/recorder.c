@@ -18,6 +18,7 @@
 #include "collect/preload.h"
 #include "collect/python.h"
 #include "collect/recorder.h"
+#include "collect/timeline.h"
 #include "collect/unwind.h"
 #include "stream/format.h"
 #include "stream/records.h"
@@ -41,6 +42,7 @@ struct rproc {
 	unw_addr_space_t as;
 	uint64_t maps_read_ns;
 	bool dirty, exited;
+	bool tl_done; /* exited, and its last timeline entry is written */
 	int status;
 	uint64_t start_ns, end_ns;
 	uint32_t idx; /* in recorder.procs: the heap's process id */
@@ -123,6 +125,7 @@ struct recorder {
 	uint64_t samples, lost, lost_written;
 	bool meta_written;
 	struct heap *heap;
+	struct timeline *tl;
 	bool heap_on; /* the shim is preloaded: check each exec'd image can carry it */
 	uint32_t kernel_module; /* [kernel.kallsyms], once a kernel address is seen */
 	bool has_kernel;
@@ -311,6 +314,49 @@ void recorder__exit(struct recorder *r, uint32_t pid, int status)
 	p->status = status;
 	p->end_ns = realtime_ns();
 	p->dirty = true;
+	timeline__forget(r->tl, pid);
+}
+
+/* A point of the timeline: every live process's heap (the most live since
+ * the last point) and RSS; a process that ended gets one last entry while
+ * its heap still had something to show; pid 0 is all of them together. */
+static void timeline_point(struct recorder *r, uint64_t now)
+{
+	uint64_t rss_all = 0;
+	bool any = false;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		struct rproc *p = r->procs[i];
+		if (p->tl_done)
+			continue;
+		int64_t heap = r->heap_on ? heap__window(r->heap, p->idx) : TIMELINE_NO_HEAP;
+		uint64_t rss = p->exited ? TIMELINE_NO_RSS : timeline__rss(r->tl, p->pid);
+		if (!p->exited && rss == TIMELINE_NO_RSS && heap <= 0)
+			continue; /* gone before we were told (or never readable): nothing to say */
+		if (p->exited) {
+			p->tl_done = true;
+			if (heap <= 0)
+				continue;
+		}
+		timeline__add(r->tl, p->pid, heap, rss);
+		if (rss != TIMELINE_NO_RSS) {
+			rss_all += rss;
+			any = true;
+		}
+	}
+	if (r->heap_on || any)
+		timeline__add(r->tl, 0, r->heap_on ? heap__window(r->heap, HEAP_ALL) : TIMELINE_NO_HEAP,
+			      any ? rss_all : TIMELINE_NO_RSS);
+	timeline__write(r->tl, r->w, now);
+}
+
+void recorder__tick(struct recorder *r)
+{
+	uint64_t now = now_ns();
+	size_t nlive = 0;
+	for (size_t i = 0; i < r->nprocs; i++)
+		nlive += !r->procs[i]->exited;
+	if (timeline__due(r->tl, now, nlive))
+		timeline_point(r, now);
 }
 
 static struct rthread *thread_get(struct recorder *r, uint32_t pid, uint32_t tid)
@@ -910,6 +956,7 @@ struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 	intern__init(&r->pynames);
 	buf__init(&r->scratch);
 	r->heap = heap__new();
+	r->tl = timeline__new(now_ns());
 	return r;
 }
 
@@ -957,6 +1004,7 @@ void recorder__free(struct recorder *r)
 	intern__release(&r->pynames);
 	buf__release(&r->scratch);
 	heap__free(r->heap);
+	timeline__free(r->tl);
 	ksyms__free(r->ksyms);
 	json_decref(r->meta);
 	free(r);
@@ -1407,6 +1455,7 @@ int recorder__finish(struct recorder *r)
 		if (r->procs[i]->py)
 			r->meta_dirty = true; /* the final counts of merged stacks */
 	uint64_t stopped = realtime_ns(); /* the recording's end, not the symbolizing after it */
+	timeline_point(r, now_ns()); /* the last point: nothing since the one before is lost */
 	int rc = flush(r, true);
 	if (rc < 0)
 		return rc;

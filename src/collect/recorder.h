@@ -116,6 +116,11 @@ void recorder__lost(struct recorder *r, uint64_t n);
 uint64_t recorder__samples(const struct recorder *r);
 uint64_t recorder__lost_samples(const struct recorder *r);
 
+/* Memory over time (collect/timeline.h): a point when one is due. The
+ * caller ticks at least every 2 ms while recording; the last point is taken
+ * by recorder__finish. */
+void recorder__tick(struct recorder *r);
+
 /* Write what is new. 0 or -errno from the file. */
 int recorder__flush(struct recorder *r);
 /* Final flush and the END record. */

@@ -41,6 +41,17 @@ void export__diff_text(FILE *f, const struct diff *d, int metric, const char *un
 void export__diff_json(FILE *f, const struct diff *d, int metric, const char *by, long limit);
 void export__diff_folded(FILE *f, const struct diff *d);
 
+/* Memory over time as CSV: seconds,pid,heap_live_bytes,rss_bytes (pid 0:
+ * every process together, shown when there are several). */
+int export__timeline_csv(FILE *f, const struct profile *p, const struct view_filter *vf);
+/* The live heap over time as `width` UTF-8 bars into out (3 bytes a bar);
+ * returns width, or 0 when the profile has no heap timeline. *max: the
+ * largest point. */
+int export__sparkline(const struct profile *p, int width, char *out, size_t outlen, int64_t *max);
+/* The Firefox Profiler's processed format: threads with their stacks, and
+ * the timeline as memory counters. */
+int export__firefox(FILE *f, const struct profile *p, const struct view_filter *vf);
+
 /* "12.3 MiB" for byte metrics, a plain count otherwise. */
 void export__fmt_value(char *out, size_t n, int metric, double v);
 

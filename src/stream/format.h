@@ -32,7 +32,17 @@ enum kiln_rec {
 	REC_LOST = 11,   /* u64 lost samples so far */
 	REC_HEAP_LOSS = 12, /* u32 pid, u8 cause (enum kiln_heap_loss), u64 count: absolute, last wins */
 	REC_TIME = 13,   /* u64 realtime ns: the recording reached this time (each flush) */
+	REC_TIMELINE = 14, /* u64 realtime ns, u16 n, n x {u32 pid, i64 heap, u64 rss}: one point of memory over time */
 };
+
+/* A TIMELINE entry's heap is the most bytes live in the process since the
+ * point before (so the largest of them is the peak, exactly), or
+ * TIMELINE_NO_HEAP where the heap is not tracked; rss is the resident set
+ * when the point was taken, or TIMELINE_NO_RSS where it could not be read.
+ * pid 0 is every process of the recording together. */
+#define TIMELINE_NO_HEAP INT64_MIN
+#define TIMELINE_NO_RSS UINT64_MAX
+#define TIMELINE_MAX_ENTRIES 4096
 
 enum kiln_module_kind {
 	MOD_FILE = 0,  /* an ELF file on disk */

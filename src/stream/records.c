@@ -325,3 +325,34 @@ int rec_heap_loss__decode(const void *p, size_t n, struct rec_heap_loss *r)
 	cursor__u64(&c, &r->count);
 	return c.bad || cursor__left(&c) || r->cause >= HL__COUNT ? -1 : 0;
 }
+
+/* ---- TIMELINE: u64 t_ns, u16 n, n x {u32 pid, i64 heap, u64 rss} ---- */
+void rec_timeline__encode(struct buf *b, uint64_t t_ns, const struct rec_timeline_ent *e, uint16_t n)
+{
+	buf__u64(b, t_ns);
+	buf__u16(b, n);
+	for (uint16_t i = 0; i < n; i++) {
+		buf__u32(b, e[i].pid);
+		buf__u64(b, (uint64_t)e[i].heap);
+		buf__u64(b, e[i].rss);
+	}
+}
+
+int rec_timeline__decode(const void *p, size_t n, uint64_t *t_ns, struct rec_timeline_ent *out)
+{
+	struct cursor c;
+	uint16_t k;
+	cursor__init(&c, p, n);
+	cursor__u64(&c, t_ns);
+	cursor__u16(&c, &k);
+	if (c.bad || k > TIMELINE_MAX_ENTRIES)
+		return -1;
+	for (uint16_t i = 0; i < k; i++) {
+		uint64_t heap;
+		cursor__u32(&c, &out[i].pid);
+		cursor__u64(&c, &heap);
+		cursor__u64(&c, &out[i].rss);
+		out[i].heap = (int64_t)heap;
+	}
+	return c.bad || cursor__left(&c) ? -1 : k;
+}

@@ -121,4 +121,14 @@ struct rec_heap_loss {
 void rec_heap_loss__encode(struct buf *b, const struct rec_heap_loss *r);
 int rec_heap_loss__decode(const void *p, size_t n, struct rec_heap_loss *r);
 
+/* TIMELINE: a point of memory over time (format.h). */
+struct rec_timeline_ent {
+	uint32_t pid;
+	int64_t heap;
+	uint64_t rss;
+};
+void rec_timeline__encode(struct buf *b, uint64_t t_ns, const struct rec_timeline_ent *e, uint16_t n);
+/* Entries into out (room for TIMELINE_MAX_ENTRIES); their count, -1 when malformed. */
+int rec_timeline__decode(const void *p, size_t n, uint64_t *t_ns, struct rec_timeline_ent *out);
+
 #endif

@@ -173,3 +173,63 @@ Test(heap, many_blocks_against_a_reference)
 	cr_assert_eq(heap__current(h, 0), (int64_t)bytes);
 	heap__free(h);
 }
+
+/* peak_seq exec: 100 in the first image, which exec ends; 150 in the next.
+ * The recording's peak is 150, all of it the second image's. */
+Test(heap, peak_across_exec_is_one_moment)
+{
+	struct heap *h = heap__new();
+	heap__cell(h, 0, 0, 0); /* before_exec, image 0 */
+	heap__cell(h, 1, 1, 0); /* after_exec, image 1 (same pid, after exec) */
+	heap__alloc(h, 0, 0x10, 100);
+	heap__end(h, 0); /* exec */
+	heap__alloc(h, 1, 0x10, 150);
+	heap__free_block(h, 1, 0x10);
+	cr_assert_eq(heap__total_peak(h), 150);
+	cr_assert_eq(val(h, 0, KM_PEAK_BYTES), 0);
+	cr_assert_eq(val(h, 1, KM_PEAK_BYTES), 150);
+	cr_assert_eq(val(h, 0, KM_LEAK_BYTES), 100);
+	cr_assert_eq(heap__peak(h, 0), 100);
+	cr_assert_eq(heap__peak(h, 1), 150);
+	heap__free(h);
+}
+
+/* Two processes whose blocks coexist: the peak is their sum at that moment,
+ * and an image ending first keeps its share of an earlier peak. */
+Test(heap, peak_of_coexisting_processes)
+{
+	struct heap *h = heap__new();
+	heap__cell(h, 0, 0, 0);
+	heap__cell(h, 1, 1, 1);
+	heap__alloc(h, 0, 0x10, 70);
+	heap__alloc(h, 1, 0x10, 50); /* 120: the peak */
+	heap__end(h, 0);             /* 50 */
+	heap__alloc(h, 1, 0x20, 60); /* 110 */
+	cr_assert_eq(heap__total_peak(h), 120);
+	cr_assert_eq(heap__total_current(h), 110);
+	cr_assert_eq(val(h, 0, KM_PEAK_BYTES), 70);
+	cr_assert_eq(val(h, 1, KM_PEAK_BYTES), 50);
+	heap__alloc(h, 1, 0x30, 20); /* 130: a new peak, image 0 has nothing in it */
+	cr_assert_eq(val(h, 0, KM_PEAK_BYTES), 0);
+	cr_assert_eq(val(h, 1, KM_PEAK_BYTES), 130);
+	heap__free(h);
+}
+
+/* Windows: the most live since the last read, restarting at the current
+ * value; the largest window is the peak. */
+Test(heap, windows_hold_their_maximum)
+{
+	struct heap *h = heap__new();
+	heap__cell(h, 0, 0, 0);
+	heap__alloc(h, 0, 0x10, 40);
+	heap__alloc(h, 0, 0x20, 60);
+	heap__free_block(h, 0, 0x20);
+	cr_assert_eq(heap__window(h, 0), 100);
+	cr_assert_eq(heap__window(h, HEAP_ALL), 100);
+	cr_assert_eq(heap__window(h, 0), 40); /* nothing changed: what is live */
+	heap__free_block(h, 0, 0x10);
+	cr_assert_eq(heap__window(h, HEAP_ALL), 40);
+	cr_assert_eq(heap__window(h, HEAP_ALL), 0);
+	cr_assert_eq(heap__window(h, 7), 0); /* an image never seen */
+	heap__free(h);
+}
