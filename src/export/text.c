@@ -193,6 +193,40 @@ static void attach_lines(FILE *f, const struct profile *p)
 		when, (long long)json_integer_value(json_object_get(ha, "frees_before")));
 }
 
+/* The heap over time as a sparkline, and where several processes ran, the
+ * largest of each (they need not have coexisted: the peak above is the
+ * largest moment of them all together). */
+static void timeline_lines(FILE *f, const struct profile *p)
+{
+	char spark[200 * 3 + 1], a[32];
+	int64_t max;
+	if (!export__sparkline(p, 60, spark, sizeof(spark), &max))
+		return;
+	double secs = p->npoints ? (double)(p->points[p->npoints - 1].t_ns - p->points[0].t_ns) / 1e9 : 0;
+	fprintf(f, "# heap over time: %s (%.2f s, most %s)\n", spark, secs, fmt_bytes(a, sizeof(a), (double)max));
+	struct u64map best;
+	u64map__init(&best);
+	for (size_t i = 0; i < p->npoints; i++) {
+		const struct ppoint *pt = &p->points[i];
+		if (!pt->pid || pt->heap == TIMELINE_NO_HEAP)
+			continue;
+		struct u64map_ent *e = u64map__upsert(&best, pt->pid, NULL);
+		if (pt->heap > (int64_t)e->v1)
+			e->v1 = (uint64_t)pt->heap;
+	}
+	if (best.len > 1) {
+		fprintf(f, "# heap peak of each process:");
+		size_t it = 0, shown = 0;
+		for (struct u64map_ent *e; (e = u64map__next(&best, &it)) && shown < 8; shown++)
+			fprintf(f, "%s %s-%u %s", shown ? "," : "", profile__process_name(p, (uint32_t)e->key),
+				(uint32_t)e->key, fmt_bytes(a, sizeof(a), (double)e->v1));
+		if (best.len > 8)
+			fprintf(f, ", and %zu more", best.len - 8);
+		fputc('\n', f);
+	}
+	u64map__release(&best);
+}
+
 void export__heap_summary(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	int64_t tot[KM__COUNT] = {0};
@@ -226,6 +260,8 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 		fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), tot[KM_ALLOC_COUNT], tot[KM_TEMP_COUNT],
 		fmt_bytes(b, sizeof(b), (double)tot[KM_PEAK_BYTES]), fmt_bytes((char[32]){0}, 32, (double)tot[KM_LEAK_BYTES]),
 		tot[KM_LEAK_COUNT]);
+	if (vf->pid < 0)
+		timeline_lines(f, p);
 	heap_loss_lines(f, p, vf->pid);
 }
 

@@ -26,6 +26,9 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <alloca.h>
 #include <stdio.h>
 #include <malloc.h>
 #include <stdbool.h>
@@ -46,6 +49,7 @@
 #include "kiln/ring.h"
 #include "kiln/python.h"
 #include "shim/cfi.h"
+#include "shim/env.h"
 #include "shim/got.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -70,7 +74,10 @@ typedef int (*posix_memalign_fn)(void **, size_t, size_t);
 typedef void *(*memalign_fn)(size_t, size_t);
 typedef void *(*valloc_fn)(size_t);
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
-typedef int (*execv_fn)(const char *, char *const[]);
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+			char *const[], char *const[]);
+typedef int (*system_fn)(const char *);
+typedef FILE *(*popen_fn)(const char *, const char *);
 
 static malloc_fn real_malloc;
 static calloc_fn real_calloc;
@@ -82,7 +89,9 @@ static posix_memalign_fn real_posix_memalign;
 static memalign_fn real_aligned_alloc, real_memalign;
 static valloc_fn real_valloc, real_pvalloc;
 static execve_fn real_execve, real_execvpe;
-static execv_fn real_execv, real_execvp;
+static spawn_fn real_posix_spawn, real_posix_spawnp;
+static system_fn real_system;
+static popen_fn real_popen;
 
 /* ---- bootstrap pool for allocations made while resolving the real functions ----
  * Each block carries its size in the 16 bytes before it, so realloc of a
@@ -308,8 +317,10 @@ static void resolve_real(void)
 	resolve_alloc(RTLD_NEXT);
 	real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
 	real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
-	real_execv = (execv_fn)dlsym(RTLD_NEXT, "execv");
-	real_execvp = (execv_fn)dlsym(RTLD_NEXT, "execvp");
+	real_posix_spawn = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
+	real_posix_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
+	real_system = (system_fn)dlsym(RTLD_NEXT, "system");
+	real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
 }
 
 static void thread_end(void *arg);
@@ -491,41 +502,23 @@ static void atfork_child(void)
 	g_py_fin_sent = 0;
 }
 
-/* --no-follow: children and exec'd programs run without the shim. Take our
- * own path out of LD_PRELOAD (other preloads stay) and the recorder's
- * variables out of the environment they inherit. */
-static void no_follow(void)
+/* The shim's own path, as LD_PRELOAD names it (NULL if unknown). */
+static const char *self_path(void)
 {
-	const char *pre = getenv("LD_PRELOAD");
 	Dl_info info;
-	if (pre && dladdr((void *)&no_follow, &info) && info.dli_fname) {
-		char out[4096];
-		size_t o = 0, self = strlen(info.dli_fname);
-		for (const char *p = pre; *p;) {
-			size_t n = strcspn(p, ": ");
-			if (!(n == self && !memcmp(p, info.dli_fname, n)) && n && o + n + 1 < sizeof(out)) {
-				if (o)
-					out[o++] = ':';
-				memcpy(out + o, p, n);
-				o += n;
-			}
-			p += n;
-			while (*p == ':' || *p == ' ')
-				p++;
-		}
-		out[o] = 0;
-		if (o)
-			setenv("LD_PRELOAD", out, 1);
-		else
-			unsetenv("LD_PRELOAD");
-	}
-	unsetenv("KILN_FD");
-	unsetenv("KILN_SOCK");
-	unsetenv("KILN_CTL");
-	unsetenv("KILN_RECORDER_PID");
-	unsetenv("KILN_NO_FOLLOW");
-	if (g_sock >= 0)
-		fcntl(g_sock, F_SETFD, FD_CLOEXEC); /* nor does a program it execs get the channel */
+	return dladdr((void *)&self_path, &info) && info.dli_fname ? info.dli_fname : NULL;
+}
+
+/* Launched (not attached): kiln's variables out of the program's sight
+ * (shim/env.h); with --no-follow, children and exec'd programs do not get
+ * them back, nor a program it execs the channel. */
+static void env_setup(bool follow)
+{
+	if (!getenv("KILN_FD") && !getenv("KILN_SOCK"))
+		return; /* attached: the environment holds nothing of ours */
+	shim_env__hide(self_path(), follow);
+	if (!follow && g_sock >= 0)
+		fcntl(g_sock, F_SETFD, FD_CLOEXEC);
 }
 
 static bool sock_is_ours(void)
@@ -598,12 +591,11 @@ static void init_once(void)
 		g_recorder = rec ? (pid_t)atoi(rec) : 0;
 		new_image();
 		process_setup();
-		if (getenv("KILN_NO_FOLLOW")) {
+		if (getenv("KILN_NO_FOLLOW"))
 			g_nofollow = true;
-			no_follow();
-		}
 		st = 1;
 	}
+	env_setup(!g_nofollow);
 	__atomic_compare_exchange_n(&g_state, &expected, st, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	t_guard--;
 }
@@ -1646,36 +1638,143 @@ static void exec_check(const char *path, char *const envp[])
 	t_guard--;
 }
 
+/* The exec family passes kiln's variables on (shim/env.h): envp with them
+ * added, in room on the stack (a vfork child may be the caller: nothing is
+ * allocated). An environment too large for it goes as it is. */
+#define EXEC_ENV_MAX 4096
+#define WITH_KILN_ENV(envp, e)                                                                         \
+	size_t need_ = shim_env__need(envp);                                                           \
+	char **arr_ = alloca((need_ <= EXEC_ENV_MAX ? need_ : 1) * sizeof(char *));                    \
+	char pre_[8192 + 16];                                                                          \
+	char *const *e = need_ <= EXEC_ENV_MAX ? shim_env__for_exec(envp, arr_, need_, pre_, sizeof(pre_)) \
+					       : (envp)
+
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-	exec_check(path, envp);
+	WITH_KILN_ENV(envp, e);
+	exec_check(path, e);
 	if (!real_execve)
 		resolve_real();
-	return real_execve(path, argv, envp);
+	return real_execve(path, argv, e);
 }
 
 EXPORT int execv(const char *path, char *const argv[])
 {
-	exec_check(path, environ);
-	if (!real_execv)
-		resolve_real();
-	return real_execv(path, argv);
-}
-
-EXPORT int execvp(const char *file, char *const argv[])
-{
-	exec_check(file, environ);
-	if (!real_execvp)
-		resolve_real();
-	return real_execvp(file, argv);
+	return execve(path, argv, environ);
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-	exec_check(file, envp);
+	WITH_KILN_ENV(envp, e);
+	exec_check(file, e);
 	if (!real_execvpe)
 		resolve_real();
-	return real_execvpe(file, argv, envp);
+	return real_execvpe(file, argv, e);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+/* execl, execle, execlp: glibc makes their exec internally, out of reach of
+ * the hooks above; their arguments as an array (on the stack) go through
+ * them instead. */
+#define EXECL_MAX 8192
+#define COLLECT_ARGS(arg0, ap, argv, n)                       \
+	size_t n = 1;                                         \
+	va_start(ap, arg0);                                   \
+	while (va_arg(ap, const char *) && n < EXECL_MAX)      \
+		n++;                                          \
+	va_end(ap);                                           \
+	if (n >= EXECL_MAX) {                                 \
+		errno = E2BIG;                                \
+		return -1;                                    \
+	}                                                     \
+	char **argv = alloca((n + 1) * sizeof(char *));       \
+	argv[0] = (char *)(arg0);                             \
+	va_start(ap, arg0);                                   \
+	for (size_t i_ = 1; i_ <= n; i_++)                     \
+		argv[i_] = va_arg(ap, char *);                \
+	argv[n] = NULL
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	COLLECT_ARGS(arg, ap, argv, n);
+	va_end(ap);
+	return execve(path, argv, environ);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	COLLECT_ARGS(arg, ap, argv, n);
+	va_end(ap);
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	COLLECT_ARGS(arg, ap, argv, n);
+	char *const *envp = va_arg(ap, char *const *); /* after the NULL */
+	va_end(ap);
+	return execve(path, argv, envp);
+}
+
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	WITH_KILN_ENV(envp, e);
+	exec_check(path, e);
+	if (!real_posix_spawn)
+		resolve_real();
+	return real_posix_spawn(pid, path, fa, attr, argv, e);
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	WITH_KILN_ENV(envp, e);
+	exec_check(file, e);
+	if (!real_posix_spawnp)
+		resolve_real();
+	return real_posix_spawnp(pid, file, fa, attr, argv, e);
+}
+
+/* system and popen exec with environ, inside glibc: kiln's variables are
+ * back in it for the length of the call. */
+EXPORT int system(const char *cmd)
+{
+	if (!real_system)
+		resolve_real();
+	t_guard++;
+	shim_env__show();
+	t_guard--;
+	int rc = real_system(cmd);
+	int e = errno;
+	t_guard++;
+	shim_env__unshow();
+	t_guard--;
+	errno = e;
+	return rc;
+}
+
+EXPORT FILE *popen(const char *cmd, const char *mode)
+{
+	if (!real_popen)
+		resolve_real();
+	t_guard++;
+	shim_env__show();
+	t_guard--;
+	FILE *f = real_popen(cmd, mode);
+	int e = errno;
+	t_guard++;
+	shim_env__unshow();
+	t_guard--;
+	errno = e;
+	return f;
 }
 
 EXPORT void *reallocarray(void *old, size_t n, size_t m)

@@ -1,0 +1,97 @@
+#!/bin/bash
+# Memory over time: the timeline's heap maximum is the reported peak to the
+# byte (peak_seq across exec and across sequential children, rss_grow that
+# grows, frees and grows again), RSS follows touched memory, a CPU-only
+# recording still has RSS, and the Firefox export is a well-formed processed
+# profile (every table's columns as long as its length, every index in
+# range) with memory counters.
+source "$(dirname "$0")/lib.sh"
+csv_max() { awk -F, -v c=$2 'NR > 1 && $c != "" && $c > m {m = $c} END {printf "%d\n", m}' "$1"; }
+rows() { echo $(($(wc -l <"$1") - 1)); }
+
+run_to 60 "$KILN" record -q --heap -o $W/ex.kiln -- $TARGETS/peak_seq exec >/dev/null || fail "record peak_seq exec"
+eq $(total $(folded $W/ex.kiln peak_bytes)) 157286400 "peak of peak_seq exec (150 MiB: the first image is gone at exec)"
+"$KILN" export $W/ex.kiln --format timeline -o $W/ex.csv || fail "export timeline"
+head -1 $W/ex.csv | grep -qx 'seconds,pid,heap_live_bytes,rss_bytes' || fail "timeline header: $(head -1 $W/ex.csv)"
+[ $(rows $W/ex.csv) -ge 20 ] || fail "peak_seq exec: $(rows $W/ex.csv) timeline points in 0.1 s"
+eq $(csv_max $W/ex.csv 3) 157286400 "timeline maximum of peak_seq exec"
+awk -F, 'NR > 2 && $1 < t {exit 1} {t = $1}' $W/ex.csv || fail "timeline not in time order"
+"$KILN" report $W/ex.kiln >$W/rep || fail report
+grep -q '^# heap: .*peak 150.00 MiB' $W/rep || fail "report's peak: $(grep '^# heap' $W/rep | head -1)"
+grep -q '^# heap over time: ' $W/rep || fail "no sparkline in the report: $(head -5 $W/rep)"
+ok "peak_seq exec: peak 150 MiB, $(rows $W/ex.csv) points, maximum = peak"
+
+run_to 60 "$KILN" record -q --heap -o $W/seq.kiln -- $TARGETS/peak_seq seq >/dev/null || fail "record peak_seq seq"
+P=$(total $(folded $W/seq.kiln peak_bytes))
+within $P 104857600 8192 || fail "peak of peak_seq seq: $P B, want 100 MiB (three children one after another)"
+"$KILN" export $W/seq.kiln --format timeline -o $W/seq.csv || fail "export timeline seq"
+eq $(csv_max $W/seq.csv 3) $P "timeline maximum of peak_seq seq (pid 0: all processes)"
+grep -q '^[0-9.]*,0,' $W/seq.csv || fail "no all-processes rows in a multi-process timeline"
+n=$(cut -d, -f2 $W/seq.csv | grep -v '^0$' | sort -u | grep -c '^[0-9]')
+[ $n -ge 4 ] || fail "peak_seq seq: $n processes in the timeline, want 4"
+ok "peak_seq seq: peak $P B (one child at a time), $n processes"
+
+run_to 60 "$KILN" record -q --heap -o $W/rg.kiln -- $TARGETS/rss_grow >/dev/null || fail "record rss_grow"
+P=$(total $(folded $W/rg.kiln peak_bytes))
+eq $(weight $(folded $W/rg.kiln peak_bytes) '^grow_b$') 50331648 "grow_b at the peak"
+"$KILN" export $W/rg.kiln --format timeline -o $W/rg.csv || fail "export timeline rss_grow"
+eq $(csv_max $W/rg.csv 3) $P "timeline maximum of rss_grow"
+r=$(csv_max $W/rg.csv 4); [ $r -ge 50331648 ] || fail "RSS max $r B, want >= 48 MiB (grow_b touched it)"
+last=$(awk -F, 'NR > 1 && $4 != "" {r = $4} END {print r}' $W/rg.csv)
+[ $last -lt 33554432 ] || fail "RSS stays at $last B after the blocks were freed"
+ok "rss_grow: maximum = peak = $P B, RSS max $r B, falls to $last B"
+
+run_to 60 "$KILN" record -q -o $W/cpu.kiln -- $TARGETS/rss_grow >/dev/null || fail "record rss_grow without --heap"
+"$KILN" export $W/cpu.kiln --format timeline -o $W/cpu.csv || fail "export timeline of a CPU profile"
+r=$(csv_max $W/cpu.csv 4); [ $r -ge 50331648 ] || fail "CPU-only timeline: RSS max $r B"
+awk -F, 'NR > 1 && $3 != "" {exit 1}' $W/cpu.csv || fail "a CPU-only timeline shows a heap"
+ok "without --heap: RSS over time ($(rows $W/cpu.csv) points, max $r B)"
+
+for f in rg seq; do
+  "$KILN" export $W/$f.kiln --format firefox -o $W/$f.json || fail "export firefox $f"
+  python3 - $W/$f.json <<'PY' || fail "Firefox export of $f is malformed"
+import json, sys
+p = json.load(open(sys.argv[1]))
+m = p["meta"]
+for k, t in (("version", int), ("preprocessedProfileVersion", int), ("interval", (int, float)), ("startTime", (int, float)), ("categories", list)):
+    assert isinstance(m.get(k), t), "meta." + k
+assert isinstance(p["libs"], list) and p["threads"], "libs / threads"
+def table(t, cols, name):
+    for c in cols:
+        assert c in t, name + "." + c
+        assert len(t[c]) == t["length"], "%s.%s: %d values, length %d" % (name, c, len(t[c]), t["length"])
+def idx(v, n, name, null=False):
+    assert (null and v is None) or (isinstance(v, int) and 0 <= v < n), "%s: %r not in [0, %d)" % (name, v, n)
+ncat = len(m["categories"])
+for th in p["threads"]:
+    for k in ("processType", "name", "pid", "tid", "isMainThread", "registerTime", "pausedRanges", "stringArray"):
+        assert k in th, "thread." + k
+    assert isinstance(th["pid"], str), "pid is a string from version 47"
+    s, st, fr, fn = th["samples"], th["stackTable"], th["frameTable"], th["funcTable"]
+    table(s, ("stack", "time", "weight"), "samples")
+    assert s["weightType"] in ("samples", "bytes", "tracing-ms")
+    table(st, ("frame", "prefix", "category", "subcategory"), "stackTable")
+    table(fr, ("address", "inlineDepth", "category", "subcategory", "func", "nativeSymbol", "innerWindowID", "implementation", "line", "column"), "frameTable")
+    table(fn, ("name", "isJS", "relevantForJS", "resource", "fileName", "lineNumber", "columnNumber"), "funcTable")
+    table(th["markers"], ("data", "name", "startTime", "endTime", "phase", "category"), "markers")
+    table(th["resourceTable"], ("lib", "name", "host", "type"), "resourceTable")
+    table(th["nativeSymbols"], ("libIndex", "address", "name", "functionSize"), "nativeSymbols")
+    ns = len(th["stringArray"])
+    for v in s["stack"]: idx(v, st["length"], "samples.stack", True)
+    for i in range(st["length"]):
+        idx(st["frame"][i], fr["length"], "stack.frame"); idx(st["category"][i], ncat, "stack.category")
+        if st["prefix"][i] is not None: idx(st["prefix"][i], i, "stack.prefix (a parent comes first)")
+    for i in range(fr["length"]): idx(fr["func"][i], fn["length"], "frame.func"); idx(fr["category"][i], ncat, "frame.category")
+    for i in range(fn["length"]): idx(fn["name"][i], ns, "func.name"); idx(fn["fileName"][i], ns, "func.fileName", True)
+tids = len(p["threads"])
+mem = [c for c in p["counters"] if c["category"] == "Memory" and c["name"] == "Memory"]
+assert mem, "no memory counter"
+for c in p["counters"]:
+    assert isinstance(c["pid"], str); idx(c["mainThreadIndex"], tids, "counter.mainThreadIndex")
+    table(c["samples"], ("time", "count"), "counter.samples")
+# the memory track adds up the counts: its largest running sum is the peak
+best = max(max(__import__("itertools").accumulate(c["samples"]["count"])) for c in mem)
+print(best)
+PY
+done
+ok "Firefox export: processed profile v48, tables whole, memory counters"
