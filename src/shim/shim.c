@@ -312,8 +312,12 @@ static void resolve_alloc(void *handle)
 	real_pvalloc = (valloc_fn)real_sym(handle, "pvalloc");
 }
 
+/* What glibc allocates inside dlsym here (an error message for a function
+ * this libc lacks, its lookup's own buffers) is kiln's, not the program's:
+ * never recorded. */
 static void resolve_real(void)
 {
+	t_guard++;
 	resolve_alloc(RTLD_NEXT);
 	real_execve = (execve_fn)dlsym(RTLD_NEXT, "execve");
 	real_execvpe = (execve_fn)dlsym(RTLD_NEXT, "execvpe");
@@ -321,6 +325,7 @@ static void resolve_real(void)
 	real_posix_spawnp = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawnp");
 	real_system = (system_fn)dlsym(RTLD_NEXT, "system");
 	real_popen = (popen_fn)dlsym(RTLD_NEXT, "popen");
+	t_guard--;
 }
 
 static void thread_end(void *arg);

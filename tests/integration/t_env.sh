@@ -28,3 +28,16 @@ diff $W/bare $W/nf >&2 || fail "environment under --no-follow"
 F=$(folded $W/n.kiln leak_bytes)
 eq $(weight $F '^child_leak$') 0 "child_leak with --no-follow"
 ok "--no-follow: no child followed, environments unchanged"
+
+# an empty C++ program: libstdc++'s one allocation, none of what glibc
+# allocates inside the shim's own symbol lookups
+run_to 30 "$KILN" record -q --heap -o $W/cxx.kiln -- $TARGETS/empty_iostream || fail "record empty_iostream"
+n=$(total $(folded $W/cxx.kiln alloc_count))
+if command -v valgrind >/dev/null; then
+  v=$(valgrind $TARGETS/empty_iostream 2>&1 | sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' | tr -d ,)
+  eq $n "$v" "allocations of an empty C++ program (valgrind: $v)"
+else
+  eq $n 1 "allocations of an empty C++ program"
+fi
+grep -q 'resolve_real\|dlsym' <("$KILN" export $W/cxx.kiln --format folded --metric alloc_count) && fail "kiln's own symbol lookup recorded as the program's"
+ok "empty C++ program: $n allocation, as valgrind counts"
