@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 PKGS="build-essential cmake pkg-config libunwind-dev libdw-dev libelf-dev libjansson-dev
-  libcriterion-dev zlib1g-dev libbpf-dev linux-perf heaptrack clang libclang-rt-14-dev python3 valgrind
+  libcriterion-dev zlib1g-dev libzstd-dev libbpf-dev linux-perf heaptrack clang libclang-rt-14-dev python3 valgrind
   chromium"
 missing=
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

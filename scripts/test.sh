@@ -26,8 +26,11 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -
   -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$J" --target fuzz_profile >/dev/null
 CORPUS=$(mktemp -d /tmp/kiln-corpus.XXXXXX)
-build-ci/kiln record -q -o "$CORPUS/cpu.kiln" -- build-ci/targets/cpu_split 0.3 >/dev/null
-build-ci/kiln record -q --heap -o "$CORPUS/heap.kiln" -- build-ci/targets/leaky >/dev/null
+# records as they are (the fuzzer reaches the decoders) and compressed (the
+# block reader: zstd frames, declared sizes, records inside blocks)
+build-ci/kiln record -q --no-compress -o "$CORPUS/cpu.kiln" -- build-ci/targets/cpu_split 0.3 >/dev/null
+build-ci/kiln record -q --no-compress --heap -o "$CORPUS/heap.kiln" -- build-ci/targets/leaky >/dev/null
+build-ci/kiln record -q -o "$CORPUS/cpu-z.kiln" -- build-ci/targets/cpu_split 0.3 >/dev/null
 build-ci/kiln record -q --heap -o "$CORPUS/fork.kiln" -- build-ci/targets/fork_exec build-ci/targets/leaky >/dev/null
 # a crash (or leak, or UBSan finding) makes libFuzzer exit non-zero: the run
 # fails; what it did is printed from its own statistics, never a fixed line

@@ -51,7 +51,7 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 struct record_opts {
 	const char *output;
 	long freq;
-	bool heap, cpu, wall, follow, quiet, freq_set;
+	bool heap, cpu, wall, follow, quiet, freq_set, no_compress;
 	double duration, snapshot_every;
 	const char *py_alloc; /* --python-allocator: NULL leaves the program's own choice */
 	bool py_domains;      /* trace Python's allocator domains (--no-trace-python-allocators: off) */
@@ -72,6 +72,7 @@ static void help(void)
 	       "      --wall               wall-clock sampling: sleeping threads too\n"
 	       "  -d, --duration SEC       stop after SEC seconds (launch mode: detach, let it run)\n"
 	       "      --no-follow          do not follow forked children\n"
+	       "      --no-compress        store records as they are (default: zstd, a block per flush)\n"
 	       "      --snapshot-every SEC with --heap: a heap snapshot every SEC seconds\n"
 	       "  -p, --pid PID            attach to a running process\n"
 	       "      --stack-size BYTES   user stack copied per sample (default 32768)\n"
@@ -89,7 +90,7 @@ static void help(void)
 }
 
 enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, ROPT_STACKSIZE, ROPT_HELP, ROPT_PYALLOC,
-       ROPT_PYDOM, ROPT_NOPYDOM };
+       ROPT_PYDOM, ROPT_NOPYDOM, ROPT_NOCOMPRESS };
 
 /* What one machine can take: the kernel's perf_event_max_sample_rate, and
  * for the copies of the user stack each sample carries, about 10,000
@@ -129,7 +130,8 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		{"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, ROPT_HELP},
 		{"python-allocator", required_argument, NULL, ROPT_PYALLOC},
 		{"trace-python-allocators", no_argument, NULL, ROPT_PYDOM},
-		{"no-trace-python-allocators", no_argument, NULL, ROPT_NOPYDOM}, {NULL, 0, NULL, 0},
+		{"no-trace-python-allocators", no_argument, NULL, ROPT_NOPYDOM},
+		{"no-compress", no_argument, NULL, ROPT_NOCOMPRESS}, {NULL, 0, NULL, 0},
 	};
 	memset(o, 0, sizeof(*o));
 	o->output = "kiln.data";
@@ -173,6 +175,9 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		case 'd':
 			if (!cli__parse_double(optarg, 0.001, 1e7, &o->duration))
 				return cli__usage(CMD, "-d takes a positive number of seconds, not '%s'", optarg);
+			break;
+		case ROPT_NOCOMPRESS:
+			o->no_compress = true;
 			break;
 		case ROPT_NOFOLLOW:
 			o->follow = false;
@@ -1036,6 +1041,7 @@ int cmd_record(int argc, char **argv)
 	if (!st.out.through)
 		flock(st.out.fd, LOCK_EX | LOCK_NB); /* a second recorder on this -o sees it (being_recorded) */
 	st.w = stream_writer__new();
+	stream_writer__set_compress(st.w, !st.o.no_compress);
 	if (!st.out.through)
 		stream_writer__set_fd(st.w, st.out.fd);
 	json_t *meta = make_meta(&st.o, attach);

@@ -76,8 +76,13 @@ static int has_shim_env(uint32_t pid)
 {
 	size_t len;
 	char *env = proc_file(pid, "environ", &len);
-	if (!env)
+	/* empty: read inside execve, after the new memory is in place and
+	 * before the kernel has written the environment into it (the exec
+	 * event comes first): unknown, not "cleared" */
+	if (!env || !len) {
+		free(env);
 		return -1;
+	}
 	int rc = 0;
 	for (size_t i = 0; i < len; i += strlen(env + i) + 1)
 		if (!strncmp(env + i, "LD_PRELOAD=", 11) && strstr(env + i, "libkiln_shim"))

@@ -7,7 +7,10 @@
  * All integers little-endian. Records are written in order of dependence
  * (a module before the locations in it, a location before stacks using it),
  * flushed at least once a second, so a file cut short is valid up to its
- * last whole record. A clean recording ends with REC_END.
+ * last whole record. A clean recording ends with REC_END. Each flush's
+ * records may be stored compressed as one ZBLOCK record (its own CRC over
+ * the compressed bytes, each record inside keeping its header and CRC): a
+ * file cut short is then valid up to its last whole block.
  */
 #ifndef KILN_STREAM_FORMAT_H
 #define KILN_STREAM_FORMAT_H
@@ -33,7 +36,13 @@ enum kiln_rec {
 	REC_HEAP_LOSS = 12, /* u32 pid, u8 cause (enum kiln_heap_loss), u64 count: absolute, last wins */
 	REC_TIME = 13,   /* u64 realtime ns: the recording reached this time (each flush) */
 	REC_TIMELINE = 14, /* u64 realtime ns, u16 n, n x {u32 pid, i64 heap, u64 rss}: one point of memory over time */
+	REC_ZBLOCK = 15, /* u32 raw_len, zstd frame of raw_len bytes: records (never a ZBLOCK) compressed as one */
 };
+
+/* A ZBLOCK holds at most this many bytes of records once decompressed (the
+ * writer closes a block at KILN_ZBLOCK_TARGET; one record may exceed it). */
+#define KILN_ZBLOCK_TARGET (16u << 20)
+#define KILN_ZBLOCK_MAX (KILN_REC_MAX + KILN_REC_HEADER)
 
 /* A TIMELINE entry's heap is the most bytes live in the process since the
  * point before (so the largest of them is the peak, exactly), or

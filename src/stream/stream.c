@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 #include "stream/stream.h"
 #include "util/util.h"
 
@@ -23,12 +24,15 @@ struct stream_writer {
 	size_t lost_bytes; /* of records that could not be written */
 	size_t written;
 	struct buf pending;
+	bool compress;
+	ZSTD_CCtx *cctx;
 };
 
 struct stream_writer *stream_writer__new(void)
 {
 	struct stream_writer *w = xcalloc(1, sizeof(*w));
 	w->fd = -1;
+	w->compress = true;
 	buf__init(&w->pending);
 	buf__put(&w->pending, KILN_MAGIC, 8);
 	buf__u32(&w->pending, KILN_FORMAT_VERSION);
@@ -58,15 +62,78 @@ const void *stream_writer__pending(const struct stream_writer *w, size_t *len)
 	return w->pending.data;
 }
 
+void stream_writer__set_compress(struct stream_writer *w, bool on)
+{
+	w->compress = on;
+}
+
+static void put_record(struct buf *b, uint16_t type, const void *payload, size_t len)
+{
+	buf__u16(b, type);
+	buf__u16(b, 0);
+	buf__u32(b, (uint32_t)len);
+	buf__u32(b, (uint32_t)crc32(0L, payload, (uInt)len));
+	buf__put(b, payload, len);
+}
+
+/* Replace pending's records (after the file header, if it is still to be
+ * written) by ZBLOCKs of at most KILN_ZBLOCK_TARGET raw bytes each (a
+ * record larger than that alone in its block). Left as they are when
+ * compression fails or does not pay. */
+static void compress_pending(struct stream_writer *w)
+{
+	size_t start = w->written ? 0 : KILN_HEADER_SIZE;
+	if (w->pending.len <= start + KILN_REC_HEADER)
+		return;
+	if (!w->cctx && !(w->cctx = ZSTD_createCCtx()))
+		return;
+	struct buf out, raw;
+	buf__init(&out);
+	buf__init(&raw);
+	buf__put(&out, w->pending.data, start);
+	size_t off = start;
+	bool ok = true;
+	while (ok && off < w->pending.len) {
+		size_t end = off;
+		while (end + KILN_REC_HEADER <= w->pending.len) {
+			uint32_t len;
+			memcpy(&len, w->pending.data + end + 4, 4);
+			size_t next = end + KILN_REC_HEADER + len;
+			if (next > w->pending.len || (end > off && next - off > KILN_ZBLOCK_TARGET))
+				break;
+			end = next;
+		}
+		if (end == off) { /* cannot happen with records this writer made */
+			ok = false;
+			break;
+		}
+		size_t bound = ZSTD_compressBound(end - off);
+		raw.len = 0;
+		buf__u32(&raw, (uint32_t)(end - off));
+		buf__reserve(&raw, bound);
+		size_t k = ZSTD_compressCCtx(w->cctx, raw.data + 4, bound, w->pending.data + off, end - off, 3);
+		if (ZSTD_isError(k)) {
+			ok = false;
+			break;
+		}
+		raw.len = 4 + k;
+		put_record(&out, REC_ZBLOCK, raw.data, raw.len);
+		off = end;
+	}
+	if (ok && out.len < w->pending.len) {
+		buf__release(&w->pending);
+		w->pending = out;
+	} else {
+		buf__release(&out);
+	}
+	buf__release(&raw);
+}
+
 void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len)
 {
 	if (len > KILN_REC_MAX)
 		len = KILN_REC_MAX; /* never happens with kiln's own writers */
-	buf__u16(&w->pending, type);
-	buf__u16(&w->pending, 0);
-	buf__u32(&w->pending, (uint32_t)len);
-	buf__u32(&w->pending, (uint32_t)crc32(0L, payload, (uInt)len));
-	buf__put(&w->pending, payload, len);
+	put_record(&w->pending, type, payload, len);
 }
 
 /* The end of the last whole record within the first n bytes of pending
@@ -94,6 +161,8 @@ int stream_writer__flush(struct stream_writer *w)
 		return w->err;
 	if (!w->pending.len || w->fd < 0)
 		return 0;
+	if (w->compress)
+		compress_pending(w);
 	size_t done = 0;
 	int r = 0;
 	while (done < w->pending.len) {
@@ -143,6 +212,7 @@ int stream_writer__free(struct stream_writer *w)
 	if (w->own_fd && close(w->fd) < 0 && !r)
 		r = -errno;
 	buf__release(&w->pending);
+	ZSTD_freeCCtx(w->cctx);
 	free(w);
 	return r;
 }
@@ -237,7 +307,81 @@ int stream_reader__open(struct stream_reader *r, const char *path)
 	return reader_check_header(r);
 }
 
+/* The next record of the ZBLOCK being read (1), or 0 when it is done. */
+static int zblock_next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len)
+{
+	if (r->zoff >= r->zlen)
+		return 0;
+	uint16_t t, zero;
+	uint32_t n, crc;
+	if (r->zlen - r->zoff < KILN_REC_HEADER)
+		goto bad;
+	memcpy(&t, r->z + r->zoff, 2);
+	memcpy(&zero, r->z + r->zoff + 2, 2);
+	memcpy(&n, r->z + r->zoff + 4, 4);
+	memcpy(&crc, r->z + r->zoff + 8, 4);
+	if (zero != 0 || t == 0 || t == REC_ZBLOCK || n > r->zlen - r->zoff - KILN_REC_HEADER)
+		goto bad;
+	const unsigned char *p = r->z + r->zoff + KILN_REC_HEADER;
+	if (!stream_ignore_crc && (uint32_t)crc32(0L, p, n) != crc)
+		goto bad;
+	r->zoff += KILN_REC_HEADER + n;
+	*type = t;
+	*payload = p;
+	*len = n;
+	return 1;
+bad:
+	snprintf(r->err, sizeof(r->err), "corrupt record at byte %zu of the compressed block at byte %zu", r->zoff,
+		 r->zat);
+	return -1;
+}
+
+/* A ZBLOCK's payload: decompressed into r->z (bounded by KILN_ZBLOCK_MAX and
+ * by the size the frame itself declares). 0, or -1 with r->err set. */
+static int zblock_open(struct stream_reader *r, const unsigned char *p, uint32_t n, size_t at)
+{
+	uint32_t raw;
+	if (n < 4)
+		goto bad;
+	memcpy(&raw, p, 4);
+	if (raw == 0 || raw > KILN_ZBLOCK_MAX || ZSTD_getFrameContentSize(p + 4, n - 4) != raw)
+		goto bad;
+	if (raw > r->zcap) {
+		free(r->z);
+		r->z = xmalloc(raw);
+		r->zcap = raw;
+	}
+	size_t k = ZSTD_decompress(r->z, raw, p + 4, n - 4);
+	if (ZSTD_isError(k) || k != raw)
+		goto bad;
+	r->zlen = raw;
+	r->zoff = 0;
+	r->zat = at;
+	r->zblocks++;
+	r->zbytes += raw;
+	return 0;
+bad:
+	r->zlen = r->zoff = 0;
+	snprintf(r->err, sizeof(r->err), "corrupt compressed block at byte %zu", at);
+	return -1;
+}
+
 int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len)
+{
+	for (;;) {
+		int k = zblock_next(r, type, payload, len);
+		if (k)
+			return k;
+		size_t at = r->off;
+		k = stream_reader__next_raw(r, type, payload, len);
+		if (k <= 0 || *type != REC_ZBLOCK)
+			return k;
+		if (zblock_open(r, *payload, *len, at) < 0)
+			return -1;
+	}
+}
+
+int stream_reader__next_raw(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len)
 {
 	unsigned char h[KILN_REC_HEADER];
 	size_t got = reader_get(r, h, sizeof(h));
@@ -306,6 +450,9 @@ void stream_reader__release(struct stream_reader *r)
 {
 	free(r->data);
 	free(r->buf);
+	free(r->z);
+	r->z = NULL;
+	r->zlen = r->zoff = r->zcap = 0;
 	if (r->fd >= 0)
 		close(r->fd);
 	r->data = r->buf = NULL;

@@ -4,6 +4,7 @@
 #ifndef KILN_STREAM_H
 #define KILN_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "stream/format.h"
@@ -21,6 +22,9 @@ void stream_writer__set_fd(struct stream_writer *w, int fd);
 struct stream_writer *stream_writer__open(const char *path);
 /* The bytes not yet flushed (everything, for a writer with no descriptor). */
 const void *stream_writer__pending(const struct stream_writer *w, size_t *len);
+/* Whether flushes store their records compressed (zstd, one ZBLOCK per
+ * flush; on unless turned off). */
+void stream_writer__set_compress(struct stream_writer *w, bool on);
 /* Append one record to the in-memory buffer. */
 void stream_writer__record(struct stream_writer *w, uint16_t type, const void *payload, size_t len);
 /* Write buffered records to the file. 0 or -errno (e.g. -ENOSPC): then the
@@ -47,6 +51,10 @@ struct stream_reader {
 	int read_errno;
 	int status;
 	char err[256]; /* why the file was refused, or where it was cut */
+	/* inside a ZBLOCK: its records, decompressed, read from z + zoff */
+	unsigned char *z;
+	size_t zlen, zoff, zcap, zat; /* zat: where the block starts in the file */
+	uint64_t zblocks, zbytes;      /* blocks read, and their bytes decompressed */
 };
 
 /* Open path (a regular file or a FIFO) to be read as a stream, a record at
@@ -58,6 +66,9 @@ int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n);
  * call), 0 at the end (r->status tells clean or truncated), -1 on
  * corruption or a read error with r->err set. */
 int stream_reader__next(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len);
+/* The same without opening ZBLOCKs: they come back as records of their own
+ * (tools that look at the framing). */
+int stream_reader__next_raw(struct stream_reader *r, uint16_t *type, const unsigned char **payload, uint32_t *len);
 void stream_reader__release(struct stream_reader *r);
 
 /* Fuzzing only: accept records whose CRC does not match, so mutated input

@@ -187,8 +187,14 @@ d=$(sed -n 's/^# duration \([0-9.]*\) s.*/\1/p' $W/k9.rep)
 awk -v d="$d" 'BEGIN { exit !(d >= 0.4) }' || fail "a killed recording says duration $d s"
 ok "recorder killed: names and duration ($d s) kept"
 
-# processes that cannot carry the shim are named, with the cause
-run_to 60 "$KILN" record -q --heap -o $W/env.kiln -- env -i $TARGETS/leaky >/dev/null 2>$W/env.err || fail "env -i"
+# a program that clears the environment of what it execs (env -i) still
+# passes kiln's variables on: the exec'd program is followed, exact
+run_to 60 "$KILN" record -q --heap -o $W/envi.kiln -- env -i $TARGETS/leaky >/dev/null 2>$W/envi.err || fail "env -i"
+eq $(weight $(folded $W/envi.kiln leak_bytes) '^leak_(small|big|aligned)$') 9609216 "leaky's leaks under env -i"
+ok "env -i: the exec'd program followed, exact"
+# processes that cannot carry the shim are named, with the cause: an exec by
+# the system call itself, with an empty environment, passes no wrapper
+run_to 60 "$KILN" record -q --heap -o $W/env.kiln -- $TARGETS/raw_exec $TARGETS/leaky >/dev/null 2>$W/env.err || fail "raw_exec"
 grep -q 'not tracked: exec.d with kiln.s LD_PRELOAD removed' $W/env.err || fail "environment cleared: no warning: $(cat $W/env.err)"
 "$KILN" report $W/env.kiln | grep -q 'process not tracked (exec.d with.*leaky-' || fail "environment cleared: not in the report"
 ok "exec with the environment cleared: reported"

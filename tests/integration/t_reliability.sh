@@ -6,11 +6,14 @@ MUTATE=$(dirname "$KILN")/mutate
 run_to 60 "$KILN" record -q -o $W/cpu.kiln -- $TARGETS/cpu_split 0.5 >/dev/null || fail "record cpu"
 run_to 60 "$KILN" record -q --heap -o $W/heap.kiln -- $TARGETS/leaky >/dev/null || fail "record heap"
 run_to 60 "$KILN" record -q --heap -o $W/fe.kiln -- $TARGETS/fork_exec $TARGETS/leaky >/dev/null || fail "record fork"
+# profiles are compressed (a zstd block per flush); one stored as it is too,
+# so mutations reach the record decoders as well as the block reader
+run_to 60 "$KILN" record -q --heap --no-compress -o $W/raw.kiln -- $TARGETS/leaky >/dev/null || fail "record --no-compress"
 # in-process: every truncation and 10,000 mutations per seed (2,000 under
 # the sanitizers, whose stage runs libFuzzer on the same reader too)
 muts=10000
 [ -n "${KILN_REDUCED:-}" ] && { muts=2000; skip "under the sanitizers 2,000 mutations per seed of 10,000 (the -Werror stage ran 10,000)"; }
-run_to 600 "$MUTATE" $muts $W/cpu.kiln $W/heap.kiln $W/fe.kiln >$W/m || fail "mutation run crashed: $(tail -3 $W/m)"
+run_to 600 "$MUTATE" $muts $W/cpu.kiln $W/heap.kiln $W/fe.kiln $W/raw.kiln >$W/m || fail "mutation run crashed: $(tail -3 $W/m)"
 ok "$(cat $W/m)"
 # the real binary: cuts at 8, 64, 256 B and every 4 KiB; a few hundred mutations
 check() {

@@ -28,6 +28,7 @@ static void fx_open(struct fixture *f, const char *meta)
 	cr_assert_not_null(f->w);
 	buf__init(&f->b);
 	stream_writer__record(f->w, REC_META, meta, strlen(meta));
+	stream_writer__flush(f->w); /* its own compressed block, as the recorder's first flush */
 }
 
 static void fx_module(struct fixture *f, uint32_t id, const char *path)
