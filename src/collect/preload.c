@@ -76,12 +76,17 @@ static int has_shim_env(uint32_t pid)
 {
 	size_t len;
 	char *env = proc_file(pid, "environ", &len);
-	/* empty: read inside execve, after the new memory is in place and
-	 * before the kernel has written the environment into it (the exec
-	 * event comes first): unknown, not "cleared" */
-	if (!env || !len) {
-		free(env);
+	if (!env)
 		return -1;
+	if (!len) {
+		/* truly empty, or read inside execve (preload.h): the kernel
+		 * writes the arguments and the environment at the same time, so
+		 * arguments there mean the environment is there, and empty */
+		free(env);
+		size_t alen = 0;
+		char *args = proc_file(pid, "cmdline", &alen);
+		free(args);
+		return args && alen ? 0 : PRELOAD_NOT_YET;
 	}
 	int rc = 0;
 	for (size_t i = 0; i < len; i += strlen(env + i) + 1)
@@ -113,7 +118,8 @@ int preload__untracked(uint32_t pid)
 		return HL_STATIC;
 	if (is_secure(pid) == 1)
 		return HL_SECURE_EXEC;
-	if (has_shim_env(pid) == 0)
+	int env = has_shim_env(pid);
+	if (env == 0)
 		return HL_ENV_CLEARED;
-	return -1;
+	return env == PRELOAD_NOT_YET ? PRELOAD_NOT_YET : -1;
 }

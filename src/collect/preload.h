@@ -9,7 +9,11 @@
 #include <stdint.h>
 
 /* An enum kiln_heap_loss process cause, or -1 when the shim can be there
- * (or the process is gone and nothing can be told). */
+ * (or the process is gone and nothing can be told), or PRELOAD_NOT_YET when
+ * its environment is still empty: read inside execve, after the new memory
+ * is in place and before the kernel has written the environment into it
+ * (the exec event comes first); ask again a little later. */
+#define PRELOAD_NOT_YET (-2)
 int preload__untracked(uint32_t pid);
 /* The same told from a program file about to be exec'd (a process that ends
  * before kiln looks at it leaves nothing in /proc): static, or setuid/setgid

@@ -43,6 +43,7 @@ struct rproc {
 	uint64_t maps_read_ns;
 	bool dirty, exited;
 	bool tl_done; /* exited, and its last timeline entry is written */
+	uint64_t env_recheck; /* exec'd with its environment not yet readable: since (CLOCK_MONOTONIC ns) */
 	int status;
 	uint64_t start_ns, end_ns;
 	uint32_t idx; /* in recorder.procs: the heap's process id */
@@ -265,7 +266,11 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 static void heap_check(struct recorder *r, uint32_t pid)
 {
 	int cause = preload__untracked(pid);
-	if (cause >= 0)
+	struct rproc *p = recorder__proc(r, pid);
+	p->env_recheck = 0;
+	if (cause == PRELOAD_NOT_YET)
+		p->env_recheck = now_ns(); /* recorder__tick asks again */
+	else if (cause >= 0)
 		recorder__heap_loss(r, pid, cause, 1);
 }
 
@@ -353,8 +358,22 @@ void recorder__tick(struct recorder *r)
 {
 	uint64_t now = now_ns();
 	size_t nlive = 0;
-	for (size_t i = 0; i < r->nprocs; i++)
-		nlive += !r->procs[i]->exited;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		struct rproc *p = r->procs[i];
+		nlive += !p->exited;
+		/* an exec whose environment was not written yet: a truly empty
+		 * one stays empty (it cannot carry the shim either) */
+		if (p->env_recheck && !p->exited) {
+			int cause = preload__untracked(p->pid);
+			if (cause == PRELOAD_NOT_YET && now - p->env_recheck > 200000000ull)
+				cause = HL_ENV_CLEARED;
+			if (cause != PRELOAD_NOT_YET) {
+				p->env_recheck = 0;
+				if (cause >= 0)
+					recorder__heap_loss(r, p->pid, cause, 1);
+			}
+		}
+	}
 	if (timeline__due(r->tl, now, nlive))
 		timeline_point(r, now);
 }
