@@ -43,6 +43,19 @@ struct kiln_py_offsets {
 	/* str and bytes */
 	uint16_t str_length, str_state, str_ascii_size, str_compact_size;
 	uint16_t bytes_size, bytes_sval;
+	/* asyncio (collect/pyasync.c): a frame's globals, value stack and locals */
+	uint16_t fr_globals, fr_stacktop, fr_localsplus;
+	/* a coroutine: its embedded frame, its state, and the state of one
+	 * suspended in an await (the awaited object on its stack's top) */
+	uint16_t gen_iframe, gen_state;
+	int8_t gen_awaiting;
+	/* type objects, instance attributes (managed dicts), dicts, sets, ints */
+	uint16_t tp_basicsize, tp_flags, tp_members, ht_cached_keys;
+	uint8_t attrs_kind;        /* 1: 3.11 values at obj-32, 2: 3.12 tagged at obj-24, 3: 3.13 inline values */
+	uint16_t long_size_tag;    /* 3.11 ob_size, 3.12+ lv_tag (ndigits << 3) */
+	uint8_t long_tagged;
+	/* _asyncio's TaskObj */
+	uint16_t task_loop, task_state, task_coro, task_name;
 };
 
 static const struct kiln_py_offsets kiln_py_tables[] = {
@@ -53,7 +66,10 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .co_filename = 112, .co_name = 120, .co_qualname = 128, .co_linetable = 136, .co_firstlineno = 72,
 	 .co_code = 184, .co_size = 184,
 	 .str_length = 16, .str_state = 32, .str_ascii_size = 48, .str_compact_size = 72,
-	 .bytes_size = 16, .bytes_sval = 32},
+	 .bytes_size = 16, .bytes_sval = 32,
+	 .fr_globals = 8, .fr_stacktop = 64, .fr_localsplus = 72, .gen_iframe = 80, .gen_state = 75, .gen_awaiting = -1,
+	 .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240, .ht_cached_keys = 872, .attrs_kind = 1,
+	 .long_size_tag = 16, .long_tagged = 0, .task_loop = 16, .task_state = 88, .task_coro = 136, .task_name = 144},
 	{.version = 0x30c, .rt_finalizing = 24, .rt_preinit = 8, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 72,
 	 .ts_next = 8, .ts_native_tid = 144, .ts_cframe = 56, .cf_current = 0, .ts_current_frame = KILN_PY_NONE,
 	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
@@ -61,7 +77,10 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .co_filename = 112, .co_name = 120, .co_qualname = 128, .co_linetable = 136, .co_firstlineno = 68,
 	 .co_code = 192, .co_size = 192,
 	 .str_length = 16, .str_state = 32, .str_ascii_size = 40, .str_compact_size = 56,
-	 .bytes_size = 16, .bytes_sval = 32},
+	 .bytes_size = 16, .bytes_sval = 32,
+	 .fr_globals = 24, .fr_stacktop = 64, .fr_localsplus = 72, .gen_iframe = 72, .gen_state = 67, .gen_awaiting = -1,
+	 .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240, .ht_cached_keys = 880, .attrs_kind = 2,
+	 .long_size_tag = 16, .long_tagged = 1, .task_loop = 16, .task_state = 88, .task_coro = 136, .task_name = 144},
 	{.version = 0x30d, .rt_finalizing = 608, .rt_preinit = 592, .rt_interp_head = 632, .is_next = 7264, .is_threads_head = 7344,
 	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = KILN_PY_NONE, .cf_current = 0, .ts_current_frame = 72,
 	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
@@ -69,7 +88,10 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .co_filename = 112, .co_name = 120, .co_qualname = 128, .co_linetable = 136, .co_firstlineno = 68,
 	 .co_code = 200, .co_size = 200,
 	 .str_length = 16, .str_state = 32, .str_ascii_size = 40, .str_compact_size = 56,
-	 .bytes_size = 16, .bytes_sval = 32},
+	 .bytes_size = 16, .bytes_sval = 32,
+	 .fr_globals = 24, .fr_stacktop = 64, .fr_localsplus = 72, .gen_iframe = 72, .gen_state = 67, .gen_awaiting = -1,
+	 .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240, .ht_cached_keys = 880, .attrs_kind = 3,
+	 .long_size_tag = 16, .long_tagged = 1, .task_loop = 16, .task_state = 96, .task_coro = 120, .task_name = 128},
 };
 
 /* The table for a PY_VERSION_HEX, or NULL: a version kiln does not know. */

@@ -271,6 +271,21 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			p->last_ns = t;
 		return 0;
 	}
+	case REC_SLOW: {
+		struct rec_slow sl;
+		if (rec_slow__decode(pl, len, &sl) < 0)
+			return corrupt(err, errlen, "loop stretch", off);
+		if (sl.stack >= p->nstacks) {
+			free(sl.task);
+			return corrupt(err, errlen, "loop stretch (undefined stack)", off);
+		}
+		ARR_GROW(p->slows, p->cslows, p->nslows + 1);
+		p->slows[p->nslows++] = (struct pslow){.pid = sl.pid, .tid = sl.tid, .stack = sl.stack,
+						       .start_ns = sl.start_ns, .dur_ns = sl.dur_ns,
+						       .task = intern__str(&p->strings, sl.task)};
+		free(sl.task);
+		return 0;
+	}
 	case REC_TIMELINE: {
 		static struct rec_timeline_ent ents[TIMELINE_MAX_ENTRIES];
 		uint64_t t;
@@ -661,6 +676,7 @@ void profile__release(struct profile *p)
 	free(p->cells);
 	free(p->losses);
 	free(p->points);
+	free(p->slows);
 	free(p->path);
 	intern__release(&p->strings);
 	intern__release(&p->cellkeys);

@@ -83,6 +83,13 @@ struct ppoint {
 	uint64_t rss;
 };
 
+/* A stretch in which one callback held an asyncio event loop (REC_SLOW). */
+struct pslow {
+	uint32_t pid, tid, stack;
+	uint64_t start_ns, dur_ns;
+	uint32_t task; /* string id: "Task NAME", "" for a callback of no task */
+};
+
 struct profile {
 	char *path;
 	json_t *meta;
@@ -105,6 +112,8 @@ struct profile {
 	size_t nlosses, closses;
 	struct ppoint *points; /* in file order: by time */
 	size_t npoints, cpoints;
+	struct pslow *slows;
+	size_t nslows, cslows;
 	struct intern cellkeys;
 	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index */
 	struct u64map lossidx;         /* pid<<8|cause -> index in losses */

@@ -4,7 +4,7 @@
 #include <string.h>
 #include "aggregate/view.h"
 
-static const char *const by_names[] = {"function", "line", "file", "lib", "stack", "process"};
+static const char *const by_names[] = {"function", "line", "file", "lib", "stack", "process", "task", "state"};
 
 int by__parse(const char *s)
 {
@@ -136,6 +136,101 @@ static bool startup_frame(const char *name)
 	return false;
 }
 
+static bool name_in(const char *n, const char *const *list)
+{
+	for (; *list; list++)
+		if (!strcmp(n, *list))
+			return true;
+	return false;
+}
+
+const char *view__thread_state(const struct profile *p, uint32_t stack)
+{
+	static const char *const gil[] = {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
+					  "PyEval_AcquireLock", "PyGILState_Ensure", NULL};
+	static const char *const waits[] = {
+		"epoll_wait", "epoll_pwait", "epoll_pwait2", "select", "__select", "pselect", "__pselect", "poll", "__poll",
+		"ppoll", "__ppoll", "nanosleep", "__nanosleep", "clock_nanosleep", "__clock_nanosleep",
+		"__GI___clock_nanosleep", "__futex_abstimed_wait_common", "__futex_abstimed_wait_common64",
+		"__futex_abstimed_wait_cancelable64", "futex_wait", "__lll_lock_wait", "pthread_cond_wait",
+		"pthread_cond_timedwait", "___pthread_cond_wait", "___pthread_cond_timedwait", "sem_wait",
+		"sem_timedwait", "sem_clockwait", "read", "__libc_read", "__GI___libc_read", "recv", "__libc_recv",
+		"recvfrom", "__libc_recvfrom", "recvmsg", "accept", "accept4", "__libc_accept", "wait4", "__wait4",
+		"waitpid", "__waitpid", "pause", "__libc_pause", "sigwait", "sigtimedwait", "__sigtimedwait",
+		"sigwaitinfo", "msgrcv", "__libc_msgrcv", NULL};
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	size_t n = profile__stack_frames(p, stack, fr, PROFILE_MAX_FRAMES);
+	if (!n)
+		return "native";
+	for (size_t i = 0; i < n; i++)
+		if (name_in(profile__str(p, fr[i]->func), gil))
+			return "GIL wait";
+	const struct pframe *leaf = fr[n - 1];
+	if (name_in(profile__str(p, leaf->func), waits))
+		return "idle";
+	/* from the innermost frame out, past the C library and the vDSO (what
+	 * the interpreter and extensions alike call): the interpreter or
+	 * Python code is "Python", another library "native" */
+	static const char *const sys[] = {"libc.so", "libm.so", "libpthread", "ld-linux", "[vdso]", "linux-vdso",
+					  "libgcc_s", "[kernel", NULL};
+	for (size_t i = n; i-- > 0;) {
+		const struct pframe *f = fr[i];
+		if (f->kind == FK_PYTHON)
+			return "Python";
+		if (f->module >= p->nmodules)
+			continue;
+		const char *path = p->modules[f->module].path, *base = strrchr(path, '/');
+		base = base ? base + 1 : path;
+		if (!strncmp(base, "python", 6) || !strncmp(base, "libpython", 9))
+			return "Python";
+		bool system = false;
+		for (const char *const *q = sys; *q && !system; q++)
+			system = !strncmp(base, *q, strlen(*q));
+		if (!system)
+			return "native";
+	}
+	return "native";
+}
+
+/* Whether a stack is a suspended asyncio task's wait, charged besides the
+ * thread's own samples: its outermost frame is its "Task NAME". */
+static bool task_wait(const struct profile *p, uint32_t stack)
+{
+	const struct pframe *fr[2];
+	if (stack >= p->nstacks || !p->stacks[stack].depth)
+		return false;
+	const struct pstack *st = &p->stacks[stack];
+	const struct ploc *l = &p->locs[st->locs[st->depth - 1]];
+	(void)fr;
+	return l->nframes && l->frames[l->nframes - 1].kind == FK_PYTHON &&
+	       !strncmp(profile__str(p, l->frames[l->nframes - 1].func), "Task ", 5);
+}
+
+/* A cell's row key by task or by state; false: the cell has no row (by
+ * state, a task's wait is no state of its thread). */
+static bool cell_key(const struct profile *p, const struct pcell *c, int by, struct buf *key)
+{
+	if (by == BY_STATE) {
+		if (task_wait(p, c->stack))
+			return false;
+		const struct pthread *th = profile__thread(p, c->pid, c->tid);
+		buf__printf(key, "%s-%u %s", th && th->name && *th->name ? th->name : "thread", c->tid,
+			    view__thread_state(p, c->stack));
+		return true;
+	}
+	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	size_t n = profile__stack_frames(p, c->stack, fr, PROFILE_MAX_FRAMES);
+	for (size_t i = 0; i < n; i++) {
+		const char *nm = profile__str(p, fr[i]->func);
+		if (fr[i]->kind == FK_PYTHON && !strncmp(nm, "Task ", 5)) {
+			buf__printf(key, "%s", nm);
+			return true;
+		}
+	}
+	buf__printf(key, "[no task]");
+	return true;
+}
+
 void table__build(struct table *t, const struct profile *p, const struct view_filter *f, int by)
 {
 	memset(t, 0, sizeof(*t));
@@ -158,12 +253,16 @@ void table__build(struct table *t, const struct profile *p, const struct view_fi
 		int64_t v = c->v[f->metric];
 		SAT_ADD(t->sum, v);
 		t->cells++;
-		if (by == BY_STACK || by == BY_PROCESS) {
+		if (by == BY_STACK || by == BY_PROCESS || by == BY_TASK || by == BY_STATE) {
 			key.len = 0;
 			if (by == BY_STACK)
 				view__folded_line(p, c, f, multi, &key);
-			else
+			else if (by == BY_PROCESS)
 				buf__printf(&key, "%s-%u", profile__process_name(p, c->pid), c->pid);
+			else if (!cell_key(p, c, by, &key)) {
+				SAT_ADD(t->sum, -v);
+				continue;
+			}
 			uint32_t id = intern__put(&t->keys, key.data, (uint32_t)key.len, NULL);
 			ARR_GROW(t->rows, t->crows, id + 1);
 			SAT_ADD(t->rows[id].self, v);

@@ -8,7 +8,10 @@
 #include <stdbool.h>
 #include "aggregate/profile.h"
 
-enum by_kind { BY_FUNCTION, BY_LINE, BY_FILE, BY_LIB, BY_STACK, BY_PROCESS };
+enum by_kind { BY_FUNCTION, BY_LINE, BY_FILE, BY_LIB, BY_STACK, BY_PROCESS, BY_TASK, BY_STATE };
+/* BY_TASK: a row per asyncio task (the "Task NAME" frame of a stack; "[no
+ * task]" without one). BY_STATE: a row per thread and what its stacks show
+ * it doing (view__thread_state). */
 int by__parse(const char *s); /* -1 when unknown */
 const char *by__name(int by);
 
@@ -21,6 +24,12 @@ struct view_filter {
 			   * THREAD-TID: how two runs' processes match in a diff */
 };
 
+/* What a Python program's thread was doing in a stack: "GIL wait" (a frame
+ * of the calls that wait for the GIL), "idle" (its innermost frame is a
+ * call that waits: sleep, poll, a lock, a read), "Python" (the interpreter
+ * itself innermost: Python code running), else "native" (code of another
+ * library, the GIL released or never held). */
+const char *view__thread_state(const struct profile *p, uint32_t stack);
 /* Whether a cell passes the filter (and has a value for the metric). */
 bool view__cell_selected(const struct pcell *c, const struct view_filter *f);
 /* Whether the profile holds several processes (folded's PROGRAM-PID frame). */

@@ -20,7 +20,39 @@ static void help(void)
 	       "  --json            the table as JSON (also: --format json; --format table)\n"
 	       "  -o FILE           write there instead of standard output\n"
 	       "  --all-frames      keep start-up frames (_start, __libc_start_main, ...) in the table\n"
-	       "  --python-only     Python frames alone (as py-spy without --native)\n");
+	       "  --python-only     Python frames alone (as py-spy without --native)\n"
+	       "  --slow-callbacks [MS]  asyncio: every stretch in which one callback or task step\n"
+	       "                    held an event loop MS ms or more (default 100; a --wall recording)\n");
+}
+
+/* --slow-callbacks [MS] (also --slow-callbacks=MS): taken out of argv, its
+ * value optional. 1 when given (*ms set), 0 when not, -1 on a bad value. */
+static int take_slow(int *argc, char **argv, long *ms)
+{
+	int found = 0, k = 0;
+	for (int i = 0; i < *argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--")) { /* operands from here on */
+			while (i < *argc)
+				argv[k++] = argv[i++];
+			break;
+		}
+		if (!strncmp(a, "--slow-callbacks", 16) && (a[16] == 0 || a[16] == '=')) {
+			found = 1;
+			*ms = 100;
+			const char *v = a[16] == '=' ? a + 17 : NULL;
+			if (!v && i + 1 < *argc && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9')
+				v = argv[++i];
+			if (v && !cli__parse_long(v, 0, 86400000, ms)) {
+				cli__usage(CMD, "--slow-callbacks takes milliseconds (0 to 86400000), not '%s'", v);
+				return -1;
+			}
+			continue;
+		}
+		argv[k++] = argv[i];
+	}
+	*argc = k;
+	return found;
 }
 
 /* Parse the shared view options plus FILE operands (at most max). Returns
@@ -72,6 +104,10 @@ int cmd_report(int argc, char **argv)
 {
 	struct view_opts o;
 	const char *file = NULL;
+	long slow_ms = 0;
+	int slow = take_slow(&argc, argv, &slow_ms);
+	if (slow < 0)
+		return 2;
 	int n = view_cmd_parse(CMD, argc, argv, &o, &file, 1, help);
 	if (n == -1)
 		return 0;
@@ -104,6 +140,16 @@ int cmd_report(int argc, char **argv)
 	}
 	struct view_filter vf = {.metric = view_opts__metric(&o, CMD, &p), .pid = o.pid, .tid = o.tid,
 				 .threads = o.threads, .all_frames = o.all_frames};
+	if (slow) {
+		if (o.json) {
+			export__slow_json(out.f, &p, &vf, (uint64_t)slow_ms * 1000000ull);
+		} else {
+			export__report_header(out.f, &p, &vf);
+			export__slow_text(out.f, &p, &vf, (uint64_t)slow_ms * 1000000ull);
+		}
+		profile__release(&p);
+		return out__close(&out, CMD, true);
+	}
 	struct table t;
 	table__build(&t, &p, &vf, o.by);
 	table__sort(&t, o.sort_self);

@@ -94,7 +94,7 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 		return 1;
 	case OPT_BY:
 		if ((o->by = by__parse(arg)) < 0) {
-			cli__usage(cmd, "--by takes function, line, file, lib, stack or process, not '%s'", arg);
+			cli__usage(cmd, "--by takes function, line, file, lib, stack, process, task or state, not '%s'", arg);
 			return -1;
 		}
 		return 1;

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "collect/pyasync.h"
 #include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/sampler.h"
@@ -38,6 +39,11 @@ struct ptask {
 	pid_t tid;
 	bool attached, gone;
 	bool want_stop; /* we asked for a stop (PTRACE_INTERRUPT) */
+	/* asyncio: the callback (Handle) its loop ran at the samples of this
+	 * stretch, from the first to the last sample that saw it */
+	uint64_t sl_handle, sl_first, sl_last, sl_realtime;
+	uint32_t sl_stack, sl_n;
+	char sl_task[128];
 };
 
 struct sampler {
@@ -50,7 +56,102 @@ struct sampler {
 	uint64_t next_tick, period_ns, last_scan;
 	bool stopped;
 	uint64_t stops, stopped_ns; /* what sampling cost the threads (META "ptrace_stops") */
+	/* asyncio tasks (collect/pyasync.h) of the traced CPython */
+	struct pyasync *pa;
+	struct pyproc *pa_of;
+	struct pytask run;
+	struct pytask *susp; /* PYASYNC_TASKS */
+	int nsusp;
+	uint64_t susp_more;  /* samples at which more tasks waited than were charged */
 };
+
+/* Loop stretches of at least this long are kept (report --slow-callbacks
+ * shows those past its own bar). */
+#define SLOW_MIN_NS 10000000ull
+
+/* The stretch t's loop spent in one callback ends: kept if long enough. */
+static void stretch_end(struct sampler *s, struct ptask *t)
+{
+	if (t->sl_handle && t->sl_n >= 2) {
+		uint64_t dur = t->sl_last - t->sl_first + s->period_ns;
+		if (dur >= SLOW_MIN_NS)
+			recorder__slow(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, t->sl_realtime, dur, t->sl_stack,
+				       t->sl_task);
+	}
+	t->sl_handle = 0;
+	t->sl_n = 0;
+}
+
+/* A sample of t saw its loop in handle (0: none) with stack. */
+static void stretch_see(struct sampler *s, struct ptask *t, uint64_t handle, const char *task, uint32_t stack)
+{
+	uint64_t now = now_ns();
+	if (!handle || handle != t->sl_handle || strcmp(task, t->sl_task)) {
+		stretch_end(s, t);
+		if (!handle)
+			return;
+		t->sl_handle = handle;
+		t->sl_first = now;
+		t->sl_realtime = realtime_ns();
+		snprintf(t->sl_task, sizeof(t->sl_task), "%s", task);
+	}
+	t->sl_last = now;
+	t->sl_stack = stack;
+	t->sl_n++;
+}
+
+/* While t is stopped: its running task named in its frames (a "Task NAME"
+ * frame inside Handle._run), and with --wall the tasks its loop holds
+ * suspended, read for charging once it runs again. The handle its loop
+ * runs, 0 none. */
+static uint64_t asyncio_read(struct sampler *s, struct pyproc *py, int *npy, bool wall)
+{
+	s->nsusp = 0;
+	if (*npy <= 0)
+		return 0;
+	if (s->pa_of != py) {
+		pyasync__free(s->pa);
+		s->pa = pyasync__new(py);
+		s->pa_of = py;
+		if (!s->susp)
+			s->susp = xcalloc(PYASYNC_TASKS, sizeof(*s->susp));
+	}
+	int at = -1;
+	int rk = pyasync__running(s->pa, s->py, *npy, &at, &s->run);
+	uint64_t handle = rk >= 0 ? s->run.handle : 0;
+	if (rk == 0 && at > 0 && *npy < KILN_MAX_DEPTH) {
+		memmove(&s->py[at + 1], &s->py[at], (size_t)(*npy - at) * sizeof(*s->py));
+		s->py[at] = (struct pyframe){.code = 1, .label = s->run.name};
+		(*npy)++;
+	}
+	if (wall) {
+		int ro = -1;
+		uint64_t loop = pyasync__loop(s->pa, s->py, *npy, &ro);
+		bool more = false;
+		if (loop)
+			s->nsusp = pyasync__suspended(s->pa, s->py, *npy, ro, loop, rk == 0 ? s->run.addr : 0, s->susp,
+						      PYASYNC_TASKS, &more);
+		s->susp_more += more;
+	}
+	return handle;
+}
+
+/* Each suspended task's wait: a wall sample under "Task NAME" and its
+ * await chain, besides the thread's own sample. */
+static void asyncio_charge(struct sampler *s, struct ptask *t)
+{
+	for (int i = 0; i < s->nsusp; i++) {
+		struct pytask *k = &s->susp[i];
+		struct pyframe fr[PYASYNC_CHAIN + 1];
+		int n = 0;
+		for (int j = 0; j < k->nchain; j++)
+			fr[n++] = k->chain[j];
+		fr[n++] = (struct pyframe){.code = 1, .label = k->name};
+		uint32_t st = recorder__stack_pyonly(s->r, (uint32_t)s->o.pid, fr, n);
+		if (st)
+			recorder__charge(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, st, KM_WALL, 1);
+	}
+}
 
 static struct ptask *task_find(struct sampler *s, pid_t tid)
 {
@@ -220,8 +321,11 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	struct pyproc *py = ok ? recorder__python(s->r, (uint32_t)s->o.pid) : NULL;
 	int npy = -1;
 	bool pyt;
-	if (py)
+	uint64_t handle = 0;
+	if (py) {
 		npy = pyproc__frames(py, t->tid, s->py, KILN_MAX_DEPTH, &pyt);
+		handle = asyncio_read(s, py, &npy, metric == KM_WALL);
+	}
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
@@ -242,6 +346,10 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	uint32_t stack = py ? recorder__stack_py(s->r, (uint32_t)s->o.pid, ips, n, 0, -1, truncated, s->py, npy)
 			    : recorder__stack(s->r, (uint32_t)s->o.pid, ips, n, true, truncated);
 	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, 1);
+	if (py) {
+		stretch_see(s, t, handle, handle && s->run.addr ? s->run.name : "", stack);
+		asyncio_charge(s, t);
+	}
 }
 
 static int ptrace_open(struct sampler **out, const struct sampler_opts *o, struct recorder *r)
@@ -309,9 +417,12 @@ static int ptrace_read(struct sampler *s, int timeout_ms)
 		}
 		/* forget ended threads */
 		size_t k = 0;
-		for (size_t i = 0; i < s->ntasks; i++)
-			if (!s->tasks[i].gone)
+		for (size_t i = 0; i < s->ntasks; i++) {
+			if (s->tasks[i].gone)
+				stretch_end(s, &s->tasks[i]);
+			else
 				s->tasks[k++] = s->tasks[i];
+		}
 		s->ntasks = k;
 		s->next_tick += s->period_ns;
 		now = now_ns();
@@ -327,6 +438,8 @@ static int ptrace_stop(struct sampler *s)
 		return 0;
 	s->stopped = true;
 	for (size_t i = 0; i < s->ntasks; i++)
+		stretch_end(s, &s->tasks[i]);
+	for (size_t i = 0; i < s->ntasks; i++)
 		if (s->tasks[i].attached && !s->tasks[i].gone) {
 			/* PTRACE_DETACH needs a stopped tracee */
 			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0) {
@@ -341,6 +454,10 @@ static int ptrace_stop(struct sampler *s)
 
 static void ptrace_report(struct sampler *s)
 {
+	if (s->susp_more) {
+		json_object_set_new(recorder__meta(s->r), "asyncio_tasks_left_out", json_integer((json_int_t)s->susp_more));
+		recorder__meta_changed(s->r);
+	}
 	if (!s->stops)
 		return;
 	json_object_set_new(recorder__meta(s->r), "ptrace_stops",
@@ -353,6 +470,8 @@ static void ptrace_close(struct sampler *s)
 	if (!s)
 		return;
 	ptrace_stop(s);
+	pyasync__free(s->pa);
+	free(s->susp);
 	free(s->tasks);
 	free(s->stack);
 	free(s->py);

@@ -286,7 +286,8 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, b
 			break;
 		struct kiln_py_frame d;
 		kiln_py_frame_read(fr, o, &d);
-		pyframe_add(&a, &d);
+		if (pyframe_add(&a, &d))
+			a.out[a.n - 1].addr = f;
 		f = d.previous;
 	}
 	return pyframe_end(&a, truncated);
@@ -309,6 +310,36 @@ int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw,
 		}
 	}
 	return pyframe_end(&a, truncated);
+}
+
+static char *read_str(struct pyproc *pp, uint64_t addr);
+
+bool pyproc__read(const struct pyproc *pp, uint64_t addr, void *out, size_t n)
+{
+	return rd(pp->pid, addr, out, n);
+}
+
+char *pyproc__str(struct pyproc *pp, uint64_t addr)
+{
+	char t[16];
+	if (!pyproc__type_name(pp, addr, t, sizeof(t)) || strcmp(t, "str"))
+		return NULL;
+	return read_str(pp, addr);
+}
+
+bool pyproc__type_name(const struct pyproc *pp, uint64_t obj, char *out, size_t n)
+{
+	uint64_t type, name;
+	if (n < 2 || !rd64(pp->pid, obj + 8, &type) || !rd64(pp->pid, type + 24, &name)) /* ob_type, tp_name */
+		return false;
+	/* a C string of unknown length: read a page's worth at most, stop at its end */
+	size_t want = n - 1, page = 4096 - (name & 4095);
+	if (want > page && !rd(pp->pid, name, out, want))
+		want = page;
+	if (!rd(pp->pid, name, out, want))
+		return false;
+	out[want] = 0;
+	return out[0] != 0;
 }
 
 const struct kiln_py_offsets *pyproc__offsets(const struct pyproc *pp)

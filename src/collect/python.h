@@ -23,6 +23,8 @@ struct pyproc;
 
 struct pyframe {
 	uint64_t code;     /* the code object's address; 0 for an empty call of the loop */
+	uint64_t addr;     /* the interpreter frame's address (pyproc__frames), 0 unknown */
+	const char *label; /* not a function: a frame kiln names, e.g. "Task hog" (code 1) */
 	uint32_t lasti;    /* instruction index (code units) */
 	int32_t first;     /* with has_first: the code object's first line when the frame was seen */
 	bool has_first;
@@ -55,6 +57,12 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, b
 struct kiln_bpf_frame;
 int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw, int n, bool cut,
 		      struct pyframe *out, int max, bool *truncated);
+/* Reading pid's memory for collect/pyasync.c: n bytes at addr (false when
+ * not all could be read); a str object's text (malloc'd; NULL when addr is
+ * not one kiln can read); a type object's tp_name (into out). */
+bool pyproc__read(const struct pyproc *pp, uint64_t addr, void *out, size_t n);
+char *pyproc__str(struct pyproc *pp, uint64_t addr);
+bool pyproc__type_name(const struct pyproc *pp, uint64_t obj, char *out, size_t n);
 /* The offsets in use and the runtime's address (for the eBPF reader). */
 struct kiln_py_offsets;
 const struct kiln_py_offsets *pyproc__offsets(const struct pyproc *pp);

@@ -127,6 +127,9 @@ struct recorder {
 	bool meta_written;
 	struct heap *heap;
 	struct timeline *tl;
+	struct buf slow;         /* SLOW records waiting for the next flush, one after another */
+	size_t nslow;
+	uint64_t slow_dropped;
 	bool heap_on; /* the shim is preloaded: check each exec'd image can carry it */
 	uint32_t kernel_module; /* [kernel.kallsyms], once a kernel address is seen */
 	bool has_kernel;
@@ -716,8 +719,12 @@ static void python_frames_forget(struct rproc *p)
  * [python] module. A heap stack's frames (which carry the code object's
  * first line) are remembered by {code, first line, instruction}: a stack
  * sent again costs no naming. */
+static uint32_t loc_py(struct recorder *r, const char *func, const char *file, uint32_t line, uint32_t def_line);
+
 static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyframe *f)
 {
+	if (f->label)
+		return loc_py(r, f->label, "", 0, 0);
 	if (!f->has_first)
 		return loc_get_py_named(r, p, f);
 	uint64_t key[2] = {f->code, (uint64_t)(uint32_t)f->first << 32 | f->lasti};
@@ -728,8 +735,6 @@ static uint32_t loc_get_py(struct recorder *r, struct rproc *p, const struct pyf
 		p->pyframe_loc[k] = loc_get_py_named(r, p, f);
 	return p->pyframe_loc[k];
 }
-
-static uint32_t loc_py(struct recorder *r, const char *func, const char *file, uint32_t line, uint32_t def_line);
 
 /* A frame of the [python] module that names no function: what a sample
  * lacks, said in its place. */
@@ -772,6 +777,37 @@ static uint32_t loc_py(struct recorder *r, const char *func, const char *file, u
 		uint64_t addr;
 	} key = {.module = r->py_module, .flags = 0, .addr = name};
 	return intern__put(&r->locs, &key, sizeof(key), NULL);
+}
+
+uint32_t recorder__stack_pyonly(struct recorder *r, uint32_t pid, const struct pyframe *py, int npy)
+{
+	struct rproc *p = recorder__proc(r, pid);
+	if (!p->py || npy <= 0)
+		return 0;
+	if (npy > KILN_MAX_DEPTH)
+		npy = KILN_MAX_DEPTH;
+	uint32_t key[2 + KILN_MAX_DEPTH];
+	key[0] = 0;
+	key[1] = (uint32_t)npy;
+	for (int i = 0; i < npy; i++)
+		key[2 + i] = loc_get_py(r, p, &py[i]);
+	return intern__put(&r->stacks, key, (uint32_t)(2 + npy) * 4, NULL);
+}
+
+void recorder__slow(struct recorder *r, uint32_t pid, uint32_t tid, uint64_t start_ns, uint64_t dur_ns,
+		    uint32_t stack, const char *task)
+{
+	if (r->nslow >= RECORDER_MAX_SLOW) {
+		r->slow_dropped++;
+		return;
+	}
+	struct buf one;
+	buf__init(&one);
+	rec_slow__encode(&one, &(struct rec_slow){pid, tid, start_ns, dur_ns, stack, (char *)task});
+	buf__u32(&r->slow, (uint32_t)one.len); /* kept as u32 length, payload */
+	buf__put(&r->slow, one.data, one.len);
+	buf__release(&one);
+	r->nslow++;
 }
 
 uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
@@ -862,6 +898,12 @@ uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t
 	uint32_t id = (uint32_t)(c - r->cells);
 	heap__cell(r->heap, id, c->proc->idx, c->thr);
 	return id;
+}
+
+void recorder__charge(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
+{
+	cell_get(r, pid, tid, stack)->v[metric] += delta;
+	thread_get(r, pid, tid);
 }
 
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
@@ -976,6 +1018,7 @@ struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 	buf__init(&r->scratch);
 	r->heap = heap__new();
 	r->tl = timeline__new(now_ns());
+	buf__init(&r->slow);
 	return r;
 }
 
@@ -1024,6 +1067,7 @@ void recorder__free(struct recorder *r)
 	buf__release(&r->scratch);
 	heap__free(r->heap);
 	timeline__free(r->tl);
+	buf__release(&r->slow);
 	ksyms__free(r->ksyms);
 	json_decref(r->meta);
 	free(r);
@@ -1364,6 +1408,19 @@ static void counts_release(struct counts *k)
 
 static int flush(struct recorder *r, bool wait);
 
+/* The loop-blocking stretches recorded since the last flush, a SLOW record
+ * each (their stacks are written before them). */
+static void write_slow(struct recorder *r, struct stream_writer *w)
+{
+	for (size_t off = 0; off + 4 <= r->slow.len;) {
+		uint32_t len;
+		memcpy(&len, r->slow.data + off, 4);
+		stream_writer__record(w, REC_SLOW, r->slow.data + off + 4, len);
+		off += 4 + (size_t)len;
+	}
+	r->slow.len = 0;
+}
+
 /* META "python": each interpreter found, by pid, with how many stacks were
  * merged with its Python frames and how many could not be: "unmerged" (the
  * frames disagreed with the native stack, or the thread had moved on) and
@@ -1426,6 +1483,7 @@ static int flush(struct recorder *r, bool wait)
 	for (size_t i = r->stacks_written; i < r->stacks.n; i++)
 		write_stack(r, w, (uint32_t)i);
 	r->stacks_written = r->stacks.n;
+	write_slow(r, w);
 	for (size_t i = 0; i < r->nprocs; i++)
 		if (r->procs[i]->dirty) {
 			write_process(r, w, r->procs[i]);

@@ -90,6 +90,19 @@ void recorder__on_python(struct recorder *r, void (*fn)(void *ctx, uint32_t pid,
 void recorder__set_python_reader(struct recorder *r, const char *how);
 /* The CPython runtime of pid, or NULL. */
 struct pyproc *recorder__python(struct recorder *r, uint32_t pid);
+/* A stack of Python frames alone (labels included), innermost first: a
+ * suspended asyncio task's await chain under its "Task NAME". 0 when pid
+ * runs no CPython kiln reads. */
+uint32_t recorder__stack_pyonly(struct recorder *r, uint32_t pid, const struct pyframe *py, int npy);
+/* A stretch in which one callback or task step held pid's event loop in
+ * thread tid (collect/pyasync.h): written as a SLOW record. At most
+ * RECORDER_MAX_SLOW a recording; more are counted, not kept. */
+#define RECORDER_MAX_SLOW 100000
+void recorder__slow(struct recorder *r, uint32_t pid, uint32_t tid, uint64_t start_ns, uint64_t dur_ns,
+		    uint32_t stack, const char *task);
+/* Add to a cell's value without counting a sample (what a sample charges
+ * besides its own stack: a suspended task's wait). */
+void recorder__charge(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta);
 /* Add to a cell's value. */
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta);
 

@@ -52,6 +52,11 @@ int export__sparkline(const struct profile *p, int width, char *out, size_t outl
  * the timeline as memory counters. */
 int export__firefox(FILE *f, const struct profile *p, const struct view_filter *vf);
 
+/* asyncio: the stretches in which one callback held an event loop at
+ * least min_ns (longest first), with task, thread, start and where. */
+void export__slow_text(FILE *f, const struct profile *p, const struct view_filter *vf, uint64_t min_ns);
+void export__slow_json(FILE *f, const struct profile *p, const struct view_filter *vf, uint64_t min_ns);
+
 /* "12.3 MiB" for byte metrics, a plain count otherwise. */
 void export__fmt_value(char *out, size_t n, int metric, double v);
 

@@ -37,6 +37,7 @@ enum kiln_rec {
 	REC_TIME = 13,   /* u64 realtime ns: the recording reached this time (each flush) */
 	REC_TIMELINE = 14, /* u64 realtime ns, u16 n, n x {u32 pid, i64 heap, u64 rss}: one point of memory over time */
 	REC_ZBLOCK = 15, /* u32 raw_len, zstd frame of raw_len bytes: records (never a ZBLOCK) compressed as one */
+	REC_SLOW = 16,   /* u32 pid, u32 tid, u64 start_ns, u64 duration_ns, u32 stack, str task: one callback held an event loop */
 };
 
 /* A ZBLOCK holds at most this many bytes of records once decompressed (the

@@ -356,3 +356,33 @@ int rec_timeline__decode(const void *p, size_t n, uint64_t *t_ns, struct rec_tim
 	}
 	return c.bad || cursor__left(&c) ? -1 : k;
 }
+
+/* ---- SLOW: u32 pid, u32 tid, u64 start_ns, u64 duration_ns, u32 stack, str task ---- */
+void rec_slow__encode(struct buf *b, const struct rec_slow *r)
+{
+	buf__u32(b, r->pid);
+	buf__u32(b, r->tid);
+	buf__u64(b, r->start_ns);
+	buf__u64(b, r->dur_ns);
+	buf__u32(b, r->stack);
+	buf__str(b, r->task ? r->task : "");
+}
+
+int rec_slow__decode(const void *p, size_t n, struct rec_slow *r)
+{
+	struct cursor c;
+	cursor__init(&c, p, n);
+	memset(r, 0, sizeof(*r));
+	cursor__u32(&c, &r->pid);
+	cursor__u32(&c, &r->tid);
+	cursor__u64(&c, &r->start_ns);
+	cursor__u64(&c, &r->dur_ns);
+	cursor__u32(&c, &r->stack);
+	r->task = cursor__text(&c);
+	if (c.bad || cursor__left(&c) || !r->task) {
+		free(r->task);
+		r->task = NULL;
+		return -1;
+	}
+	return 0;
+}

@@ -121,6 +121,17 @@ struct rec_heap_loss {
 void rec_heap_loss__encode(struct buf *b, const struct rec_heap_loss *r);
 int rec_heap_loss__decode(const void *p, size_t n, struct rec_heap_loss *r);
 
+/* SLOW: a stretch in which one callback or task step held an asyncio event
+ * loop (the samples saw the same Handle running throughout). */
+struct rec_slow {
+	uint32_t pid, tid;
+	uint64_t start_ns, dur_ns; /* realtime start; duration estimated from the samples */
+	uint32_t stack;            /* the last sample's stack in it */
+	char *task;                /* "Task NAME", or "" for a callback of no task */
+};
+void rec_slow__encode(struct buf *b, const struct rec_slow *r);
+int rec_slow__decode(const void *p, size_t n, struct rec_slow *r);
+
 /* TIMELINE: a point of memory over time (format.h). */
 struct rec_timeline_ent {
 	uint32_t pid;
