@@ -192,16 +192,12 @@ const char *view__thread_state(const struct profile *p, uint32_t stack)
 	return "native";
 }
 
-/* Whether a stack is a suspended asyncio task's wait, charged besides the
- * thread's own samples: its outermost frame is its "Task NAME". */
-static bool task_wait(const struct profile *p, uint32_t stack)
+bool view__task_wait(const struct profile *p, uint32_t stack)
 {
-	const struct pframe *fr[2];
 	if (stack >= p->nstacks || !p->stacks[stack].depth)
 		return false;
 	const struct pstack *st = &p->stacks[stack];
 	const struct ploc *l = &p->locs[st->locs[st->depth - 1]];
-	(void)fr;
 	return l->nframes && l->frames[l->nframes - 1].kind == FK_PYTHON &&
 	       !strncmp(profile__str(p, l->frames[l->nframes - 1].func), "Task ", 5);
 }
@@ -211,7 +207,7 @@ static bool task_wait(const struct profile *p, uint32_t stack)
 static bool cell_key(const struct profile *p, const struct pcell *c, int by, struct buf *key)
 {
 	if (by == BY_STATE) {
-		if (task_wait(p, c->stack))
+		if (view__task_wait(p, c->stack))
 			return false;
 		const struct pthread *th = profile__thread(p, c->pid, c->tid);
 		buf__printf(key, "%s-%u %s", th && th->name && *th->name ? th->name : "thread", c->tid,

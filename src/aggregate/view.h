@@ -30,6 +30,9 @@ struct view_filter {
  * itself innermost: Python code running), else "native" (code of another
  * library, the GIL released or never held). */
 const char *view__thread_state(const struct profile *p, uint32_t stack);
+/* Whether a stack is a suspended asyncio task's wait (--wall charges it
+ * besides the thread's own samples): its outermost frame is "Task NAME". */
+bool view__task_wait(const struct profile *p, uint32_t stack);
 /* Whether a cell passes the filter (and has a value for the metric). */
 bool view__cell_selected(const struct pcell *c, const struct view_filter *f);
 /* Whether the profile holds several processes (folded's PROGRAM-PID frame). */

@@ -147,12 +147,52 @@ static uint32_t stack_of(const struct profile *p, uint32_t pid, uint32_t tid)
 	int64_t bv = 0;
 	for (size_t i = 0; i < p->ncells; i++) {
 		const struct pcell *c = &p->cells[i];
-		if (c->pid == pid && c->tid == tid && c->v[KM_WALL] > bv) {
+		if (c->pid == pid && c->tid == tid && c->v[KM_WALL] > bv && !view__task_wait(p, c->stack)) {
 			bv = c->v[KM_WALL];
 			best = c->stack;
 		}
 	}
 	return best;
+}
+
+/* The asyncio tasks suspended in (pid, tid)'s event loop, each with where
+ * it waits (its await chain, outermost first): printed, or as JSON. */
+static json_t *tasks_of(const struct profile *p, uint32_t pid, uint32_t tid, bool json)
+{
+	json_t *a = json_array();
+	int n = 0;
+	for (size_t i = 0; i < p->ncells; i++) {
+		const struct pcell *c = &p->cells[i];
+		if (c->pid != pid || c->tid != tid || !c->v[KM_WALL] || !view__task_wait(p, c->stack))
+			continue;
+		const struct pframe *fr[256];
+		size_t k = profile__stack_frames(p, c->stack, fr, 256);
+		if (!k)
+			continue;
+		if (!json && !n++)
+			printf("  its event loop's suspended tasks (where each awaits, outermost first):\n");
+		json_t *chain = json_array();
+		if (!json)
+			printf("    %s", profile__str(p, fr[0]->func));
+		for (size_t j = 1; j < k; j++) {
+			const char *file = profile__str(p, fr[j]->file), *base = strrchr(file, '/');
+			base = base ? base + 1 : file;
+			if (json)
+				json_array_append_new(chain, json_pack("{s:s, s:s, s:I}", "name", profile__str(p, fr[j]->func),
+								       "file", file, "line", (json_int_t)fr[j]->line));
+			else if (*base)
+				printf("%s%s (%s:%u)", j == 1 ? ": " : " > ", profile__str(p, fr[j]->func), base, fr[j]->line);
+			else
+				printf("%s%s", j == 1 ? ": " : " > ", profile__str(p, fr[j]->func));
+		}
+		if (json)
+			json_array_append_new(a, json_pack("{s:s, s:o}", "task", profile__str(p, fr[0]->func) + 5, "awaits", chain));
+		else {
+			json_decref(chain);
+			putchar('\n');
+		}
+	}
+	return a;
 }
 
 static bool has_python(const struct profile *p)
@@ -302,14 +342,17 @@ int cmd_dump(int argc, char **argv)
 			else
 				printf("    %s%s%s%s\n", nm, where[0] ? " (" : "", where, where[0] ? ")" : "");
 		}
+		json_t *jtasks = tasks_of(&p, (uint32_t)pid, (uint32_t)t->tid, json);
 		if (json) {
 			const char *sc = t->syscall >= 0 ? syscall_name(t->syscall) : NULL;
 			json_array_append_new(jthreads,
-					      json_pack("{s:I, s:s, s:s, s:o, s:o}", "tid", (json_int_t)t->tid, "name",
+					      json_pack("{s:I, s:s, s:s, s:o, s:o, s:o}", "tid", (json_int_t)t->tid, "name",
 							t->name, "state", state, "syscall",
-							sc ? json_string(sc) : json_null(), "frames", jframes));
+							sc ? json_string(sc) : json_null(), "frames", jframes, "asyncio_tasks",
+							jtasks));
 		} else {
 			json_decref(jframes);
+			json_decref(jtasks);
 		}
 	}
 	if (json) {

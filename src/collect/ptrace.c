@@ -60,6 +60,7 @@ struct sampler {
 	struct pyasync *pa;
 	struct pyproc *pa_of;
 	struct pytask run;
+	int run_kind;        /* pyasync__running's answer for the last sample */
 	struct pytask *susp; /* PYASYNC_TASKS */
 	int nsusp;
 	uint64_t susp_more;  /* samples at which more tasks waited than were charged */
@@ -101,10 +102,8 @@ static void stretch_see(struct sampler *s, struct ptask *t, uint64_t handle, con
 }
 
 /* While t is stopped: its running task named in its frames (a "Task NAME"
- * frame inside Handle._run), and with --wall the tasks its loop holds
- * suspended, read for charging once it runs again. The handle its loop
- * runs, 0 none. */
-static uint64_t asyncio_read(struct sampler *s, struct pyproc *py, int *npy, bool wall)
+ * frame inside Handle._run). The handle its loop runs, 0 none. */
+static uint64_t asyncio_running(struct sampler *s, struct pyproc *py, int *npy)
 {
 	s->nsusp = 0;
 	if (*npy <= 0)
@@ -117,23 +116,30 @@ static uint64_t asyncio_read(struct sampler *s, struct pyproc *py, int *npy, boo
 			s->susp = xcalloc(PYASYNC_TASKS, sizeof(*s->susp));
 	}
 	int at = -1;
-	int rk = pyasync__running(s->pa, s->py, *npy, &at, &s->run);
-	uint64_t handle = rk >= 0 ? s->run.handle : 0;
-	if (rk == 0 && at > 0 && *npy < KILN_MAX_DEPTH) {
+	s->run_kind = pyasync__running(s->pa, s->py, *npy, &at, &s->run);
+	uint64_t handle = s->run_kind >= 0 ? s->run.handle : 0;
+	if (s->run_kind == 0 && at > 0 && *npy < KILN_MAX_DEPTH) {
 		memmove(&s->py[at + 1], &s->py[at], (size_t)(*npy - at) * sizeof(*s->py));
 		s->py[at] = (struct pyframe){.code = 1, .label = s->run.name};
 		(*npy)++;
 	}
-	if (wall) {
-		int ro = -1;
-		uint64_t loop = pyasync__loop(s->pa, s->py, *npy, &ro);
-		bool more = false;
-		if (loop)
-			s->nsusp = pyasync__suspended(s->pa, s->py, *npy, ro, loop, rk == 0 ? s->run.addr : 0, s->susp,
-						      PYASYNC_TASKS, &more);
-		s->susp_more += more;
-	}
 	return handle;
+}
+
+/* With --wall, once t runs again (it is stopped only for its own frames):
+ * the tasks its loop holds suspended, each validated as it is read. */
+static void asyncio_suspended(struct sampler *s, int npy)
+{
+	s->nsusp = 0;
+	if (!s->pa || npy <= 0)
+		return;
+	int ro = -1;
+	uint64_t loop = pyasync__loop(s->pa, s->py, npy, &ro);
+	bool more = false;
+	if (loop)
+		s->nsusp = pyasync__suspended(s->pa, s->py, npy, ro, loop, s->run_kind == 0 ? s->run.addr : 0, s->susp,
+					      PYASYNC_TASKS, &more);
+	s->susp_more += more;
 }
 
 /* Each suspended task's wait: a wall sample under "Task NAME" and its
@@ -324,13 +330,15 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	uint64_t handle = 0;
 	if (py) {
 		npy = pyproc__frames(py, t->tid, s->py, KILN_MAX_DEPTH, &pyt);
-		handle = asyncio_read(s, py, &npy, metric == KM_WALL);
+		handle = asyncio_running(s, py, &npy);
 	}
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
 	if (!ok)
 		return;
+	if (py && metric == KM_WALL)
+		asyncio_suspended(s, npy);
 	uint64_t bias;
 	if (!recorder__image_at(s->r, (uint32_t)s->o.pid, ur.rip, &bias, NULL, NULL))
 		recorder__read_maps(s->r, (uint32_t)s->o.pid); /* dlopen since the last look */

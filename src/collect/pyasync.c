@@ -15,7 +15,7 @@ struct pyasync {
 	const struct kiln_py_offsets *o;
 	/* what was found once and is checked again at each use */
 	uint64_t handle_type, cb_off;
-	uint64_t task_type, step_type, method_type, coro_type;
+	uint64_t task_type, step_type, method_type, coro_type, futiter_type, gather_type;
 	uint64_t globals, tasks_dict, ws, ws_set, eager_set;
 	unsigned char *table; /* a set's entries, read at once */
 };
@@ -235,7 +235,12 @@ static void chain_of(struct pyasync *a, uint64_t coro, struct pytask *t)
 		    !pyproc__read(a->pp, fa + o->fr_stacktop, &top, 4) || top <= 0 || top > 4096 ||
 		    !r64(a, fa + o->fr_localsplus + 8 * (uint64_t)(top - 1), &next))
 			break;
-		if (is_a(a, next, "_GatheringFuture", NULL, 0)) {
+		/* awaiting a future goes through its iterator (the C Future's
+		 * __await__), which holds the future */
+		uint64_t fut = next;
+		if (is_a(a, next, "_asyncio.FutureIter", &a->futiter_type, 0))
+			r64(a, next + 16, &fut);
+		if (is_a(a, fut, "_GatheringFuture", &a->gather_type, 0)) {
 			if (n < PYASYNC_CHAIN)
 				outer[n++] = (struct pyframe){.code = 1, .label = "gather"};
 			break;

@@ -193,6 +193,56 @@ static void attach_lines(FILE *f, const struct profile *p)
 		when, (long long)json_integer_value(json_object_get(ha, "frees_before")));
 }
 
+/* A Python profile's threads, each with the share of its samples in which
+ * it ran Python, native code, waited for the GIL or was idle
+ * (view__thread_state): scalene's columns, from the stacks. */
+static void state_lines(FILE *f, const struct profile *p, const struct view_filter *vf)
+{
+	static const char *const names[] = {"Python", "native", "GIL wait", "idle"};
+	struct thr {
+		uint32_t pid, tid;
+		int64_t n[4], all;
+	} *v = NULL;
+	size_t nv = 0, cv = 0;
+	struct u64map idx;
+	u64map__init(&idx);
+	for (size_t i = 0; i < p->ncells; i++) {
+		const struct pcell *c = &p->cells[i];
+		if (!view__cell_selected(c, vf) || c->v[vf->metric] <= 0 || view__task_wait(p, c->stack))
+			continue;
+		const char *st = view__thread_state(p, c->stack);
+		int k = 0;
+		while (k < 3 && strcmp(st, names[k]))
+			k++;
+		bool added;
+		struct u64map_ent *e = u64map__upsert(&idx, (uint64_t)c->pid << 32 | c->tid, &added);
+		if (added) {
+			ARR_GROW(v, cv, nv + 1);
+			memset(&v[nv], 0, sizeof(*v));
+			v[nv].pid = c->pid;
+			v[nv].tid = c->tid;
+			e->v1 = nv++;
+		}
+		v[e->v1].n[k] += c->v[vf->metric];
+		v[e->v1].all += c->v[vf->metric];
+	}
+	if (nv) {
+		fprintf(f, "# threads:");
+		for (size_t i = 0; i < nv && i < 8; i++) {
+			const struct pthread *th = profile__thread(p, v[i].pid, v[i].tid);
+			fprintf(f, "%s %s-%u", i ? ";" : "", th && th->name && *th->name ? th->name : "thread", v[i].tid);
+			for (int k = 0; k < 4; k++)
+				if (v[i].n[k])
+					fprintf(f, " %s %.0f%%", names[k], 100.0 * (double)v[i].n[k] / (double)v[i].all);
+		}
+		if (nv > 8)
+			fprintf(f, "; %zu more (report --by state)", nv - 8);
+		fputc('\n', f);
+	}
+	free(v);
+	u64map__release(&idx);
+}
+
 /* The heap over time as a sparkline, and where several processes ran, the
  * largest of each (they need not have coexisted: the peak above is the
  * largest moment of them all together). */
@@ -249,6 +299,8 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 	json_array_foreach(ev, i, e)
 		heap |= json_is_string(e) && !strcmp(json_string_value(e), "heap");
 	python_lines(f, p, heap);
+	if (json_object_size(json_object_get(p->meta, "python")) && (vf->metric == KM_CPU || vf->metric == KM_WALL))
+		state_lines(f, p, vf);
 	if (!heap)
 		return;
 	attach_lines(f, p);

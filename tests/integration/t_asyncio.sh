@@ -1,0 +1,63 @@
+#!/bin/bash
+# asyncio and the GIL, on every CPython 3.11-3.13 found (beside two CPU hogs):
+#   py_async.py under --wall: a "Task NAME" frame for hog, producer, consumer
+#     and slow; hog's running samples (crunch under Task hog) at least its
+#     0.8 s of CPU; slow suspended in wait_for; --slow-callbacks 100 names
+#     hog (held at least 0.8 s) and no other task; --by task has their rows;
+#   py_gil_split.py: --by state gives the spinner's samples as Python and the
+#     hasher's as native or waiting for the GIL;
+#   py_aio_tree.py: kiln dump lists every suspended task with where it
+#     awaits (fetch > sleep, gather_two > gather, leaf > sleep).
+source "$(dirname "$0")/lib.sh"
+T=$SRC/tests/targets
+hogs
+find_pythons 3.11 3.12 3.13
+share_of() { awk -v k="$2" '$NF ~ k { s += $1 } END { printf "%d\n", s }' "$1"; }
+for PY in "${pys[@]}"; do
+  first_of_minor "$PY" || { skip "$PY: the same X.Y as one run already"; continue; }
+  v=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  tag="python $v ($PY)"
+  run_to 60 "$KILN" record -q --wall -o $W/a.kiln -- "$PY" $T/py_async.py >$W/a.out 2>$W/a.err || fail "$tag: record --wall: $(tail -1 $W/a.err)"
+  F=$(folded $W/a.kiln wall)
+  for t in hog producer consumer slow; do
+    [ "$(weight $F "^Task $t\$")" -gt 0 ] || fail "$tag: no 'Task $t' frame: $(grep -o 'Task [a-zA-Z0-9-]*' $F | sort | uniq -c)"
+  done
+  n=$(grep 'Handle._run;Task hog;' $F | grep ';crunch' | awk '{ s += $NF } END { print s + 0 }')
+  at_least $n 0.9 0.8 99 || fail "$tag: crunch under Task hog: $n samples, want >= 0.9 x 0.8 s x 99 Hz"
+  grep -q '^Task slow;slow;wait_for' $F || fail "$tag: slow is not shown suspended in wait_for: $(grep '^Task slow' $F)"
+  grep -q '^Task consumer;consumer;Queue.get' $F || fail "$tag: consumer not suspended in Queue.get: $(grep '^Task consumer' $F)"
+  "$KILN" report $W/a.kiln --slow-callbacks 100 >$W/slow || fail "$tag: --slow-callbacks"
+  grep -qE '^ +[0-9.]+ s +[0-9.]+ s +[^ ]+ +Task hog +Handle._run .*hog \(py_async.py:[0-9]+\) > crunch' $W/slow || fail "$tag: hog not named as holding the loop: $(cat $W/slow)"
+  held=$(awk '/Task hog/ { print $1 }' $W/slow)
+  awk -v h=$held 'BEGIN { exit !(h >= 0.72) }' || fail "$tag: hog held the loop $held s, want >= 0.8 s -10 %"
+  grep -qE 'producer|consumer|slow' $W/slow && fail "$tag: --slow-callbacks names a task that never held the loop: $(cat $W/slow)"
+  [ $(grep -c 'Task ' $W/slow) = 1 ] || fail "$tag: --slow-callbacks lists more than hog: $(cat $W/slow)"
+  "$KILN" report $W/a.kiln --slow-callbacks --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert [s['task'] for s in d['stretches']] == ['Task hog'], d" || fail "$tag: --slow-callbacks --json"
+  "$KILN" report $W/a.kiln --by task --limit 0 >$W/bt || fail "$tag: --by task"
+  for t in hog producer consumer slow; do grep -qE " Task $t\$" $W/bt || fail "$tag: --by task has no row for $t: $(cat $W/bt)"; done
+  ok "$tag: Task frames for hog/producer/consumer/slow, crunch $n samples under Task hog; hog held the loop $held s, nothing else listed; --by task"
+
+  run_to 60 "$KILN" record -q --wall -o $W/g.kiln -- "$PY" $T/py_gil_split.py 1.5 >$W/g.out 2>$W/g.err || fail "$tag: record py_gil_split"
+  sp=$(awk '/^spinner/ { print $2 }' $W/g.out); hs=$(awk '/^hasher/ { print $2 }' $W/g.out)
+  "$KILN" report $W/g.kiln --by state --limit 0 >$W/st || fail "$tag: --by state"
+  rows() { grep -E "^ +[0-9]+ .*-$1 " $W/st; }
+  sum() { rows $1 | awk -v k="$2" '$NF == k || k == "" { s += $1 } END { print s + 0 }'; }
+  spy=$(sum $sp Python); sall=$(sum $sp "")
+  hn=$(sum $hs native); hg=$(sum $hs "wait"); hall=$(sum $hs "")
+  [ $sall -gt 20 ] && [ $hall -gt 20 ] || fail "$tag: too few samples of the two threads ($sall, $hall): $(cat $W/st)"
+  awk -v a=$spy -v b=$sall 'BEGIN { exit !(a >= 0.9 * b) }' || fail "$tag: spinner Python $spy of $sall samples: $(rows $sp)"
+  awk -v a=$hn -v g=$hg -v b=$hall 'BEGIN { exit !(a >= 0.5 * b && a + g >= 0.9 * b) }' || fail "$tag: hasher native $hn, GIL wait $hg of $hall: $(rows $hs)"
+  grep -q "^# threads: " <("$KILN" report $W/g.kiln) || fail "$tag: no per-thread state line in the report header"
+  ok "$tag: --by state: spinner Python $spy/$sall, hasher native $hn + GIL wait $hg of $hall"
+
+  "$PY" $T/py_aio_tree.py >$W/t.out 2>&1 & TP=$!
+  for i in $(seq 100); do grep -q ready $W/t.out && break; sleep 0.1; done
+  sleep 0.2
+  run_to 20 "$KILN" dump $TP >$W/t.dump 2>$W/t.err || fail "$tag: dump of py_aio_tree: $(cat $W/t.err)"
+  grep -qE '^    Task fetcher: fetch \(py_aio_tree.py:[0-9]+\) > sleep ' $W/t.dump || fail "$tag: fetcher: $(cat $W/t.dump)"
+  grep -qE '^    Task gatherer: gather_two \(py_aio_tree.py:[0-9]+\) > gather$' $W/t.dump || fail "$tag: gatherer: $(cat $W/t.dump)"
+  [ $(grep -cE '^    Task child-[ab]: leaf \(py_aio_tree.py:[0-9]+\) > sleep ' $W/t.dump) = 2 ] || fail "$tag: children: $(cat $W/t.dump)"
+  grep -q 'State:.*[tT]' /proc/$TP/status && fail "$tag: py_aio_tree left stopped"
+  kill $TP; wait $TP 2>/dev/null
+  ok "$tag: dump lists the loop's suspended tasks and where each awaits"
+done
