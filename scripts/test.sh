@@ -31,6 +31,9 @@ CORPUS=$(mktemp -d /tmp/kiln-corpus.XXXXXX)
 build-ci/kiln record -q --no-compress -o "$CORPUS/cpu.kiln" -- build-ci/targets/cpu_split 0.3 >/dev/null
 build-ci/kiln record -q --no-compress --heap -o "$CORPUS/heap.kiln" -- build-ci/targets/leaky >/dev/null
 build-ci/kiln record -q -o "$CORPUS/cpu-z.kiln" -- build-ci/targets/cpu_split 0.3 >/dev/null
+# asyncio task stacks and loop stretches (SLOW records), where a python3 is
+command -v python3 >/dev/null && build-ci/kiln record -q --wall --no-compress -o "$CORPUS/async.kiln" -- \
+  python3 tests/targets/py_async.py >/dev/null
 build-ci/kiln record -q --heap -o "$CORPUS/fork.kiln" -- build-ci/targets/fork_exec build-ci/targets/leaky >/dev/null
 # a crash (or leak, or UBSan finding) makes libFuzzer exit non-zero: the run
 # fails; what it did is printed from its own statistics, never a fixed line

@@ -426,3 +426,58 @@ Test(profile, svg_height_follows_what_can_be_read)
 	profile__release(&p);
 	unlink(f.path);
 }
+
+/* TIMELINE points and SLOW stretches load; a stretch naming a stack not
+ * defined before it, or a timeline claiming more entries than it holds, is
+ * corrupt. */
+Test(profile, timeline_and_loop_stretches)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/bin/prog");
+	fx_loc(&f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	uint32_t s0[] = {0};
+	fx_stack(&f, 0, 0, 1, s0);
+	struct rec_timeline_ent e[2] = {{100, 4096, 1 << 20}, {0, 4096, TIMELINE_NO_RSS}};
+	f.b.len = 0;
+	rec_timeline__encode(&f.b, 1500000000ull, e, 2);
+	stream_writer__record(f.w, REC_TIMELINE, f.b.data, f.b.len);
+	f.b.len = 0;
+	rec_slow__encode(&f.b, &(struct rec_slow){100, 100, 1200000000ull, 800000000ull, 0, "Task hog"});
+	stream_writer__record(f.w, REC_SLOW, f.b.data, f.b.len);
+	fx_count(&f, 100, 100, 0, KM_WALL, 5);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256] = "";
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(p.npoints, 2);
+	cr_assert_eq(p.points[0].pid, 100);
+	cr_assert_eq(p.points[0].heap, 4096);
+	cr_assert_eq(p.points[1].rss, TIMELINE_NO_RSS);
+	cr_assert_eq(p.nslows, 1);
+	cr_assert_eq(p.slows[0].dur_ns, 800000000ull);
+	cr_assert_str_eq(profile__str(&p, p.slows[0].task), "Task hog");
+	profile__release(&p);
+	unlink(f.path);
+
+	fx_open(&f, META);
+	f.b.len = 0;
+	rec_slow__encode(&f.b, &(struct rec_slow){100, 100, 1, 2, 7, "Task x"}); /* stack 7: never defined */
+	stream_writer__record(f.w, REC_SLOW, f.b.data, f.b.len);
+	fx_end(&f, true);
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "loop stretch"), "%s", err);
+	profile__release(&p);
+	unlink(f.path);
+
+	fx_open(&f, META);
+	f.b.len = 0;
+	rec_timeline__encode(&f.b, 1, e, 2);
+	f.b.data[8] = 3; /* n = 3, two entries follow */
+	stream_writer__record(f.w, REC_TIMELINE, f.b.data, f.b.len);
+	fx_end(&f, true);
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "timeline"), "%s", err);
+	profile__release(&p);
+	unlink(f.path);
+}
