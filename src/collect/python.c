@@ -39,6 +39,8 @@ struct pyproc {
 	uint64_t init_shim; /* 3.13+ _Py_InitCleanup: a frame run between a class call and its
 			     * __init__, named "__init__" in a file "__init__": never shown */
 	struct u64map tstates; /* native tid -> PyThreadState address */
+	uint64_t last_scan;    /* when the thread list was last read (CLOCK_MONOTONIC ns) */
+	bool cyclic_threads;   /* the thread list came back on itself */
 	struct pycode *codes;  /* a direct-mapped cache by address */
 	/* names the shim sent (ring.h PYCODE), by address: they outlive the object */
 	struct u64map defs;    /* code address -> index + 1 in defv */
@@ -192,9 +194,14 @@ static void scan_threads(struct pyproc *pp)
 	if (!rd64(pp->pid, pp->runtime + o->rt_interp_head, &interp))
 		return;
 	unsigned seen = 0;
+	pp->last_scan = now_ns();
 	for (int ni = 0; interp && ni < 64; ni++) {
 		uint64_t ts = 0;
 		rd64(pp->pid, interp + o->is_threads_head, &ts);
+		/* a list that comes back on itself (a corrupt or hostile
+		 * interpreter state) ends where it does: Brent's cycle check */
+		uint64_t mark = ts;
+		unsigned power = 1, lam = 0;
 		while (ts && seen++ < PY_MAX_THREADS) {
 			uint64_t tid = 0;
 			if (!rd64(pp->pid, ts + o->ts_native_tid, &tid))
@@ -203,6 +210,15 @@ static void scan_threads(struct pyproc *pp)
 				u64map__upsert(&pp->tstates, tid, NULL)->v1 = ts;
 			if (!rd64(pp->pid, ts + o->ts_next, &ts))
 				break;
+			if (ts == mark) {
+				pp->cyclic_threads = true;
+				break;
+			}
+			if (++lam == power) {
+				mark = ts;
+				power *= 2;
+				lam = 0;
+			}
 		}
 		if (!rd64(pp->pid, interp + o->is_next, &interp))
 			break;
@@ -216,8 +232,12 @@ static uint64_t tstate_of(struct pyproc *pp, pid_t tid)
 		uint64_t got;
 		if (e && rd64(pp->pid, e->v1 + pp->o.ts_native_tid, &got) && got == (uint64_t)tid)
 			return e->v1;
-		if (pass == 0)
+		/* a thread with no Python state (a native worker) would rescan at
+		 * each of its samples: at most every 20 ms */
+		if (pass == 0 && (!pp->tstates.len || now_ns() - pp->last_scan > 20000000ull))
 			scan_threads(pp);
+		else
+			break;
 	}
 	return 0;
 }
@@ -277,6 +297,8 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, b
 	if (need > sizeof(fr))
 		return 0;
 	struct pyframe_acc a = {.out = out, .max = max};
+	uint64_t mark = f;
+	unsigned power = 1, lam = 0;
 	for (int steps = 0; f && steps < 4096; steps++) {
 		if (a.n == max) {
 			a.truncated = true;
@@ -284,6 +306,13 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, b
 		}
 		if (!rd(pp->pid, f, fr, need))
 			break;
+		if (steps && f == mark)
+			return PYFRAMES_CYCLIC; /* the chain comes back on itself: no true stack */
+		if (++lam == power) {
+			mark = f;
+			power *= 2;
+			lam = 0;
+		}
 		struct kiln_py_frame d;
 		kiln_py_frame_read(fr, o, &d);
 		if (pyframe_add(&a, &d))
@@ -313,6 +342,11 @@ int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw,
 }
 
 static char *read_str(struct pyproc *pp, uint64_t addr);
+
+bool pyproc__cyclic_threads(const struct pyproc *pp)
+{
+	return pp->cyclic_threads;
+}
 
 bool pyproc__read(const struct pyproc *pp, uint64_t addr, void *out, size_t n)
 {

@@ -52,6 +52,12 @@ bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
  * are the sample's. The count (0: no Python frames), -1 when tid has no
  * thread state. */
 int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, bool *truncated);
+/* pyproc__frames' answer for a frame chain that comes back on itself (a
+ * corrupt or hostile interpreter state): no stack is believed. */
+#define PYFRAMES_CYCLIC (-4)
+/* Whether the interpreter's thread list was found to come back on itself
+ * (its reading stopped there). */
+bool pyproc__cyclic_threads(const struct pyproc *pp);
 /* The same from frames the eBPF reader copied at the sample (n of them,
  * innermost first; cut: it stopped before the outermost). */
 struct kiln_bpf_frame;

@@ -58,7 +58,7 @@ struct rproc {
 	struct pyproc *py;
 	struct image *py_img; /* where it was found, and its bias: a forked child finds it there too */
 	uint64_t py_bias;
-	uint64_t py_merged, py_unmerged, py_unread, py_missing, py_unreadable;
+	uint64_t py_merged, py_unmerged, py_unread, py_missing, py_unreadable, py_cyclic;
 	struct intern pyframes;  /* heap stacks' Python frames {code, first << 32 | lasti} -> index in pyframe_loc */
 	uint32_t *pyframe_loc;
 	size_t cpyframe_loc;
@@ -857,6 +857,8 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 			p->py_unread++;
 		else if (npy == -3)
 			p->py_missing++;
+		else if (npy == PYFRAMES_CYCLIC)
+			p->py_cyclic++;
 		else
 			p->py_unmerged++;
 		/* the sample ran Python code kiln could not name: it is shown as
@@ -1442,6 +1444,10 @@ static void python_meta(struct recorder *r)
 						    "heap_events_after", (json_int_t)p->py_after_final);
 		if (r->py_reader)
 			json_object_set_new(one, "reader", json_string(r->py_reader));
+		if (p->py_cyclic)
+			json_object_set_new(one, "cyclic_frames", json_integer((json_int_t)p->py_cyclic));
+		if (pyproc__cyclic_threads(p->py))
+			json_object_set_new(one, "cyclic_threads", json_true());
 		json_object_set_new(o, k, one);
 	}
 	if (json_object_size(o))

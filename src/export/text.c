@@ -130,8 +130,15 @@ static void python_lines(FILE *f, const struct profile *p, bool heap)
 		if (miss)
 			fprintf(f, ", %lld whose frames the sampler did not catch (its frame ring was full, or the "
 				   "process was not known to run Python yet)", (long long)miss);
-		if (u || ur || miss)
+		json_int_t cyc = json_integer_value(json_object_get(v, "cyclic_frames"));
+		if (cyc)
+			fprintf(f, ", %lld whose Python frame chain came back on itself (a corrupt or hostile "
+				   "interpreter state)", (long long)cyc);
+		if (u || ur || miss || cyc)
 			fprintf(f, ": those are shown as [python frames unreadable], never under another function");
+		if (json_is_true(json_object_get(v, "cyclic_threads")))
+			fprintf(f, "; its thread list came back on itself (read up to there: a corrupt or hostile "
+				   "interpreter state)");
 		json_t *eb = json_object_get(p->meta, "python_ebpf");
 		json_int_t runs = json_integer_value(json_object_get(eb, "runs"));
 		if (runs > 0)

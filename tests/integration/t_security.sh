@@ -182,6 +182,18 @@ grep -q "python: pid $FP: .*do not read as 3.13's" $W/fake.err || fail "record d
 kill $FP; wait $RP 2>/dev/null
 ok "a fake CPython with offsets past every buffer: refused in one line, sampled natively, unharmed"
 
+# --- a program posing as CPython 3.13 whose thread list and frame chain
+# come back on themselves (issue 21, finding 15): each read once round and
+# said, no sample lost to it (samples as many as the recording's duration
+# allows at 99 Hz, within 30 %)
+run_to 30 "$KILN" record --wall -o $W/loops.kiln -- $TARGETS/python_loops 1 >/dev/null 2>$W/loops.err || fail "record python_loops: $(tail -1 $W/loops.err)"
+"$KILN" report $W/loops.kiln >$W/loops.rep || fail "report python_loops"
+grep -q 'whose Python frame chain came back on itself' $W/loops.rep || fail "a cyclic frame chain not named as such: $(grep python $W/loops.rep)"
+grep -q 'its thread list came back on itself' $W/loops.rep || fail "a cyclic thread list not said: $(grep python $W/loops.rep)"
+read -r d n < <(awk '/^# duration/ { print $3, $5 }' $W/loops.rep)
+awk -v d=$d -v n=$n 'BEGIN { exit !(n >= 0.7 * d * 99) }' || fail "python_loops: $n samples in $d s at 99 Hz"
+ok "a cyclic thread list and frame chain: read once round, said, $n samples in $d s"
+
 # --- a .gnu_debuglink naming a FIFO, then a symlink to /dev/zero, beside
 # another user's binary (issue 21, finding 3): root's attach opens neither
 # (a writer blocked on the FIFO stays blocked), finishes, and names the
