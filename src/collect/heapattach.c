@@ -1,6 +1,7 @@
 /* Loading the heap shim into a running process (see heapattach.h). */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,59 @@ static bool channel_ok(int fd, pid_t pid)
 	       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l3) == 0 && cr.pid == pid;
 }
 
+/* A memfd made in the program (memfd_create, or syscall(SYS_memfd_create)
+ * where glibc lacks the wrapper), filled here through /proc/PID/fd/N with the
+ * shim's bytes read from sfd: *mfd its number there, *mst what it is. */
+static int shim_memfd(struct injector *in, pid_t pid, uint64_t memfd_fn, uint64_t syscall_fn, int sfd, int *mfd,
+		      struct stat *mst, char *err, size_t n)
+{
+	static const char name[] = "libkiln_shim.so"; /* /memfd:libkiln_shim.so in its maps */
+	uint64_t nm = inject__push(in, name, sizeof(name)), ret = 0;
+	int rc = !nm ? -EFAULT
+	     : memfd_fn ? inject__call(in, memfd_fn, nm, 1 /* MFD_CLOEXEC */, 0, CALL_MS, &ret)
+			: inject__call(in, syscall_fn, SYS_memfd_create, nm, 1, CALL_MS, &ret);
+	int fd = (int)(int32_t)ret;
+	if (rc < 0 || fd < 0) {
+		snprintf(err, n, "pid %d could not make a memfd for the heap shim: %s", (int)pid,
+			 strerror(rc < 0 ? -rc : EMFILE));
+		return rc < 0 ? rc : -EMFILE;
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	int out = open(path, O_WRONLY | O_CLOEXEC);
+	if (out < 0 || fstat(out, mst) < 0 || !S_ISREG(mst->st_mode) || mst->st_size != 0 || mst->st_nlink != 0) {
+		snprintf(err, n, "pid %d: its memfd for the heap shim cannot be written (%s)", (int)pid,
+			 out < 0 ? strerror(errno) : "not the empty memfd just made");
+		if (out >= 0)
+			close(out);
+		return -EPERM;
+	}
+	char buf[65536];
+	off_t off = 0;
+	for (;;) {
+		ssize_t k = pread(sfd, buf, sizeof(buf), off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		if (write(out, buf, (size_t)k) != k) {
+			k = -1;
+			break;
+		}
+		off += k;
+	}
+	struct stat in_st;
+	int e = errno;
+	if (fstat(sfd, &in_st) < 0 || off != in_st.st_size || fstat(out, mst) < 0 || mst->st_size != off) {
+		snprintf(err, n, "pid %d: the heap shim could not be copied into its memfd: %s", (int)pid, strerror(e));
+		close(out);
+		return -EIO;
+	}
+	close(out);
+	*mfd = fd;
+	return 0;
+}
+
 static int call_int(struct injector *in, uint64_t fn, uint64_t a0, int *out)
 {
 	uint64_t ret;
@@ -87,16 +141,34 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 			 (int)pid);
 		return -EPERM;
 	}
+	/* the shim goes in as bytes, never as a path: the program's mount
+	 * and user namespaces may resolve kiln's path to another file. It is
+	 * read here, checked, and copied into a memfd the program makes, which
+	 * it loads as /proc/self/fd/N. */
 	struct stat st;
-	if (stat(shim_path, &st) < 0) {
+	int sfd = open(shim_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (sfd < 0 || fstat(sfd, &st) < 0) {
 		snprintf(err, n, "cannot find the heap shim %s: %s", shim_path, strerror(errno));
+		if (sfd >= 0)
+			close(sfd);
 		return -ENOENT;
 	}
-	if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
+	if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022) ||
+	    st.st_size <= 0 || st.st_size > (64 << 20)) {
 		snprintf(err, n, "the heap shim %s may be written by another user: not loading it into pid %d",
 			 shim_path, (int)pid);
+		close(sfd);
 		return -EPERM;
 	}
+	uint64_t memfd_fn = 0, syscall_fn = 0, close_fn = 0;
+	if (inject__symbol(pid, "libc.so", "memfd_create", &memfd_fn, NULL) < 0 &&
+	    inject__symbol(pid, "libc.so", "syscall", &syscall_fn, NULL) < 0) {
+		snprintf(err, n, "pid %d has no memfd_create kiln can call (no glibc?): the shim is not loaded by a "
+				 "path the program resolves, so its heap is not tracked", (int)pid);
+		close(sfd);
+		return -ENOENT;
+	}
+	inject__symbol(pid, "libc.so", "close", &close_fn, NULL);
 	uint64_t dlopen_fn, dlerror_fn = 0;
 	int flags = RTLD_NOW;
 	if (inject__symbol(pid, "libc.so", "dlopen", &dlopen_fn, NULL) < 0 &&
@@ -104,6 +176,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		if (inject__symbol(pid, "libc", "__libc_dlopen_mode", &dlopen_fn, NULL) < 0) {
 			snprintf(err, n, "pid %d has no dlopen kiln can find (no glibc?): its allocator cannot be hooked",
 				 (int)pid);
+			close(sfd);
 			return -ENOENT;
 		}
 		flags = RTLD_NOW | (int)0x80000000; /* __RTLD_DLOPEN */
@@ -120,8 +193,10 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		malloc_fn = 0;
 	struct injector *in;
 	int rc = inject__begin(pid, 2000, &in, err, n);
-	if (rc < 0)
+	if (rc < 0) {
+		close(sfd);
 		return rc;
+	}
 	ha->tid = inject__tid(in);
 	if (malloc_fn) {
 		uint64_t blk = 0, ignored;
@@ -133,11 +208,48 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 					 "not loading the heap shim, the thread put back as it was",
 				 (int)pid, PROBE_MS);
 			ha->stopped_ns = inject__end(in);
+			close(sfd);
 			return rc;
 		}
 	}
-	uint64_t path = inject__push(in, shim_path, strlen(shim_path) + 1), handle = 0;
-	rc = path ? inject__call(in, dlopen_fn, path, (uint64_t)flags, 0, CALL_MS, &handle) : -EFAULT;
+	/* an earlier attach's shim, the same bytes, is used again (a second
+	 * copy could not get the static TLS it needs); another kiln's is not */
+	dev_t ldev;
+	ino_t lino;
+	int lc = inject__loaded_copy(pid, sfd, &ldev, &lino);
+	uint64_t handle = 0;
+	if (lc == -EEXIST) {
+		snprintf(err, n, "pid %d holds the heap shim of another kiln build: attach with that kiln, or restart "
+				 "the program", (int)pid);
+		close(sfd);
+		ha->stopped_ns = inject__end(in);
+		return -EEXIST;
+	}
+	if (lc == 0) {
+		st.st_dev = ldev;
+		st.st_ino = lino;
+		handle = 1;
+		rc = 0;
+	} else {
+		int mfd = -1;
+		struct stat mst;
+		rc = shim_memfd(in, pid, memfd_fn, syscall_fn, sfd, &mfd, &mst, err, n);
+		if (rc < 0) {
+			close(sfd);
+			ha->stopped_ns = inject__end(in);
+			return rc;
+		}
+		st = mst; /* the shim's symbols are looked up in the memfd's mapping */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", mfd);
+		uint64_t path = inject__push(in, self, strlen(self) + 1);
+		rc = path ? inject__call(in, dlopen_fn, path, (uint64_t)flags, 0, CALL_MS, &handle) : -EFAULT;
+		if (close_fn) { /* loaded (or not): the descriptor is no longer needed */
+			uint64_t ignored;
+			inject__call(in, close_fn, (uint64_t)mfd, 0, 0, PROBE_MS, &ignored);
+		}
+	}
+	close(sfd);
 	if (rc < 0 || !handle) {
 		char why[256] = "";
 		uint64_t msg = 0;

@@ -145,6 +145,49 @@ int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint
 	return symbol_where(pid, by_ino, &d, symbol, addr, NULL, false, NULL, 0);
 }
 
+/* Whether two descriptors hold the same bytes. */
+static bool same_bytes(int a, int b)
+{
+	struct stat sa, sb;
+	if (fstat(a, &sa) < 0 || fstat(b, &sb) < 0 || sa.st_size != sb.st_size)
+		return false;
+	char x[16384], y[16384];
+	for (off_t off = 0; off < sa.st_size;) {
+		ssize_t k = pread(a, x, sizeof(x), off);
+		if (k <= 0 || pread(b, y, (size_t)k, off) != k || memcmp(x, y, (size_t)k))
+			return false;
+		off += k;
+	}
+	return true;
+}
+
+int inject__loaded_copy(pid_t pid, int fd, dev_t *dev, ino_t *ino)
+{
+	char *text = read_maps(pid);
+	if (!text)
+		return -errno;
+	int rc = -ENOENT;
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		struct proc_map m;
+		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || runtime_module(m.path) != RT_SHIM)
+			continue;
+		int mf = open_mapping(pid, &m);
+		bool same = mf >= 0 && same_bytes(mf, fd);
+		if (mf >= 0)
+			close(mf);
+		if (same) {
+			*dev = makedev(m.dev_major, m.dev_minor);
+			*ino = (ino_t)m.ino;
+			rc = 0;
+			break;
+		}
+		rc = -EEXIST;
+	}
+	free(text);
+	return rc;
+}
+
 static bool not_runtime(const struct proc_map *m, const void *arg)
 {
 	(void)arg;

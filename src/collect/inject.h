@@ -51,6 +51,10 @@ int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint
 /* Whether a module of pid other than the C library defines malloc (its own
  * allocator: jemalloc, tcmalloc, one built in), and which, into path. */
 bool inject__own_malloc(pid_t pid, char *path, size_t n);
+/* A heap shim already loaded in pid (an earlier attach's) holding the very
+ * bytes of fd: 0 with its mapping's device and inode; -EEXIST when a shim
+ * is loaded that is another (another kiln's), -ENOENT when none is. */
+int inject__loaded_copy(pid_t pid, int fd, dev_t *dev, ino_t *ino);
 /* Whether pid maps a dynamic linker (else it is static: nothing can be
  * loaded into it). */
 bool inject__dynamic(pid_t pid);

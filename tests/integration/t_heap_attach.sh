@@ -146,6 +146,27 @@ kill -TERM $FT; wait $FT 2>/dev/null
 grep -q "a dlopen took" $W/ft.err && fail "fork_threads: $(cat $W/ft.err)"
 ok "fork_threads: $cyc attaches beside threads forking without pause; the dlopen loop went on"
 
+# the shim goes in as bytes (issue 21, finding 14): a program in a mount
+# namespace where kiln's shim path names another library gets kiln's shim
+# all the same (by path it would have loaded that library)
+SHIM=$(dirname "$KILN")/libkiln_shim.so
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && unshare -m true 2>/dev/null; then
+  cp $TARGETS/libdl_lib.so $W/other.so
+  unshare -m sh -c "mount --bind $W/other.so $SHIM && exec $TARGETS/cxx_churn 3600" >$W/ns.out 2>&1 & NP=$!
+  for i in $(seq 50); do NC=$(pgrep -P $NP cxx_churn || pgrep -x cxx_churn -n); [ -n "$NC" ] && grep -q "" /proc/$NC/maps 2>/dev/null && break; sleep 0.05; done
+  NC=$(pgrep -x cxx_churn -n)
+  sleep 0.3
+  cmp -s /proc/$NC/root$SHIM $W/other.so 2>/dev/null || grep -q other.so /proc/$NC/mountinfo || fail "the namespace does not swap the shim's path"
+  run_to 30 "$KILN" record -q --heap --no-cpu -p $NC -d 0.3 -o $W/ns.kiln >/dev/null 2>$W/ns.err || fail "attach in another mount namespace: $(cat $W/ns.err)"
+  [ "$(total $(folded $W/ns.kiln alloc_count))" -gt 0 ] || fail "no allocation recorded through the shim loaded as bytes"
+  grep -q 'memfd:libkiln_shim' /proc/$NC/maps || fail "the shim is not mapped from its memfd: $(grep -i kiln /proc/$NC/maps | head -2)"
+  grep -q "$W/other.so" /proc/$NC/maps && fail "the library at the shim's path in the program's namespace was loaded"
+  kill $NC 2>/dev/null; wait $NP 2>/dev/null
+  ok "a program whose mount namespace puts another library at the shim's path: kiln's own shim loaded (from a memfd), allocations recorded"
+else
+  skip "the shim in another mount namespace: needs root and unshare -m"
+fi
+
 # a program under a seccomp filter that kills it on socketpair (issue 21,
 # finding 7): the heap attach is refused in one line, exit 1, the program
 # runs on; CPU sampling of it works
