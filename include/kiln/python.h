@@ -56,6 +56,10 @@ struct kiln_py_offsets {
 	uint8_t long_tagged;
 	/* _asyncio's TaskObj */
 	uint16_t task_loop, task_state, task_coro, task_name;
+	/* the GIL (struct _gil_runtime_state: last_holder +8, locked +16):
+	 * 3.11 inside _PyRuntime at gil_rt; 3.12+ a pointer at gil_interp in
+	 * the interpreter state */
+	uint16_t gil_rt, gil_interp;
 };
 
 static const struct kiln_py_offsets kiln_py_tables[] = {
@@ -69,7 +73,8 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .bytes_size = 16, .bytes_sval = 32,
 	 .fr_globals = 8, .fr_stacktop = 64, .fr_localsplus = 72, .gen_iframe = 80, .gen_state = 75, .gen_awaiting = -1,
 	 .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240, .ht_cached_keys = 872, .attrs_kind = 1,
-	 .long_size_tag = 16, .long_tagged = 0, .task_loop = 16, .task_state = 88, .task_coro = 136, .task_name = 144},
+	 .long_size_tag = 16, .long_tagged = 0, .task_loop = 16, .task_state = 88, .task_coro = 136, .task_name = 144,
+	 .gil_rt = 360, .gil_interp = KILN_PY_NONE},
 	{.version = 0x30c, .rt_finalizing = 24, .rt_preinit = 8, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 72,
 	 .ts_next = 8, .ts_native_tid = 144, .ts_cframe = 56, .cf_current = 0, .ts_current_frame = KILN_PY_NONE,
 	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
@@ -80,7 +85,8 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .bytes_size = 16, .bytes_sval = 32,
 	 .fr_globals = 24, .fr_stacktop = 64, .fr_localsplus = 72, .gen_iframe = 72, .gen_state = 67, .gen_awaiting = -1,
 	 .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240, .ht_cached_keys = 880, .attrs_kind = 2,
-	 .long_size_tag = 16, .long_tagged = 1, .task_loop = 16, .task_state = 88, .task_coro = 136, .task_name = 144},
+	 .long_size_tag = 16, .long_tagged = 1, .task_loop = 16, .task_state = 88, .task_coro = 136, .task_name = 144,
+	 .gil_rt = KILN_PY_NONE, .gil_interp = 384},
 	{.version = 0x30d, .rt_finalizing = 608, .rt_preinit = 592, .rt_interp_head = 632, .is_next = 7264, .is_threads_head = 7344,
 	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = KILN_PY_NONE, .cf_current = 0, .ts_current_frame = 72,
 	 .fr_code = 0, .fr_previous = 8, .fr_instr = 56, .fr_owner = 70, .fr_is_entry = KILN_PY_NONE, .fr_size = 72,
@@ -91,7 +97,8 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .bytes_size = 16, .bytes_sval = 32,
 	 .fr_globals = 24, .fr_stacktop = 64, .fr_localsplus = 72, .gen_iframe = 72, .gen_state = 67, .gen_awaiting = -1,
 	 .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240, .ht_cached_keys = 880, .attrs_kind = 3,
-	 .long_size_tag = 16, .long_tagged = 1, .task_loop = 16, .task_state = 96, .task_coro = 120, .task_name = 128},
+	 .long_size_tag = 16, .long_tagged = 1, .task_loop = 16, .task_state = 96, .task_coro = 120, .task_name = 128,
+	 .gil_rt = KILN_PY_NONE, .gil_interp = 16},
 };
 
 /* The table for a PY_VERSION_HEX, or NULL: a version kiln does not know. */

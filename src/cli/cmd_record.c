@@ -51,7 +51,7 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
 struct record_opts {
 	const char *output;
 	long freq;
-	bool heap, cpu, wall, follow, quiet, freq_set, no_compress;
+	bool heap, cpu, wall, follow, quiet, freq_set, no_compress, gil;
 	double duration, snapshot_every;
 	const char *py_alloc; /* --python-allocator: NULL leaves the program's own choice */
 	bool py_domains;      /* trace Python's allocator domains (--no-trace-python-allocators: off) */
@@ -70,6 +70,7 @@ static void help(void)
 	       "      --heap               also track every heap allocation (with -p: from the attach on)\n"
 	       "      --no-cpu             no CPU sampling (with --heap: heap only)\n"
 	       "      --wall               wall-clock sampling: sleeping threads too\n"
+	       "      --gil                CPython: only samples of the thread holding the GIL (ptrace)\n"
 	       "  -d, --duration SEC       stop after SEC seconds (launch mode: detach, let it run)\n"
 	       "      --no-follow          do not follow forked children\n"
 	       "      --no-compress        store records as they are (default: zstd, a block per flush)\n"
@@ -90,7 +91,7 @@ static void help(void)
 }
 
 enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, ROPT_STACKSIZE, ROPT_HELP, ROPT_PYALLOC,
-       ROPT_PYDOM, ROPT_NOPYDOM, ROPT_NOCOMPRESS };
+       ROPT_PYDOM, ROPT_NOPYDOM, ROPT_NOCOMPRESS, ROPT_GIL };
 
 /* What one machine can take: the kernel's perf_event_max_sample_rate, and
  * for the copies of the user stack each sample carries, about 10,000
@@ -102,9 +103,10 @@ enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, R
 
 static void cap_frequency(struct record_opts *o)
 {
-	long cap = o->wall ? KILN_PTRACE_MAX_HZ : KILN_STACK_BYTES_PER_S / o->stack_size;
-	const char *why = o->wall ? "ptrace stops a thread for every sample" : "each sample copies the stack";
-	char *k = o->wall ? NULL : read_small_file("/proc/sys/kernel/perf_event_max_sample_rate", NULL);
+	bool pt = o->wall || o->gil;
+	long cap = pt ? KILN_PTRACE_MAX_HZ : KILN_STACK_BYTES_PER_S / o->stack_size;
+	const char *why = pt ? "ptrace stops a thread for every sample" : "each sample copies the stack";
+	char *k = pt ? NULL : read_small_file("/proc/sys/kernel/perf_event_max_sample_rate", NULL);
 	long kmax = k ? atol(k) : 0;
 	free(k);
 	if (kmax > 0 && kmax < cap) {
@@ -115,7 +117,7 @@ static void cap_frequency(struct record_opts *o)
 		return;
 	if (!o->quiet)
 		fprintf(stderr, "kiln record: -F %ld is more than this machine can take (%s): sampling at %ld Hz%s\n",
-			o->freq, why, cap, o->wall ? "" : " (a smaller --stack-size allows more)");
+			o->freq, why, cap, pt ? "" : " (a smaller --stack-size allows more)");
 	o->freq = cap;
 }
 
@@ -131,7 +133,8 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		{"python-allocator", required_argument, NULL, ROPT_PYALLOC},
 		{"trace-python-allocators", no_argument, NULL, ROPT_PYDOM},
 		{"no-trace-python-allocators", no_argument, NULL, ROPT_NOPYDOM},
-		{"no-compress", no_argument, NULL, ROPT_NOCOMPRESS}, {NULL, 0, NULL, 0},
+		{"no-compress", no_argument, NULL, ROPT_NOCOMPRESS}, {"gil", no_argument, NULL, ROPT_GIL},
+		{NULL, 0, NULL, 0},
 	};
 	memset(o, 0, sizeof(*o));
 	o->output = "kiln.data";
@@ -179,6 +182,9 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		case ROPT_NOCOMPRESS:
 			o->no_compress = true;
 			break;
+		case ROPT_GIL:
+			o->gil = true;
+			break;
 		case ROPT_NOFOLLOW:
 			o->follow = false;
 			break;
@@ -214,11 +220,13 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		return cli__usage(CMD, "give either -p PID or a PROGRAM, not both");
 	if (o->pid < 0 && !o->argv[0])
 		return cli__usage(CMD, "no PROGRAM to launch (kiln record -- PROGRAM [ARGS]) and no -p PID");
-	if (o->wall && !o->freq_set)
-		o->freq = 99; /* each sample stops a thread for ~10-50 us */
+	if ((o->wall || o->gil) && !o->freq_set)
+		o->freq = 99; /* each sample stops a thread (ptrace) */
 	cap_frequency(o);
 	if (!o->cpu && !o->heap && !o->wall)
 		return cli__usage(CMD, "--no-cpu leaves nothing to record (add --heap)");
+	if (o->gil && !o->cpu && !o->wall)
+		return cli__usage(CMD, "--gil keeps CPU samples of the GIL's holder: not with --no-cpu");
 	if (o->py_alloc && !o->heap)
 		return cli__usage(CMD, "--python-allocator needs --heap");
 	if (o->py_alloc && o->pid > 0)
@@ -724,10 +732,13 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 	struct sampler_opts so = {
 		.pid = pid, .launch = launch, .follow = st->o.follow, .cpu = st->o.cpu && !st->o.wall,
 		.wall = st->o.wall, .freq = (int)st->o.freq, .stack_size = (uint32_t)st->o.stack_size,
+		.gil = st->o.gil,
 	};
 	int rc = -EACCES;
 	so.python = target_is_python(st, pid, launch);
-	if (!st->o.wall) {
+	if (st->o.gil) /* who holds the GIL is read while the thread is stopped */
+		recorder__set_python_reader(st->r, "by ptrace, the thread stopped at each sample");
+	if (!st->o.wall && !st->o.gil) {
 		st->ops = &perf_sampler_ops;
 		/* KILN_FORCE_PTRACE=1: behave as where perf_event_open is refused
 		 * (containers, perf_event_paranoid); the tests use it */

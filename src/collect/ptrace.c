@@ -64,6 +64,7 @@ struct sampler {
 	struct pytask *susp; /* PYASYNC_TASKS */
 	int nsusp;
 	uint64_t susp_more;  /* samples at which more tasks waited than were charged */
+	uint64_t gil_kept, gil_dropped; /* --gil */
 };
 
 /* Loop stretches of at least this long are kept (report --slow-callbacks
@@ -328,11 +329,22 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	int npy = -1;
 	bool pyt;
 	uint64_t handle = 0;
+	int gil = 1;
 	if (py) {
 		npy = pyproc__frames(py, t->tid, s->py, KILN_MAX_DEPTH, &pyt);
 		handle = asyncio_running(s, py, &npy);
+		if (s->o.gil)
+			gil = pyproc__gil_holder(py, t->tid);
 	}
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+	if (s->o.gil && py && gil != 1) { /* --gil: another thread's turn, or no Python state */
+		s->gil_dropped++;
+		s->stops++;
+		s->stopped_ns += now_ns() - t0;
+		return;
+	}
+	if (s->o.gil)
+		s->gil_kept++;
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
 	if (!ok)
@@ -462,6 +474,12 @@ static int ptrace_stop(struct sampler *s)
 
 static void ptrace_report(struct sampler *s)
 {
+	if (s->o.gil) {
+		json_object_set_new(recorder__meta(s->r), "gil_only",
+				    json_pack("{s:I, s:I}", "kept", (json_int_t)s->gil_kept, "dropped",
+					      (json_int_t)s->gil_dropped));
+		recorder__meta_changed(s->r);
+	}
 	if (s->susp_more) {
 		json_object_set_new(recorder__meta(s->r), "asyncio_tasks_left_out", json_integer((json_int_t)s->susp_more));
 		recorder__meta_changed(s->r);

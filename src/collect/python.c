@@ -343,6 +343,24 @@ int pyproc__frames_of(const struct pyproc *pp, const struct kiln_bpf_frame *raw,
 
 static char *read_str(struct pyproc *pp, uint64_t addr);
 
+int pyproc__gil_holder(struct pyproc *pp, pid_t tid)
+{
+	const struct kiln_py_offsets *o = &pp->o;
+	uint64_t gil = 0, holder = 0, interp = 0;
+	int32_t locked = 0;
+	if (o->gil_rt != KILN_PY_NONE)
+		gil = pp->runtime + o->gil_rt;
+	else if (o->gil_interp == KILN_PY_NONE || !rd64(pp->pid, pp->runtime + o->rt_interp_head, &interp) ||
+		 !rd64(pp->pid, interp + o->gil_interp, &gil))
+		return -1;
+	if (!gil || !rd64(pp->pid, gil + 8, &holder) || !rd(pp->pid, gil + 16, &locked, 4))
+		return -1;
+	uint64_t ts = tstate_of(pp, tid);
+	if (!ts)
+		return -1;
+	return locked && holder == ts;
+}
+
 bool pyproc__cyclic_threads(const struct pyproc *pp)
 {
 	return pp->cyclic_threads;

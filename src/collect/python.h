@@ -55,6 +55,10 @@ int pyproc__frames(struct pyproc *pp, pid_t tid, struct pyframe *out, int max, b
 /* pyproc__frames' answer for a frame chain that comes back on itself (a
  * corrupt or hostile interpreter state): no stack is believed. */
 #define PYFRAMES_CYCLIC (-4)
+/* Whether thread tid holds the GIL now (read while it is stopped): 1, 0,
+ * or -1 when it cannot be told (no thread state, no GIL kiln reads). The
+ * main interpreter's GIL. */
+int pyproc__gil_holder(struct pyproc *pp, pid_t tid);
 /* Whether the interpreter's thread list was found to come back on itself
  * (its reading stopped there). */
 bool pyproc__cyclic_threads(const struct pyproc *pp);

@@ -17,6 +17,7 @@ struct sampler_opts {
 	bool follow;         /* follow forked children */
 	bool cpu;            /* sample; false: only track maps and tasks */
 	bool wall;           /* wall-clock: sleeping threads too (ptrace) */
+	bool gil;            /* keep only samples of a CPython thread holding the GIL (ptrace) */
 	int freq;            /* Hz per thread */
 	uint32_t stack_size; /* bytes of user stack copied per sample */
 	bool python;         /* the program is known to be a Python: registered with the

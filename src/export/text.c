@@ -139,6 +139,12 @@ static void python_lines(FILE *f, const struct profile *p, bool heap)
 		if (json_is_true(json_object_get(v, "cyclic_threads")))
 			fprintf(f, "; its thread list came back on itself (read up to there: a corrupt or hostile "
 				   "interpreter state)");
+		json_t *go = json_object_get(p->meta, "gil_only");
+		if (go)
+			fprintf(f, "; --gil: only samples of a thread holding the GIL kept (%lld of %lld)",
+				(long long)json_integer_value(json_object_get(go, "kept")),
+				(long long)(json_integer_value(json_object_get(go, "kept")) +
+					    json_integer_value(json_object_get(go, "dropped"))));
 		json_t *eb = json_object_get(p->meta, "python_ebpf");
 		json_int_t runs = json_integer_value(json_object_get(eb, "runs"));
 		if (runs > 0)

@@ -49,6 +49,17 @@ for PY in "${pys[@]}"; do
   awk -v a=$hn -v g=$hg -v b=$hall 'BEGIN { exit !(a >= 0.5 * b && a + g >= 0.9 * b) }' || fail "$tag: hasher native $hn, GIL wait $hg of $hall: $(rows $hs)"
   grep -q "^# threads: " <("$KILN" report $W/g.kiln) || fail "$tag: no per-thread state line in the report header"
   ok "$tag: --by state: spinner Python $spy/$sall, hasher native $hn + GIL wait $hg of $hall"
+  # --gil: only the GIL holder's samples (the hasher hashes without it)
+  run_to 60 "$KILN" record -q --gil -o $W/gg.kiln -- "$PY" $T/py_gil_split.py 1.5 >$W/gg.out 2>$W/gg.err || fail "$tag: record --gil: $(tail -1 $W/gg.err)"
+  sp=$(awk '/^spinner/ { print $2 }' $W/gg.out); hs=$(awk '/^hasher/ { print $2 }' $W/gg.out)
+  "$KILN" report $W/gg.kiln --by state --limit 0 >$W/gst || fail "$tag: report of --gil"
+  gs=$(grep -E "^ +[0-9]+ .*-$sp " $W/gst | awk '{ s += $1 } END { print s + 0 }')
+  gh=$(grep -E "^ +[0-9]+ .*-$hs " $W/gst | awk '{ s += $1 } END { print s + 0 }')
+  ghn=$(grep -E "^ +[0-9]+ .*-$hs native" $W/gst | awk '{ s += $1 } END { print s + 0 }')
+  [ $gs -gt 10 ] || fail "$tag: --gil kept $gs samples of the spinner: $(cat $W/gst)"
+  awk -v h=$gh -v s=$gs 'BEGIN { exit !(h <= 0.15 * s) }' || fail "$tag: --gil kept $gh samples of the hasher (spinner $gs): $(cat $W/gst)"
+  grep -q -- '--gil: only samples of a thread holding the GIL kept' $W/gst || fail "$tag: the header does not say --gil"
+  ok "$tag: --gil: spinner $gs samples kept, hasher $gh ($ghn native)"
 
   "$PY" $T/py_aio_tree.py >$W/t.out 2>&1 & TP=$!
   for i in $(seq 100); do grep -q ready $W/t.out && break; sleep 0.1; done
