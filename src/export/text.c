@@ -325,6 +325,9 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 		fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), tot[KM_ALLOC_COUNT], tot[KM_TEMP_COUNT],
 		fmt_bytes(b, sizeof(b), (double)tot[KM_PEAK_BYTES]), fmt_bytes((char[32]){0}, 32, (double)tot[KM_LEAK_BYTES]),
 		tot[KM_LEAK_COUNT]);
+	if (tot[KM_TEMP_COUNT] > 0)
+		fprintf(f, "# heap: temporary = freed while still the latest allocation of the thread that made it "
+			   "(heaptrack also wants no free in between: it counts fewer)\n");
 	if (vf->pid < 0)
 		timeline_lines(f, p);
 	heap_loss_lines(f, p, vf->pid);

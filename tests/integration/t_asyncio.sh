@@ -7,7 +7,10 @@
 #   py_gil_split.py: --by state gives the spinner's samples as Python and the
 #     hasher's as native or waiting for the GIL;
 #   py_aio_tree.py: kiln dump lists every suspended task with where it
-#     awaits (fetch > sleep, gather_two > gather, leaf > sleep).
+#     awaits (fetch > sleep, gather_two > gather, leaf > sleep);
+#   py_pool.py (the first interpreter): a ProcessPoolExecutor's workers
+#     under fork, spawn and forkserver are followed with their Python
+#     frames: child_work's 1.2 s of CPU in two worker processes.
 source "$(dirname "$0")/lib.sh"
 T=$SRC/tests/targets
 hogs
@@ -71,4 +74,18 @@ for PY in "${pys[@]}"; do
   grep -q 'State:.*[tT]' /proc/$TP/status && fail "$tag: py_aio_tree left stopped"
   kill $TP; wait $TP 2>/dev/null
   ok "$tag: dump lists the loop's suspended tasks and where each awaits"
+
+  [ "$PY" = "${pys[0]}" ] || continue
+  for m in fork spawn forkserver; do
+    run_to 120 "$KILN" record -q -o $W/pool.kiln -- "$PY" $T/py_pool.py $m >$W/pool.out 2>$W/pool.err || fail "$tag: record py_pool $m: $(tail -1 $W/pool.err)"
+    grep -q "py_pool done $m" $W/pool.out || fail "$tag: py_pool $m: $(cat $W/pool.out)"
+    P=$(folded $W/pool.kiln cpu)
+    n=$(grep ';child_work' $P | awk '{ s += $NF } END { print s + 0 }')
+    w=$(grep ';child_work' $P | cut -d';' -f1 | sort -u | wc -l)
+    lost=$("$KILN" report $W/pool.kiln | sed -n 's/.* \([0-9]*\) samples LOST.*/\1/p')
+    at_least $((n + ${lost:-0})) 0.8 1.2 999 || fail "$tag: py_pool $m: child_work $n samples (lost ${lost:-0}) for 1.2 s of CPU"
+    [ $w -ge 2 ] || fail "$tag: py_pool $m: child_work in $w process(es), want the 2 workers"
+    grep ';child_work' $P | grep -q '^[^;]*;.*_process_worker\|worker' || fail "$tag: py_pool $m: child_work not under the pool's worker frames: $(grep ';child_work' $P | head -1)"
+  done
+  ok "$tag: ProcessPoolExecutor under fork, spawn and forkserver: child_work in the workers with their Python frames"
 done
