@@ -94,6 +94,8 @@ struct kiln_ring_hdr {
 _Static_assert(sizeof(struct kiln_ring_hdr) == KILN_RING_HDR_SIZE, "ring header size");
 
 #define RING_R_CORRUPT 1u    /* the recorder gave up on this ring: stop writing */
+#define RING_R_MAPS 2u       /* the recorder has read this process image's maps: its
+			      * stacks can be named even if it ends now */
 
 /* Socket messages from the shim (SOCK_SEQPACKET, one per send). */
 enum { KILN_MSG_RING = 1, KILN_MSG_LOSS = 2 };

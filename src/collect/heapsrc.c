@@ -77,6 +77,7 @@ struct hgroup {
 	size_t nstabs, cstabs;
 	struct u64map chain; /* id of a chain's newest ring -> stab index + 1 */
 	struct hgroup *older; /* an older image of this pid, to finish first */
+	bool maps_read;       /* its maps were read when its first ring came */
 	bool ending, ended, lossy;
 	bool gone; /* its process was seen gone: ended at the next poll, after the
 		    * channel has been read once more (a ring it sent just before
@@ -194,6 +195,8 @@ void heapsrc__loss(struct heapsrc *h, const struct kiln_msg *m)
 	recorder__heap_loss(h->r, m->pid, (int)m->cause, m->count ? m->count : 1);
 }
 
+static void group_end(struct heapsrc *h, struct hgroup *g);
+
 void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
 {
 	struct stat st;
@@ -238,6 +241,21 @@ void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
 	if (hd.ppid)
 		recorder__fork(h->r, hd.pid, hd.ppid); /* knows the parent's maps if its own are gone */
 	struct hgroup *g = group_get(h, hd.pid, hd.nonce);
+	if (!g->maps_read) {
+		/* the image's first ring: read its maps now, while it surely
+		 * lives (a short-lived exec'd program may be gone before its
+		 * stacks are named, and then only its addresses would show); an
+		 * older image of the pid has exec'd away and wrote all it will:
+		 * it is finished first, with the maps it had */
+		if (g->older && !g->older->ended) {
+			group_end(h, g->older);
+			recorder__exec(h->r, hd.pid, NULL);
+		}
+		recorder__read_maps(h->r, hd.pid);
+		g->maps_read = true;
+	}
+	/* the shim waits for this (at most 100 ms) before its process exits */
+	__atomic_or_fetch(&((struct kiln_ring_hdr *)p)->rflags, RING_R_MAPS, __ATOMIC_RELEASE);
 	rg->stab = stab_get(g, hd.ring_id, hd.prev_id);
 	rg->ring_id = hd.ring_id;
 	/* the thread's stack ids go on from its previous ring: read this one

@@ -945,11 +945,17 @@ void recorder__python_final(struct recorder *r, uint32_t pid)
 	r->meta_dirty = true;
 }
 
+static void timeline_point(struct recorder *r, uint64_t now);
+
 void recorder__heap_end(struct recorder *r, uint32_t pid)
 {
 	struct rproc *p = proc_find(r, pid);
-	if (p)
-		heap__end(r->heap, p->idx);
+	if (!p)
+		return;
+	/* a point just before the image ends: its last heap is never merged
+	 * into the next image's window */
+	timeline_point(r, now_ns());
+	heap__end(r->heap, p->idx);
 }
 
 void recorder__heap_loss(struct recorder *r, uint32_t pid, int cause, uint64_t n)

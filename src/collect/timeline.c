@@ -47,7 +47,7 @@ static uint64_t interval(const struct timeline *t, uint64_t now, size_t nlive)
 {
 	uint64_t el = now > t->start ? now - t->start : 0, iv;
 	if (el < 2000000000ull)
-		iv = 2000000;
+		iv = 1000000;
 	else if (el < 600000000000ull)
 		iv = 10000000;
 	else

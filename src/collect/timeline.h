@@ -7,8 +7,10 @@
  * descriptor opened once per process (it reads nothing once that process is
  * gone, whatever takes its pid).
  *
- * Points come every 2 ms for the first 2 s (a short program still gets a
- * curve), then every 10 ms (100 a second) up to 10 minutes, then at 1/60000
+ * Points come every 1 ms for the first 2 s (a short program still gets a
+ * curve; in practice as often as the recording loop wakes, every 2 ms), and
+ * at each process image's end, then every 10 ms (100 a second) up to 10
+ * minutes, then at 1/60000
  * of the time recorded so far: a long recording adds about 42,000 points
  * per doubling of its length, never more. With many processes the interval
  * grows so the reads stay under ~2 % of a core. */

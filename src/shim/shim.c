@@ -1305,6 +1305,15 @@ __attribute__((destructor)) static void shim_dtor(void)
 			loss_carry(t->hdr);
 		else if (__atomic_load_n(&g_loss_unsent, __ATOMIC_RELAXED))
 			loss_send_noring(__atomic_exchange_n(&g_loss_unsent, 0, __ATOMIC_ACQ_REL));
+		/* launched: a process about to end waits (at most 100 ms) until
+		 * the recorder has read its maps, so its stacks can be named */
+		for (int i = 0; !att && t->hdr && i < 100 &&
+				!(__atomic_load_n(&t->hdr->rflags, __ATOMIC_ACQUIRE) & (RING_R_MAPS | RING_R_CORRUPT)) &&
+				recorder_alive();
+		     i++) {
+			struct timespec ms = {0, 1000000};
+			nanosleep(&ms, NULL);
+		}
 	}
 	attach_leave(att);
 	t_guard--;
