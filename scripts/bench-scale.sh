@@ -1,0 +1,44 @@
+#!/bin/bash
+# Many cores, side by side in one run (issue 22): heap tracking of mt_alloc
+# (N threads x 2 M malloc/free pairs) bare / kiln --heap / heaptrack, and CPU
+# sampling of mt_cpu (N spinning threads, ~1 s of work each) at 999 Hz, kiln
+# against perf record, with the samples each lost; N = 1, 2, 4, ... up to the
+# machine's cores. Also many_stacks' profile size, compressed and not.
+#   usage: scripts/bench-scale.sh [runs]
+source "$(dirname "$0")/bench-lib.sh"
+N=${1:-3}
+cores=$(nproc)
+echo "machine: $cores cores; best of $N"
+printf '%8s %10s %12s %8s %12s %8s\n' threads bare "kiln --heap" ratio heaptrack ratio
+for t in 1 2 4 8 16 32 64; do
+  [ $t -le $cores ] || break
+  b=$(best $N $T/mt_alloc $t 2)
+  k=$(best $N $KILN record -q --heap --no-cpu -o $W/m.kiln -- $T/mt_alloc $t 2)
+  if command -v heaptrack >/dev/null; then
+    h=$(best 1 heaptrack -o $W/ht $T/mt_alloc $t 2); hr=x$(ratio $h $b); hs=$(ms $h)
+  else
+    hs="(none)"; hr=-
+  fi
+  printf '%8s %10s %12s %8s %12s %8s\n' $t "$(ms $b)" "$(ms $k)" "x$(ratio $k $b)" "$hs" "$hr"
+done
+lost_kiln() { "$KILN" report "$1" 2>/dev/null | sed -n 's/.* \([0-9]*\) samples LOST.*/\1/p' | head -1; }
+printf '\n%8s %12s %10s %10s %10s %10s\n' threads "kiln samples" "kiln lost" "perf samp." "perf lost" "kiln/perf"
+for t in 1 2 4 8 16 32 64; do
+  [ $t -le $cores ] || break
+  k=$(ns $KILN record -q -F 999 -o $W/c.kiln -- $T/mt_cpu $t 1)
+  ks=$("$KILN" report $W/c.kiln | sed -n 's/^# duration [0-9.]* s, \([0-9]*\) samples.*/\1/p')
+  kl=$(lost_kiln $W/c.kiln)
+  if command -v perf >/dev/null; then
+    p=$(ns perf record -q -F 999 -g -o $W/perf.data -- $T/mt_cpu $t 1)
+    ps=$(perf report -i $W/perf.data --stdio -n 2>/dev/null | sed -n 's/^# Samples: \([0-9]*\).*/\1/p' | head -1)
+    pl=$(perf report -i $W/perf.data --stdio 2>&1 | grep -o '[0-9]* lost' | head -1 | cut -d' ' -f1)
+    pr=x$(ratio $k $p)
+  else
+    ps=-; pl=-; pr=-
+  fi
+  printf '%8s %12s %10s %10s %10s %10s\n' $t "${ks:-?}" "${kl:-0}" "${ps:-?}" "${pl:-0}" "$pr"
+done
+$KILN record -q --heap --no-cpu -o $W/ms.kiln -- $T/many_stacks >/dev/null
+$KILN record -q --heap --no-cpu --no-compress -o $W/ms-raw.kiln -- $T/many_stacks >/dev/null
+echo
+echo "many_stacks heap profile: $(stat -c %s $W/ms.kiln) B compressed, $(stat -c %s $W/ms-raw.kiln) B stored as it is"
