@@ -27,11 +27,11 @@ for t in 1 2 4 8 16 32 64; do
   [ $t -le $cores ] || break
   k=$(ns $KILN record -q -F 999 -o $W/c.kiln -- $T/mt_cpu $t 1)
   ks=$("$KILN" report $W/c.kiln | sed -n 's/^# duration [0-9.]* s, \([0-9]*\) samples.*/\1/p')
-  kl=$(lost_kiln $W/c.kiln)
+  kl=$(lost_kiln $W/c.kiln || true)
   if command -v perf >/dev/null; then
     p=$(ns perf record -q -F 999 -g -o $W/perf.data -- $T/mt_cpu $t 1)
-    ps=$(perf report -i $W/perf.data --stdio -n 2>/dev/null | sed -n 's/^# Samples: \([0-9]*\).*/\1/p' | head -1)
-    pl=$(perf report -i $W/perf.data --stdio 2>&1 | grep -o '[0-9]* lost' | head -1 | cut -d' ' -f1)
+    ps=$(perf script -i $W/perf.data -F time 2>/dev/null | wc -l || true)
+    pl=$(perf report -i $W/perf.data --stats 2>/dev/null | awk '/LOST/ { print $NF; exit }' || true)
     pr=x$(ratio $k $p)
   else
     ps=-; pl=-; pr=-
