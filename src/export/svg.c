@@ -357,13 +357,96 @@ static const char script[] =
 	"}\n"
 	"]]></script>\n";
 
+#define CHART_H 120 /* the memory chart above the frames */
+
+/* Whether a timeline point is one the chart draws: the process asked for,
+ * or every process together (pid 0) where there are several, else the one. */
+static bool chart_point(const struct profile *p, const struct ppoint *pt, int64_t pid, bool multi)
+{
+	if (pid >= 0)
+		return pt->pid == (uint64_t)pid;
+	return multi ? pt->pid == 0 : pt->pid != 0;
+}
+
+/* Memory over time above the flamegraph (collect/timeline.h): the live heap
+ * (each point the most live since the one before) and RSS, on one scale,
+ * the peak marked. Nothing when the profile has no timeline. */
+static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width, int y0)
+{
+	bool multi = false;
+	uint32_t first = 0;
+	for (size_t i = 0; i < p->npoints && !multi; i++)
+		if (p->points[i].pid) {
+			multi = first && p->points[i].pid != first;
+			first = first ? first : p->points[i].pid;
+		}
+	uint64_t t0 = UINT64_MAX, t1 = 0;
+	double max = 1;
+	int64_t peak = -1;
+	uint64_t peak_t = 0;
+	bool heap = false;
+	for (size_t i = 0; i < p->npoints; i++) {
+		const struct ppoint *pt = &p->points[i];
+		if (!chart_point(p, pt, pid, multi))
+			continue;
+		t0 = pt->t_ns < t0 ? pt->t_ns : t0;
+		t1 = pt->t_ns > t1 ? pt->t_ns : t1;
+		if (pt->heap != TIMELINE_NO_HEAP) {
+			heap = true;
+			if (pt->heap > peak) {
+				peak = pt->heap;
+				peak_t = pt->t_ns;
+			}
+			max = (double)pt->heap > max ? (double)pt->heap : max;
+		}
+		if (pt->rss != TIMELINE_NO_RSS)
+			max = (double)pt->rss > max ? (double)pt->rss : max;
+	}
+	if (t0 == UINT64_MAX)
+		return;
+	double span = t1 > t0 ? (double)(t1 - t0) : 1, x0 = 84, w = width - 104, h = CHART_H - 30;
+	fprintf(f, "<g id=\"memory\"><rect x=\"%.0f\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fff\" "
+		   "stroke=\"#ccc\"/>\n", x0, y0, w, h);
+	for (int pass = 0; pass < 2; pass++) { /* RSS, then the heap over it */
+		if (pass == 1 && !heap)
+			break;
+		fprintf(f, "<polyline id=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+			pass ? "heap_curve" : "rss_curve", pass ? "#c0392b" : "#2e86c1");
+		for (size_t i = 0; i < p->npoints; i++) {
+			const struct ppoint *pt = &p->points[i];
+			if (!chart_point(p, pt, pid, multi))
+				continue;
+			double v = pass ? (pt->heap == TIMELINE_NO_HEAP ? -1 : (double)pt->heap)
+					: (pt->rss == TIMELINE_NO_RSS ? -1 : (double)pt->rss);
+			if (v < 0)
+				continue;
+			fprintf(f, "%.1f,%.1f ", x0 + (double)(pt->t_ns - t0) / span * w, y0 + h - v / max * h);
+		}
+		fprintf(f, "\"/>\n");
+	}
+	char a[32], b[32];
+	export__fmt_value(a, sizeof(a), KM_PEAK_BYTES, max);
+	fprintf(f, "<text x=\"%.0f\" y=\"%d\" text-anchor=\"end\">%s</text>\n", x0 - 4, y0 + 10, a);
+	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">0</text>\n", x0 - 4, y0 + h);
+	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">0 s</text><text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.2f s</text>\n",
+		x0, y0 + h + 14, x0 + w, y0 + h + 14, span / 1e9);
+	if (heap) {
+		export__fmt_value(b, sizeof(b), KM_PEAK_BYTES, (double)peak);
+		double px = x0 + (double)(peak_t - t0) / span * w, py = y0 + h - (double)peak / max * h;
+		fprintf(f, "<circle id=\"peak_mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#c0392b\"><title>peak %s at %.3f s</title></circle>\n",
+			px, py, b, (double)(peak_t - t0) / 1e9);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#c0392b\">heap (peak %s)</text>", x0 + 8, (double)y0 + 14, b);
+	}
+	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" style=\"fill:#2e86c1\">RSS</text>\n</g>\n", x0 + 8, (double)y0 + (heap ? 28 : 14));
+}
+
 static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int metric, bool diff, const char *title,
-		      const char *subtitle)
+		      const char *subtitle, const struct profile *chart, int64_t chart_pid)
 {
 	struct layout L = {.f = f, .t = t, .o = o, .metric = metric, .diff = diff, .xpad = 10, .frame_h = 16};
 	int width = o->width > 0 ? o->width : 1200;
 	L.total = t->n[0].value;
-	L.top = 60;
+	L.top = 60 + (chart && chart->npoints ? CHART_H : 0);
 	L.scale = L.total > 0 ? (double)(width - 20) / (double)L.total : 0;
 	L.rows = readable_rows(t, 0, 0, L.scale);
 	if (L.rows > SVG_MAX_ROWS)
@@ -396,6 +479,8 @@ static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int met
 	fprintf(f, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\">", width / 2);
 	xml_escape(f, subtitle, 500);
 	fprintf(f, "</text>\n");
+	if (chart && chart->npoints)
+		write_chart(f, chart, chart_pid, width, 56);
 	fprintf(f, "<text id=\"reset\" class=\"btn\" x=\"10\" y=\"24\" style=\"opacity:0\">Reset Zoom</text>\n");
 	fprintf(f, "<text id=\"search\" class=\"btn\" x=\"%d\" y=\"24\" text-anchor=\"end\">Search</text>\n", width - 10);
 	fprintf(f, "<text id=\"matched\" x=\"%d\" y=\"%d\" text-anchor=\"end\"> </text>\n", width - 10, L.height - 12);
@@ -446,7 +531,7 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 	snprintf(sub, sizeof(sub), "%s: %s in all; %.2f s, %" PRIu64 " samples, %" PRIu64 " stacks%s",
 		 kiln_metric__name(vf->metric), total, profile__duration(p), p->samples, ncells,
 		 t.n[0].value < 0 ? " (negative values not drawn)" : "");
-	write_svg(f, &t, o, vf->metric, false, title, sub);
+	write_svg(f, &t, o, vf->metric, false, title, sub, p, vf->pid);
 	tree_release(&t);
 	return ferror(f) ? -1 : 0;
 }
@@ -484,7 +569,7 @@ int export__svg_diff(FILE *f, const struct folded *base, const struct folded *ne
 	export__fmt_value(b, sizeof(b), metric, (double)new_->sum);
 	snprintf(sub, sizeof(sub), "%s: base %s, new %s; width = new, red = grew, blue = shrank",
 		 kiln_metric__name(metric), a, b);
-	write_svg(f, &t, o, metric, true, title, sub);
+	write_svg(f, &t, o, metric, true, title, sub, NULL, -1);
 	tree_release(&t);
 	return ferror(f) ? -1 : 0;
 }

@@ -40,12 +40,20 @@ r=$(csv_max $W/rg.csv 4); [ $r -ge 50331648 ] || fail "RSS max $r B, want >= 48 
 last=$(awk -F, 'NR > 1 && $4 != "" {r = $4} END {print r}' $W/rg.csv)
 [ $last -lt 33554432 ] || fail "RSS stays at $last B after the blocks were freed"
 ok "rss_grow: maximum = peak = $P B, RSS max $r B, falls to $last B"
+# the flamegraph opens with the chart: heap and RSS curves, the peak marked
+"$KILN" flamegraph $W/rg.kiln --metric peak_bytes -o $W/rg.svg || fail "flamegraph of rss_grow"
+grep -q 'id="heap_curve"' $W/rg.svg && grep -q 'id="rss_curve"' $W/rg.svg || fail "no memory chart in the heap flamegraph"
+grep -q '<title>peak 48.00 MiB at ' $W/rg.svg || fail "the chart does not mark the 48 MiB peak: $(grep -o 'peak_mark.*</title>' $W/rg.svg)"
+xmllint --noout $W/rg.svg 2>/dev/null || python3 -c "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])" $W/rg.svg || fail "the SVG with its chart is not well-formed XML"
+ok "heap flamegraph: memory chart with both curves, the peak marked"
 
 run_to 60 "$KILN" record -q -o $W/cpu.kiln -- $TARGETS/rss_grow >/dev/null || fail "record rss_grow without --heap"
 "$KILN" export $W/cpu.kiln --format timeline -o $W/cpu.csv || fail "export timeline of a CPU profile"
 r=$(csv_max $W/cpu.csv 4); [ $r -ge 50331648 ] || fail "CPU-only timeline: RSS max $r B"
 awk -F, 'NR > 1 && $3 != "" {exit 1}' $W/cpu.csv || fail "a CPU-only timeline shows a heap"
 ok "without --heap: RSS over time ($(rows $W/cpu.csv) points, max $r B)"
+"$KILN" flamegraph $W/cpu.kiln -o $W/cpu.svg || fail "flamegraph of the CPU profile"
+grep -q 'id="rss_curve"' $W/cpu.svg && ! grep -q 'id="heap_curve"' $W/cpu.svg || fail "a CPU flamegraph's chart: RSS alone"
 
 for f in rg seq; do
   "$KILN" export $W/$f.kiln --format firefox -o $W/$f.json || fail "export firefox $f"
