@@ -134,7 +134,7 @@ sleep 0.3
 for i in $(seq $cyc); do
   run_to 30 "$KILN" record -q --heap --no-cpu -p $FT -d 0.2 -o $W/ft.kiln >/dev/null 2>$W/ft.kerr; rc=$?
   [ $rc -lt 124 ] || fail "attach $i to fork_threads: kiln exited $rc"
-  kill -0 $FT 2>/dev/null || fail "attach $i: fork_threads died: $(tail -2 $W/ft.err)"
+  kill -0 $FT 2>/dev/null || fail "attach $i: fork_threads died: $(tail -2 $W/ft.err) (kiln said: $(cat $W/ft.kerr))"
   eq "$(stopped_threads $FT)" 0 "attach $i to fork_threads: threads left stopped"
   # the loop is slow beside three forking threads (they take the loader's
   # locks too): progress within 5 s, where a lock left held means never
