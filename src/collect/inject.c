@@ -212,6 +212,8 @@ bool inject__dynamic(pid_t pid)
 
 struct unsafe {
 	struct range libc, ld, shim, lockwait[2];
+	uint64_t got_owner; /* the loaded shim's kiln_got_owner, or 0 */
+	pid_t pid;
 };
 
 static void unsafe_ranges(pid_t pid, struct unsafe *u)
@@ -236,6 +238,9 @@ static void unsafe_ranges(pid_t pid, struct unsafe *u)
 		u->lockwait[0] = (struct range){a, a + (sz ? sz : 64)};
 	if (inject__symbol(pid, "libc", "__lll_lock_wait", &a, &sz) == 0)
 		u->lockwait[1] = (struct range){a, a + (sz ? sz : 64)};
+	u->pid = pid;
+	if (u->shim.hi && inject__symbol(pid, "libkiln_shim", "kiln_got_owner", &a, NULL) == 0)
+		u->got_owner = a;
 }
 
 static bool in(const struct range *r, uint64_t a)
@@ -287,6 +292,16 @@ static bool safe_point(const struct unsafe *u, const struct user_regs_struct *r)
 		return true;
 	}
 	return !in(&u->libc, ip);
+}
+
+/* The stopped thread holds the loaded shim's GOT lock (in a system call
+ * made while patching or restoring slots, where its instruction pointer is
+ * in libc): made to call kiln_detach, it would wait for itself. */
+static bool holds_got_lock(const struct unsafe *u, pid_t tid)
+{
+	int32_t owner = 0;
+	struct iovec l = {&owner, 4}, r = {(void *)(uintptr_t)u->got_owner, 4};
+	return u->got_owner && process_vm_readv(u->pid, &l, 1, &r, 1, 0) == 4 && owner == (int32_t)tid;
 }
 
 /* Wait for tid to stop, up to ms. 1 stopped (*status), 0 not yet, -1 gone. */
@@ -348,7 +363,7 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid)
 			return 0;
 	}
 	struct user_regs_struct r;
-	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0 || !safe_point(u, &r)) {
+	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0 || !safe_point(u, &r) || holds_got_lock(u, tid)) {
 		ptrace(PTRACE_DETACH, tid, NULL, NULL);
 		return 0;
 	}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "shim/got.h"
 
@@ -25,6 +26,21 @@ struct slot {
 static struct slot *g_slots;
 static size_t g_n;
 static int g_busy;
+/* The thread holding g_busy (0: none), for kiln's injector: a thread stopped
+ * while it holds the lock must not be made to call kiln_detach, which takes
+ * it (the lock is no recursive one: it would wait for itself). */
+__attribute__((visibility("default"))) volatile int kiln_got_owner;
+
+static void owned(void)
+{
+	kiln_got_owner = (int)syscall(SYS_gettid);
+}
+
+static void released(void)
+{
+	kiln_got_owner = 0;
+	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
+}
 
 struct patch_ctx {
 	const struct got_hook *hooks;
@@ -267,9 +283,10 @@ int got__patch(const struct got_hook *hooks, size_t n, const void *self)
 	int expected = 0;
 	if (!__atomic_compare_exchange_n(&g_busy, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return 0;
+	owned();
 	struct patch_ctx c = {.hooks = hooks, .nhooks = n, .self = (uintptr_t)self};
 	dl_iterate_phdr(patch_cb, &c);
-	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
+	released();
 	return c.patched;
 }
 
@@ -312,6 +329,7 @@ static void lock(void)
 		expected = 0;
 		usleep(100);
 	}
+	owned();
 }
 
 static void prune_locked(void)
@@ -329,7 +347,7 @@ void got__prune(void)
 		return;
 	lock();
 	prune_locked();
-	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
+	released();
 }
 
 struct restore_ctx {
@@ -371,7 +389,7 @@ int got__restore(void)
 	struct restore_ctx c = {0};
 	dl_iterate_phdr(restore_cb, &c);
 	g_n = 0; /* slots of modules unloaded since went with them */
-	__atomic_store_n(&g_busy, 0, __ATOMIC_RELEASE);
+	released();
 	return c.restored;
 }
 

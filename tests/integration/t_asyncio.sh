@@ -39,6 +39,13 @@ for PY in "${pys[@]}"; do
   "$KILN" report $W/a.kiln --by task --limit 0 >$W/bt || fail "$tag: --by task"
   for t in hog producer consumer slow; do grep -qE " Task $t\$" $W/bt || fail "$tag: --by task has no row for $t: $(cat $W/bt)"; done
   ok "$tag: Task frames for hog/producer/consumer/slow, crunch $n samples under Task hog; hog held the loop $held s, nothing else listed; --by task"
+  # each task charged its life: long waits twice as long as short
+  run_to 60 "$KILN" record -q --wall -o $W/l.kiln -- "$PY" $T/py_aio_life.py >/dev/null 2>$W/l.err || fail "$tag: record py_aio_life: $(tail -1 $W/l.err)"
+  L=$(folded $W/l.kiln wall)
+  ls=$(weight $L '^Task short$'); ll=$(weight $L '^Task long$')
+  [ "$ls" -gt 20 ] || fail "$tag: Task short charged $ls samples"
+  within $(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.3f", a / b }') 2.0 0.5 || fail "$tag: long/short charged $ll/$ls, want 2.0 +-25 % (beside two hogs the sampler skips ticks unevenly)"
+  ok "$tag: suspended tasks charged their lives: long $ll, short $ls samples (x$(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.2f", a / b }'))"
 
   run_to 60 "$KILN" record -q --wall -o $W/g.kiln -- "$PY" $T/py_gil_split.py 1.5 >$W/g.out 2>$W/g.err || fail "$tag: record py_gil_split"
   sp=$(awk '/^spinner/ { print $2 }' $W/g.out); hs=$(awk '/^hasher/ { print $2 }' $W/g.out)
