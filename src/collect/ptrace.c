@@ -60,6 +60,7 @@ struct sampler {
 	struct pyasync *pa;
 	struct pyproc *pa_of;
 	struct pytask run;
+	struct pyasync_at at; /* where the last sample's loop frames are */
 	int run_kind;        /* pyasync__running's answer for the last sample */
 	struct pytask *susp; /* PYASYNC_TASKS */
 	int nsusp;
@@ -116,13 +117,16 @@ static uint64_t asyncio_running(struct sampler *s, struct pyproc *py, int *npy)
 		if (!s->susp)
 			s->susp = xcalloc(PYASYNC_TASKS, sizeof(*s->susp));
 	}
-	int at = -1;
-	s->run_kind = pyasync__running(s->pa, s->py, *npy, &at, &s->run);
+	pyasync__scan(s->pa, s->py, *npy, &s->at);
+	int at = s->at.handle;
+	s->run_kind = pyasync__running(s->pa, s->py, at, &s->run);
 	uint64_t handle = s->run_kind >= 0 ? s->run.handle : 0;
 	if (s->run_kind == 0 && at > 0 && *npy < KILN_MAX_DEPTH) {
 		memmove(&s->py[at + 1], &s->py[at], (size_t)(*npy - at) * sizeof(*s->py));
 		s->py[at] = (struct pyframe){.code = 1, .label = s->run.name};
 		(*npy)++;
+		if (s->at.run_once >= at) /* outer frames moved one out */
+			s->at.run_once++;
 	}
 	return handle;
 }
@@ -134,12 +138,11 @@ static void asyncio_suspended(struct sampler *s, int npy)
 	s->nsusp = 0;
 	if (!s->pa || npy <= 0)
 		return;
-	int ro = -1;
-	uint64_t loop = pyasync__loop(s->pa, s->py, npy, &ro);
+	uint64_t loop = pyasync__loop(s->pa, s->py, s->at.run_once);
 	bool more = false;
 	if (loop)
-		s->nsusp = pyasync__suspended(s->pa, s->py, npy, ro, loop, s->run_kind == 0 ? s->run.addr : 0, s->susp,
-					      PYASYNC_TASKS, &more);
+		s->nsusp = pyasync__suspended(s->pa, s->py, npy, s->at.run_once, loop, s->run_kind == 0 ? s->run.addr : 0,
+					      s->susp, PYASYNC_TASKS, &more);
 	s->susp_more += more;
 }
 
@@ -337,16 +340,13 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 			gil = pyproc__gil_holder(py, t->tid);
 	}
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
-	if (s->o.gil && py && gil != 1) { /* --gil: another thread's turn, or no Python state */
-		s->gil_dropped++;
-		s->stops++;
-		s->stopped_ns += now_ns() - t0;
-		return;
-	}
-	if (s->o.gil)
-		s->gil_kept++;
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
+	if (s->o.gil && py && gil != 1) { /* --gil: another thread's turn, or no Python state */
+		s->gil_dropped++;
+		return;
+	}
+	s->gil_kept += s->o.gil;
 	if (!ok)
 		return;
 	if (py && metric == KM_WALL)

@@ -16,6 +16,7 @@ struct pyasync {
 	/* what was found once and is checked again at each use */
 	uint64_t handle_type, cb_off;
 	uint64_t task_type, step_type, method_type, coro_type, futiter_type, gather_type;
+	uint64_t handle_run_code, run_once_code; /* Handle._run's and _run_once's code objects */
 	uint64_t globals, tasks_dict, ws, ws_set, eager_set;
 	unsigned char *table; /* a set's entries, read at once */
 };
@@ -252,66 +253,82 @@ static void chain_of(struct pyasync *a, uint64_t coro, struct pytask *t)
 		t->chain[i] = outer[n - 1 - i];
 }
 
-int pyasync__running(struct pyasync *a, const struct pyframe *fr, int n, int *at, struct pytask *out)
+/* The frames of the loop's machinery are outermost (asyncio.run, the loop,
+ * _run_once, Handle._run): only so many from the outside are looked at, and
+ * a code object once named is known by its address after. */
+#define SCAN_OUTER 32
+
+void pyasync__scan(struct pyasync *a, const struct pyframe *fr, int n, struct pyasync_at *w)
 {
-	for (int i = 1; i < n; i++) {
-		if (!frame_is(a, &fr[i], "Handle._run", "asyncio/events.py"))
+	w->handle = w->run_once = -1;
+	for (int i = n - 1; i >= 0 && i >= n - SCAN_OUTER && w->handle < 0; i--) {
+		uint64_t c = fr[i].code;
+		if (!c || fr[i].label || !fr[i].addr)
 			continue;
-		uint64_t self, t, cb, task = 0;
-		if (!r64(a, fr[i].addr + a->o->fr_localsplus, &self) || !(t = type_of(a, self)))
-			return -1;
-		if (t != a->handle_type) { /* Handle._callback: a slot, found by name in the member table */
-			uint64_t members;
-			a->cb_off = 0;
-			if (!r64(a, t + a->o->tp_members, &members) || !members)
-				return -1;
-			for (int m = 0; m < MAX_MEMBERS; m++) {
-				unsigned char md[40];
-				uint64_t name;
-				int64_t off;
-				char nm[16];
-				if (!pyproc__read(a->pp, members + 40 * (uint64_t)m, md, sizeof(md)))
-					break;
-				memcpy(&name, md, 8);
-				memcpy(&off, md + 16, 8);
-				if (!name)
-					break;
-				if (pyproc__read(a->pp, name, nm, 10) && !memcmp(nm, "_callback", 10) && off > 0 && off < 4096) {
-					a->cb_off = (uint64_t)off;
-					break;
-				}
-			}
-			if (!a->cb_off)
-				return -1;
-			a->handle_type = t;
+		if (w->run_once < 0 && (c == a->run_once_code ||
+					(!a->run_once_code &&
+					 frame_is(a, &fr[i], "BaseEventLoop._run_once", "asyncio/base_events.py")))) {
+			a->run_once_code = c;
+			w->run_once = i;
+		} else if (i >= 1 && (c == a->handle_run_code ||
+				      (!a->handle_run_code && frame_is(a, &fr[i], "Handle._run", "asyncio/events.py")))) {
+			a->handle_run_code = c;
+			w->handle = i;
 		}
-		if (!r64(a, self + a->cb_off, &cb) || !cb)
-			return -1;
-		if (is_a(a, cb, "TaskStepMethWrapper", &a->step_type, 0))
-			r64(a, cb + 16, &task);
-		else if (is_a(a, cb, "builtin_function_or_method", &a->method_type, 0))
-			r64(a, cb + 24, &task);
-		memset(out, 0, sizeof(*out));
-		out->handle = self;
-		*at = i;
-		if (!is_task(a, task) || !task_name(a, task, out->name, sizeof(out->name)))
-			return 1; /* a callback that is no task's step */
-		out->addr = task;
-		return 0;
 	}
-	return -1;
 }
 
-uint64_t pyasync__loop(struct pyasync *a, const struct pyframe *fr, int n, int *run_once)
+/* Handle._callback's offset in a Handle type: a slot, found by name in the
+ * type's member table (0: none). */
+static uint64_t callback_offset(struct pyasync *a, uint64_t type)
 {
-	for (int i = 0; i < n; i++) {
-		if (!frame_is(a, &fr[i], "BaseEventLoop._run_once", "asyncio/base_events.py"))
-			continue;
-		uint64_t self;
-		*run_once = i;
-		return r64(a, fr[i].addr + a->o->fr_localsplus, &self) ? self : 0;
+	uint64_t members;
+	if (!r64(a, type + a->o->tp_members, &members) || !members)
+		return 0;
+	for (int m = 0; m < MAX_MEMBERS; m++) {
+		unsigned char md[40];
+		uint64_t name;
+		int64_t off;
+		char nm[16];
+		if (!pyproc__read(a->pp, members + 40 * (uint64_t)m, md, sizeof(md)))
+			break;
+		memcpy(&name, md, 8);
+		memcpy(&off, md + 16, 8);
+		if (!name)
+			break;
+		if (pyproc__read(a->pp, name, nm, 10) && !memcmp(nm, "_callback", 10) && off > 0 && off < 4096)
+			return (uint64_t)off;
 	}
 	return 0;
+}
+
+int pyasync__running(struct pyasync *a, const struct pyframe *fr, int at, struct pytask *out)
+{
+	uint64_t self, t, cb, task = 0;
+	if (at < 0 || !r64(a, fr[at].addr + a->o->fr_localsplus, &self) || !(t = type_of(a, self)))
+		return -1;
+	if (t != a->handle_type) {
+		a->cb_off = callback_offset(a, t);
+		a->handle_type = a->cb_off ? t : 0;
+	}
+	if (!a->cb_off || !r64(a, self + a->cb_off, &cb) || !cb)
+		return -1;
+	if (is_a(a, cb, "TaskStepMethWrapper", &a->step_type, 0))
+		r64(a, cb + 16, &task);
+	else if (is_a(a, cb, "builtin_function_or_method", &a->method_type, 0))
+		r64(a, cb + 24, &task);
+	memset(out, 0, sizeof(*out));
+	out->handle = self;
+	if (!is_task(a, task) || !task_name(a, task, out->name, sizeof(out->name)))
+		return 1; /* a callback that is no task's step */
+	out->addr = task;
+	return 0;
+}
+
+uint64_t pyasync__loop(struct pyasync *a, const struct pyframe *fr, int run_once)
+{
+	uint64_t self;
+	return run_once >= 0 && r64(a, fr[run_once].addr + a->o->fr_localsplus, &self) ? self : 0;
 }
 
 /* The tasks set(s) of asyncio.tasks, found from base_events' globals once

@@ -38,14 +38,19 @@ struct pytask {
 struct pyasync;
 struct pyasync *pyasync__new(struct pyproc *pp);
 void pyasync__free(struct pyasync *a);
-/* The task the thread whose frames are fr (innermost first, n) runs now:
- * 0 with out->name and *at (the index of its Handle._run frame: the task
- * frame goes just inside it, fr[at - 1] being the task's own coroutine
- * side); -1 when it runs none. */
-int pyasync__running(struct pyasync *a, const struct pyframe *fr, int n, int *at, struct pytask *out);
-/* The event loop the thread runs (its BaseEventLoop._run_once frame's
- * self), 0 when none; *run_once: that frame's index. */
-uint64_t pyasync__loop(struct pyasync *a, const struct pyframe *fr, int n, int *run_once);
+/* Where the loop's frames are among fr (innermost first, n): the index of
+ * Handle._run (a callback running) and of BaseEventLoop._run_once, -1 for
+ * none. One pass, from the outermost frames in. */
+struct pyasync_at {
+	int handle, run_once;
+};
+void pyasync__scan(struct pyasync *a, const struct pyframe *fr, int n, struct pyasync_at *w);
+/* The task running in the Handle._run frame fr[at]: 0 with out->name (the
+ * "Task NAME" frame goes just inside it), 1 for a callback of no task
+ * (out->handle set), -1 when none can be read. */
+int pyasync__running(struct pyasync *a, const struct pyframe *fr, int at, struct pytask *out);
+/* The event loop whose _run_once frame is fr[run_once] (its self), 0 none. */
+uint64_t pyasync__loop(struct pyasync *a, const struct pyframe *fr, int run_once);
 /* The tasks of loop still pending but `running`, each with its await
  * chain, into out (at most max). The count; *more: some were left out. */
 int pyasync__suspended(struct pyasync *a, const struct pyframe *fr, int n, int run_once, uint64_t loop,

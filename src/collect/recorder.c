@@ -127,9 +127,11 @@ struct recorder {
 	bool meta_written;
 	struct heap *heap;
 	struct timeline *tl;
-	struct buf slow;         /* SLOW records waiting for the next flush, one after another */
-	size_t nslow;
-	uint64_t slow_dropped;
+	size_t nexited;          /* processes of procs that have exited */
+	size_t env_pending;      /* processes whose env_recheck is set */
+	struct rec_slow *slow;   /* loop stretches waiting for the next flush (their stacks first) */
+	size_t nslow, cslow;
+	uint64_t slows, slows_dropped; /* kept in all, and past RECORDER_MAX_SLOW */
 	bool heap_on; /* the shim is preloaded: check each exec'd image can carry it */
 	uint32_t kernel_module; /* [kernel.kallsyms], once a kernel address is seen */
 	bool has_kernel;
@@ -266,15 +268,34 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 	}
 }
 
-static void heap_check(struct recorder *r, uint32_t pid)
+/* Can the image p just exec'd carry the shim? An environment the kernel has
+ * not written yet (preload.h) is asked again at each tick (recorder__tick);
+ * one still empty after 200 ms is empty indeed: cleared. */
+/* p's exec needs no more asking (told, or gone, or exec'd anew). */
+static void env_settled(struct recorder *r, struct rproc *p)
 {
-	int cause = preload__untracked(pid);
-	struct rproc *p = recorder__proc(r, pid);
-	p->env_recheck = 0;
-	if (cause == PRELOAD_NOT_YET)
-		p->env_recheck = now_ns(); /* recorder__tick asks again */
-	else if (cause >= 0)
-		recorder__heap_loss(r, pid, cause, 1);
+	if (p->env_recheck) {
+		p->env_recheck = 0;
+		r->env_pending--;
+	}
+}
+
+static void heap_check(struct recorder *r, struct rproc *p, uint64_t now)
+{
+	int cause = preload__untracked(p->pid);
+	if (cause == PRELOAD_NOT_YET) {
+		if (!p->env_recheck) {
+			p->env_recheck = now;
+			r->env_pending++;
+			return;
+		}
+		if (now - p->env_recheck <= 200000000ull)
+			return;
+		cause = HL_ENV_CLEARED;
+	}
+	env_settled(r, p);
+	if (cause >= 0)
+		recorder__heap_loss(r, p->pid, cause, 1);
 }
 
 void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
@@ -293,8 +314,10 @@ void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 	}
 	read_exe(p);
 	p->dirty = true;
-	if (r->heap_on)
-		heap_check(r, pid);
+	if (r->heap_on) {
+		env_settled(r, p); /* an earlier exec's question is moot */
+		heap_check(r, p, now_ns());
+	}
 }
 
 
@@ -319,6 +342,8 @@ void recorder__exit(struct recorder *r, uint32_t pid, int status)
 	if (p->exited)
 		return;
 	p->exited = true;
+	r->nexited++;
+	env_settled(r, p); /* gone before its environment could be read */
 	p->status = status;
 	p->end_ns = realtime_ns();
 	p->dirty = true;
@@ -360,24 +385,10 @@ static void timeline_point(struct recorder *r, uint64_t now)
 void recorder__tick(struct recorder *r)
 {
 	uint64_t now = now_ns();
-	size_t nlive = 0;
-	for (size_t i = 0; i < r->nprocs; i++) {
-		struct rproc *p = r->procs[i];
-		nlive += !p->exited;
-		/* an exec whose environment was not written yet: a truly empty
-		 * one stays empty (it cannot carry the shim either) */
-		if (p->env_recheck && !p->exited) {
-			int cause = preload__untracked(p->pid);
-			if (cause == PRELOAD_NOT_YET && now - p->env_recheck > 200000000ull)
-				cause = HL_ENV_CLEARED;
-			if (cause != PRELOAD_NOT_YET) {
-				p->env_recheck = 0;
-				if (cause >= 0)
-					recorder__heap_loss(r, p->pid, cause, 1);
-			}
-		}
-	}
-	if (timeline__due(r->tl, now, nlive))
+	for (size_t i = 0; r->env_pending && i < r->nprocs; i++)
+		if (r->procs[i]->env_recheck)
+			heap_check(r, r->procs[i], now);
+	if (timeline__due(r->tl, now, r->nprocs - r->nexited))
 		timeline_point(r, now);
 }
 
@@ -797,17 +808,14 @@ uint32_t recorder__stack_pyonly(struct recorder *r, uint32_t pid, const struct p
 void recorder__slow(struct recorder *r, uint32_t pid, uint32_t tid, uint64_t start_ns, uint64_t dur_ns,
 		    uint32_t stack, const char *task)
 {
-	if (r->nslow >= RECORDER_MAX_SLOW) {
-		r->slow_dropped++;
+	if (r->slows >= RECORDER_MAX_SLOW) {
+		if (!r->slows_dropped++)
+			r->meta_dirty = true;
 		return;
 	}
-	struct buf one;
-	buf__init(&one);
-	rec_slow__encode(&one, &(struct rec_slow){pid, tid, start_ns, dur_ns, stack, (char *)task});
-	buf__u32(&r->slow, (uint32_t)one.len); /* kept as u32 length, payload */
-	buf__put(&r->slow, one.data, one.len);
-	buf__release(&one);
-	r->nslow++;
+	r->slows++;
+	ARR_GROW(r->slow, r->cslow, r->nslow + 1);
+	r->slow[r->nslow++] = (struct rec_slow){pid, tid, start_ns, dur_ns, stack, xstrdup(task)};
 }
 
 uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ips, int n, int exact_a, int exact_b,
@@ -910,11 +918,9 @@ void recorder__charge(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t s
 
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
 {
-	struct rcell *c = cell_get(r, pid, tid, stack);
-	c->v[metric] += delta;
+	recorder__charge(r, pid, tid, stack, metric, delta);
 	if (metric == KM_CPU || metric == KM_WALL)
 		r->samples += (uint64_t)delta;
-	thread_get(r, pid, tid);
 }
 
 void recorder__free_in(struct recorder *r, struct rproc *p, uint64_t addr)
@@ -1026,7 +1032,6 @@ struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 	buf__init(&r->scratch);
 	r->heap = heap__new();
 	r->tl = timeline__new(now_ns());
-	buf__init(&r->slow);
 	return r;
 }
 
@@ -1075,7 +1080,9 @@ void recorder__free(struct recorder *r)
 	buf__release(&r->scratch);
 	heap__free(r->heap);
 	timeline__free(r->tl);
-	buf__release(&r->slow);
+	for (size_t i = 0; i < r->nslow; i++)
+		free(r->slow[i].task);
+	free(r->slow);
 	ksyms__free(r->ksyms);
 	json_decref(r->meta);
 	free(r);
@@ -1420,13 +1427,13 @@ static int flush(struct recorder *r, bool wait);
  * each (their stacks are written before them). */
 static void write_slow(struct recorder *r, struct stream_writer *w)
 {
-	for (size_t off = 0; off + 4 <= r->slow.len;) {
-		uint32_t len;
-		memcpy(&len, r->slow.data + off, 4);
-		stream_writer__record(w, REC_SLOW, r->slow.data + off + 4, len);
-		off += 4 + (size_t)len;
+	for (size_t i = 0; i < r->nslow; i++) {
+		r->scratch.len = 0;
+		rec_slow__encode(&r->scratch, &r->slow[i]);
+		stream_writer__record(w, REC_SLOW, r->scratch.data, r->scratch.len);
+		free(r->slow[i].task);
 	}
-	r->slow.len = 0;
+	r->nslow = 0;
 }
 
 /* META "python": each interpreter found, by pid, with how many stacks were
@@ -1456,6 +1463,8 @@ static void python_meta(struct recorder *r)
 			json_object_set_new(one, "cyclic_threads", json_true());
 		json_object_set_new(o, k, one);
 	}
+	if (r->slows_dropped)
+		json_object_set_new(r->meta, "loop_stretches_dropped", json_integer((json_int_t)r->slows_dropped));
 	if (json_object_size(o))
 		json_object_set_new(r->meta, "python", o);
 	else

@@ -145,7 +145,7 @@ static json_t *thread_json(const struct profile *p, struct ffthread *t, double s
 	json_object_set_new(o, "isMainThread", json_boolean(t->pid == t->tid));
 	json_object_set_new(o, "pid", json_string(pid));
 	json_object_set_new(o, "tid", json_integer(t->tid));
-	size_t ns = json_array_size(t->s_stack), nf = json_array_size(t->fr_func), nfn = json_array_size(t->f_name);
+	size_t nf = json_array_size(t->fr_func), nfn = json_array_size(t->f_name);
 	json_t *samples = table("stack", t->s_stack, "time", t->s_time, "weight", t->s_weight, NULL);
 	json_object_set_new(samples, "weightType", json_string(bytes ? "bytes" : "samples"));
 	json_object_set_new(o, "samples", samples);
@@ -173,7 +173,6 @@ static json_t *thread_json(const struct profile *p, struct ffthread *t, double s
 			    table("libIndex", json_array(), "address", json_array(), "name", json_array(),
 				  "functionSize", json_array(), NULL));
 	json_object_set_new(o, "stringArray", t->str);
-	(void)ns;
 	intern__release(&t->strs);
 	intern__release(&t->funcs);
 	intern__release(&t->frames);

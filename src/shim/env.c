@@ -39,6 +39,21 @@ static size_t preload_rest(const char *pre, const char *self, char *out, size_t 
 	return o;
 }
 
+/* environ's LD_PRELOAD (pre) without the shim: the user's own preloads
+ * stay, put in place of the entry (nothing allocated); none left: removed. */
+static void drop_self_preload(const char *pre)
+{
+	char rest[4096];
+	if (!preload_rest(pre, g_self, rest, sizeof(rest))) {
+		unsetenv("LD_PRELOAD");
+		return;
+	}
+	snprintf(g_user_pre, sizeof(g_user_pre), "LD_PRELOAD=%s", rest);
+	for (char **e = environ; e && *e; e++)
+		if (!strncmp(*e, "LD_PRELOAD=", 11))
+			*e = g_user_pre;
+}
+
 static bool is_kiln_var(const char *e)
 {
 	for (size_t i = 0; i < NVARS; i++) {
@@ -67,17 +82,8 @@ void shim_env__hide(const char *self, bool follow)
 		unsetenv(kiln_vars[i]);
 	}
 	const char *pre = getenv("LD_PRELOAD");
-	if (pre) {
-		char rest[4096];
-		if (preload_rest(pre, self, rest, sizeof(rest))) {
-			snprintf(g_user_pre, sizeof(g_user_pre), "LD_PRELOAD=%s", rest);
-			for (char **e = environ; e && *e; e++)
-				if (!strncmp(*e, "LD_PRELOAD=", 11))
-					*e = g_user_pre; /* the user's own preloads stay */
-		} else {
-			unsetenv("LD_PRELOAD");
-		}
-	}
+	if (pre)
+		drop_self_preload(pre);
 	g_hidden = true;
 }
 
@@ -155,13 +161,6 @@ void shim_env__unshow(void)
 		unsetenv(name);
 	}
 	const char *pre = getenv("LD_PRELOAD");
-	if (pre && pre == g_show_pre + 11) {
-		char rest[4096];
-		if (preload_rest(pre, g_self, rest, sizeof(rest))) {
-			snprintf(g_user_pre, sizeof(g_user_pre), "LD_PRELOAD=%s", rest);
-			putenv(g_user_pre);
-		} else {
-			unsetenv("LD_PRELOAD");
-		}
-	}
+	if (pre && pre == g_show_pre + 11)
+		drop_self_preload(pre);
 }

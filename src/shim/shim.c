@@ -1758,20 +1758,26 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 }
 
 /* system and popen exec with environ, inside glibc: kiln's variables are
- * back in it for the length of the call. */
+ * back in it for the length of the call (errno as the call left it). */
+static void env_for_call(bool on)
+{
+	int e = errno;
+	t_guard++;
+	if (on)
+		shim_env__show();
+	else
+		shim_env__unshow();
+	t_guard--;
+	errno = e;
+}
+
 EXPORT int system(const char *cmd)
 {
 	if (!real_system)
 		resolve_real();
-	t_guard++;
-	shim_env__show();
-	t_guard--;
+	env_for_call(true);
 	int rc = real_system(cmd);
-	int e = errno;
-	t_guard++;
-	shim_env__unshow();
-	t_guard--;
-	errno = e;
+	env_for_call(false);
 	return rc;
 }
 
@@ -1779,15 +1785,9 @@ EXPORT FILE *popen(const char *cmd, const char *mode)
 {
 	if (!real_popen)
 		resolve_real();
-	t_guard++;
-	shim_env__show();
-	t_guard--;
+	env_for_call(true);
 	FILE *f = real_popen(cmd, mode);
-	int e = errno;
-	t_guard++;
-	shim_env__unshow();
-	t_guard--;
-	errno = e;
+	env_for_call(false);
 	return f;
 }
 
