@@ -144,10 +144,25 @@ static bool name_in(const char *n, const char *const *list)
 	return false;
 }
 
-const char *view__thread_state(const struct profile *p, uint32_t stack)
+bool view__waits_for_gil(const struct profile *p, uint32_t stack)
 {
 	static const char *const gil[] = {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
 					  "PyEval_AcquireLock", "PyGILState_Ensure", NULL};
+	if (stack >= p->nstacks)
+		return false;
+	/* every frame, native ones too whatever the view shows */
+	const struct pstack *st = &p->stacks[stack];
+	for (size_t i = 0; i < st->depth; i++) {
+		const struct ploc *l = &p->locs[st->locs[i]];
+		for (size_t k = 0; k < l->nframes; k++)
+			if (name_in(profile__str(p, l->frames[k].func), gil))
+				return true;
+	}
+	return false;
+}
+
+const char *view__thread_state(const struct profile *p, uint32_t stack)
+{
 	static const char *const waits[] = {
 		"epoll_wait", "epoll_pwait", "epoll_pwait2", "select", "__select", "pselect", "__pselect", "poll", "__poll",
 		"ppoll", "__ppoll", "nanosleep", "__nanosleep", "clock_nanosleep", "__clock_nanosleep",
@@ -162,9 +177,8 @@ const char *view__thread_state(const struct profile *p, uint32_t stack)
 	size_t n = profile__stack_frames(p, stack, fr, PROFILE_MAX_FRAMES);
 	if (!n)
 		return "native";
-	for (size_t i = 0; i < n; i++)
-		if (name_in(profile__str(p, fr[i]->func), gil))
-			return "GIL wait";
+	if (view__waits_for_gil(p, stack))
+		return "GIL wait";
 	const struct pframe *leaf = fr[n - 1];
 	if (name_in(profile__str(p, leaf->func), waits))
 		return "idle";

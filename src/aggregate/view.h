@@ -30,6 +30,12 @@ struct view_filter {
  * itself innermost: Python code running), else "native" (code of another
  * library, the GIL released or never held). */
 const char *view__thread_state(const struct profile *p, uint32_t stack);
+/* Whether a stack is in take_gil, or in one of the exported calls that are
+ * on a stack only while take_gil waits (a stripped interpreter names no
+ * static function): native frames included, whatever the view shows. kiln
+ * dump judges a thread waiting for the GIL by it (between two timed waits
+ * it is running, still waiting), --by state too. */
+bool view__waits_for_gil(const struct profile *p, uint32_t stack);
 /* Whether a stack is a suspended asyncio task's wait (--wall charges it
  * besides the thread's own samples): its outermost frame is "Task NAME". */
 bool view__task_wait(const struct profile *p, uint32_t stack);

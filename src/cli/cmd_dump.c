@@ -204,26 +204,6 @@ static bool has_python(const struct profile *p)
 	return false;
 }
 
-/* A CPython thread inside take_gil, or inside one of the exported calls
- * that are on a stack only while take_gil waits (a stripped interpreter
- * names no static function), waits for the GIL: from its native frames at
- * the instant it was read, whatever the view shows (between two timed
- * waits it is running, still waiting). */
-static bool waits_for_gil(struct profile *p, uint32_t sid)
-{
-	static const char *const gil[] = {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
-					  "PyEval_AcquireLock", "PyGILState_Ensure"};
-	bool keep = p->python_only, yes = false;
-	p->python_only = false;
-	const struct pframe *fr[512];
-	size_t n = profile__stack_frames(p, sid, fr, 512);
-	for (size_t k = 0; k < n && !yes; k++)
-		for (size_t g = 0; g < sizeof(gil) / sizeof(gil[0]) && !yes; g++)
-			yes = !strcmp(profile__str(p, fr[k]->func), gil[g]);
-	p->python_only = keep;
-	return yes;
-}
-
 static bool skip_frame(const struct profile *p, const struct pframe *f)
 {
 	const char *nm = profile__str(p, f->name);
@@ -322,7 +302,7 @@ int cmd_dump(int argc, char **argv)
 		state_text(t, state, sizeof(state));
 		uint32_t sid = stack_of(&p, (uint32_t)pid, (uint32_t)t->tid);
 		const struct pframe *fr[512];
-		if (py && sid != UINT32_MAX && waits_for_gil(&p, sid))
+		if (py && sid != UINT32_MAX && view__waits_for_gil(&p, sid))
 			snprintf(state, sizeof(state), "waiting for the GIL");
 		size_t n = sid != UINT32_MAX ? profile__stack_frames(&p, sid, fr, 512) : 0;
 		json_t *jframes = json_array();
