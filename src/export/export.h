@@ -44,6 +44,14 @@ void export__diff_folded(FILE *f, const struct diff *d);
 /* Memory over time as CSV: seconds,pid,heap_live_bytes,rss_bytes (pid 0:
  * every process together, shown when there are several). */
 int export__timeline_csv(FILE *f, const struct profile *p, const struct view_filter *vf);
+/* Whether a profile's timeline names more than one process (then pid 0,
+ * every process together, is shown too: the recording's peak is its
+ * maximum). */
+bool export__timeline_several(const struct profile *p);
+/* Whether a point is on the one curve drawn of a timeline: pid's (>= 0), or
+ * else every process together where there are several (multi), else the
+ * one process's. */
+bool export__timeline_curve(const struct ppoint *pt, int64_t pid, bool multi);
 /* The live heap over time as `width` UTF-8 bars into out (3 bytes a bar);
  * returns width, or 0 when the profile has no heap timeline. *max: the
  * largest point. */

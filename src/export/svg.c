@@ -359,27 +359,12 @@ static const char script[] =
 
 #define CHART_H 120 /* the memory chart above the frames */
 
-/* Whether a timeline point is one the chart draws: the process asked for,
- * or every process together (pid 0) where there are several, else the one. */
-static bool chart_point(const struct profile *p, const struct ppoint *pt, int64_t pid, bool multi)
-{
-	if (pid >= 0)
-		return pt->pid == (uint64_t)pid;
-	return multi ? pt->pid == 0 : pt->pid != 0;
-}
-
 /* Memory over time above the flamegraph (collect/timeline.h): the live heap
  * (each point the most live since the one before) and RSS, on one scale,
  * the peak marked. Nothing when the profile has no timeline. */
 static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width, int y0)
 {
-	bool multi = false;
-	uint32_t first = 0;
-	for (size_t i = 0; i < p->npoints && !multi; i++)
-		if (p->points[i].pid) {
-			multi = first && p->points[i].pid != first;
-			first = first ? first : p->points[i].pid;
-		}
+	bool multi = export__timeline_several(p);
 	uint64_t t0 = UINT64_MAX, t1 = 0;
 	double max = 1;
 	int64_t peak = -1;
@@ -387,7 +372,7 @@ static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width
 	bool heap = false;
 	for (size_t i = 0; i < p->npoints; i++) {
 		const struct ppoint *pt = &p->points[i];
-		if (!chart_point(p, pt, pid, multi))
+		if (!export__timeline_curve(pt, pid, multi))
 			continue;
 		t0 = pt->t_ns < t0 ? pt->t_ns : t0;
 		t1 = pt->t_ns > t1 ? pt->t_ns : t1;
@@ -414,7 +399,7 @@ static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width
 			pass ? "heap_curve" : "rss_curve", pass ? "#c0392b" : "#2e86c1");
 		for (size_t i = 0; i < p->npoints; i++) {
 			const struct ppoint *pt = &p->points[i];
-			if (!chart_point(p, pt, pid, multi))
+			if (!export__timeline_curve(pt, pid, multi))
 				continue;
 			double v = pass ? (pt->heap == TIMELINE_NO_HEAP ? -1 : (double)pt->heap)
 					: (pt->rss == TIMELINE_NO_RSS ? -1 : (double)pt->rss);

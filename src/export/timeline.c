@@ -7,9 +7,7 @@
 #include "export/export.h"
 #include "stream/format.h"
 
-/* Whether the points name more than one process (then pid 0, all of them
- * together, is shown too: the tree's peak is its maximum). */
-static bool several(const struct profile *p)
+bool export__timeline_several(const struct profile *p)
 {
 	uint32_t first = 0;
 	for (size_t i = 0; i < p->npoints; i++) {
@@ -23,6 +21,13 @@ static bool several(const struct profile *p)
 	return false;
 }
 
+bool export__timeline_curve(const struct ppoint *pt, int64_t pid, bool multi)
+{
+	if (pid >= 0)
+		return pt->pid == (uint64_t)pid;
+	return multi ? pt->pid == 0 : pt->pid != 0;
+}
+
 static bool point_shown(const struct ppoint *pt, const struct view_filter *vf, bool multi)
 {
 	if (vf->pid >= 0)
@@ -32,7 +37,7 @@ static bool point_shown(const struct ppoint *pt, const struct view_filter *vf, b
 
 int export__timeline_csv(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
-	bool multi = several(p);
+	bool multi = export__timeline_several(p);
 	fputs("seconds,pid,heap_live_bytes,rss_bytes\n", f);
 	for (size_t i = 0; i < p->npoints; i++) {
 		const struct ppoint *pt = &p->points[i];
@@ -56,12 +61,12 @@ int export__timeline_csv(FILE *f, const struct profile *p, const struct view_fil
 int export__sparkline(const struct profile *p, int width, char *out, size_t outlen, int64_t *max_out)
 {
 	static const char *const bars[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
-	bool multi = several(p);
+	bool multi = export__timeline_several(p);
 	uint64_t t0 = UINT64_MAX, t1 = 0;
 	int64_t max = 0;
 	for (size_t i = 0; i < p->npoints; i++) {
 		const struct ppoint *pt = &p->points[i];
-		if (pt->heap == TIMELINE_NO_HEAP || (multi ? pt->pid != 0 : pt->pid == 0))
+		if (pt->heap == TIMELINE_NO_HEAP || !export__timeline_curve(pt, -1, multi))
 			continue;
 		t0 = pt->t_ns < t0 ? pt->t_ns : t0;
 		t1 = pt->t_ns > t1 ? pt->t_ns : t1;
@@ -74,7 +79,7 @@ int export__sparkline(const struct profile *p, int width, char *out, size_t outl
 		cell[i] = -1;
 	for (size_t i = 0; i < p->npoints; i++) {
 		const struct ppoint *pt = &p->points[i];
-		if (pt->heap == TIMELINE_NO_HEAP || (multi ? pt->pid != 0 : pt->pid == 0))
+		if (pt->heap == TIMELINE_NO_HEAP || !export__timeline_curve(pt, -1, multi))
 			continue;
 		int k = t1 > t0 ? (int)((double)(pt->t_ns - t0) / (double)(t1 - t0) * (width - 1) + 0.5) : 0;
 		if (pt->heap > cell[k])
