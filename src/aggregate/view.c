@@ -157,6 +157,9 @@ bool view__waits_for_gil(const struct profile *p, uint32_t stack)
 		for (size_t k = 0; k < l->nframes; k++)
 			if (name_in(profile__str(p, l->frames[k].func), gil))
 				return true;
+		for (size_t k = 0; k < l->ntail; k++) /* entered by a tail call: take_gil often is */
+			if (name_in(profile__str(p, l->tail[k].func), gil))
+				return true;
 	}
 	return false;
 }
