@@ -16,7 +16,8 @@
  *     the recorder over an inherited socket), so a program killed by SIGKILL
  *     loses nothing it had published, and a privilege drop changes nothing;
  *   - a ring that fills grows (up to a per-process budget); past that the
- *     thread waits for the recorder at most KILN_RING_WAIT_NS, then drops
+ *     thread waits for the recorder, and drops only after it drained
+ *     nothing for KILN_RING_WAIT_NS, then drops
  *     events (counted in its ring) and runs on; if the recorder goes away,
  *     recording stops and the program runs on.
  * The ring format and the messages are include/kiln/ring.h. */
@@ -848,7 +849,7 @@ static inline bool ring_has_room(struct tstate *t, uint64_t n)
 }
 
 /* Room for n words. A full ring grows; past the budget the thread waits for
- * the recorder at most KILN_RING_WAIT_NS, then drops (the caller counts)
+ * the recorder; once it drained nothing for KILN_RING_WAIT_NS, drops (the caller counts)
  * until the recorder catches up. False when nothing may be written. */
 static bool ring_reserve(struct tstate *t, uint64_t n)
 {
@@ -867,7 +868,10 @@ static bool ring_reserve(struct tstate *t, uint64_t n)
 		return false;
 	if (ring_grow(t))
 		return true;
-	uint64_t start = mono_ns();
+	/* the wait counts from the recorder's last progress on this process's
+	 * rings: a recorder that drains slowly (a loaded machine), or drains
+	 * the other threads' rings first (seq order), is waited for */
+	uint64_t start = mono_ns(), seen = t->tail, beat = __atomic_load_n(&t->hdr->beat, __ATOMIC_ACQUIRE);
 	for (unsigned spins = 1;; spins++) {
 		struct timespec ts = {0, spins < 64 ? 20000 : 200000};
 		nanosleep(&ts, NULL);
@@ -876,7 +880,13 @@ static bool ring_reserve(struct tstate *t, uint64_t n)
 			return true;
 		if (spins % 64 == 0 && !recorder_alive())
 			return false;
-		if (mono_ns() - start > KILN_RING_WAIT_NS) {
+		uint64_t now = mono_ns(), b = __atomic_load_n(&t->hdr->beat, __ATOMIC_ACQUIRE);
+		if (t->tail != seen || b != beat) { /* the recorder drains, if slowly */
+			seen = t->tail;
+			beat = b;
+			start = now;
+		}
+		if (now - start > KILN_RING_WAIT_NS) {
 			t->dropping = true;
 			return false;
 		}

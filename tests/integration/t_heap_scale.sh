@@ -104,13 +104,13 @@ else
   skip "256 MiB cgroup (needs root and a writable cgroup memory controller)"
 fi
 
-# a stopped recorder stops the program for at most a second, and the loss is counted
+# a stopped recorder stops the program for at most five seconds (per thread, at once), and the loss is counted
 "$KILN" record --heap --no-cpu -o $W/stop.kiln -- $TARGETS/alloc_heavy 5 >/dev/null 2>$W/stop.err & KP=$!
 for i in $(seq 100); do CP=$(pgrep -P $KP -n) && break; sleep 0.02; done
 [ -n "$CP" ] || fail "alloc_heavy did not start"
 kill -STOP $KP
 done_while_stopped=no
-for i in $(seq 150); do st=$(awk '{print $3}' /proc/$CP/stat 2>/dev/null); [ "$st" = Z ] || [ -z "$st" ] && { done_while_stopped=yes; break; }; sleep 0.1; done
+for i in $(seq 250); do st=$(awk '{print $3}' /proc/$CP/stat 2>/dev/null); [ "$st" = Z ] || [ -z "$st" ] && { done_while_stopped=yes; break; }; sleep 0.1; done
 kill -CONT $KP; wait $KP; rc=$?
 eq $done_while_stopped yes "the program ran to its end while the recorder was stopped"
 eq $rc 0 "stopped recorder: exit status"
