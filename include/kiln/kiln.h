@@ -38,9 +38,14 @@ enum kiln_heap_loss {
 	HL_STATIC,      /* processes: statically linked, nothing to preload into */
 	HL_ENV_CLEARED, /* processes: exec'd with kiln's LD_PRELOAD removed from the environment */
 	HL_SECURE_EXEC, /* processes: a setuid/setgid exec, for which the loader ignores LD_PRELOAD */
+	HL_SAMPLE_FULL, /* events: --heap-sample allocations not taken, the shim's set of taken blocks full */
 	HL__COUNT
 };
-#define HL_FIRST_PROCESS_CAUSE HL_STATIC
+/* Whether a cause counts processes (untracked) rather than events. */
+static inline int kiln_heap_loss__is_process(int cause)
+{
+	return cause >= HL_STATIC && cause <= HL_SECURE_EXEC;
+}
 /* "no ring", "ring corrupt", ...; and a sentence for reports. */
 const char *kiln_heap_loss__name(int cause);
 const char *kiln_heap_loss__why(int cause);

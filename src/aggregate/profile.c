@@ -79,6 +79,8 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 		json_t *st = json_object_get(j, "start_ns");
 		if (json_is_integer(st))
 			p->start_ns = (uint64_t)json_integer_value(st);
+		json_t *hs = json_object_get(j, "heap_sample");
+		p->heap_sample = json_is_integer(hs) && json_integer_value(hs) > 0 ? (uint64_t)json_integer_value(hs) : 0;
 		return 0;
 	}
 	case REC_PROCESS: {

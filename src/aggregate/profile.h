@@ -95,6 +95,7 @@ struct profile {
 	json_t *meta;
 	const char *kind;    /* "profile" or "snapshot" */
 	const char *program; /* from meta */
+	uint64_t heap_sample; /* from meta: the --heap-sample mean, 0 when every allocation was seen */
 	struct intern strings;
 	struct pmodule *modules;
 	size_t nmodules, cmodules;

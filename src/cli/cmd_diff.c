@@ -83,6 +83,12 @@ int cmd_diff(int argc, char **argv)
 						"their pids differ between the two files\n");
 		}
 	}
+	char ea[80], eb[80];
+	export__estimated(&a, metric, ea, sizeof(ea));
+	export__estimated(&b, metric, eb, sizeof(eb));
+	if (!o.json && (*ea || *eb)) /* the difference of estimates is one too */
+		fprintf(stderr, "kiln diff: %s figures are estimates:%s%s%s%s\n", kiln_metric__name(metric),
+			*ea ? " BASE" : "", ea, *eb ? " NEW" : "", eb);
 	struct out out;
 	if (out__open(&out, CMD, o.output) < 0) {
 		profile__release(&a);

@@ -55,6 +55,7 @@ struct record_opts {
 	double duration, snapshot_every;
 	const char *py_alloc; /* --python-allocator: NULL leaves the program's own choice */
 	bool py_domains;      /* trace Python's allocator domains (--no-trace-python-allocators: off) */
+	uint64_t heap_sample; /* --heap-sample: mean bytes between sampled allocations; 0: every one */
 	long pid;
 	long stack_size;
 	char **argv;
@@ -75,6 +76,10 @@ static void help(void)
 	       "      --no-follow          do not follow forked children\n"
 	       "      --no-compress        store records as they are (default: zstd, a block per flush)\n"
 	       "      --snapshot-every SEC with --heap: a heap snapshot every SEC seconds\n"
+	       "      --heap-sample [BYTES]\n"
+	       "                           with --heap: sample allocations by bytes (Poisson, a mean of BYTES,\n"
+	       "                           default 512K; K, M, G suffixes): counts and bytes become estimates,\n"
+	       "                           for a fraction of the cost (production)\n"
 	       "  -p, --pid PID            attach to a running process\n"
 	       "      --stack-size BYTES   user stack copied per sample (default 32768)\n"
 	       "      --python-allocator pymalloc|malloc\n"
@@ -91,7 +96,33 @@ static void help(void)
 }
 
 enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, ROPT_STACKSIZE, ROPT_HELP, ROPT_PYALLOC,
-       ROPT_PYDOM, ROPT_NOPYDOM, ROPT_NOCOMPRESS, ROPT_GIL };
+       ROPT_PYDOM, ROPT_NOPYDOM, ROPT_NOCOMPRESS, ROPT_GIL, ROPT_HEAPSAMPLE };
+
+#define HEAP_SAMPLE_DEFAULT (512u * 1024u)
+#define HEAP_SAMPLE_MAX (1ull << 30)
+
+/* BYTES with an optional K, M or G (powers of 1024, "KiB" too), 1 to 1 GiB. */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
+	if (errno || *end || v == 0 || v > (HEAP_SAMPLE_MAX >> shift))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
 
 /* What one machine can take: the kernel's perf_event_max_sample_rate, and
  * for the copies of the user stack each sample carries, about 10,000
@@ -134,6 +165,7 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		{"trace-python-allocators", no_argument, NULL, ROPT_PYDOM},
 		{"no-trace-python-allocators", no_argument, NULL, ROPT_NOPYDOM},
 		{"no-compress", no_argument, NULL, ROPT_NOCOMPRESS}, {"gil", no_argument, NULL, ROPT_GIL},
+		{"heap-sample", optional_argument, NULL, ROPT_HEAPSAMPLE},
 		{NULL, 0, NULL, 0},
 	};
 	memset(o, 0, sizeof(*o));
@@ -185,6 +217,18 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		case ROPT_GIL:
 			o->gil = true;
 			break;
+		case ROPT_HEAPSAMPLE: {
+			/* --heap-sample=BYTES, --heap-sample BYTES (a next word that is a
+			 * size), or --heap-sample alone (the default mean) */
+			const char *v = optarg;
+			if (!v && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+				v = argv[optind++];
+			o->heap_sample = HEAP_SAMPLE_DEFAULT;
+			if (v && !parse_bytes(v, &o->heap_sample))
+				return cli__usage(CMD, "--heap-sample takes a mean of 1 byte to 1G (K, M, G suffixes), not '%s'",
+						  v);
+			break;
+		}
 		case ROPT_NOFOLLOW:
 			o->follow = false;
 			break;
@@ -239,6 +283,8 @@ static int parse(int argc, char **argv, struct record_opts *o)
 				       "allocators while its threads allocate would race");
 	if (o->snapshot_every > 0 && !o->heap)
 		return cli__usage(CMD, "--snapshot-every needs --heap");
+	if (o->heap_sample && !o->heap)
+		return cli__usage(CMD, "--heap-sample needs --heap");
 	return 0;
 }
 
@@ -301,6 +347,8 @@ static json_t *make_meta(const struct record_opts *o, bool attach)
 	if (o->heap)
 		json_array_append_new(ev, json_string("heap"));
 	json_object_set_new(m, "events", ev);
+	if (o->heap_sample) /* heap figures are estimates: every reader says so */
+		json_object_set_new(m, "heap_sample", json_integer((json_int_t)o->heap_sample));
 	if (o->heap && !attach) {
 		/* what a Python program's PYTHONMALLOC will be (said only if one runs) */
 		const char *pm = o->py_alloc ? o->py_alloc : getenv("PYTHONMALLOC");
@@ -829,6 +877,10 @@ static int launch(struct rec *st)
 			setenv("PYTHONMALLOC", st->o.py_alloc, 1); /* parse took only these two */
 		if (st->o.py_domains)
 			setenv("KILN_PYDOMAINS", "1", 1);
+		if (st->o.heap_sample) {
+			snprintf(v, sizeof(v), "%llu", (unsigned long long)st->o.heap_sample);
+			setenv("KILN_HEAP_SAMPLE", v, 1);
+		}
 	}
 	fflush(NULL);
 	if (st->h) {
@@ -914,8 +966,8 @@ static int heap_attach(struct rec *st)
 	char err[512];
 	int fd;
 	uint64_t t = realtime_ns();
-	int rc = heapattach__start(&st->ha, (pid_t)st->o.pid, shim, getpid(), channel__sock_path(st->ch), &fd, err,
-				   sizeof(err));
+	int rc = heapattach__start(&st->ha, (pid_t)st->o.pid, shim, getpid(), st->o.heap_sample,
+				   channel__sock_path(st->ch), &fd, err, sizeof(err));
 	free(shim);
 	if (rc < 0) {
 		cli__error(CMD, "%s", err);
@@ -1081,7 +1133,7 @@ int cmd_record(int argc, char **argv)
 		}
 		st.h = heapsrc__new(st.r);
 		st.chops = (struct channel_ops){.ctx = &st, .ring = on_ring, .loss = on_loss, .snapshot = snapshot_bytes};
-		recorder__set_heap(st.r, true);
+		recorder__set_heap(st.r, true, st.o.heap_sample);
 	}
 	struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_SIGINFO};
 	sigaction(SIGINT, &sa, NULL);

@@ -1,4 +1,5 @@
 /* Heap accounting (see heap.h). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "collect/heap.h"
@@ -35,6 +36,8 @@ struct heap {
 	/* every process image together: the peak is one moment of the recording */
 	int64_t cur, peak, wmax;
 	uint64_t seq, peak_seq;
+	uint64_t sample; /* --heap-sample mean, 0: every allocation is seen */
+	uint64_t rng;    /* the weights' rounding (fixed seed: one file, one answer) */
 };
 
 struct heap *heap__new(void)
@@ -112,11 +115,16 @@ static void change(struct heap *h, struct hproc *p, struct hcell *c, int64_t byt
 		h->wmax = h->cur;
 }
 
-/* Forget the live block at addr (size, cell) in p. */
-static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, uint64_t size, uint32_t cell)
+/* A live block's v2: its cell, and (sampled) how many allocations it stands
+ * for above the 32 bits (0: one). */
+#define BLOCK_CELL(v2) ((uint32_t)(v2))
+#define BLOCK_COUNT(v2) ((v2) >> 32 ? (int64_t)((v2) >> 32) : 1)
+
+/* Forget the live block at addr (bytes, v2) in p. */
+static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, uint64_t size, uint64_t v2)
 {
-	struct hcell *c = &h->cells[cell];
-	change(h, p, c, -(int64_t)size, -1);
+	struct hcell *c = &h->cells[BLOCK_CELL(v2)];
+	change(h, p, c, -(int64_t)size, -BLOCK_COUNT(v2));
 	struct hthread *t = &h->thr[c->thread];
 	if (t->has_last && t->last_alloc == addr) {
 		c->temp_count++;
@@ -133,8 +141,37 @@ bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr)
 		p->unknown_frees++;
 		return false;
 	}
-	drop_block(h, p, addr, b->v1, (uint32_t)b->v2);
+	drop_block(h, p, addr, b->v1, b->v2);
 	return true;
+}
+
+void heap__sample(struct heap *h, uint64_t mean)
+{
+	h->sample = mean;
+	h->rng = 0x9e3779b97f4a7c15ull;
+}
+
+uint64_t heap__sampled(const struct heap *h)
+{
+	return h->sample;
+}
+
+/* How many allocations a sampled one of size bytes stands for: 1/P(taken),
+ * P = 1 - exp(-size/mean) (the shim's rule, sample.h), rounded up or down
+ * at random so that the rounding is unbiased too. */
+static uint64_t sample_weight(struct heap *h, uint64_t size)
+{
+	double x = (double)(size ? size : 1) / (double)h->sample;
+	double w = 1.0 / -expm1(-x);
+	if (!(w < 4e9))
+		w = 4e9;
+	uint64_t k = (uint64_t)w;
+	h->rng ^= h->rng << 13;
+	h->rng ^= h->rng >> 7;
+	h->rng ^= h->rng << 17;
+	if ((double)(h->rng >> 11) / 9007199254740992.0 < w - (double)k)
+		k++;
+	return k ? k : 1;
 }
 
 void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
@@ -145,13 +182,21 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 	struct hproc *p = &h->procs[c->proc];
 	struct u64map_ent *b = u64map__find(&p->live, addr);
 	if (b) /* a free we never saw: forget the old block first */
-		drop_block(h, p, addr, b->v1, (uint32_t)b->v2);
+		drop_block(h, p, addr, b->v1, b->v2);
+	uint64_t n = h->sample ? sample_weight(h, size) : 1;
+	uint64_t bytes = size;
+	if (n > 1 && __builtin_mul_overflow(size, n, &bytes))
+		bytes = INT64_MAX;
+	if (bytes > INT64_MAX)
+		bytes = INT64_MAX;
 	b = u64map__upsert(&p->live, addr, NULL);
-	b->v1 = size;
-	b->v2 = cell;
-	SAT_ADD(c->alloc_bytes, (int64_t)size);
-	c->alloc_count++;
-	change(h, p, c, (int64_t)size, 1);
+	b->v1 = bytes;
+	b->v2 = cell | (n > 1 ? n << 32 : 0);
+	SAT_ADD(c->alloc_bytes, (int64_t)bytes);
+	SAT_ADD(c->alloc_count, (int64_t)n);
+	change(h, p, c, (int64_t)bytes, (int64_t)n);
+	if (h->sample)
+		return; /* no temporaries: the allocations between two sampled ones are not seen */
 	struct hthread *t = &h->thr[c->thread];
 	t->last_alloc = addr;
 	t->has_last = true;
@@ -168,14 +213,14 @@ void heap__end(struct heap *h, uint32_t proc)
 	uint64_t seq = ++h->seq;
 	size_t it = 0;
 	for (const struct u64map_ent *b; (b = u64map__next(&p->live, &it));) {
-		struct hcell *c = &h->cells[b->v2];
+		struct hcell *c = &h->cells[BLOCK_CELL(b->v2)];
 		if (c->mod_seq <= h->peak_seq)
 			c->peak_bytes = c->live_bytes;
 		c->mod_seq = seq;
 		SAT_ADD(c->frozen_bytes, (int64_t)b->v1);
-		c->frozen_count++;
+		SAT_ADD(c->frozen_count, BLOCK_COUNT(b->v2));
 		SAT_ADD(c->live_bytes, -(int64_t)b->v1);
-		c->live_count--;
+		SAT_ADD(c->live_count, -BLOCK_COUNT(b->v2));
 	}
 	u64map__clear(&p->live);
 	SAT_ADD(h->cur, -p->cur);

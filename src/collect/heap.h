@@ -31,6 +31,12 @@ void heap__free(struct heap *h);
 /* Declare cell (once) as belonging to process image proc and thread. */
 void heap__cell(struct heap *h, uint32_t cell, uint32_t proc, uint32_t thread);
 bool heap__has_cell(const struct heap *h, uint32_t cell);
+/* Sampled allocations (--heap-sample, mean bytes; before any event): each
+ * stands for 1/P(taken) allocations (sample.h's P), rounded at random
+ * without bias; counts, bytes, leaks, live and peak become estimates, and
+ * temp_count is not computed. */
+void heap__sample(struct heap *h, uint64_t mean);
+uint64_t heap__sampled(const struct heap *h);
 /* An allocation of size bytes at addr in a declared cell. A block already
  * live at addr (its free was never seen) is forgotten first. */
 void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size);

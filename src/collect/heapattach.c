@@ -119,8 +119,8 @@ static int call_int(struct injector *in, uint64_t fn, uint64_t a0, int *out)
 	return rc;
 }
 
-int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, pid_t recorder, const char *ctl,
-		      int *fd, char *err, size_t n)
+int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, pid_t recorder,
+		      uint64_t sample, const char *ctl, int *fd, char *err, size_t n)
 {
 	memset(ha, 0, sizeof(*ha));
 	ha->pid = pid;
@@ -270,7 +270,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		return -ENOENT;
 	}
 	char cfg[512];
-	snprintf(cfg, sizeof(cfg), "%d %s", (int)recorder, ctl);
+	snprintf(cfg, sizeof(cfg), "%d %llu %s", (int)recorder, (unsigned long long)sample, ctl);
 	uint64_t cfg_at = inject__push(in, cfg, strlen(cfg) + 1);
 	int theirs = -EFAULT;
 	rc = cfg_at ? call_int(in, prep, cfg_at, &theirs) : -EFAULT;

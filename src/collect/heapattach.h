@@ -27,11 +27,12 @@ struct heapattach {
 
 /* Load shim_path into pid and start recording into the channel whose
  * recorder's end is returned in *fd (a SOCK_SEQPACKET socket). recorder is
- * kiln's pid, ctl its snapshot socket. 0, or -errno with one line in err:
+ * kiln's pid, ctl its snapshot socket, sample the --heap-sample mean (0:
+ * every allocation). 0, or -errno with one line in err:
  * -EBUSY another kiln records its heap, -ENOEXEC it is statically linked,
  * -EPERM/-EACCES ptrace refused. */
-int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, pid_t recorder, const char *ctl,
-		      int *fd, char *err, size_t n);
+int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, pid_t recorder,
+		      uint64_t sample, const char *ctl, int *fd, char *err, size_t n);
 /* Put the program's slots back and stop recording. 0 or -errno (err). */
 int heapattach__stop(struct heapattach *ha, char *err, size_t n);
 

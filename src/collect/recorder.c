@@ -321,9 +321,10 @@ void recorder__exec(struct recorder *r, uint32_t pid, const char *comm)
 }
 
 
-void recorder__set_heap(struct recorder *r, bool on)
+void recorder__set_heap(struct recorder *r, bool on, uint64_t sample)
 {
 	r->heap_on = on;
+	heap__sample(r->heap, sample);
 }
 
 json_t *recorder__meta(struct recorder *r)
@@ -969,7 +970,7 @@ void recorder__heap_loss(struct recorder *r, uint32_t pid, int cause, uint64_t n
 	if (cause < 0 || cause >= HL__COUNT)
 		return;
 	struct rproc *p = recorder__proc(r, pid);
-	if (cause >= HL_FIRST_PROCESS_CAUSE)
+	if (kiln_heap_loss__is_process(cause))
 		p->heap_loss[cause] = 1; /* a process is untracked once */
 	else
 		p->heap_loss[cause] += n;
@@ -981,7 +982,7 @@ bool recorder__untracked(const struct recorder *r, size_t *it, uint32_t *pid, co
 	for (; *it < r->nprocs * HL__COUNT; (*it)++) {
 		const struct rproc *p = r->procs[*it / HL__COUNT];
 		int c = (int)(*it % HL__COUNT);
-		if (c >= HL_FIRST_PROCESS_CAUSE && p->heap_loss[c]) {
+		if (kiln_heap_loss__is_process(c) && p->heap_loss[c]) {
 			*pid = p->pid;
 			*comm = p->comm[0] ? p->comm : "?";
 			*cause = c;
@@ -996,8 +997,9 @@ uint64_t recorder__heap_lost(const struct recorder *r)
 {
 	uint64_t n = 0;
 	for (size_t i = 0; i < r->nprocs; i++)
-		for (int c = 0; c < HL_FIRST_PROCESS_CAUSE; c++)
-			n += r->procs[i]->heap_loss[c];
+		for (int c = 0; c < HL__COUNT; c++)
+			if (!kiln_heap_loss__is_process(c))
+				n += r->procs[i]->heap_loss[c];
 	return n;
 }
 

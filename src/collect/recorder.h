@@ -35,8 +35,9 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid);
 void recorder__exec(struct recorder *r, uint32_t pid, const char *comm);
 void recorder__exit(struct recorder *r, uint32_t pid, int status);
 /* Heap tracking is on: each exec is checked for what would keep the shim
- * out (collect/preload.h), and such a process is reported as untracked. */
-void recorder__set_heap(struct recorder *r, bool on);
+ * out (collect/preload.h), and such a process is reported as untracked.
+ * sample: the --heap-sample mean the shims sample by (0: every allocation). */
+void recorder__set_heap(struct recorder *r, bool on, uint64_t sample);
 /* The META object that will be written (borrowed); after changing it, say
  * so: the next flush writes it again (a later META replaces the earlier). */
 json_t *recorder__meta(struct recorder *r);

@@ -65,6 +65,11 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 void export__slow_text(FILE *f, const struct profile *p, const struct view_filter *vf, uint64_t min_ns);
 void export__slow_json(FILE *f, const struct profile *p, const struct view_filter *vf, uint64_t min_ns);
 
+/* "" for a metric whose figures are exact; for a heap metric of a sampled
+ * profile (record --heap-sample) " (estimated: --heap-sample 512 KiB)",
+ * which every exporter that has room for words puts by the metric's name. */
+const char *export__estimated(const struct profile *p, int metric, char *buf, size_t n);
+
 /* "12.3 MiB" for byte metrics, a plain count otherwise. */
 void export__fmt_value(char *out, size_t n, int metric, double v);
 

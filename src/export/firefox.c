@@ -285,8 +285,9 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 	json_array_append_new(cats, category("Native", "blue"));
 	json_array_append_new(cats, category("Python", "purple"));
 	json_array_append_new(cats, category("Kernel", "orange"));
-	char product[512];
-	snprintf(product, sizeof(product), "kiln: %s", p->program ? p->program : "profile");
+	char product[600], est[80];
+	snprintf(product, sizeof(product), "kiln: %s%s", p->program ? p->program : "profile",
+		 export__estimated(p, KM_LIVE_BYTES, est, sizeof(est)));
 	json_t *meta = json_object();
 	json_object_set_new(meta, "interval", json_real(1000.0 / hz));
 	json_object_set_new(meta, "startTime", json_real((double)p->start_ns / 1e6));

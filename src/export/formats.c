@@ -70,8 +70,9 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 	json_object_set_new(shared, "frames", frames);
 	json_object_set_new(root, "shared", shared);
 	json_object_set_new(root, "profiles", profiles);
-	char name[600];
-	snprintf(name, sizeof(name), "%s: %s", kiln_metric__name(vf->metric), *p->program ? p->program : p->path);
+	char name[700], est[80];
+	snprintf(name, sizeof(name), "%s%s: %s", kiln_metric__name(vf->metric),
+		 export__estimated(p, vf->metric, est, sizeof(est)), *p->program ? p->program : p->path);
 	json_object_set_new(root, "name", json_string(name));
 	json_object_set_new(root, "activeProfileIndex", json_integer(0));
 	json_object_set_new(root, "exporter", json_string("kiln " KILN_VERSION));
@@ -106,6 +107,8 @@ int export__json(FILE *f, const struct profile *p)
 	json_object_set_new(root, "version", json_integer(1));
 	json_object_set_new(root, "meta", json_incref(p->meta ? p->meta : json_object()));
 	json_object_set_new(root, "complete", json_boolean(p->complete));
+	/* heap figures are estimates when not 0 (record --heap-sample) */
+	json_object_set_new(root, "heap_sample", json_integer((json_int_t)p->heap_sample));
 	json_object_set_new(root, "samples", json_integer((json_int_t)p->samples));
 	json_object_set_new(root, "lost", json_integer((json_int_t)p->lost));
 	json_object_set_new(root, "duration_s", json_real(profile__duration(p)));
@@ -358,6 +361,10 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 		pb_int(&out, 12, (uint64_t)(1e9 / (double)json_integer_value(freq)));
 	}
 	pb_int(&out, 14, pstr(&S, kiln_metric__name(metrics[def])));
+	if (p->heap_sample) { /* comment: shown by pprof -comments and in its UI */
+		char est[80];
+		pb_int(&out, 13, pstr(&S, export__estimated(p, KM_ALLOC_BYTES, est, sizeof(est)) + 2));
+	}
 	/* the string table last: every string is interned by now */
 	for (size_t i = 0; i < S.t.n; i++) {
 		uint32_t len;

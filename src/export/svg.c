@@ -507,14 +507,15 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 						  .line = fr[i]->line, .kind = fr[i]->kind, .sid = fr[i]->name};
 		tree_add(&t, tf, k, c->v[vf->metric], 0);
 	}
-	char title[600], sub[600], total[32];
+	char title[600], sub[700], total[32], est[80];
 	if (o->title)
 		snprintf(title, sizeof(title), "%s", o->title);
 	else
 		snprintf(title, sizeof(title), "%s of %s", kiln_metric__name(vf->metric), *p->program ? p->program : p->path);
 	export__fmt_value(total, sizeof(total), vf->metric, (double)t.n[0].value);
-	snprintf(sub, sizeof(sub), "%s: %s in all; %.2f s, %" PRIu64 " samples, %" PRIu64 " stacks%s",
-		 kiln_metric__name(vf->metric), total, profile__duration(p), p->samples, ncells,
+	snprintf(sub, sizeof(sub), "%s%s: %s in all; %.2f s, %" PRIu64 " samples, %" PRIu64 " stacks%s",
+		 kiln_metric__name(vf->metric), export__estimated(p, vf->metric, est, sizeof(est)), total,
+		 profile__duration(p), p->samples, ncells,
 		 t.n[0].value < 0 ? " (negative values not drawn)" : "");
 	write_svg(f, &t, o, vf->metric, false, title, sub, p, vf->pid);
 	tree_release(&t);

@@ -14,6 +14,18 @@ void export__fmt_value(char *out, size_t n, int metric, double v)
 		snprintf(out, n, "%.0f", v);
 }
 
+const char *export__estimated(const struct profile *p, int metric, char *buf, size_t n)
+{
+	if (!p->heap_sample || metric == KM_CPU || metric == KM_WALL) {
+		if (n)
+			*buf = 0;
+		return buf;
+	}
+	char b[32];
+	snprintf(buf, n, " (estimated: --heap-sample %s)", fmt_bytes(b, sizeof(b), (double)p->heap_sample));
+	return buf;
+}
+
 int export__folded(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	struct folded fo;
@@ -81,20 +93,20 @@ static void heap_loss_lines(FILE *f, const struct profile *p, int64_t pid)
 	uint64_t loss[HL__COUNT], events = 0, procs = 0;
 	profile__heap_loss(p, pid, loss);
 	for (int c = 0; c < HL__COUNT; c++)
-		*(c < HL_FIRST_PROCESS_CAUSE ? &events : &procs) += loss[c];
+		*(!kiln_heap_loss__is_process(c) ? &events : &procs) += loss[c];
 	if (!events && !procs) {
 		fprintf(f, "# heap: no events lost\n");
 		return;
 	}
 	if (events) {
 		fprintf(f, "# heap: %" PRIu64 " events LOST (the figures above are incomplete):", events);
-		for (int c = 0; c < HL_FIRST_PROCESS_CAUSE; c++)
-			if (loss[c])
+		for (int c = 0; c < HL__COUNT; c++)
+			if (loss[c] && !kiln_heap_loss__is_process(c))
 				fprintf(f, " %" PRIu64 " %s: %s;", loss[c], kiln_heap_loss__name(c), kiln_heap_loss__why(c));
 		fprintf(f, "\n");
 	}
-	for (int c = HL_FIRST_PROCESS_CAUSE; c < HL__COUNT; c++) {
-		if (!loss[c])
+	for (int c = 0; c < HL__COUNT; c++) {
+		if (!loss[c] || !kiln_heap_loss__is_process(c))
 			continue;
 		fprintf(f, "# heap: %" PRIu64 " process%s not tracked (%s):", loss[c], loss[c] == 1 ? "" : "es",
 			kiln_heap_loss__why(c));
@@ -317,8 +329,19 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 	if (!heap)
 		return;
 	attach_lines(f, p);
+	if (p->heap_sample)
+		fprintf(f, "# heap: SAMPLED (--heap-sample %s): allocations taken by bytes (Poisson, one every %s on "
+			   "average), each weighed by the inverse of its chance: every heap figure is an ESTIMATE; "
+			   "temporaries are not estimated\n",
+			fmt_bytes(a, sizeof(a), (double)p->heap_sample), fmt_bytes(b, sizeof(b), (double)p->heap_sample));
 	if (!p->has[KM_ALLOC_COUNT])
 		fprintf(f, "# heap: no allocations were recorded\n");
+	else if (p->heap_sample)
+		fprintf(f, "# heap: about %s allocated in about %" PRId64 " calls; peak about %s; leaked about %s in about "
+			   "%" PRId64 " blocks\n",
+			fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), tot[KM_ALLOC_COUNT],
+			fmt_bytes(b, sizeof(b), (double)tot[KM_PEAK_BYTES]),
+			fmt_bytes((char[32]){0}, 32, (double)tot[KM_LEAK_BYTES]), tot[KM_LEAK_COUNT]);
 	else
 		fprintf(f, "# heap: %s allocated in %" PRId64 " calls, %" PRId64 " temporary; peak %s; leaked %s in %" PRId64
 		   " blocks\n",
@@ -375,10 +398,10 @@ void export__table_text(FILE *f, const struct profile *p, const struct table *t,
 {
 	const char *mname = kiln_metric__name(t->metric);
 	double sum = t->sum ? (double)t->sum : 1;
-	char total[32];
+	char total[32], est[80];
 	export__fmt_value(total, sizeof(total), t->metric, (double)t->sum);
-	fprintf(f, "# metric %s: %s in all; rows by %s, sorted by %s\n\n", mname, total, by__name(t->by),
-		sort_self ? "self" : "total");
+	fprintf(f, "# metric %s%s: %s in all; rows by %s, sorted by %s\n\n", mname,
+		export__estimated(p, t->metric, est, sizeof(est)), total, by__name(t->by), sort_self ? "self" : "total");
 	if (!table__nrows(t)) {
 		fprintf(f, "(no %s data%s)\n", mname, t->sum ? "" : " in this profile");
 		return;
@@ -410,6 +433,10 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 	json_object_set_new(o, "kind", json_string(p->kind));
 	json_object_set_new(o, "program", json_string(p->program));
 	json_object_set_new(o, "metric", json_string(kiln_metric__name(t->metric)));
+	char est[80];
+	json_object_set_new(o, "estimated", json_boolean(*export__estimated(p, t->metric, est, sizeof(est))));
+	if (p->heap_sample)
+		json_object_set_new(o, "heap_sample", json_integer((json_int_t)p->heap_sample));
 	json_object_set_new(o, "by", json_string(by__name(t->by)));
 	json_object_set_new(o, "sort", json_string(sort_self ? "self" : "total"));
 	json_object_set_new(o, "total", json_integer(t->sum));
@@ -419,7 +446,7 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 	profile__heap_loss(p, vf->pid, loss);
 	json_t *hl = json_object(), *hu = json_object();
 	for (int c = 0; c < HL__COUNT; c++)
-		json_object_set_new(c < HL_FIRST_PROCESS_CAUSE ? hl : hu, kiln_heap_loss__name(c),
+		json_object_set_new(!kiln_heap_loss__is_process(c) ? hl : hu, kiln_heap_loss__name(c),
 				    json_integer((json_int_t)(loss[c] > INT64_MAX ? INT64_MAX : loss[c])));
 	json_object_set_new(o, "heap_lost_events", hl);
 	json_object_set_new(o, "heap_untracked_processes", hu);

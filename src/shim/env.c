@@ -8,7 +8,7 @@
 extern char **environ;
 
 static const char *const kiln_vars[] = {"KILN_FD", "KILN_SOCK", "KILN_CTL", "KILN_RECORDER_PID",
-					"KILN_NO_FOLLOW", "KILN_PYDOMAINS"};
+					"KILN_NO_FOLLOW", "KILN_PYDOMAINS", "KILN_HEAP_SAMPLE"};
 #define NVARS (sizeof(kiln_vars) / sizeof(kiln_vars[0]))
 
 static char g_kiln[NVARS][512];  /* "NAME=value" as kiln set them */

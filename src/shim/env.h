@@ -1,6 +1,7 @@
 /* The program sees the environment it was given: what kiln adds to start
  * the shim (LD_PRELOAD's entry for it, KILN_FD, KILN_SOCK, KILN_CTL,
- * KILN_RECORDER_PID, KILN_NO_FOLLOW, KILN_PYDOMAINS) is kept here and taken
+ * KILN_RECORDER_PID, KILN_NO_FOLLOW, KILN_PYDOMAINS, KILN_HEAP_SAMPLE) is kept
+ * here and taken
  * out of `environ` before the program's main, without allocating (a
  * program that copies its environment, as git and python do, allocates
  * what it would without kiln). The exec family and posix_spawn get it back

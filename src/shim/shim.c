@@ -52,6 +52,7 @@
 #include "shim/cfi.h"
 #include "shim/env.h"
 #include "shim/got.h"
+#include "shim/sample.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -144,6 +145,7 @@ static bool g_nofollow;        /* --no-follow: forked children record nothing */
  * generation: a thread's ring from an earlier one is not written again. */
 static int g_attached;
 static uint32_t g_attach_gen;
+static uint64_t g_attach_sample; /* the next attach's --heap-sample mean */
 static int g_inflight;         /* threads inside record() while attached */
 /* The recorder's snapshot socket while attached, for `kiln snapshot PID`
  * (which reads it here: an attached program's environment cannot say it). */
@@ -593,7 +595,8 @@ static void init_once(void)
 		resolve_real();
 	const char *rec = getenv("KILN_RECORDER_PID");
 	int st = -1;
-	if (real_malloc && real_free && channel_open()) {
+	const char *smp = getenv("KILN_HEAP_SAMPLE");
+	if (real_malloc && real_free && shim_sample__start(smp ? strtoull(smp, NULL, 10) : 0) && channel_open()) {
 		g_recorder = rec ? (pid_t)atoi(rec) : 0;
 		new_image();
 		process_setup();
@@ -1341,6 +1344,11 @@ static __attribute__((noinline)) void record(void *freed, void *p, size_t size, 
 		goto out;
 	if (att && unlikely(++t->events % 4096 == 0) && !recorder_seen_lately())
 		goto out;
+	if (unlikely(shim_sample_mean)) {
+		uint64_t full = shim_sample__full();
+		if (full && !channel_send(KILN_MSG_LOSS, HL_SAMPLE_FULL, full, -1))
+			shim_sample__unfull(full);
+	}
 	if (unlikely(g_py)) {
 		if (!g_py_fin_sent && *(const volatile uintptr_t *)(g_py_rt + g_pyo.rt_finalizing))
 			python_finalizing(t);
@@ -1385,6 +1393,17 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 							 void *(*fn)(void *ctx, void *old, size_t n), void *ctx)
 {
 	int saved = errno;
+	if (!shim_sample__free(old)) {
+		/* sampling, and the old block was not taken: only the new one may be */
+		t_guard++;
+		void *q = fn(ctx, old, n);
+		t_guard--;
+		saved = errno;
+		if (q && shim_sample__take(q, n))
+			record(NULL, q, n, ws);
+		errno = saved;
+		return q;
+	}
 	t_guard++;
 	bool att = g_attached;
 	struct tstate *t = attach_enter(att) ? thread_state() : NULL;
@@ -1395,18 +1414,22 @@ static __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, con
 		errno = saved;
 		void *q = fn(ctx, old, n);
 		t_guard--;
+		if (!q && shim_sample_mean)
+			shim_sample__restore(old);
 		return q;
 	}
 	uint64_t seq = next_seq();
 	errno = saved;
 	void *p = fn(ctx, old, n);
 	saved = errno;
+	if (!p && shim_sample_mean)
+		shim_sample__restore(old); /* the taken block stays live */
 	ring_put(t, 0, seq << 8 | (p ? RING_FREE : RING_NOP));
 	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
 	ring_publish(t, 2);
 	attach_leave(att);
 	t_guard--;
-	if (p)
+	if (p && shim_sample__take(p, n))
 		record(NULL, p, n, ws);
 	errno = saved;
 	return p;
@@ -1420,7 +1443,7 @@ static void *pyd_malloc(void *ctx, size_t n)
 	t_guard++;
 	void *p = o->malloc(o->ctx, n);
 	t_guard--;
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n)) {
 		CALLER(ws);
 		record(NULL, p, n, &ws);
 	}
@@ -1433,7 +1456,7 @@ static void *pyd_calloc(void *ctx, size_t n, size_t m)
 	t_guard++;
 	void *p = o->calloc(o->ctx, n, m);
 	t_guard--;
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n * m)) {
 		CALLER(ws);
 		record(NULL, p, n * m, &ws);
 	}
@@ -1459,7 +1482,7 @@ static void *pyd_realloc(void *ctx, void *old, size_t n)
 		t_guard++;
 		void *p = pyd_realloc_fwd(ctx, NULL, n);
 		t_guard--;
-		if (p)
+		if (p && shim_sample__take(p, n))
 			record(NULL, p, n, &ws);
 		return p;
 	}
@@ -1469,7 +1492,7 @@ static void *pyd_realloc(void *ctx, void *old, size_t n)
 static void pyd_free(void *ctx, void *p)
 {
 	const py_allocator *o = &g_pyd_old[(uintptr_t)ctx];
-	if (p && recording())
+	if (p && recording() && shim_sample__free(p))
 		record(p, NULL, 0, NULL);
 	t_guard++;
 	o->free(o->ctx, p);
@@ -1511,7 +1534,7 @@ EXPORT void *malloc(size_t n)
 			return boot_alloc(n);
 	}
 	void *p = real_malloc(n);
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n)) {
 		CALLER(ws);
 		record(NULL, p, n, &ws);
 	}
@@ -1527,7 +1550,7 @@ static inline bool free_recorded(void *p)
 		return false;
 	if (unlikely(!real_free))
 		resolve_real();
-	if (recording())
+	if (recording() && shim_sample__free(p))
 		record(p, NULL, 0, NULL);
 	return true;
 }
@@ -1576,7 +1599,7 @@ EXPORT void *calloc(size_t n, size_t m)
 		return b;
 	}
 	void *p = real_calloc(n, m);
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n * m)) {
 		CALLER(ws);
 		record(NULL, p, n * m, &ws);
 	}
@@ -1601,13 +1624,14 @@ EXPORT void *realloc(void *old, size_t n)
 	if (old && n == 0) {
 		/* glibc frees the block: publish the free before the address can
 		 * be reused */
-		record(old, NULL, 0, NULL);
+		if (shim_sample__free(old))
+			record(old, NULL, 0, NULL);
 		return real_realloc(old, n);
 	}
 	CALLER(ws);
 	if (!old) {
 		void *p = real_realloc(NULL, n);
-		if (p)
+		if (p && shim_sample__take(p, n))
 			record(NULL, p, n, &ws);
 		return p;
 	}
@@ -1816,7 +1840,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t n)
 	if (unlikely(!real_posix_memalign))
 		resolve_real();
 	int rc = real_posix_memalign(out, align, n);
-	if (rc == 0 && recording()) {
+	if (rc == 0 && recording() && shim_sample__take(*out, n)) {
 		CALLER(ws);
 		record(NULL, *out, n, &ws);
 	}
@@ -1828,7 +1852,7 @@ EXPORT void *aligned_alloc(size_t align, size_t n)
 	if (unlikely(!real_aligned_alloc))
 		resolve_real();
 	void *p = real_aligned_alloc(align, n);
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n)) {
 		CALLER(ws);
 		record(NULL, p, n, &ws);
 	}
@@ -1840,7 +1864,7 @@ EXPORT void *memalign(size_t align, size_t n)
 	if (unlikely(!real_memalign))
 		resolve_real();
 	void *p = real_memalign(align, n);
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n)) {
 		CALLER(ws);
 		record(NULL, p, n, &ws);
 	}
@@ -1852,7 +1876,7 @@ EXPORT void *valloc(size_t n)
 	if (unlikely(!real_valloc))
 		resolve_real();
 	void *p = real_valloc(n);
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n)) {
 		CALLER(ws);
 		record(NULL, p, n, &ws);
 	}
@@ -1864,7 +1888,7 @@ EXPORT void *pvalloc(size_t n)
 	if (unlikely(!real_pvalloc))
 		resolve_real();
 	void *p = real_pvalloc(n);
-	if (p && recording()) {
+	if (p && recording() && shim_sample__take(p, n)) {
 		CALLER(ws);
 		record(NULL, p, n, &ws);
 	}
@@ -1960,7 +1984,8 @@ static void real_from_default(void)
 	real_dlclose = (dlclose_fn)real_sym(RTLD_DEFAULT, "dlclose");
 }
 
-/* cfg: "RECORDER_PID CTL_PATH". The recorder's end of a new channel, or
+/* cfg: "RECORDER_PID SAMPLE CTL_PATH" (SAMPLE: the --heap-sample mean, 0
+ * for every allocation). The recorder's end of a new channel, or
  * -EBUSY (a live recorder is attached, or the program runs under a
  * launched kiln record --heap), -errno. */
 EXPORT int kiln_attach_prepare(const char *cfg)
@@ -1973,6 +1998,7 @@ EXPORT int kiln_attach_prepare(const char *cfg)
 	}
 	char *end;
 	long rec = strtol(cfg, &end, 10);
+	unsigned long long sample = *end == ' ' ? strtoull(end + 1, &end, 10) : 0;
 	if (rec <= 0 || *end != ' ' || strlen(end + 1) >= sizeof(kiln_ctl)) {
 		rc = -EINVAL;
 		goto out;
@@ -2005,6 +2031,7 @@ EXPORT int kiln_attach_prepare(const char *cfg)
 	g_recorder = (pid_t)rec;
 	g_recorder_gone = 0;
 	memcpy(kiln_ctl, end + 1, strlen(end + 1) + 1);
+	g_attach_sample = sample;
 	rc = sv[1];
 out:
 	t_guard--;
@@ -2021,6 +2048,10 @@ EXPORT int kiln_attach_start(int fd)
 	process_setup();
 	new_image();
 	g_py_fin_sent = 0;
+	if (!shim_sample__start(g_attach_sample)) {
+		t_guard--;
+		return -ENOMEM;
+	}
 	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&g_nringrefs, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&g_attached, 1, __ATOMIC_SEQ_CST);

@@ -42,6 +42,7 @@ static const char *const loss_names[HL__COUNT] = {
 	[HL_STATIC] = "static_binary",
 	[HL_ENV_CLEARED] = "environment_cleared",
 	[HL_SECURE_EXEC] = "secure_exec",
+	[HL_SAMPLE_FULL] = "sample_set_full",
 };
 
 static const char *const loss_why[HL__COUNT] = {
@@ -52,6 +53,7 @@ static const char *const loss_why[HL__COUNT] = {
 	[HL_STATIC] = "statically linked: there is no allocator to preload into",
 	[HL_ENV_CLEARED] = "exec'd with kiln's LD_PRELOAD removed from the environment",
 	[HL_SECURE_EXEC] = "a setuid/setgid program: the loader ignores LD_PRELOAD for it",
+	[HL_SAMPLE_FULL] = "allocations --heap-sample drew but could not follow (262,144 sampled blocks live at once)",
 };
 
 const char *kiln_heap_loss__name(int cause)

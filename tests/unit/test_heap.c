@@ -233,3 +233,44 @@ Test(heap, windows_hold_their_maximum)
 	cr_assert_eq(heap__window(h, 7), 0); /* an image never seen */
 	heap__free(h);
 }
+
+/* --heap-sample: each sampled allocation stands for 1/P allocations, P =
+ * 1 - exp(-size/mean), rounded at random without bias; frees take back
+ * exactly what their block stood for, so what is freed leaves nothing. */
+Test(heap, sampled_weights)
+{
+	struct heap *h = heap__new();
+	heap__sample(h, 1000);
+	cr_assert_eq(heap__sampled(h), 1000);
+	heap__cell(h, 0, 0, 0);
+	heap__cell(h, 1, 0, 0);
+	/* 10,000 blocks of 1 B at a mean of 1000: each stands for 1/(1-e^-0.001)
+	 * = 1000.50 allocations (1000 or 1001) */
+	for (uint64_t i = 0; i < 10000; i++)
+		heap__alloc(h, 0, 0x10000 + 16 * i, 1);
+	int64_t n = val(h, 0, KM_ALLOC_COUNT);
+	cr_assert(n >= 10000 * 1000 && n <= 10000 * 1001, "count %lld", (long long)n);
+	cr_assert(llabs(n - 10005000) < 2000, "rounding biased: %lld, want about 10,005,000", (long long)n);
+	cr_assert_eq(val(h, 0, KM_ALLOC_BYTES), n); /* 1 B each */
+	/* a block far larger than the mean is always taken: it stands for itself */
+	heap__alloc(h, 1, 0x900000, 1 << 20);
+	cr_assert_eq(val(h, 1, KM_ALLOC_COUNT), 1);
+	cr_assert_eq(val(h, 1, KM_ALLOC_BYTES), 1 << 20);
+	/* free all of stack 0: nothing of it leaks, exactly */
+	for (uint64_t i = 0; i < 10000; i++)
+		cr_assert(heap__free_block(h, 0, 0x10000 + 16 * i));
+	cr_assert_eq(val(h, 0, KM_LEAK_BYTES), 0);
+	cr_assert_eq(val(h, 0, KM_LEAK_COUNT), 0);
+	/* the peak is the estimated live heap's: all of it at once */
+	cr_assert_eq(heap__total_peak(h), n + (1 << 20));
+	cr_assert_eq(val(h, 0, KM_PEAK_BYTES), n);
+	/* no temporaries are claimed from a sampled stream */
+	heap__alloc(h, 1, 0xa00000, 8);
+	heap__free_block(h, 0, 0xa00000);
+	cr_assert_eq(val(h, 1, KM_TEMP_COUNT), 0);
+	/* the image ends: what is live is leaked with its weights */
+	heap__end(h, 0);
+	cr_assert_eq(val(h, 1, KM_LEAK_COUNT), 1);
+	cr_assert_eq(val(h, 1, KM_LEAK_BYTES), 1 << 20);
+	heap__free(h);
+}
