@@ -334,7 +334,10 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 			   "average), each weighed by the inverse of its chance: every heap figure is an ESTIMATE; "
 			   "temporaries are not estimated\n",
 			fmt_bytes(a, sizeof(a), (double)p->heap_sample), fmt_bytes(b, sizeof(b), (double)p->heap_sample));
-	if (!p->has[KM_ALLOC_COUNT])
+	if (!p->has[KM_ALLOC_COUNT] && p->heap_sample)
+		fprintf(f, "# heap: no allocation was sampled (the program allocated too few bytes for a mean of %s)\n",
+			fmt_bytes(a, sizeof(a), (double)p->heap_sample));
+	else if (!p->has[KM_ALLOC_COUNT])
 		fprintf(f, "# heap: no allocations were recorded\n");
 	else if (p->heap_sample)
 		fprintf(f, "# heap: about %s allocated in about %" PRId64 " calls; peak about %s; leaked about %s in about "

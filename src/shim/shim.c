@@ -585,6 +585,8 @@ static void process_setup(void)
 	python_init();
 }
 
+static struct tstate *thread_state(void);
+
 static void init_once(void)
 {
 	int expected = 0;
@@ -606,6 +608,10 @@ static void init_once(void)
 	}
 	env_setup(!g_nofollow);
 	__atomic_compare_exchange_n(&g_state, &expected, st, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	/* sampled: the first event may be far off, and the recorder learns of
+	 * the process (and reads its maps) from its first ring: make it now */
+	if (st > 0 && shim_sample_mean)
+		thread_state();
 	t_guard--;
 }
 
@@ -2057,6 +2063,8 @@ EXPORT int kiln_attach_start(int fd)
 	__atomic_store_n(&g_attached, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&g_state, 1, __ATOMIC_SEQ_CST);
 	int rc = got__patch(attach_hooks, ARRAY_COUNT(attach_hooks), (void *)&kiln_attach_start);
+	if (rc > 0 && shim_sample_mean)
+		thread_state(); /* as at a launch: the recorder sees the process now */
 	if (rc <= 0) {
 		__atomic_store_n(&g_state, -1, __ATOMIC_SEQ_CST);
 		got__restore();

@@ -95,3 +95,10 @@ done
 "$KILN" record -q --heap-sample 4096 -o $W/b.kiln -- true 2>$W/err; eq $? 2 "--heap-sample without --heap"
 grep -q 'needs --heap' $W/err || fail "--heap-sample without --heap: $(cat $W/err)"
 ok "--heap-sample, --heap-sample=2M, --heap-sample 4096; bad values and no --heap: said, exit 2"
+
+# a program that allocates too little to be sampled: said so, and no false
+# "never called the allocator" warning (the shim makes its ring at start)
+run_to 30 "$KILN" record --heap --no-cpu --heap-sample 1G -o $W/z.kiln -- $TARGETS/mt_alloc 1 0 >/dev/null 2>$W/err || fail "record"
+grep -q 'no heap activity' $W/err && fail "false warning: $(cat $W/err)"
+grep -q '^# heap: no allocation was sampled' <("$KILN" report $W/z.kiln) || fail "nothing sampled: not said"
+ok "nothing sampled: said, no false warning"
