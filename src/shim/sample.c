@@ -8,7 +8,7 @@
 
 uint64_t shim_sample_mean;
 __thread int64_t shim_sample_left __attribute__((tls_model("initial-exec")));
-uint16_t *shim_sample_filter;
+uint8_t *shim_sample_filter;
 
 static __thread uint64_t t_rng __attribute__((tls_model("initial-exec")));
 
@@ -27,13 +27,13 @@ bool shim_sample__start(uint64_t mean)
 	if (mean && !g_set) {
 		void *s = mmap(NULL, sizeof(*g_set) * SET_BUCKETS, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		void *f = mmap(NULL, sizeof(uint16_t) * SHIM_SAMPLE_FILTER, PROT_READ | PROT_WRITE,
+		void *f = mmap(NULL, sizeof(uint8_t) * SHIM_SAMPLE_FILTER, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (s == MAP_FAILED || f == MAP_FAILED) {
 			if (s != MAP_FAILED)
 				munmap(s, sizeof(*g_set) * SET_BUCKETS);
 			if (f != MAP_FAILED)
-				munmap(f, sizeof(uint16_t) * SHIM_SAMPLE_FILTER);
+				munmap(f, sizeof(uint8_t) * SHIM_SAMPLE_FILTER);
 			return false;
 		}
 		g_set = s;
@@ -41,7 +41,7 @@ bool shim_sample__start(uint64_t mean)
 	} else if (mean && g_set) {
 		/* an earlier attach's taken blocks are not this recording's */
 		madvise(g_set, sizeof(*g_set) * SET_BUCKETS, MADV_DONTNEED);
-		madvise(shim_sample_filter, sizeof(uint16_t) * SHIM_SAMPLE_FILTER, MADV_DONTNEED);
+		madvise(shim_sample_filter, sizeof(uint8_t) * SHIM_SAMPLE_FILTER, MADV_DONTNEED);
 	}
 	__atomic_store_n(&shim_sample_mean, mean, __ATOMIC_RELEASE);
 	return true;
@@ -78,11 +78,11 @@ static int64_t draw(void)
 
 static void filter_add(uint32_t h, int d)
 {
-	uint16_t *f = &shim_sample_filter[h & (SHIM_SAMPLE_FILTER - 1)];
-	uint16_t v = __atomic_load_n(f, __ATOMIC_RELAXED);
+	uint8_t *f = &shim_sample_filter[h & (SHIM_SAMPLE_FILTER - 1)];
+	uint8_t v = __atomic_load_n(f, __ATOMIC_RELAXED);
 	/* saturated stays saturated (a false pass costs a probe, nothing else) */
-	while (v != UINT16_MAX && !(d < 0 && v == 0) &&
-	       !__atomic_compare_exchange_n(f, &v, (uint16_t)(v + d), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	while (v != UINT8_MAX && !(d < 0 && v == 0) &&
+	       !__atomic_compare_exchange_n(f, &v, (uint8_t)(v + d), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 }
 

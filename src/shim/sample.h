@@ -29,9 +29,9 @@
  * recording, before any hook can see it, by shim_sample__start. */
 extern uint64_t shim_sample_mean;
 extern __thread int64_t shim_sample_left __attribute__((tls_model("initial-exec")));
-extern uint16_t *shim_sample_filter;
+extern uint8_t *shim_sample_filter;
 
-#define SHIM_SAMPLE_FILTER (1u << 16)
+#define SHIM_SAMPLE_FILTER (1u << 15) /* 32 KiB of counters: stays in the first caches */
 
 /* Start sampling at mean bytes (0: exact). False when the set cannot be
  * made (the caller records nothing then: estimates from an unweighted
