@@ -53,19 +53,7 @@
 #include "shim/env.h"
 #include "shim/got.h"
 #include "shim/sample.h"
-
-#define EXPORT __attribute__((visibility("default")))
-/* The allocation hooks hold no arrays: the canary's load and check, on
- * every malloc and free of the program, buy nothing there. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define HOOK EXPORT __attribute__((no_stack_protector))
-#else
-#define HOOK EXPORT
-#endif
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#define TLS __thread __attribute__((tls_model("initial-exec")))
-#define ARRAY_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#include "shim/shim_int.h"
 
 #define SHIM_DEPTH 128
 #define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
@@ -73,20 +61,6 @@
 #define CACHE_SLOTS 16384         /* per-thread stack cache */
 #define ARENA_WORDS (1u << 20)    /* ips kept for the cache */
 
-typedef void *(*malloc_fn)(size_t);
-typedef void *(*calloc_fn)(size_t, size_t);
-typedef void *(*realloc_fn)(void *, size_t);
-typedef void (*free_fn)(void *);
-typedef void (*free_sized_fn)(void *, size_t);
-typedef void (*free_aligned_sized_fn)(void *, size_t, size_t);
-typedef int (*posix_memalign_fn)(void **, size_t, size_t);
-typedef void *(*memalign_fn)(size_t, size_t);
-typedef void *(*valloc_fn)(size_t);
-typedef int (*execve_fn)(const char *, char *const[], char *const[]);
-typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-			char *const[], char *const[]);
-typedef int (*system_fn)(const char *);
-typedef FILE *(*popen_fn)(const char *, const char *);
 
 static malloc_fn real_malloc;
 static calloc_fn real_calloc;
@@ -97,10 +71,10 @@ static free_aligned_sized_fn real_free_aligned_sized;
 static posix_memalign_fn real_posix_memalign;
 static memalign_fn real_aligned_alloc, real_memalign;
 static valloc_fn real_valloc, real_pvalloc;
-static execve_fn real_execve, real_execvpe;
-static spawn_fn real_posix_spawn, real_posix_spawnp;
-static system_fn real_system;
-static popen_fn real_popen;
+execve_fn real_execve, real_execvpe;
+spawn_fn real_posix_spawn, real_posix_spawnp;
+system_fn real_system;
+popen_fn real_popen;
 
 /* ---- bootstrap pool for allocations made while resolving the real functions ----
  * Each block carries its size in the 16 bytes before it, so realloc of a
@@ -134,7 +108,7 @@ static size_t boot_size(const void *p)
 }
 
 /* ---- process-wide state ---- */
-static int g_state;            /* 0 unknown, 1 recording, -1 off */
+int g_state;            /* 0 unknown, 1 recording, -1 off */
 static int g_sock = -1;        /* the channel to the recorder (ring.h) */
 static ino_t g_sock_ino;       /* its inode: the number may be reused if the program closes it */
 static pid_t g_pid, g_recorder;
@@ -146,7 +120,7 @@ static uintptr_t g_self_lo, g_self_hi; /* our own text, skipped in stacks */
 static pthread_key_t g_key;
 static bool g_key_ok;
 static volatile int g_recorder_gone;
-static bool g_nofollow;        /* --no-follow: forked children record nothing */
+bool g_nofollow;        /* --no-follow: forked children record nothing */
 /* Attached to a running program (kiln record --heap -p): the shim came by
  * dlopen and its hooks are GOT slots (shim/got.h). Each attach is a
  * generation: a thread's ring from an earlier one is not written again. */
@@ -231,7 +205,7 @@ struct tstate {
 	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
 };
 
-static TLS int t_guard;
+TLS int t_guard;
 static TLS struct tstate t_state;
 
 /* ---- small helpers that allocate nothing ---- */
@@ -325,7 +299,7 @@ static void resolve_alloc(void *handle)
 /* What glibc allocates inside dlsym here (an error message for a function
  * this libc lacks, its lookup's own buffers) is kiln's, not the program's:
  * never recorded. */
-static void resolve_real(void)
+void resolve_real(void)
 {
 	t_guard++;
 	resolve_alloc(RTLD_NEXT);
@@ -653,7 +627,7 @@ static bool recorder_alive(void)
 
 /* Send one message (with a descriptor, or -1). The recorder may be slow to
  * read (or stopped): retry for at most KILN_RING_WAIT_NS. */
-static bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
+bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
 {
 	if (!sock_is_ours())
 		return false;
@@ -1649,193 +1623,6 @@ HOOK void *realloc(void *old, size_t n)
 		return p;
 	}
 	return realloc_recorded(old, n, &ws, libc_realloc, NULL);
-}
-
-/* ---- exec: say when the next image will not carry the shim ----
- * The recorder also checks each exec from /proc, but a program that ends at
- * once leaves nothing there; here, before the exec, it is certain. */
-extern char **environ;
-
-static bool env_has_shim(char *const envp[])
-{
-	for (size_t i = 0; envp && envp[i]; i++)
-		if (!strncmp(envp[i], "LD_PRELOAD=", 11) && strstr(envp[i], "libkiln_shim"))
-			return true;
-	return false;
-}
-
-/* 1 when path is an ELF file without a program interpreter (the recorder's
- * collect/preload.c tells the same from /proc; the shim links no kiln code). */
-static int file_is_static(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ElfW(Ehdr) eh;
-	int rc = 0;
-	if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
-	    eh.e_phentsize == sizeof(ElfW(Phdr)) && eh.e_phnum < 4096) {
-		rc = 1;
-		for (unsigned i = 0; i < eh.e_phnum && rc; i++) {
-			ElfW(Phdr) ph;
-			if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph) ||
-			    ph.p_type == PT_INTERP)
-				rc = 0;
-		}
-	}
-	close(fd);
-	return rc;
-}
-
-static void exec_check(const char *path, char *const envp[])
-{
-	if (g_state <= 0 || t_guard || g_nofollow)
-		return;
-	t_guard++;
-	if (path && strchr(path, '/') && file_is_static(path))
-		channel_send(KILN_MSG_LOSS, HL_STATIC, 1, -1);
-	else if (!env_has_shim(envp))
-		channel_send(KILN_MSG_LOSS, HL_ENV_CLEARED, 1, -1);
-	t_guard--;
-}
-
-/* The exec family passes kiln's variables on (shim/env.h): envp with them
- * added, in room on the stack (a vfork child may be the caller: nothing is
- * allocated). An environment too large for it goes as it is. */
-#define EXEC_ENV_MAX 4096
-#define WITH_KILN_ENV(envp, e)                                                                         \
-	size_t need_ = shim_env__need(envp);                                                           \
-	char **arr_ = alloca((need_ <= EXEC_ENV_MAX ? need_ : 1) * sizeof(char *));                    \
-	char pre_[8192 + 16];                                                                          \
-	char *const *e = need_ <= EXEC_ENV_MAX ? shim_env__for_exec(envp, arr_, need_, pre_, sizeof(pre_)) \
-					       : (envp)
-
-EXPORT int execve(const char *path, char *const argv[], char *const envp[])
-{
-	WITH_KILN_ENV(envp, e);
-	exec_check(path, e);
-	if (!real_execve)
-		resolve_real();
-	return real_execve(path, argv, e);
-}
-
-EXPORT int execv(const char *path, char *const argv[])
-{
-	return execve(path, argv, environ);
-}
-
-EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
-{
-	WITH_KILN_ENV(envp, e);
-	exec_check(file, e);
-	if (!real_execvpe)
-		resolve_real();
-	return real_execvpe(file, argv, e);
-}
-
-EXPORT int execvp(const char *file, char *const argv[])
-{
-	return execvpe(file, argv, environ);
-}
-
-/* execl, execle, execlp: glibc makes their exec internally, out of reach of
- * the hooks above; their arguments as an array (on the stack) go through
- * them instead. */
-#define EXECL_MAX 8192
-#define COLLECT_ARGS(arg0, ap, argv, n)                       \
-	size_t n = 1;                                         \
-	va_start(ap, arg0);                                   \
-	while (va_arg(ap, const char *) && n < EXECL_MAX)      \
-		n++;                                          \
-	va_end(ap);                                           \
-	if (n >= EXECL_MAX) {                                 \
-		errno = E2BIG;                                \
-		return -1;                                    \
-	}                                                     \
-	char **argv = alloca((n + 1) * sizeof(char *));       \
-	argv[0] = (char *)(arg0);                             \
-	va_start(ap, arg0);                                   \
-	for (size_t i_ = 1; i_ <= n; i_++)                     \
-		argv[i_] = va_arg(ap, char *);                \
-	argv[n] = NULL
-
-EXPORT int execl(const char *path, const char *arg, ...)
-{
-	va_list ap;
-	COLLECT_ARGS(arg, ap, argv, n);
-	va_end(ap);
-	return execve(path, argv, environ);
-}
-
-EXPORT int execlp(const char *file, const char *arg, ...)
-{
-	va_list ap;
-	COLLECT_ARGS(arg, ap, argv, n);
-	va_end(ap);
-	return execvpe(file, argv, environ);
-}
-
-EXPORT int execle(const char *path, const char *arg, ...)
-{
-	va_list ap;
-	COLLECT_ARGS(arg, ap, argv, n);
-	char *const *envp = va_arg(ap, char *const *); /* after the NULL */
-	va_end(ap);
-	return execve(path, argv, envp);
-}
-
-EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
-		       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
-{
-	WITH_KILN_ENV(envp, e);
-	exec_check(path, e);
-	if (!real_posix_spawn)
-		resolve_real();
-	return real_posix_spawn(pid, path, fa, attr, argv, e);
-}
-
-EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
-			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
-{
-	WITH_KILN_ENV(envp, e);
-	exec_check(file, e);
-	if (!real_posix_spawnp)
-		resolve_real();
-	return real_posix_spawnp(pid, file, fa, attr, argv, e);
-}
-
-/* system and popen exec with environ, inside glibc: kiln's variables are
- * back in it for the length of the call (errno as the call left it). */
-static void env_for_call(bool on)
-{
-	int e = errno;
-	t_guard++;
-	if (on)
-		shim_env__show();
-	else
-		shim_env__unshow();
-	t_guard--;
-	errno = e;
-}
-
-EXPORT int system(const char *cmd)
-{
-	if (!real_system)
-		resolve_real();
-	env_for_call(true);
-	int rc = real_system(cmd);
-	env_for_call(false);
-	return rc;
-}
-
-EXPORT FILE *popen(const char *cmd, const char *mode)
-{
-	if (!real_popen)
-		resolve_real();
-	env_for_call(true);
-	FILE *f = real_popen(cmd, mode);
-	env_for_call(false);
-	return f;
 }
 
 HOOK void *reallocarray(void *old, size_t n, size_t m)
