@@ -62,10 +62,10 @@
 #define ARENA_WORDS (1u << 20)    /* ips kept for the cache */
 
 
-static malloc_fn real_malloc;
-static calloc_fn real_calloc;
-static realloc_fn real_realloc;
-static free_fn real_free;
+malloc_fn real_malloc;
+calloc_fn real_calloc;
+realloc_fn real_realloc;
+free_fn real_free;
 static free_sized_fn real_free_sized;
 static free_aligned_sized_fn real_free_aligned_sized;
 static posix_memalign_fn real_posix_memalign;
@@ -109,36 +109,30 @@ static size_t boot_size(const void *p)
 
 /* ---- process-wide state ---- */
 int g_state;            /* 0 unknown, 1 recording, -1 off */
-static int g_sock = -1;        /* the channel to the recorder (ring.h) */
-static ino_t g_sock_ino;       /* its inode: the number may be reused if the program closes it */
-static pid_t g_pid, g_recorder;
+int g_sock = -1;        /* the channel to the recorder (ring.h) */
+ino_t g_sock_ino;       /* its inode: the number may be reused if the program closes it */
+pid_t g_pid, g_recorder;
 static uint64_t g_nonce;
 static uint64_t g_seq;         /* per process image; atomically incremented */
 static uint64_t g_ring_ids;    /* ring ids of this image */
-static uint64_t g_ring_bytes;  /* bytes of rings this process holds */
+uint64_t g_ring_bytes;  /* bytes of rings this process holds */
 static uintptr_t g_self_lo, g_self_hi; /* our own text, skipped in stacks */
 static pthread_key_t g_key;
 static bool g_key_ok;
-static volatile int g_recorder_gone;
+volatile int g_recorder_gone;
 bool g_nofollow;        /* --no-follow: forked children record nothing */
 /* Attached to a running program (kiln record --heap -p): the shim came by
  * dlopen and its hooks are GOT slots (shim/got.h). Each attach is a
  * generation: a thread's ring from an earlier one is not written again. */
-static int g_attached;
-static uint32_t g_attach_gen;
-static uint64_t g_attach_sample; /* the next attach's --heap-sample mean */
-static int g_inflight;         /* threads inside record() while attached */
+int g_attached;
+uint32_t g_attach_gen;
+uint64_t g_attach_sample; /* the next attach's --heap-sample mean */
+int g_inflight;         /* threads inside record() while attached */
 /* The recorder's snapshot socket while attached, for `kiln snapshot PID`
  * (which reads it here: an attached program's environment cannot say it). */
 EXPORT char kiln_ctl[256];
-/* Every ring made while attached, so that detaching unmaps them all. */
-#define ATTACH_RINGS 131072
-struct ring_ref {
-	void *hdr;
-	size_t size;
-};
-static struct ring_ref *g_ringrefs;
-static uint32_t g_nringrefs;
+struct ring_ref *g_ringrefs;
+uint32_t g_nringrefs;
 /* CPython in this process (include/kiln/python.h): its evaluation loop's
  * text, where the thread's state is found, and the offsets to read */
 static bool g_py;
@@ -146,7 +140,7 @@ static uintptr_t g_eval_lo, g_eval_hi;
 static void *(*g_py_tstate)(void);
 static struct kiln_py_offsets g_pyo;
 static const char *g_py_rt;    /* _PyRuntime */
-static int g_py_fin_sent;      /* RING_PYFIN written in this image */
+int g_py_fin_sent;      /* RING_PYFIN written in this image */
 
 /* ---- Python's allocator domains (KILN_PYDOMAINS=1) ----
  * pymalloc serves small objects from arenas it maps itself: malloc never
@@ -270,7 +264,7 @@ static int def_cb(struct dl_phdr_info *info, size_t size, void *arg)
  * that function: calling it would jump through the GOT slot the shim
  * patched, back into the shim. Then the libraries are searched in order
  * for the definition. */
-static void *real_sym(void *handle, const char *name)
+void *real_sym(void *handle, const char *name)
 {
 	void *p = dlsym(handle, name);
 	if (handle != RTLD_DEFAULT || !is_plt_alias(p))
@@ -281,7 +275,7 @@ static void *real_sym(void *handle, const char *name)
 }
 
 /* The allocator's functions as handle finds them (see real_sym). */
-static void resolve_alloc(void *handle)
+void resolve_alloc(void *handle)
 {
 	real_malloc = (malloc_fn)real_sym(handle, "malloc");
 	real_calloc = (calloc_fn)real_sym(handle, "calloc");
@@ -402,7 +396,7 @@ static int python_frames(uint64_t *w, int max, bool *truncated)
 
 static uint32_t g_image_gen; /* bumped with each new image: what threads sent before is unknown to its recorder */
 
-static void new_image(void)
+void new_image(void)
 {
 	__atomic_add_fetch(&g_image_gen, 1, __ATOMIC_RELAXED);
 	struct timespec ts;
@@ -553,7 +547,7 @@ static bool channel_open(void)
 /* What a recording process sets up once, launched or attached: its own text
  * (skipped in stacks), the unwinder's caching, the thread-end key, the fork
  * handlers, whether it runs a CPython. */
-static void process_setup(void)
+void process_setup(void)
 {
 	static bool done;
 	if (done)
@@ -566,7 +560,7 @@ static void process_setup(void)
 	python_init();
 }
 
-static struct tstate *thread_state(void);
+struct tstate *thread_state(void);
 
 static void init_once(void)
 {
@@ -608,9 +602,8 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void attach_lost_recorder(void);
 
-static bool recorder_alive(void)
+bool recorder_alive(void)
 {
 	if (g_recorder_gone)
 		return false;
@@ -944,7 +937,7 @@ static void thread_caches(struct tstate *t)
 	}
 }
 
-static struct tstate *thread_state(void)
+struct tstate *thread_state(void)
 {
 	/* After fork only the forking thread lives on, and atfork_child has
 	 * reset it; threads created later start from zeroed TLS. */
@@ -1695,17 +1688,7 @@ HOOK void *pvalloc(size_t n)
 	return p;
 }
 
-/* ---- attached mode: kiln record --heap -p PID ----
- *
- *   kiln (ptrace, one thread stopped at a safe point):
- *     dlopen(libkiln_shim.so) ─► kiln_attach_prepare("RECORDER_PID CTL_PATH")
- *        returns the recorder's end of a new socket pair; kiln takes a copy
- *        (pidfd_getfd) ─► kiln_attach_start(fd): closes ours, patches the GOTs
- *   … recording …
- *   kiln_detach(): slots restored, recording stopped, rings unmapped, socket closed
- *
- * A recorder that dies instead is noticed by the shim (a look at most every
- * 100 ms of activity, or when a ring fills), which then restores the slots. */
+/* ---- attached mode (shim/attach.c): the hooks the GOTs are patched with ---- */
 /* Local names for the hooks (a reference to "malloc" from here would bind to
  * the C library's, the shim being loaded last and privately). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -1729,18 +1712,8 @@ extern __typeof(pvalloc) kiln_hook_pvalloc __attribute__((alias("pvalloc"), visi
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-EXPORT int kiln_attach_prepare(const char *cfg);
-EXPORT int kiln_attach_start(int fd);
-EXPORT int kiln_detach(void);
 
-typedef void *(*dlopen_fn)(const char *, int);
-typedef int (*dlclose_fn)(void *);
-static dlopen_fn real_dlopen;
-static dlclose_fn real_dlclose;
-static void *attach_dlopen(const char *file, int mode);
-static int attach_dlclose(void *h);
-
-static const struct got_hook attach_hooks[] = {
+const struct got_hook attach_hooks[] = {
 	{"malloc", (void *)kiln_hook_malloc},
 	{"calloc", (void *)kiln_hook_calloc},
 	{"realloc", (void *)kiln_hook_realloc},
@@ -1756,169 +1729,4 @@ static const struct got_hook attach_hooks[] = {
 	{"dlopen", (void *)attach_dlopen},
 	{"dlclose", (void *)attach_dlclose},
 };
-
-/* A library loaded while attached gets its slots patched too. (The real
- * dlopen sees the shim as its caller: a library named without a slash is
- * searched along the program's paths, not the calling library's RUNPATH.) */
-static void *attach_dlopen(const char *file, int mode)
-{
-	void *h = real_dlopen(file, mode);
-	if (h && __atomic_load_n(&g_attached, __ATOMIC_ACQUIRE) && g_state > 0)
-		got__patch(attach_hooks, ARRAY_COUNT(attach_hooks), (void *)&attach_dlopen);
-	return h;
-}
-
-/* Slots of a library unloaded since are forgotten (got__restore checks
- * each slot still belongs to a loaded module). */
-static int attach_dlclose(void *h)
-{
-	int rc = real_dlclose(h);
-	got__prune();
-	return rc;
-}
-
-static void real_from_default(void)
-{
-	resolve_alloc(RTLD_DEFAULT);
-	real_dlopen = (dlopen_fn)real_sym(RTLD_DEFAULT, "dlopen");
-	real_dlclose = (dlclose_fn)real_sym(RTLD_DEFAULT, "dlclose");
-}
-
-/* cfg: "RECORDER_PID SAMPLE CTL_PATH" (SAMPLE: the --heap-sample mean, 0
- * for every allocation). The recorder's end of a new channel, or
- * -EBUSY (a live recorder is attached, or the program runs under a
- * launched kiln record --heap), -errno. */
-EXPORT int kiln_attach_prepare(const char *cfg)
-{
-	t_guard++;
-	int rc;
-	if (g_state > 0 && !g_recorder_gone && recorder_alive()) {
-		rc = -EBUSY;
-		goto out;
-	}
-	char *end;
-	long rec = strtol(cfg, &end, 10);
-	unsigned long long sample = *end == ' ' ? strtoull(end + 1, &end, 10) : 0;
-	if (rec <= 0 || *end != ' ' || strlen(end + 1) >= sizeof(kiln_ctl)) {
-		rc = -EINVAL;
-		goto out;
-	}
-	real_from_default();
-	if (!real_malloc || !real_free || !real_realloc || !real_calloc || !real_dlopen || !real_dlclose) {
-		rc = -ENOENT;
-		goto out;
-	}
-	if (!g_ringrefs) {
-		void *m = mmap(NULL, sizeof(*g_ringrefs) * ATTACH_RINGS, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (m == MAP_FAILED) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		g_ringrefs = m;
-	}
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	struct stat st;
-	fstat(sv[0], &st);
-	if (g_sock >= 0 && g_attached)
-		close(g_sock);
-	g_sock = sv[0];
-	g_sock_ino = st.st_ino;
-	g_recorder = (pid_t)rec;
-	g_recorder_gone = 0;
-	memcpy(kiln_ctl, end + 1, strlen(end + 1) + 1);
-	g_attach_sample = sample;
-	rc = sv[1];
-out:
-	t_guard--;
-	return rc;
-}
-
-/* Start recording and patch every module's slots. fd: the recorder's end,
- * which kiln has taken a copy of. The count of slots patched, or -errno. */
-EXPORT int kiln_attach_start(int fd)
-{
-	t_guard++;
-	if (fd >= 0)
-		close(fd);
-	process_setup();
-	new_image();
-	g_py_fin_sent = 0;
-	if (!shim_sample__start(g_attach_sample)) {
-		t_guard--;
-		return -ENOMEM;
-	}
-	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&g_nringrefs, 0, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&g_attached, 1, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&g_state, 1, __ATOMIC_SEQ_CST);
-	int rc = got__patch(attach_hooks, ARRAY_COUNT(attach_hooks), (void *)&kiln_attach_start);
-	if (rc > 0 && shim_sample_mean)
-		thread_state(); /* as at a launch: the recorder sees the process now */
-	if (rc <= 0) {
-		__atomic_store_n(&g_state, -1, __ATOMIC_SEQ_CST);
-		got__restore();
-		rc = rc < 0 ? rc : -ENOENT;
-	}
-	t_guard--;
-	return rc;
-}
-
-/* Stop recording: slots back, wait (a bounded time) for threads inside the
- * shim, unmap every ring, close the channel. 0, or 1 when some thread was
- * still inside after the wait (its rings are left mapped). */
-static int detach(bool wait_threads)
-{
-	__atomic_store_n(&g_state, -1, __ATOMIC_SEQ_CST);
-	got__restore();
-	int mine = t_guard > 1 ? 1 : 0; /* this thread's own visit, if it is inside */
-	int rc = 0;
-	for (int i = 0; __atomic_load_n(&g_inflight, __ATOMIC_SEQ_CST) > mine; i++) {
-		if (!wait_threads || i >= 2000) { /* 200 ms */
-			rc = 1;
-			break;
-		}
-		struct timespec ts = {0, 100000};
-		nanosleep(&ts, NULL);
-	}
-	if (mine)
-		rc = 1; /* the thread running this was itself inside the shim: it returns to its ring */
-	if (!rc) {
-		uint32_t n = __atomic_load_n(&g_nringrefs, __ATOMIC_ACQUIRE);
-		for (uint32_t i = 0; g_ringrefs && i < n && i < ATTACH_RINGS; i++) {
-			void *h = __atomic_exchange_n(&g_ringrefs[i].hdr, NULL, __ATOMIC_ACQ_REL);
-			if (!h)
-				continue;
-			__atomic_store_n(&((struct kiln_ring_hdr *)h)->closed, 1, __ATOMIC_RELEASE);
-			munmap(h, g_ringrefs[i].size);
-		}
-	}
-	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST); /* no thread writes its old ring again */
-	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
-	if (g_sock >= 0) {
-		close(g_sock);
-		g_sock = -1;
-	}
-	kiln_ctl[0] = 0;
-	return rc;
-}
-
-EXPORT int kiln_detach(void)
-{
-	t_guard++;
-	int rc = g_attached ? detach(true) : 0;
-	t_guard--;
-	return rc;
-}
-
-/* The recorder went away without detaching (killed): put the program's
- * slots back, so it runs on exactly as before. Called from inside record(). */
-static void attach_lost_recorder(void)
-{
-	if (__atomic_load_n(&g_attached, __ATOMIC_ACQUIRE))
-		detach(false);
-}
+const size_t attach_nhooks = ARRAY_COUNT(attach_hooks);

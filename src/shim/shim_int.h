@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include "shim/got.h"
 
 #define EXPORT __attribute__((visibility("default")))
 /* The allocation hooks hold no arrays: the canary's load and check, on
@@ -48,8 +49,56 @@ extern bool g_nofollow; /* --no-follow: children and exec'd programs are not rec
 /* > 0 while the shim itself runs on this thread: its own calls are not recorded */
 extern TLS int t_guard;
 
-/* Look the real functions up (once). */
+extern malloc_fn real_malloc;
+extern calloc_fn real_calloc;
+extern realloc_fn real_realloc;
+extern free_fn real_free;
+
+extern int g_sock;                 /* the channel to the recorder (ring.h) */
+extern ino_t g_sock_ino;           /* its inode */
+extern pid_t g_pid, g_recorder;
+extern volatile int g_recorder_gone;
+extern uint64_t g_ring_bytes;      /* bytes of rings this process holds */
+extern int g_py_fin_sent;          /* RING_PYFIN written in this image */
+
+/* Attached (attach.c): each attach is a generation; a thread's ring from an
+ * earlier one is not written again. */
+extern int g_attached;
+extern uint32_t g_attach_gen;
+extern uint64_t g_attach_sample;   /* the next attach's --heap-sample mean */
+extern int g_inflight;             /* threads inside record() while attached */
+extern char kiln_ctl[256];         /* the recorder's snapshot socket (exported) */
+/* Every ring made while attached, so that detaching unmaps them all. */
+#define ATTACH_RINGS 131072
+struct ring_ref {
+	void *hdr;
+	size_t size;
+};
+extern struct ring_ref *g_ringrefs;
+extern uint32_t g_nringrefs;
+/* The hooks GOT slots are pointed at, with dlopen's and dlclose's (shim.c,
+ * where the hooks' local names are) */
+
+extern const struct got_hook attach_hooks[];
+extern const size_t attach_nhooks;
+void *attach_dlopen(const char *file, int mode);
+int attach_dlclose(void *h);
+/* The recorder died without detaching: put the program's slots back. */
+void attach_lost_recorder(void);
+
+/* Look the real functions up (once); through handle (RTLD_DEFAULT when
+ * attached); one symbol. */
 void resolve_real(void);
+void resolve_alloc(void *handle);
+void *real_sym(void *handle, const char *name);
+/* Once per process: own text, caches, fork handlers, Python. */
+void process_setup(void);
+/* A new process image (launch, fork, attach): new nonce, ring ids, seqs. */
+void new_image(void);
+/* This thread's state, its ring made if need be (NULL: not recording). */
+struct tstate *thread_state(void);
+/* Whether the recorder is still there (false once its socket hung up). */
+bool recorder_alive(void);
 /* Send one message to the recorder (ring.h), with a descriptor or -1. */
 bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd);
 
