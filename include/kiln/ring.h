@@ -86,9 +86,10 @@ struct kiln_ring_hdr {
 	uint64_t head;    /* offset 64: written by the producer (release) */
 	uint64_t pad2[7];
 	uint64_t tail;    /* offset 128: written by the consumer (release) */
-	uint64_t beat;    /* offset 136: by the consumer, events it has taken from
-			   * all the rings of this process image: a thread whose
-			   * own ring waits behind the others sees it progress */
+	uint64_t beat;    /* offset 136: by the consumer, the next seq it waits for
+			   * in this process image (moves with every event taken
+			   * from any of its rings): a thread whose own ring waits
+			   * behind the others sees it progress */
 	uint64_t pad3[6];
 	uint32_t closed;  /* offset 192: the producer will write no more */
 	uint32_t flags;   /* by the producer: none defined yet (0) */

@@ -32,6 +32,9 @@ void cli__warn(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* Parse a whole number in [lo, hi]; false on anything else. */
 bool cli__parse_long(const char *s, long lo, long hi, long *out);
 bool cli__parse_double(const char *s, double lo, double hi, double *out);
+/* A size in bytes in [lo, hi], with an optional K, M or G (powers of 1024;
+ * "KiB", "KB" too); false on anything else. */
+bool cli__parse_bytes(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
 /* Options shared by report, diff and export. */
 struct view_opts {

@@ -101,28 +101,6 @@ enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, R
 #define HEAP_SAMPLE_DEFAULT (512u * 1024u)
 #define HEAP_SAMPLE_MAX (1ull << 30)
 
-/* BYTES with an optional K, M or G (powers of 1024, "KiB" too), 1 to 1 GiB. */
-static bool parse_bytes(const char *s, uint64_t *out)
-{
-	if (!s || *s < '0' || *s > '9')
-		return false;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	unsigned shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
-	}
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-		end += strlen(end);
-	if (errno || *end || v == 0 || v > (HEAP_SAMPLE_MAX >> shift))
-		return false;
-	*out = (uint64_t)v << shift;
-	return true;
-}
 
 /* What one machine can take: the kernel's perf_event_max_sample_rate, and
  * for the copies of the user stack each sample carries, about 10,000
@@ -224,7 +202,7 @@ static int parse(int argc, char **argv, struct record_opts *o)
 			if (!v && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
 				v = argv[optind++];
 			o->heap_sample = HEAP_SAMPLE_DEFAULT;
-			if (v && !parse_bytes(v, &o->heap_sample))
+			if (v && !cli__parse_bytes(v, 1, HEAP_SAMPLE_MAX, &o->heap_sample))
 				return cli__usage(CMD, "--heap-sample takes a mean of 1 byte to 1G (K, M, G suffixes), not '%s'",
 						  v);
 			break;

@@ -72,6 +72,28 @@ bool cli__parse_double(const char *s, double lo, double hi, double *out)
 	return true;
 }
 
+bool cli__parse_bytes(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	default: break;
+	}
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
+	if (errno || *end || v > (hi >> shift) || (v << shift) < lo)
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
 void view_opts__init(struct view_opts *o)
 {
 	memset(o, 0, sizeof(*o));

@@ -184,10 +184,8 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 	if (b) /* a free we never saw: forget the old block first */
 		drop_block(h, p, addr, b->v1, b->v2);
 	uint64_t n = h->sample ? sample_weight(h, size) : 1;
-	uint64_t bytes = size;
-	if (n > 1 && __builtin_mul_overflow(size, n, &bytes))
-		bytes = INT64_MAX;
-	if (bytes > INT64_MAX)
+	uint64_t bytes;
+	if (__builtin_mul_overflow(size, n, &bytes) || bytes > INT64_MAX)
 		bytes = INT64_MAX;
 	b = u64map__upsert(&p->live, addr, NULL);
 	b->v1 = bytes;

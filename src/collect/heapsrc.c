@@ -69,7 +69,6 @@ struct hgroup {
 	uint32_t pid;
 	uint64_t nonce;
 	uint64_t next_seq;
-	uint64_t taken; /* events consumed from all its rings (the rings' beat) */
 	struct hring **rings;
 	size_t n, cap;
 	struct hent *heap; /* min-heap by front */
@@ -474,14 +473,15 @@ static void wake_successors(struct heapsrc *h, struct hgroup *g, struct hring *d
 	}
 }
 
-/* Each ring's tail, and the group's progress (beat) in every ring: a ring
- * whose events come after the others' sees the recorder at work. */
+/* Each ring's tail, and the group's progress in every ring (its next seq,
+ * which every event taken moves on): a ring whose events come after the
+ * others' sees the recorder at work. */
 static void publish_tails(struct hgroup *g)
 {
 	for (size_t i = 0; i < g->n; i++)
 		if (!g->rings[i]->corrupt) {
 			__atomic_store_n(&g->rings[i]->hdr->tail, g->rings[i]->tail, __ATOMIC_RELEASE);
-			__atomic_store_n(&g->rings[i]->hdr->beat, g->taken, __ATOMIC_RELEASE);
+			__atomic_store_n(&g->rings[i]->hdr->beat, g->next_seq, __ATOMIC_RELEASE);
 		}
 }
 
@@ -521,7 +521,6 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 		}
 		ring_consume(h, g, top);
 		g->next_seq = seq + 1;
-		g->taken++;
 		refreshed = false;
 		n++;
 		ring_front(h, g, top);

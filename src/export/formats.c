@@ -363,7 +363,7 @@ int export__pprof(FILE *f, const struct profile *p, const struct view_filter *vf
 	pb_int(&out, 14, pstr(&S, kiln_metric__name(metrics[def])));
 	if (p->heap_sample) { /* comment: shown by pprof -comments and in its UI */
 		char est[80];
-		pb_int(&out, 13, pstr(&S, export__estimated(p, KM_ALLOC_BYTES, est, sizeof(est)) + 2));
+		pb_int(&out, 13, pstr(&S, export__estimated(p, KM_ALLOC_BYTES, est, sizeof(est)) + 1));
 	}
 	/* the string table last: every string is interned by now */
 	for (size_t i = 0; i < S.t.n; i++) {

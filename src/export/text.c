@@ -333,7 +333,7 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 		fprintf(f, "# heap: SAMPLED (--heap-sample %s): allocations taken by bytes (Poisson, one every %s on "
 			   "average), each weighed by the inverse of its chance: every heap figure is an ESTIMATE; "
 			   "temporaries are not estimated\n",
-			fmt_bytes(a, sizeof(a), (double)p->heap_sample), fmt_bytes(b, sizeof(b), (double)p->heap_sample));
+			fmt_bytes(a, sizeof(a), (double)p->heap_sample), a);
 	if (!p->has[KM_ALLOC_COUNT] && p->heap_sample)
 		fprintf(f, "# heap: no allocation was sampled (the program allocated too few bytes for a mean of %s)\n",
 			fmt_bytes(a, sizeof(a), (double)p->heap_sample));

@@ -86,20 +86,28 @@ static void filter_add(uint32_t h, int d)
 		;
 }
 
-static bool set_add(void *p)
+/* Swap from for to in the first way of h's buckets that holds from (0: a
+ * free way). */
+static bool set_swap(uint32_t h, uint64_t from, uint64_t to)
 {
-	uint64_t a = (uint64_t)(uintptr_t)p;
-	uint32_t h = shim_sample__hash(p);
-	filter_add(h, +1); /* before the address is in the set: a free that sees it passes */
 	for (uint32_t i = 0; i < SET_PROBE; i++) {
 		uint64_t *b = g_set[((h >> 16) + i) & (SET_BUCKETS - 1)];
 		for (int w = 0; w < SET_WAYS; w++) {
-			uint64_t z = 0;
-			if (__atomic_load_n(&b[w], __ATOMIC_RELAXED) == 0 &&
-			    __atomic_compare_exchange_n(&b[w], &z, a, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			uint64_t x = from;
+			if (__atomic_load_n(&b[w], __ATOMIC_ACQUIRE) == from &&
+			    __atomic_compare_exchange_n(&b[w], &x, to, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 				return true;
 		}
 	}
+	return false;
+}
+
+static bool set_add(void *p)
+{
+	uint32_t h = shim_sample__hash(p);
+	filter_add(h, +1); /* before the address is in the set: a free that sees it passes */
+	if (set_swap(h, 0, (uint64_t)(uintptr_t)p))
+		return true;
 	filter_add(h, -1);
 	__atomic_add_fetch(&g_full, 1, __ATOMIC_RELAXED);
 	return false;
@@ -107,8 +115,6 @@ static bool set_add(void *p)
 
 bool shim_sample__cross(void *p, size_t n)
 {
-	if (!shim_sample_filter)
-		return true; /* never started: exact */
 	int64_t c = (int64_t)(n ? n : 1);
 	if (shim_sample_left + c == 0) {
 		/* the countdown was 0: the thread's first allocation (TLS starts
@@ -119,25 +125,16 @@ bool shim_sample__cross(void *p, size_t n)
 			return false;
 	}
 	shim_sample_left = draw(); /* memoryless: the next gap starts after this block */
-	return p ? set_add(p) : false;
+	return set_add(p);
 }
 
 bool shim_sample__forget(void *p)
 {
-	uint64_t a = (uint64_t)(uintptr_t)p;
 	uint32_t h = shim_sample__hash(p);
-	for (uint32_t i = 0; i < SET_PROBE; i++) {
-		uint64_t *b = g_set[((h >> 16) + i) & (SET_BUCKETS - 1)];
-		for (int w = 0; w < SET_WAYS; w++) {
-			uint64_t x = a;
-			if (__atomic_load_n(&b[w], __ATOMIC_ACQUIRE) == a &&
-			    __atomic_compare_exchange_n(&b[w], &x, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-				filter_add(h, -1);
-				return true;
-			}
-		}
-	}
-	return false;
+	if (!set_swap(h, (uint64_t)(uintptr_t)p, 0))
+		return false;
+	filter_add(h, -1);
+	return true;
 }
 
 void shim_sample__restore(void *p)

@@ -994,6 +994,17 @@ struct walk_start {
 		ws.sp = (uintptr_t)(fp_ + 2);                                                                  \
 	} while (0)
 
+/* In an allocation hook, after the real call: record the block at p (n
+ * bytes) when recording and, sampled, taken (shim/sample.h). A macro:
+ * CALLER reads the hook's own frame. */
+#define RECORD_ALLOC(p, n)                                                                                     \
+	do {                                                                                                   \
+		if ((p) && recording() && shim_sample__take((p), (n))) {                                       \
+			CALLER(ws_);                                                                           \
+			record(NULL, (p), (n), &ws_);                                                          \
+		}                                                                                              \
+	} while (0)
+
 static inline bool same_words(const uint64_t *a, const uint64_t *b, int n)
 {
 	uint64_t d = 0;
@@ -1423,10 +1434,7 @@ static void *pyd_malloc(void *ctx, size_t n)
 	t_guard++;
 	void *p = o->malloc(o->ctx, n);
 	t_guard--;
-	if (p && recording() && shim_sample__take(p, n)) {
-		CALLER(ws);
-		record(NULL, p, n, &ws);
-	}
+	RECORD_ALLOC(p, n);
 	return p;
 }
 
@@ -1436,10 +1444,7 @@ static void *pyd_calloc(void *ctx, size_t n, size_t m)
 	t_guard++;
 	void *p = o->calloc(o->ctx, n, m);
 	t_guard--;
-	if (p && recording() && shim_sample__take(p, n * m)) {
-		CALLER(ws);
-		record(NULL, p, n * m, &ws);
-	}
+	RECORD_ALLOC(p, n * m);
 	return p;
 }
 
@@ -1514,10 +1519,7 @@ HOOK void *malloc(size_t n)
 			return boot_alloc(n);
 	}
 	void *p = real_malloc(n);
-	if (p && recording() && shim_sample__take(p, n)) {
-		CALLER(ws);
-		record(NULL, p, n, &ws);
-	}
+	RECORD_ALLOC(p, n);
 	return p;
 }
 
@@ -1579,10 +1581,7 @@ HOOK void *calloc(size_t n, size_t m)
 		return b;
 	}
 	void *p = real_calloc(n, m);
-	if (p && recording() && shim_sample__take(p, n * m)) {
-		CALLER(ws);
-		record(NULL, p, n * m, &ws);
-	}
+	RECORD_ALLOC(p, n * m);
 	return p;
 }
 
@@ -1633,10 +1632,8 @@ HOOK int posix_memalign(void **out, size_t align, size_t n)
 	if (unlikely(!real_posix_memalign))
 		resolve_real();
 	int rc = real_posix_memalign(out, align, n);
-	if (rc == 0 && recording() && shim_sample__take(*out, n)) {
-		CALLER(ws);
-		record(NULL, *out, n, &ws);
-	}
+	if (rc == 0)
+		RECORD_ALLOC(*out, n);
 	return rc;
 }
 
@@ -1645,10 +1642,7 @@ HOOK void *aligned_alloc(size_t align, size_t n)
 	if (unlikely(!real_aligned_alloc))
 		resolve_real();
 	void *p = real_aligned_alloc(align, n);
-	if (p && recording() && shim_sample__take(p, n)) {
-		CALLER(ws);
-		record(NULL, p, n, &ws);
-	}
+	RECORD_ALLOC(p, n);
 	return p;
 }
 
@@ -1657,10 +1651,7 @@ HOOK void *memalign(size_t align, size_t n)
 	if (unlikely(!real_memalign))
 		resolve_real();
 	void *p = real_memalign(align, n);
-	if (p && recording() && shim_sample__take(p, n)) {
-		CALLER(ws);
-		record(NULL, p, n, &ws);
-	}
+	RECORD_ALLOC(p, n);
 	return p;
 }
 
@@ -1669,10 +1660,7 @@ HOOK void *valloc(size_t n)
 	if (unlikely(!real_valloc))
 		resolve_real();
 	void *p = real_valloc(n);
-	if (p && recording() && shim_sample__take(p, n)) {
-		CALLER(ws);
-		record(NULL, p, n, &ws);
-	}
+	RECORD_ALLOC(p, n);
 	return p;
 }
 
@@ -1681,10 +1669,7 @@ HOOK void *pvalloc(size_t n)
 	if (unlikely(!real_pvalloc))
 		resolve_real();
 	void *p = real_pvalloc(n);
-	if (p && recording() && shim_sample__take(p, n)) {
-		CALLER(ws);
-		record(NULL, p, n, &ws);
-	}
+	RECORD_ALLOC(p, n);
 	return p;
 }
 

@@ -22,23 +22,7 @@ uint64_t _PyRuntime[1024] = {
 	[65] = BAD, [66] = BAD, [68] = BAD, [69] = BAD, [70] = 0xfff8, /* bytes, str */
 };
 
-static double cpu_now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-	return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
-__attribute__((noinline)) double _PyEval_EvalFrameDefault(double sec);
-__attribute__((noinline)) double _PyEval_EvalFrameDefault(double sec)
-{
-	volatile double x = 0;
-	double end = cpu_now() + sec;
-	while (cpu_now() < end)
-		for (int i = 0; i < 1000; i++)
-			x += i;
-	return x;
-}
+#include "fake_eval.h"
 
 int main(int argc, char **argv)
 {

@@ -26,23 +26,7 @@ uint64_t _PyRuntime[1024] = {
 static uint64_t interp[1000], ts1[32], ts2[32], frame_a[10], frame_b[10], code[32];
 static uint64_t name[8]; /* a compact ASCII str "loop" */
 
-static double cpu_now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-	return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
-
-__attribute__((noinline)) double _PyEval_EvalFrameDefault(double sec);
-__attribute__((noinline)) double _PyEval_EvalFrameDefault(double sec)
-{
-	volatile double x = 0;
-	double end = cpu_now() + sec;
-	while (cpu_now() < end)
-		for (int i = 0; i < 1000; i++)
-			x += i;
-	return x;
-}
+#include "fake_eval.h"
 
 int main(int argc, char **argv)
 {
