@@ -110,9 +110,15 @@ enum { ROPT_HEAP = 2000, ROPT_NOCPU, ROPT_WALL, ROPT_NOFOLLOW, ROPT_SNAPEVERY, R
 #define KILN_STACK_BYTES_PER_S (10000L * 32768L)
 #define KILN_PTRACE_MAX_HZ 1000L
 
+/* --wall and --gil sample with ptrace (a thread stopped each sample). */
+static bool ptrace_sampling(const struct record_opts *o)
+{
+	return o->wall || o->gil;
+}
+
 static void cap_frequency(struct record_opts *o)
 {
-	bool pt = o->wall || o->gil;
+	bool pt = ptrace_sampling(o);
 	long cap = pt ? KILN_PTRACE_MAX_HZ : KILN_STACK_BYTES_PER_S / o->stack_size;
 	const char *why = pt ? "ptrace stops a thread for every sample" : "each sample copies the stack";
 	char *k = pt ? NULL : read_small_file("/proc/sys/kernel/perf_event_max_sample_rate", NULL);
@@ -242,7 +248,7 @@ static int parse(int argc, char **argv, struct record_opts *o)
 		return cli__usage(CMD, "give either -p PID or a PROGRAM, not both");
 	if (o->pid < 0 && !o->argv[0])
 		return cli__usage(CMD, "no PROGRAM to launch (kiln record -- PROGRAM [ARGS]) and no -p PID");
-	if ((o->wall || o->gil) && !o->freq_set)
+	if (ptrace_sampling(o) && !o->freq_set)
 		o->freq = 99; /* each sample stops a thread (ptrace) */
 	cap_frequency(o);
 	if (!o->cpu && !o->heap && !o->wall)
@@ -764,7 +770,7 @@ static int open_sampler(struct rec *st, pid_t pid, bool launch)
 	so.python = target_is_python(st, pid, launch);
 	if (st->o.gil) /* who holds the GIL is read while the thread is stopped */
 		recorder__set_python_reader(st->r, "by ptrace, the thread stopped at each sample");
-	if (!st->o.wall && !st->o.gil) {
+	if (!ptrace_sampling(&st->o)) {
 		st->ops = &perf_sampler_ops;
 		/* KILN_FORCE_PTRACE=1: behave as where perf_event_open is refused
 		 * (containers, perf_event_paranoid); the tests use it */

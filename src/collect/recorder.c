@@ -268,9 +268,6 @@ void recorder__fork(struct recorder *r, uint32_t pid, uint32_t ppid)
 	}
 }
 
-/* Can the image p just exec'd carry the shim? An environment the kernel has
- * not written yet (preload.h) is asked again at each tick (recorder__tick);
- * one still empty after 200 ms is empty indeed: cleared. */
 /* p's exec needs no more asking (told, or gone, or exec'd anew). */
 static void env_settled(struct recorder *r, struct rproc *p)
 {
@@ -280,6 +277,9 @@ static void env_settled(struct recorder *r, struct rproc *p)
 	}
 }
 
+/* Can the image p just exec'd carry the shim? An environment the kernel has
+ * not written yet (preload.h) is asked again at each tick (recorder__tick);
+ * one still empty after 200 ms is empty indeed: cleared. */
 static void heap_check(struct recorder *r, struct rproc *p, uint64_t now)
 {
 	int cause = preload__untracked(p->pid);
