@@ -144,14 +144,64 @@ static bool name_in(const char *n, const char *const *list)
 	return false;
 }
 
+static const char *module_base(const struct profile *p, uint32_t module)
+{
+	if (module >= p->nmodules)
+		return NULL;
+	const char *path = p->modules[module].path, *base = strrchr(path, '/');
+	return base ? base + 1 : path;
+}
+
+static bool interpreter_module(const char *base)
+{
+	return base && (!strncmp(base, "python", 6) || !strncmp(base, "libpython", 9));
+}
+
+/* The C library, the loader, the vDSO: what the interpreter and extensions
+ * alike call, passed over to find whose call a frame is. */
+static bool system_module(const char *base)
+{
+	static const char *const sys[] = {"libc.so", "libm.so", "libpthread", "ld-linux", "[vdso]", "linux-vdso",
+					  "libgcc_s", "[kernel", NULL};
+	for (const char *const *q = sys; base && *q; q++)
+		if (!strncmp(base, *q, strlen(*q)))
+			return true;
+	return false;
+}
+
+/* A pthread condition-variable or mutex wait the interpreter itself made:
+ * on Linux CPython's locks, events and sleeps wait on semaphores or
+ * clock_nanosleep (3.13's PyMutex parks on a semaphore too), and only the
+ * GIL's hand-over takes a pthread mutex and waits on a condition (take_gil,
+ * and drop_gil's forced switch waiting for the next holder), so this names
+ * a GIL wait even in a stripped interpreter, whose take_gil is an address. */
+static bool interpreter_cond_wait(const struct profile *p, const struct pstack *st)
+{
+	bool cond = false;
+	for (size_t i = 0; i < st->depth; i++) {
+		const struct ploc *l = &p->locs[st->locs[i]];
+		if (l->nframes && l->frames[0].kind == FK_PYTHON)
+			return false;
+		const char *base = module_base(p, l->module);
+		if (!system_module(base))
+			return cond && interpreter_module(base);
+		for (size_t k = 0; k < l->nframes; k++)
+			cond = cond || strstr(profile__str(p, l->frames[k].func), "pthread_cond_") ||
+			       strstr(profile__str(p, l->frames[k].func), "pthread_mutex_lock");
+	}
+	return false;
+}
+
 bool view__waits_for_gil(const struct profile *p, uint32_t stack)
 {
-	static const char *const gil[] = {"take_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
+	static const char *const gil[] = {"take_gil", "drop_gil", "PyEval_RestoreThread", "PyEval_AcquireThread",
 					  "PyEval_AcquireLock", "PyGILState_Ensure", NULL};
 	if (stack >= p->nstacks)
 		return false;
 	/* every frame, native ones too whatever the view shows */
 	const struct pstack *st = &p->stacks[stack];
+	if (interpreter_cond_wait(p, st))
+		return true;
 	for (size_t i = 0; i < st->depth; i++) {
 		const struct ploc *l = &p->locs[st->locs[i]];
 		for (size_t k = 0; k < l->nframes; k++)
@@ -188,22 +238,16 @@ const char *view__thread_state(const struct profile *p, uint32_t stack)
 	/* from the innermost frame out, past the C library and the vDSO (what
 	 * the interpreter and extensions alike call): the interpreter or
 	 * Python code is "Python", another library "native" */
-	static const char *const sys[] = {"libc.so", "libm.so", "libpthread", "ld-linux", "[vdso]", "linux-vdso",
-					  "libgcc_s", "[kernel", NULL};
 	for (size_t i = n; i-- > 0;) {
 		const struct pframe *f = fr[i];
 		if (f->kind == FK_PYTHON)
 			return "Python";
-		if (f->module >= p->nmodules)
+		const char *base = module_base(p, f->module);
+		if (!base)
 			continue;
-		const char *path = p->modules[f->module].path, *base = strrchr(path, '/');
-		base = base ? base + 1 : path;
-		if (!strncmp(base, "python", 6) || !strncmp(base, "libpython", 9))
+		if (interpreter_module(base))
 			return "Python";
-		bool system = false;
-		for (const char *const *q = sys; *q && !system; q++)
-			system = !strncmp(base, *q, strlen(*q));
-		if (!system)
+		if (!system_module(base))
 			return "native";
 	}
 	return "native";

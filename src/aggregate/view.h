@@ -25,14 +25,18 @@ struct view_filter {
 };
 
 /* What a Python program's thread was doing in a stack: "GIL wait" (a frame
- * of the calls that wait for the GIL), "idle" (its innermost frame is a
+ * of the calls that wait for the GIL, or a condition-variable wait of the
+ * interpreter's own: view__waits_for_gil), "idle" (its innermost frame is a
  * call that waits: sleep, poll, a lock, a read), "Python" (the interpreter
  * itself innermost: Python code running), else "native" (code of another
  * library, the GIL released or never held). */
 const char *view__thread_state(const struct profile *p, uint32_t stack);
-/* Whether a stack is in take_gil, or in one of the exported calls that are
- * on a stack only while take_gil waits (a stripped interpreter names no
- * static function): native frames included, whatever the view shows. kiln
+/* Whether a stack is in take_gil or drop_gil, or in one of the exported
+ * calls that are on a stack only while take_gil waits, or in a
+ * condition-variable or pthread mutex wait the interpreter made itself (a
+ * stripped interpreter names no static function; on Linux only the GIL's
+ * hand-over waits on those there): native frames included, whatever the view
+ * shows. kiln
  * dump judges a thread waiting for the GIL by it (between two timed waits
  * it is running, still waiting), --by state too. */
 bool view__waits_for_gil(const struct profile *p, uint32_t stack);

@@ -54,6 +54,11 @@ struct sampler {
 	unsigned char *stack;
 	struct pyframe *py; /* KILN_MAX_DEPTH */
 	uint64_t next_tick, period_ns, last_scan;
+	/* --wall: when the last tick began, the time since not yet charged
+	 * (tick_weight), and what this tick's samples weigh */
+	uint64_t last_tick;
+	int64_t credit, weight;
+	uint64_t late_ticks, uncharged_ticks; /* META "wall_late" */
 	bool stopped;
 	uint64_t stops, stopped_ns; /* what sampling cost the threads (META "ptrace_stops") */
 	/* asyncio tasks (collect/pyasync.h) of the traced CPython */
@@ -159,7 +164,7 @@ static void asyncio_charge(struct sampler *s, struct ptask *t)
 		fr[n++] = (struct pyframe){.code = 1, .label = k->name};
 		uint32_t st = recorder__stack_pyonly(s->r, (uint32_t)s->o.pid, fr, n);
 		if (st)
-			recorder__charge(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, st, KM_WALL, 1);
+			recorder__charge(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, st, KM_WALL, s->weight);
 	}
 }
 
@@ -365,7 +370,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	int n = unwind__stack(s->r, (uint32_t)s->o.pid, &regs, &mem, ips, KILN_MAX_DEPTH, &truncated);
 	uint32_t stack = py ? recorder__stack_py(s->r, (uint32_t)s->o.pid, ips, n, 0, -1, truncated, s->py, npy)
 			    : recorder__stack(s->r, (uint32_t)s->o.pid, ips, n, true, truncated);
-	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, 1);
+	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, metric == KM_WALL ? s->weight : 1);
 	if (py) {
 		stretch_see(s, t, handle, handle && s->run.addr ? s->run.name : "", stack);
 		asyncio_charge(s, t);
@@ -399,7 +404,34 @@ static int ptrace_start(struct sampler *s)
 		recorder__read_maps(s->r, (uint32_t)s->o.pid);
 	}
 	s->next_tick = now_ns();
+	s->last_tick = s->next_tick - s->period_ns;
 	return 0;
+}
+
+/* --wall: the ticks this one stands for. A tick kiln could not take on time
+ * (the machine busy, stopping the threads slow, a first look at a binary)
+ * is charged to the next samples, so that wall samples stay the time that
+ * passed: the time since the last tick, in periods, each sample at least
+ * one (what a sample charged beyond it is taken back from the next), at
+ * most a second's worth: a longer gap (kiln stopped) is counted, not
+ * charged to whatever the threads were doing after it. */
+static int64_t tick_weight(struct sampler *s, uint64_t now)
+{
+	int64_t period = (int64_t)s->period_ns, most = (int64_t)(1000000000ull / s->period_ns);
+	s->credit += (int64_t)(now - s->last_tick);
+	s->last_tick = now;
+	int64_t w = (s->credit + period / 2) / period;
+	if (w < 1)
+		w = 1;
+	if (w > most) {
+		s->uncharged_ticks += (uint64_t)(w - most);
+		w = most;
+		s->credit = 0;
+	} else {
+		s->credit -= w * period;
+	}
+	s->late_ticks += (uint64_t)(w - 1);
+	return w;
 }
 
 static int ptrace_read(struct sampler *s, int timeout_ms)
@@ -427,6 +459,7 @@ static int ptrace_read(struct sampler *s, int timeout_ms)
 		if (now - s->last_scan > 100000000ull)
 			scan_tasks(s);
 		int metric = s->o.wall ? KM_WALL : KM_CPU;
+		s->weight = s->o.wall ? tick_weight(s, now) : 1;
 		for (size_t i = 0; i < s->ntasks; i++) {
 			struct ptask *t = &s->tasks[i];
 			if (t->gone || !t->attached)
@@ -478,6 +511,12 @@ static void ptrace_report(struct sampler *s)
 		json_object_set_new(recorder__meta(s->r), "gil_only",
 				    json_pack("{s:I, s:I}", "kept", (json_int_t)s->gil_kept, "dropped",
 					      (json_int_t)s->gil_dropped));
+		recorder__meta_changed(s->r);
+	}
+	if (s->late_ticks || s->uncharged_ticks) {
+		json_object_set_new(recorder__meta(s->r), "wall_late",
+				    json_pack("{s:I, s:I}", "ticks", (json_int_t)s->late_ticks, "uncharged",
+					      (json_int_t)s->uncharged_ticks));
 		recorder__meta_changed(s->r);
 	}
 	if (s->susp_more) {

@@ -80,6 +80,17 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	if (json_is_integer(fr) && p->samples)
 		fprintf(f, ", %lld Hz", (long long)json_integer_value(fr));
 	fprintf(f, "\n");
+	json_t *late = json_object_get(p->meta, "wall_late");
+	json_int_t lt = json_integer_value(json_object_get(late, "ticks"));
+	json_int_t un = json_integer_value(json_object_get(late, "uncharged"));
+	if (lt)
+		fprintf(f, "# wall: %lld tick%s came late (kiln was not run on time: a busy machine, threads late to "
+			   "stop): each was charged to the next samples, so wall samples stay the time that passed\n",
+			(long long)lt, lt == 1 ? "" : "s");
+	if (un)
+		fprintf(f, "# wall: %lld tick%s NOT charged (gaps of over a second in which kiln took no sample: it "
+			   "was stopped or starved)\n",
+			(long long)un, un == 1 ? "" : "s");
 	/* said whenever CPU samples were asked for, even if none came */
 	if (json_is_false(json_object_get(p->meta, "kernel_stacks")))
 		fprintf(f, "# kernel stacks: not recorded (perf_event_paranoid > 1 and no root): time in the kernel "

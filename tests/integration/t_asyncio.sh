@@ -4,8 +4,9 @@
 #     and slow; hog's running samples (crunch under Task hog) at least its
 #     0.8 s of CPU; slow suspended in wait_for; --slow-callbacks 100 names
 #     hog (held at least 0.8 s) and no other task; --by task has their rows;
-#   py_gil_split.py: --by state gives the spinner's samples as Python and the
-#     hasher's as native or waiting for the GIL;
+#   py_gil_split.py: --by state gives the spinner's samples as Python (or,
+#     at the hand-overs, waiting for the GIL) and the hasher's as native or
+#     waiting for the GIL;
 #   py_aio_tree.py: kiln dump lists every suspended task with where it
 #     awaits (fetch > sleep, gather_two > gather, leaf > sleep);
 #   py_pool.py (the first interpreter): a ProcessPoolExecutor's workers
@@ -33,7 +34,7 @@ for PY in "${pys[@]}"; do
   grep -qE '^ +[0-9.]+ s +[0-9.]+ s +[^ ]+ +Task hog +Handle._run .*hog \(py_async.py:[0-9]+\) > crunch' $W/slow || fail "$tag: hog not named as holding the loop: $(cat $W/slow)"
   held=$(awk '/Task hog/ { print $1 }' $W/slow)
   awk -v h=$held 'BEGIN { exit !(h >= 0.72) }' || fail "$tag: hog held the loop $held s, want >= 0.8 s -10 %"
-  grep -qE 'producer|consumer|slow' $W/slow && fail "$tag: --slow-callbacks names a task that never held the loop: $(cat $W/slow)"
+  grep -v '^#' $W/slow | grep -qE 'producer|consumer|slow' && fail "$tag: --slow-callbacks names a task that never held the loop: $(cat $W/slow)"
   [ $(grep -c 'Task ' $W/slow) = 1 ] || fail "$tag: --slow-callbacks lists more than hog: $(cat $W/slow)"
   "$KILN" report $W/a.kiln --slow-callbacks --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert [s['task'] for s in d['stretches']] == ['Task hog'], d" || fail "$tag: --slow-callbacks --json"
   "$KILN" report $W/a.kiln --by task --limit 0 >$W/bt || fail "$tag: --by task"
@@ -52,13 +53,19 @@ for PY in "${pys[@]}"; do
   "$KILN" report $W/g.kiln --by state --limit 0 >$W/st || fail "$tag: --by state"
   rows() { grep -E "^ +[0-9]+ .*-$1 " $W/st; }
   sum() { rows $1 | awk -v k="$2" '$NF == k || k == "" { s += $1 } END { print s + 0 }'; }
-  spy=$(sum $sp Python); sall=$(sum $sp "")
+  spy=$(sum $sp Python); sgw=$(sum $sp "wait"); sall=$(sum $sp "")
   hn=$(sum $hs native); hg=$(sum $hs "wait"); hall=$(sum $hs "")
   [ $sall -gt 20 ] && [ $hall -gt 20 ] || fail "$tag: too few samples of the two threads ($sall, $hall): $(cat $W/st)"
-  awk -v a=$spy -v b=$sall 'BEGIN { exit !(a >= 0.9 * b) }' || fail "$tag: spinner Python $spy of $sall samples: $(rows $sp)"
+  # the spinner holds the GIL but for the hand-overs: beside two hogs the
+  # hasher is slow to be scheduled and take it, and the spinner waits
+  # (drop_gil's forced switch, then take_gil): GIL wait, never idle; a
+  # sample or two as the thread starts or ends (no Python state) is native
+  si=$(sum $sp idle); [ "$si" = 0 ] || fail "$tag: the spinner idle $si samples: $(rows $sp) [$(cat $W/st)]"
+  awk -v a=$((spy + sgw)) -v b=$sall 'BEGIN { exit !(a >= 0.95 * b) }' || fail "$tag: spinner samples neither Python nor GIL wait: $(rows $sp)"
+  awk -v a=$spy -v b=$sall 'BEGIN { exit !(a >= 0.75 * b) }' || fail "$tag: spinner Python $spy of $sall samples: $(rows $sp)"
   awk -v a=$hn -v g=$hg -v b=$hall 'BEGIN { exit !(a >= 0.5 * b && a + g >= 0.9 * b) }' || fail "$tag: hasher native $hn, GIL wait $hg of $hall: $(rows $hs)"
   grep -q "^# threads: " <("$KILN" report $W/g.kiln) || fail "$tag: no per-thread state line in the report header"
-  ok "$tag: --by state: spinner Python $spy/$sall, hasher native $hn + GIL wait $hg of $hall"
+  ok "$tag: --by state: spinner Python $spy + GIL wait $sgw of $sall, hasher native $hn + GIL wait $hg of $hall"
   # --gil: only the GIL holder's samples (the hasher hashes without it)
   run_to 60 "$KILN" record -q --gil -o $W/gg.kiln -- "$PY" $T/py_gil_split.py 1.5 >$W/gg.out 2>$W/gg.err || fail "$tag: record --gil: $(tail -1 $W/gg.err)"
   sp=$(awk '/^spinner/ { print $2 }' $W/gg.out); hs=$(awk '/^hasher/ { print $2 }' $W/gg.out)

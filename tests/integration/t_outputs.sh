@@ -20,6 +20,27 @@ for mode in wall ptrace; do
 done
 ok "timer program whole under --wall and ptrace: $tk of $bt ticks"
 
+# --wall samples are the time that passed: a tick kiln took late is charged
+# to the next samples (cpu_split's one thread: its samples x the period =
+# the duration);
+# a recorder stopped for 2 s charges at most a second of it, the rest
+# counted and said
+wall_total() { # FILE: samples + ticks not charged, duration x 99 Hz
+  local n d u
+  n=$(total $(folded $1 wall)); d=$("$KILN" report $1 | sed -n 's/^# duration \([0-9.]*\) s.*/\1/p')
+  u=$("$KILN" report $1 | sed -n 's/^# wall: \([0-9]*\) ticks\? NOT charged.*/\1/p')
+  echo $((n + ${u:-0})) $(awk -v d=$d 'BEGIN { printf "%d", d * 99 }')
+}
+"$KILN" record -q --wall -o $W/w1.kiln -- $TARGETS/cpu_split 1 >/dev/null 2>&1 || fail "record --wall cpu_split"
+read n want < <(wall_total $W/w1.kiln)
+within $n $want $((want / 10 + 2)) || fail "--wall: $n samples in $want ticks' time"
+"$KILN" record -q --wall -o $W/stop.kiln -- $TARGETS/cpu_split 3 >/dev/null 2>&1 & KP=$!
+sleep 0.5; kill -STOP $KP; sleep 2; kill -CONT $KP; wait $KP; eq $? 0 "--wall with the recorder stopped 2 s"
+grep -qE '^# wall: [0-9]+ ticks? NOT charged' <("$KILN" report $W/stop.kiln) || fail "a 2 s gap not said: $("$KILN" report $W/stop.kiln | head -5)"
+read n2 want2 < <(wall_total $W/stop.kiln)
+within $n2 $want2 $((want2 / 10 + 2)) || fail "--wall stopped 2 s: $n2 samples and ticks not charged in $want2 ticks' time"
+ok "--wall samples are the time: $n in $want ticks' time; recorder stopped 2 s: $n2 charged or counted of $want2"
+
 # Ctrl-C (SIGINT to the process group, as a terminal sends it) through ptrace: 130
 setsid bash -c 'echo $$ >'$W'/pg; exec "$0" record -q --wall -o "$1" -- "$2" 30' "$KILN" $W/int.kiln $TARGETS/cpu_split >/dev/null 2>&1 & KP=$!
 for i in $(seq 100); do [ -s $W/pg ] && pgrep -P $(cat $W/pg) >/dev/null && break; sleep 0.05; done; sleep 0.3

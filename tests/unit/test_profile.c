@@ -481,3 +481,54 @@ Test(profile, timeline_and_loop_stretches)
 	profile__release(&p);
 	unlink(f.path);
 }
+
+/* --by state: which stack is a GIL wait, idle, Python or native. A stripped
+ * interpreter's take_gil is an address: its condition-variable wait, made
+ * by the interpreter itself, is still the GIL's (the interpreter's sleeps
+ * and locks wait on clock_nanosleep and semaphores); an extension's own
+ * condition wait is idle. */
+Test(view, thread_states)
+{
+	struct fixture f;
+	fx_open(&f, META);
+	fx_module(&f, 0, "/usr/bin/python3.11");
+	fx_module(&f, 1, "/lib/x86_64-linux-gnu/libc.so.6");
+	fx_module(&f, 2, "/usr/lib/x86_64-linux-gnu/libcrypto.so.3");
+	f.b.len = 0;
+	rec_module__encode(&f.b, 3, MOD_PYTHON, 0, "[python]", "");
+	stream_writer__record(f.w, REC_MODULE, f.b.data, f.b.len);
+	fx_loc(&f, 0, 3, "spinner", "app.py", 5, NULL, NULL);
+	fx_loc(&f, 1, 0, "python3.11+0x4f94ee", "", 0, NULL, NULL);
+	fx_loc(&f, 2, 1, "___pthread_cond_timedwait64", "", 0, NULL, NULL);
+	fx_loc(&f, 3, 1, "__futex_abstimed_wait_common", "", 0, NULL, NULL);
+	fx_loc(&f, 4, 1, "clock_nanosleep", "", 0, NULL, NULL);
+	fx_loc(&f, 5, 2, "worker_wait", "", 0, NULL, NULL);
+	fx_loc(&f, 6, 0, "drop_gil", "ceval_gil.c", 1, NULL, NULL);
+	fx_loc(&f, 7, 1, "__lll_lock_wake", "", 0, NULL, NULL);
+	fx_loc(&f, 8, 2, "sha256_block", "", 0, NULL, NULL);
+	fx_loc(&f, 9, 0, "_PyEval_EvalFrameDefault", "ceval.c", 1, NULL, NULL);
+	fx_loc(&f, 10, 1, "___pthread_mutex_lock", "", 0, NULL, NULL);
+	fx_loc(&f, 11, 1, "__lll_lock_wait", "", 0, NULL, NULL);
+	uint32_t gil_stripped[] = {3, 2, 1, 0}, sleep[] = {4, 1, 0}, ext_cond[] = {3, 2, 5, 0},
+		 drop[] = {7, 6, 0}, native[] = {8, 0}, python[] = {9, 0}, lib_leaf[] = {7, 9, 0}, mutex[] = {11, 10, 1, 0};
+	fx_stack(&f, 0, 0, 4, gil_stripped);
+	fx_stack(&f, 1, 0, 3, sleep);
+	fx_stack(&f, 2, 0, 4, ext_cond);
+	fx_stack(&f, 3, 0, 3, drop);
+	fx_stack(&f, 4, 0, 2, native);
+	fx_stack(&f, 5, 0, 2, python);
+	fx_stack(&f, 6, 0, 3, lib_leaf);
+	fx_stack(&f, 7, 0, 4, mutex);
+	fx_count(&f, 100, 100, 0, KM_WALL, 1);
+	fx_end(&f, true);
+	struct profile p;
+	char err[256] = "";
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	const char *want[] = {"GIL wait", "idle", "idle", "GIL wait", "native", "Python", "Python", "GIL wait"};
+	for (uint32_t s = 0; s < 8; s++)
+		cr_assert_str_eq(view__thread_state(&p, s), want[s], "stack %u", s);
+	cr_assert(view__waits_for_gil(&p, 0));
+	cr_assert(!view__waits_for_gil(&p, 2));
+	profile__release(&p);
+	unlink(f.path);
+}
