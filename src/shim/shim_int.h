@@ -1,13 +1,21 @@
 /* What the shim's files share: the process's recording state, the real
  * functions and the channel (all hidden: nothing here is the program's).
- * shim.c: the allocation hooks, rings and stacks; exec.c: the exec family. */
+ *   shim.c     the allocation hooks and what they record
+ *   stack.c    stack ids: the walk, the per-thread cache, STACK records
+ *   ring.c     a thread's ring: made, grown, waited on, retired
+ *   process.c  the process: set-up, fork handlers, the channel, losses
+ *   python.c   CPython: its frames, code names, allocator domains
+ *   boot.c     the real functions, found, and the pool before them
+ *   exec.c     the exec family;  attach.c  attached mode (GOT patching) */
 #ifndef KILN_SHIM_INT_H
 #define KILN_SHIM_INT_H
 
+#include <pthread.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
 #include "shim/got.h"
 
@@ -95,11 +103,226 @@ void *real_sym(void *handle, const char *name);
 void process_setup(void);
 /* A new process image (launch, fork, attach): new nonce, ring ids, seqs. */
 void new_image(void);
-/* This thread's state, its ring made if need be (NULL: not recording). */
-struct tstate *thread_state(void);
 /* Whether the recorder is still there (false once its socket hung up). */
 bool recorder_alive(void);
 /* Send one message to the recorder (ring.h), with a descriptor or -1. */
 bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd);
+
+#define UNW_LOCAL_ONLY /* the local unwinder's fast paths; before any libunwind.h */
+#include <libunwind.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "kiln/python.h"
+#include "kiln/ring.h"
+#include "shim/sample.h"
+
+#define SHIM_DEPTH 128
+#define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
+#define PYCODE_SET 4096           /* per thread: code objects whose names were sent */
+#define CACHE_SLOTS 16384         /* per-thread stack cache */
+#define ARENA_WORDS (1u << 20)    /* ips kept for the cache */
+
+/* boot.c: the real functions (also real_malloc... above), and the pool that
+ * serves dlsym's own allocations before they are known */
+extern free_sized_fn real_free_sized;
+extern free_aligned_sized_fn real_free_aligned_sized;
+extern posix_memalign_fn real_posix_memalign;
+extern memalign_fn real_aligned_alloc, real_memalign;
+extern valloc_fn real_valloc, real_pvalloc;
+extern char boot_pool[1 << 16];
+void *boot_alloc(size_t n);
+size_t boot_size(const void *p); /* what a pool block was asked for */
+static inline bool is_boot(const void *p)
+{
+	return (const char *)p >= boot_pool && (const char *)p < boot_pool + sizeof(boot_pool);
+}
+
+struct cfi_rule;
+
+/* A thread's recording state: its ring, its stack cache, its unwinding
+ * rules (ring.c makes them, stack.c uses them). */
+struct cache_slot {
+	uint64_t hash;
+	uint32_t id, off;
+	uint32_t depth; /* | 1u << 31 when truncated */
+	uint32_t gen;   /* a slot of another generation is empty */
+};
+
+struct tstate {
+	struct kiln_ring_hdr *hdr;
+	uint64_t *data;
+	uint64_t mask, head, tail;
+	size_t ring_bytes;
+	unsigned destructs;
+	bool dropping;            /* the recorder did not drain: events are dropped (counted) */
+	bool stopped;             /* the recorder gave up on this thread's ring */
+	uint32_t noring;          /* events lost because no ring could be made (since last report) */
+	uint32_t next_id;
+	uint32_t gen;             /* of the stack cache: bumped to empty it */
+	struct cache_slot *slots; /* CACHE_SLOTS */
+	uint64_t *arena;          /* ARENA_WORDS */
+	uint32_t arena_used;
+	struct cfi_rule *rules;   /* CFI_RULES */
+	uintptr_t stack_lo, stack_hi;
+	uint32_t agen;            /* the attach generation its ring belongs to */
+	uint64_t *pycodes;        /* PYCODE_SET code objects already sent (0: empty) */
+	uint32_t pycode_gen;      /* the image generation they were sent in */
+	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
+};
+extern TLS struct tstate t_state;
+
+/* This thread's state, its ring made if need be (NULL: not recording):
+ * a thread with its ring and caches is answered here, on every event; the
+ * rest is ring.c's. */
+struct tstate *thread_state_slow(void);
+static inline struct tstate *thread_state(void)
+{
+	struct tstate *t = &t_state;
+	if (likely(t->hdr && t->agen == g_attach_gen && t->slots))
+		return t;
+	return thread_state_slow();
+}
+
+static inline pid_t gettid_raw(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/* process.c: the image, the fork handlers, the channel */
+extern uint64_t g_nonce;
+extern uint64_t g_seq;             /* per process image; atomically incremented */
+extern uint64_t g_ring_ids;        /* ring ids of this image */
+extern uintptr_t g_self_lo, g_self_hi; /* the shim's own text, skipped in stacks */
+extern pthread_key_t g_key;
+extern bool g_key_ok;
+extern uint32_t g_image_gen;       /* bumped with each new image */
+extern uint64_t g_loss_unsent;     /* losses no message could tell yet */
+void init_once(void);
+uint64_t mono_ns(void);
+void loss_send_noring(uint64_t n);
+void loss_carry(struct kiln_ring_hdr *h); /* the untold losses into a ring's header */
+bool recorder_seen_lately(void);   /* attached: recorder_alive at most every 100 ms */
+
+/* ring.c: a thread's ring (ring.h) */
+void thread_end(void *arg);        /* the thread-end key's destructor */
+void count_dropped(struct tstate *t, uint64_t events);
+bool ring_reserve_slow(struct tstate *t, uint64_t n);
+
+static inline bool ring_has_room(struct tstate *t, uint64_t n)
+{
+	return t->mask + 1 - (t->head - t->tail) >= n;
+}
+
+/* Room for n words; false when nothing may be written (the caller counts).
+ * The room known is checked here, on every event; the rest (the recorder's
+ * tail read, growing, waiting) is ring.c's. */
+static inline bool ring_reserve(struct tstate *t, uint64_t n)
+{
+	if (likely(ring_has_room(t, n)))
+		return true;
+	return ring_reserve_slow(t, n);
+}
+
+static inline void ring_put(struct tstate *t, uint64_t i, uint64_t w)
+{
+	t->data[(t->head + i) & t->mask] = w;
+}
+
+static inline void ring_publish(struct tstate *t, uint64_t n)
+{
+	t->head += n;
+	__atomic_store_n(&t->hdr->head, t->head, __ATOMIC_RELEASE);
+}
+
+/* The next sequence number of this process image. */
+static inline uint64_t next_seq(void)
+{
+	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+}
+
+/* stack.c: stack ids, sent once per thread */
+/* Where the program called into the shim: the hook's return address, the
+ * caller's stack pointer and frame pointer, read from the hook's own frame
+ * (the shim is built with frame pointers). */
+struct walk_start {
+	uintptr_t ip, sp, bp;
+};
+#define CALLER(ws)                                                                                             \
+	struct walk_start ws;                                                                                  \
+	do {                                                                                                   \
+		uintptr_t *fp_ = (uintptr_t *)__builtin_frame_address(0);                                      \
+		ws.bp = fp_[0];                                                                                \
+		ws.ip = fp_[1];                                                                                \
+		ws.sp = (uintptr_t)(fp_ + 2);                                                                  \
+	} while (0)
+/* Forget this thread's stack ids: a new thread chain starts them at 0. */
+void stack_cache_reset(struct tstate *t);
+/* The id of this thread's stack, its definition sent the first time; on
+ * success the ring has room for one ALLOC event. */
+bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out);
+/* The thread's stack cache, its CFI rules and its stack's bounds: made once
+ * per thread (a forked child inherits its parent thread's), freed at its end. */
+void thread_caches(struct tstate *t);
+void thread_caches_free(struct tstate *t);
+
+/* python.c: a CPython in this process */
+extern bool g_py;
+extern uintptr_t g_eval_lo, g_eval_hi; /* its evaluation loop's text */
+extern struct kiln_py_offsets g_pyo;
+extern const char *g_py_rt;        /* _PyRuntime */
+extern bool g_pyd_want;            /* its allocator domains to be wrapped (KILN_PYDOMAINS) */
+extern int g_pyd_state;            /* 0 not yet, 1 wrapped, -1 never (no API) */
+void python_init(void);
+/* This thread's Python frames, innermost first, two words each (ring.h). */
+int python_frames(uint64_t *w, int max, bool *truncated);
+/* code's names to the ring, once per thread and image */
+bool pycode_sent(struct tstate *t, uint64_t code);
+void pycode_define(struct tstate *t, uintptr_t code);
+void python_finalizing(struct tstate *t);
+void python_domains_wrap(void);
+
+/* shim.c: the hooks */
+/* Record a free of freed and/or an allocation of p (size bytes) made where
+ * ws says; the errno the program saw is kept. */
+void record(void *freed, void *p, size_t size, const struct walk_start *ws);
+/* realloc of a live block through fn (see shim.c for the ordering rule). */
+void *realloc_recorded(void *old, size_t n, const struct walk_start *ws, void *(*fn)(void *ctx, void *old, size_t n),
+		       void *ctx);
+
+/* While attached, a thread about to touch its ring says so: detaching
+ * waits for threads inside before it unmaps rings, and one that comes in
+ * after recording stopped goes back out (false; attach_leave all the same). */
+static inline bool attach_enter(bool att)
+{
+	if (!att)
+		return true;
+	__atomic_add_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&g_state, __ATOMIC_SEQ_CST) > 0;
+}
+
+static inline void attach_leave(bool att)
+{
+	if (att)
+		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Whether this call is the program's to record (set up at the first). */
+static inline bool recording(void)
+{
+	if (unlikely(g_state == 0) && !t_guard) /* never from inside init_once itself */
+		init_once();
+	return g_state > 0 && !t_guard;
+}
+
+/* In an allocation hook, after the real call: record the block at p (n
+ * bytes) when recording and, sampled, taken (shim/sample.h). A macro:
+ * CALLER reads the hook's own frame. */
+#define RECORD_ALLOC(p, n)                                                                                     \
+	do {                                                                                                   \
+		if ((p) && recording() && shim_sample__take((p), (n))) {                                       \
+			CALLER(ws_);                                                                           \
+			record(NULL, (p), (n), &ws_);                                                          \
+		}                                                                                              \
+	} while (0)
 
 #endif
