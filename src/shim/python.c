@@ -244,7 +244,7 @@ __attribute__((noinline)) void python_finalizing(struct tstate *t)
 		return;
 	if (!ring_reserve(t, 2))
 		return;
-	uint64_t seq = next_seq();
+	uint64_t seq = next_seq(t);
 	ring_put(t, 0, seq << 8 | RING_PYFIN);
 	ring_put(t, 1, 0);
 	ring_publish(t, 2);

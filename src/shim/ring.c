@@ -20,6 +20,7 @@ static inline uint64_t ring_size(uint64_t words)
  * thread chain when 0) and hand it to the recorder. */
 static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 {
+	seq_claim(t); /* before this thread's first event */
 	size_t size = ring_size(words);
 	int fd = (int)syscall(SYS_memfd_create, "kiln-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)

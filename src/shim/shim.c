@@ -57,7 +57,7 @@ __attribute__((noinline)) void record(void *freed, void *p, size_t size, const s
 			count_dropped(t, 1 + (p != NULL));
 			goto out;
 		}
-		uint64_t seq = next_seq();
+		uint64_t seq = next_seq(t);
 		ring_put(t, 0, seq << 8 | RING_FREE);
 		ring_put(t, 1, (uint64_t)(uintptr_t)freed);
 		ring_publish(t, 2);
@@ -68,7 +68,7 @@ __attribute__((noinline)) void record(void *freed, void *p, size_t size, const s
 			count_dropped(t, 1);
 			goto out;
 		}
-		uint64_t seq = next_seq();
+		uint64_t seq = next_seq(t);
 		ring_put(t, 0, seq << 8 | RING_ALLOC);
 		ring_put(t, 1, (uint64_t)(uintptr_t)p);
 		ring_put(t, 2, size);
@@ -115,7 +115,7 @@ __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const stru
 			shim_sample__restore(old);
 		return q;
 	}
-	uint64_t seq = next_seq();
+	uint64_t seq = next_seq(t);
 	errno = saved;
 	void *p = fn(ctx, old, n);
 	saved = errno;

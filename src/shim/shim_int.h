@@ -168,6 +168,7 @@ struct tstate {
 	uint64_t *pycodes;        /* PYCODE_SET code objects already sent (0: empty) */
 	uint32_t pycode_gen;      /* the image generation they were sent in */
 	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
+	bool seq_owner;           /* it alone takes seqs, without a lock (next_seq) */
 };
 extern TLS struct tstate t_state;
 
@@ -190,7 +191,12 @@ static inline pid_t gettid_raw(void)
 
 /* process.c: the image, the fork handlers, the channel */
 extern uint64_t g_nonce;
-extern uint64_t g_seq;             /* per process image; atomically incremented */
+extern uint64_t g_seq;             /* per process image (next_seq) */
+extern int g_seq_shared;           /* 1: every thread takes seqs with fetch_add */
+extern int g_seq_owner_busy;       /* the owner is taking a seq without it */
+/* The thread making a ring: the image's seq owner if it is the first (and
+ * the image may have one), else the image's seqs become shared. */
+void seq_claim(struct tstate *t);
 extern uint64_t g_ring_ids;        /* ring ids of this image */
 extern uintptr_t g_self_lo, g_self_hi; /* the shim's own text, skipped in stacks */
 extern pthread_key_t g_key;
@@ -234,9 +240,31 @@ static inline void ring_publish(struct tstate *t, uint64_t n)
 	__atomic_store_n(&t->hdr->head, t->head, __ATOMIC_RELEASE);
 }
 
-/* The next sequence number of this process image. */
-static inline uint64_t next_seq(void)
+/* The next sequence number of this process image (the recorder merges the
+ * rings in its order). While one thread alone has a ring (most programs,
+ * and every process between its start and its second thread), it numbers
+ * its events with a plain load and store: no locked instruction, which
+ * drains the store buffer full of ring words on every event. The second
+ * thread to make a ring switches the image to a shared atomic counter
+ * (seq_share, process.c): it sets g_seq_shared, makes the owner pass a
+ * barrier (membarrier), and waits until the owner is out of the window
+ * below; from then on every thread takes seqs with fetch_add.
+ *
+ *   owner:  busy = 1 ─► shared? ─no─► s = seq; seq = s + 1 ─► busy = 0
+ *   second: shared = 1 ─► membarrier ─► while (busy) wait ─► fetch_add
+ */
+static inline uint64_t next_seq(struct tstate *t)
 {
+	if (t->seq_owner) {
+		__atomic_store_n(&g_seq_owner_busy, 1, __ATOMIC_RELAXED);
+		if (likely(!__atomic_load_n(&g_seq_shared, __ATOMIC_RELAXED))) {
+			uint64_t s = __atomic_load_n(&g_seq, __ATOMIC_RELAXED);
+			__atomic_store_n(&g_seq, s + 1, __ATOMIC_RELAXED);
+			__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELEASE);
+			return s;
+		}
+		__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELEASE);
+	}
 	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }
 

@@ -112,3 +112,17 @@ eq $(weight $(folded $W/race.kiln alloc_count) '^race_worker$') 1200000 "realloc
 eq $(weight $(folded $W/race.kiln leak_bytes) '^race_worker$') 0 "realloc_race false leak"
 eq $(weight $(folded $W/race.kiln leak_count) '^race_worker$') 0 "realloc_race false leaked blocks"
 ok "realloc racing across 4 threads: 1,200,000 calls, no false leak"
+
+# a process's first thread numbers its events alone until a second thread
+# comes (the shim's next_seq): 20 children each switch to a shared counter
+# while their first thread allocates without pause, the second freeing its
+# blocks across the switch; exact, nothing lost
+run_to 120 "$KILN" record -q --heap --no-cpu -o $W/sh.kiln -- $TARGETS/seq_handover 20 >/dev/null || fail "record seq_handover"
+S=$(folded $W/sh.kiln alloc_count)
+eq $(weight $S '^own_alloc$') 400000 "seq_handover: the first threads' calls"
+eq $(weight $S '^thread_alloc$') 200000 "seq_handover: the second threads' calls"
+eq $(weight $S '^leak_one$') 20 "seq_handover: leak_one calls"
+eq $(weight $(folded $W/sh.kiln leak_bytes) '^(own_alloc|thread_alloc)$') 0 "seq_handover: false leaks"
+eq $(weight $(folded $W/sh.kiln leak_bytes) '^leak_one$') 15540 "seq_handover: leaked bytes"
+grep -q '^# heap: no events lost' <("$KILN" report $W/sh.kiln) || fail "seq_handover lost events: $("$KILN" report $W/sh.kiln | grep heap:)"
+ok "sequence hand-over in 20 processes: 600,020 calls exact, 20 x 777 B leaked, nothing lost"
