@@ -45,8 +45,15 @@ for PY in "${pys[@]}"; do
   L=$(folded $W/l.kiln wall)
   ls=$(weight $L '^Task short$'); ll=$(weight $L '^Task long$')
   [ "$ls" -gt 20 ] || fail "$tag: Task short charged $ls samples"
-  within $(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.3f", a / b }') 2.0 0.5 || fail "$tag: long/short charged $ll/$ls, want 2.0 +-25 % (beside two hogs the sampler skips ticks unevenly)"
-  ok "$tag: suspended tasks charged their lives: long $ll, short $ls samples (x$(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.2f", a / b }'))"
+  if [ -n "${KILN_REDUCED:-}" ]; then
+    # a tick taken late is charged to the next sample (so the total is
+    # the time), but a sanitized recorder's flush at 0.5 s can stall the
+    # sampler across short's end, and that stretch goes to long alone
+    skip "$tag: long/short ratio under the sanitizers (charged $ll/$ls; the -Werror stage asserts it)"
+  else
+    within $(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.3f", a / b }') 2.0 0.5 || fail "$tag: long/short charged $ll/$ls, want 2.0 +-25 %"
+    ok "$tag: suspended tasks charged their lives: long $ll, short $ls samples (x$(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.2f", a / b }'))"
+  fi
 
   run_to 60 "$KILN" record -q --wall -o $W/g.kiln -- "$PY" $T/py_gil_split.py 1.5 >$W/g.out 2>$W/g.err || fail "$tag: record py_gil_split"
   sp=$(awk '/^spinner/ { print $2 }' $W/g.out); hs=$(awk '/^hasher/ { print $2 }' $W/g.out)
