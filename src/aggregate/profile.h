@@ -16,7 +16,7 @@ struct pframe {
 	uint32_t func, file; /* ids in profile.strings; file "" when unknown */
 	uint32_t line;
 	uint32_t name;       /* the function's name as shown: func, or where two
-			      * functions share it, "func (file)" (profile__name_functions) */
+			      * functions share it, "func (file)" (profile_name_functions, profile_names.c) */
 	uint32_t def_line;   /* a Python function's def line; 0 unknown */
 	uint32_t module;     /* index in modules, or UINT32_MAX */
 	uint8_t inlined;
