@@ -46,9 +46,9 @@ eq "$(weight $W/d.folded '^handle_request$')" 30000 "snapshot diff in handle_req
 ok "attached: 80 requests = 80,000 B in 80 blocks, 800 temporaries, nothing from before; snapshot diff +30,000 B; detached, 100 served"
 
 # re-attach, and a second kiln at the same time is refused
-"$KILN" record -q --heap --no-cpu -p $SP -o $W/r1.kiln 2>$W/r1.err & KP=$!
-for i in $(seq 100); do [ -s $W/r1.kiln ] && grep -q kiln_shim /proc/$SP/maps && break; sleep 0.05; done
-sleep 0.3
+"$KILN" record --heap --no-cpu -p $SP -o $W/r1.kiln 2>$W/r1.err & KP=$!
+for i in $(seq 200); do [ -s $W/r1.kiln ] && grep -q "heap tracking attached" $W/r1.err && break; sleep 0.05; done
+grep -q "heap tracking attached" $W/r1.err || fail "re-attach: no attach in 10 s: $(cat $W/r1.err)"
 run_to 30 "$KILN" record -q --heap --no-cpu -p $SP -d 0.5 -o $W/r2.kiln 2>$W/r2.err; rc=$?
 eq $rc 1 "exit status of a second kiln attaching"
 grep -q "already heap-profiled by another kiln" $W/r2.err || fail "second kiln: $(cat $W/r2.err)"
@@ -198,8 +198,12 @@ ok "a timer's signals during the attach sent again with their siginfo: $(tail -1
 # --snapshot-every on an attached process, and CPU sampling in the same attach
 $TARGETS/leak_server >$W/srv2.out 2>&1 & SP2=$!
 for i in $(seq 50); do grep -q ready $W/srv2.out && break; sleep 0.1; done
-run_to 60 "$KILN" record -q --heap -p $SP2 -d 2.5 --snapshot-every 1 -o $W/se.kiln 2>$W/se.err & KP=$!
-sleep 0.8; req $SP2 10; wait $KP || fail "--snapshot-every attached: $(tail -1 $W/se.err)"
+run_to 60 "$KILN" record --heap -p $SP2 -d 3 --snapshot-every 1 -o $W/se.kiln 2>$W/se.err & KP=$!
+# the requests once the hooks are in (a sanitized kiln under load can take
+# longer than a fixed sleep to attach)
+for i in $(seq 200); do grep -q "heap tracking attached" $W/se.err && break; sleep 0.05; done
+grep -q "heap tracking attached" $W/se.err || fail "--snapshot-every attached: no attach in 10 s: $(cat $W/se.err)"
+req $SP2 10; wait $KP || fail "--snapshot-every attached: $(tail -1 $W/se.err)"
 kill -TERM $SP2; wait $SP2
 [ -s $W/se.kiln.snap.1 ] && [ -s $W/se.kiln.snap.2 ] || fail "--snapshot-every wrote no snapshots: $(ls $W)"
 "$KILN" report $W/se.kiln.snap.2 --metric live_bytes >/dev/null || fail "a snapshot of an attached process does not read"
