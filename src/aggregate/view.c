@@ -146,15 +146,12 @@ static bool name_in(const char *n, const char *const *list)
 
 static const char *module_base(const struct profile *p, uint32_t module)
 {
-	if (module >= p->nmodules)
-		return NULL;
-	const char *path = p->modules[module].path, *base = strrchr(path, '/');
-	return base ? base + 1 : path;
+	return module < p->nmodules ? path_base(p->modules[module].path) : NULL;
 }
 
 static bool interpreter_module(const char *base)
 {
-	return base && (!strncmp(base, "python", 6) || !strncmp(base, "libpython", 9));
+	return base && path_is_python(base);
 }
 
 /* The C library, the loader, the vDSO: what the interpreter and extensions

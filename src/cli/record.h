@@ -74,7 +74,6 @@ void record_attach_error(long pid, int rc, const struct sampler_ops *ops); /* wh
 bool record_is_kernel_thread(long pid);
 long record_thread_group(long tid); /* the process a thread id belongs to; -1: unknown */
 bool record_is_zombie(long pid);
-void record_raise_nofile(void); /* as many descriptors as allowed: a ring and an event per thread */
 
 /* record_session.c */
 int record_snapshot_bytes(void *ctx, uint32_t pid, struct buf *out); /* channel callbacks */

@@ -77,7 +77,7 @@ bool record_is_zombie(long pid)
 /* perf_event opens one descriptor per thread and CPU: a 700-thread process
  * on 2 CPUs needs more than the usual soft limit of 1024. Raise it to the
  * hard limit, as perf does. */
-void record_raise_nofile(void)
+static void raise_nofile(void)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -87,12 +87,6 @@ void record_raise_nofile(void)
 }
 
 static char *find_program(const char *name);
-
-static bool python_named(const char *path)
-{
-	const char *b = path_base(path);
-	return !strncmp(b, "python", 6) || !strncmp(b, "libpython", 9);
-}
 
 /* Whether the program is a CPython: attached, one of its mappings is an
  * interpreter or libpython; launched, the program is one by name, by its
@@ -110,7 +104,7 @@ static bool target_is_python(const struct rec *st, pid_t pid, bool launch)
 			char *at = strchr(line, '/');
 			if (at) {
 				at[strcspn(at, "\n")] = 0;
-				yes = python_named(at);
+				yes = path_is_python(at);
 			}
 		}
 		if (f)
@@ -119,7 +113,7 @@ static bool target_is_python(const struct rec *st, pid_t pid, bool launch)
 	}
 	if (!st->o.argv || !st->o.argv[0])
 		return false;
-	if (python_named(st->o.argv[0]))
+	if (path_is_python(st->o.argv[0]))
 		return true;
 	char *prog = find_program(st->o.argv[0]);
 	if (!prog)
@@ -150,7 +144,7 @@ static bool target_is_python(const struct rec *st, pid_t pid, bool launch)
  * as py-spy reads them; perf_event would leave them unreadable. */
 int record_open_sampler(struct rec *st, pid_t pid, bool launch)
 {
-	record_raise_nofile();
+	raise_nofile();
 	struct sampler_opts so = {
 		.pid = pid, .launch = launch, .follow = st->o.follow, .cpu = st->o.cpu && !st->o.wall,
 		.wall = st->o.wall, .freq = (int)st->o.freq, .stack_size = (uint32_t)st->o.stack_size,

@@ -55,7 +55,7 @@ struct sampler {
 	struct pyframe *py; /* KILN_MAX_DEPTH */
 	uint64_t next_tick, period_ns, last_scan;
 	/* --wall: when the last tick began, the time since not yet charged
-	 * (tick_weight), and what this tick's samples weigh */
+	 * (tick_weight), and what this tick's samples weigh (1 without --wall) */
 	uint64_t last_tick;
 	int64_t credit, weight;
 	uint64_t late_ticks, uncharged_ticks; /* META "wall_late" */
@@ -370,7 +370,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	int n = unwind__stack(s->r, (uint32_t)s->o.pid, &regs, &mem, ips, KILN_MAX_DEPTH, &truncated);
 	uint32_t stack = py ? recorder__stack_py(s->r, (uint32_t)s->o.pid, ips, n, 0, -1, truncated, s->py, npy)
 			    : recorder__stack(s->r, (uint32_t)s->o.pid, ips, n, true, truncated);
-	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, metric == KM_WALL ? s->weight : 1);
+	recorder__count(s->r, (uint32_t)s->o.pid, (uint32_t)t->tid, stack, metric, s->weight);
 	if (py) {
 		stretch_see(s, t, handle, handle && s->run.addr ? s->run.name : "", stack);
 		asyncio_charge(s, t);

@@ -213,7 +213,7 @@ void recorder__tick(struct recorder *r)
 		recorder_timeline_point(r, now);
 }
 
-struct rthread *recorder_thread_get(struct recorder *r, uint32_t pid, uint32_t tid)
+static struct rthread *thread_get(struct recorder *r, uint32_t pid, uint32_t tid)
 {
 	bool created;
 	struct u64map_ent *e = u64map__upsert(&r->threads, ((uint64_t)pid << 32) | tid, &created);
@@ -239,7 +239,7 @@ struct rthread *recorder_thread_get(struct recorder *r, uint32_t pid, uint32_t t
 
 void recorder__thread_name(struct recorder *r, uint32_t pid, uint32_t tid, const char *name)
 {
-	struct rthread *t = recorder_thread_get(r, pid, tid);
+	struct rthread *t = thread_get(r, pid, tid);
 	if (strcmp(t->name, name)) {
 		snprintf(t->name, sizeof(t->name), "%s", name);
 		t->dirty = true;
@@ -257,13 +257,13 @@ uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid)
 	return p ? heap__unknown_frees(r->heap, p->idx) : 0;
 }
 
-struct rcell *recorder_cell_get(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
+static struct rcell *cell_get(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
 {
 	uint32_t key[3] = {pid, tid, stack};
 	bool added;
 	uint32_t id = intern__put(&r->cellkeys, key, sizeof(key), &added);
 	if (added) {
-		uint32_t thr = (uint32_t)(recorder_thread_get(r, pid, tid) - r->thr);
+		uint32_t thr = (uint32_t)(thread_get(r, pid, tid) - r->thr);
 		ARR_GROW(r->cells, r->ccells, id + 1);
 		r->cells[id].pid = pid;
 		r->cells[id].tid = tid;
@@ -276,7 +276,7 @@ struct rcell *recorder_cell_get(struct recorder *r, uint32_t pid, uint32_t tid, 
 
 uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
 {
-	struct rcell *c = recorder_cell_get(r, pid, tid, stack);
+	struct rcell *c = cell_get(r, pid, tid, stack);
 	uint32_t id = (uint32_t)(c - r->cells);
 	heap__cell(r->heap, id, c->proc->idx, c->thr);
 	return id;
@@ -284,8 +284,8 @@ uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t
 
 void recorder__charge(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
 {
-	recorder_cell_get(r, pid, tid, stack)->v[metric] += delta;
-	recorder_thread_get(r, pid, tid);
+	cell_get(r, pid, tid, stack)->v[metric] += delta;
+	thread_get(r, pid, tid);
 }
 
 void recorder__count(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)

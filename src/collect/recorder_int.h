@@ -149,8 +149,6 @@ struct recorder {
 /* recorder.c */
 struct rproc *recorder_proc_find(struct recorder *r, uint32_t pid); /* NULL: not known */
 void recorder_flush_unwind(struct rproc *p); /* its maps changed: libunwind's caches go */
-struct rthread *recorder_thread_get(struct recorder *r, uint32_t pid, uint32_t tid);
-struct rcell *recorder_cell_get(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack);
 void recorder_timeline_point(struct recorder *r, uint64_t now);
 /* recorder_maps.c */
 uint32_t recorder_module_get(struct recorder *r, const char *key, const char *path, uint8_t kind, uint32_t pid,
@@ -158,7 +156,6 @@ uint32_t recorder_module_get(struct recorder *r, const char *key, const char *pa
 struct rmap *recorder_map_at(struct rproc *p, uint64_t addr);
 uint32_t recorder_loc_get(struct recorder *r, struct rproc *p, uint64_t ip, bool retaddr);
 /* recorder_python.c */
-bool recorder_python_named(const char *path); /* python3.X or libpython3.X */
 void recorder_python_detect(struct recorder *r, struct rproc *p, struct image *img, uint64_t bias);
 void recorder_python_forget(struct rproc *p);
 

@@ -70,7 +70,7 @@ void recorder__mmap(struct recorder *r, uint32_t pid, uint64_t start, uint64_t l
 			m.module = recorder_module_get(r, clean, clean, MOD_FILE, 0, m.img);
 		else
 			m.img = NULL;
-		if (m.img && !p->py_img && recorder_python_named(clean))
+		if (m.img && !p->py_img && path_is_python(clean))
 			recorder_python_detect(r, p, m.img, m.bias);
 	} else if (path[0] == '[' && strcmp(path, "[anon]") && strncmp(path, "[anon:", 6)) {
 		return; /* [stack], [heap], [vsyscall]: no code kiln can name */

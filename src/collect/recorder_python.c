@@ -31,12 +31,6 @@ void recorder_python_detect(struct recorder *r, struct rproc *p, struct image *i
 	r->meta_dirty = true;
 }
 
-bool recorder_python_named(const char *path)
-{
-	const char *b = path_base(path);
-	return !strncmp(b, "python", 6) || !strncmp(b, "libpython", 9);
-}
-
 static void python_frames_forget(struct rproc *p);
 
 void recorder_python_forget(struct rproc *p)

@@ -381,7 +381,7 @@ void seq_claim(struct tstate *t)
 		struct timespec ms = {0, 2000000};
 		nanosleep(&ms, NULL);
 	}
-	for (unsigned spins = 0; __atomic_load_n(&g_seq_owner_busy, __ATOMIC_ACQUIRE); spins++) {
+	while (__atomic_load_n(&g_seq_owner_busy, __ATOMIC_ACQUIRE)) {
 		struct timespec ts = {0, 20000};
 		nanosleep(&ts, NULL);
 	}

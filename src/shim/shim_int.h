@@ -10,6 +10,8 @@
 #ifndef KILN_SHIM_INT_H
 #define KILN_SHIM_INT_H
 
+#define UNW_LOCAL_ONLY /* the local unwinder's fast paths; before any libunwind.h */
+#include <libunwind.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -17,7 +19,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "kiln/python.h"
+#include "kiln/ring.h"
 #include "shim/got.h"
+#include "shim/sample.h"
 
 #define EXPORT __attribute__((visibility("default")))
 /* The allocation hooks hold no arrays: the canary's load and check, on
@@ -108,14 +115,6 @@ bool recorder_alive(void);
 /* Send one message to the recorder (ring.h), with a descriptor or -1. */
 bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd);
 
-#define UNW_LOCAL_ONLY /* the local unwinder's fast paths; before any libunwind.h */
-#include <libunwind.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include "kiln/python.h"
-#include "kiln/ring.h"
-#include "shim/sample.h"
-
 #define SHIM_DEPTH 128
 #define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
 #define PYCODE_SET 4096           /* per thread: code objects whose names were sent */
@@ -139,8 +138,8 @@ static inline bool is_boot(const void *p)
 
 struct cfi_rule;
 
-/* A thread's recording state: its ring, its stack cache, its unwinding
- * rules (ring.c makes them, stack.c uses them). */
+/* A thread's recording state: its ring (ring.c), its stack cache and
+ * unwinding rules (stack.c). */
 struct cache_slot {
 	uint64_t hash;
 	uint32_t id, off;
@@ -264,6 +263,7 @@ static inline uint64_t next_seq(struct tstate *t)
 			return s;
 		}
 		__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELEASE);
+		t->seq_owner = false; /* shared for the rest of this image */
 	}
 	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
 }

@@ -389,6 +389,12 @@ const char *path_base(const char *path)
 	return s ? s + 1 : path;
 }
 
+bool path_is_python(const char *path)
+{
+	const char *b = path_base(path);
+	return !strncmp(b, "python", 6) || !strncmp(b, "libpython", 9);
+}
+
 const char *fmt_bytes(char *out, size_t n, double v)
 {
 	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

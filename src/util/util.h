@@ -176,6 +176,9 @@ int proc_map__open(int pid, const char *path, uint64_t lo, uint64_t hi, uint64_t
 void remove_dir(const char *dir);
 /* Basename without allocation. */
 const char *path_base(const char *path);
+/* Whether a path names a CPython interpreter or its library by its base
+ * name (python3.X, libpython3.X.so): a guess by name, nothing read. */
+bool path_is_python(const char *path);
 /* Human-readable count of bytes into buf. */
 const char *fmt_bytes(char *buf, size_t n, double v);
 

@@ -497,28 +497,41 @@ Test(view, thread_states)
 	f.b.len = 0;
 	rec_module__encode(&f.b, 3, MOD_PYTHON, 0, "[python]", "");
 	stream_writer__record(f.w, REC_MODULE, f.b.data, f.b.len);
-	fx_loc(&f, 0, 3, "spinner", "app.py", 5, NULL, NULL);
-	fx_loc(&f, 1, 0, "python3.11+0x4f94ee", "", 0, NULL, NULL);
-	fx_loc(&f, 2, 1, "___pthread_cond_timedwait64", "", 0, NULL, NULL);
-	fx_loc(&f, 3, 1, "__futex_abstimed_wait_common", "", 0, NULL, NULL);
-	fx_loc(&f, 4, 1, "clock_nanosleep", "", 0, NULL, NULL);
-	fx_loc(&f, 5, 2, "worker_wait", "", 0, NULL, NULL);
-	fx_loc(&f, 6, 0, "drop_gil", "ceval_gil.c", 1, NULL, NULL);
-	fx_loc(&f, 7, 1, "__lll_lock_wake", "", 0, NULL, NULL);
-	fx_loc(&f, 8, 2, "sha256_block", "", 0, NULL, NULL);
-	fx_loc(&f, 9, 0, "_PyEval_EvalFrameDefault", "ceval.c", 1, NULL, NULL);
-	fx_loc(&f, 10, 1, "___pthread_mutex_lock", "", 0, NULL, NULL);
-	fx_loc(&f, 11, 1, "__lll_lock_wait", "", 0, NULL, NULL);
-	uint32_t gil_stripped[] = {3, 2, 1, 0}, sleep[] = {4, 1, 0}, ext_cond[] = {3, 2, 5, 0},
-		 drop[] = {7, 6, 0}, native[] = {8, 0}, python[] = {9, 0}, lib_leaf[] = {7, 9, 0}, mutex[] = {11, 10, 1, 0};
-	fx_stack(&f, 0, 0, 4, gil_stripped);
-	fx_stack(&f, 1, 0, 3, sleep);
-	fx_stack(&f, 2, 0, 4, ext_cond);
-	fx_stack(&f, 3, 0, 3, drop);
-	fx_stack(&f, 4, 0, 2, native);
-	fx_stack(&f, 5, 0, 2, python);
-	fx_stack(&f, 6, 0, 3, lib_leaf);
-	fx_stack(&f, 7, 0, 4, mutex);
+	/* location i: {module, function}; module 3 is the Python one */
+	static const struct {
+		uint32_t module;
+		const char *func;
+	} locs[] = {{3, "spinner"},
+		    {0, "python3.11+0x4f94ee"},
+		    {1, "___pthread_cond_timedwait64"},
+		    {1, "__futex_abstimed_wait_common"},
+		    {1, "clock_nanosleep"},
+		    {2, "worker_wait"},
+		    {0, "drop_gil"},
+		    {1, "__lll_lock_wake"},
+		    {2, "sha256_block"},
+		    {0, "_PyEval_EvalFrameDefault"},
+		    {1, "___pthread_mutex_lock"},
+		    {1, "__lll_lock_wait"}};
+	for (uint32_t i = 0; i < sizeof(locs) / sizeof(locs[0]); i++)
+		fx_loc(&f, i, locs[i].module, locs[i].func, "", 0, NULL, NULL);
+	/* stack s, leaf first, ending in -1u; want[s] is its state */
+	static const uint32_t stacks[][5] = {
+		{3, 2, 1, 0, -1u}, /* a stripped interpreter's take_gil: GIL wait */
+		{4, 1, 0, -1u},    /* the interpreter's sleep: idle */
+		{3, 2, 5, 0, -1u}, /* an extension's own condition wait: idle */
+		{7, 6, 0, -1u},    /* drop_gil's forced switch: GIL wait */
+		{8, 0, -1u},       /* an extension at work: native */
+		{9, 0, -1u},       /* the evaluation loop: Python */
+		{7, 9, 0, -1u},    /* libc under the evaluation loop: Python */
+		{11, 10, 1, 0, -1u}, /* the interpreter's pthread mutex: GIL wait */
+	};
+	for (uint32_t s = 0; s < sizeof(stacks) / sizeof(stacks[0]); s++) {
+		int n = 0;
+		while (stacks[s][n] != -1u)
+			n++;
+		fx_stack(&f, s, 0, n, stacks[s]);
+	}
 	fx_count(&f, 100, 100, 0, KM_WALL, 1);
 	fx_end(&f, true);
 	struct profile p;
