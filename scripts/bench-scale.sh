@@ -4,23 +4,27 @@
 # --heap-sample against bare (10 M pairs a thread) with its estimate's error, and CPU
 # sampling of mt_cpu (N spinning threads, ~1 s of work each) at 999 Hz, kiln
 # against perf record, with the samples each lost; N = 1, 2, 4, ... up to the
-# machine's cores. Also many_stacks' profile size, compressed and not.
+# machine's cores. The heap rows time kiln both ways a process orders its
+# events across threads (docs/heap.md): time stamps and one shared counter
+# (KILN_SEQ; kiln picks stamps from 4 CPUs on). Also many_stacks' profile
+# size, compressed and not.
 #   usage: scripts/bench-scale.sh [runs]
 source "$(dirname "$0")/bench-lib.sh"
 N=${1:-3}
 cores=$(nproc)
 echo "machine: $cores cores; best of $N"
-printf '%8s %10s %12s %8s %12s %8s\n' threads bare "kiln --heap" ratio heaptrack ratio
+printf '%8s %10s %12s %8s %12s %8s %12s %8s\n' threads bare "kiln stamps" ratio "kiln counter" ratio heaptrack ratio
 for t in 1 2 4 8 16 32 64; do
   [ $t -le $cores ] || break
   b=$(best $N $T/mt_alloc $t 2)
-  k=$(best $N $KILN record -q --heap --no-cpu -o $W/m.kiln -- $T/mt_alloc $t 2)
+  k=$(KILN_SEQ=stamps best $N $KILN record -q --heap --no-cpu -o $W/m.kiln -- $T/mt_alloc $t 2)
+  c=$(KILN_SEQ=counter best $N $KILN record -q --heap --no-cpu -o $W/m.kiln -- $T/mt_alloc $t 2)
   if command -v heaptrack >/dev/null; then
     h=$(best 1 heaptrack -o $W/ht $T/mt_alloc $t 2); hr=x$(ratio $h $b); hs=$(ms $h)
   else
     hs="(none)"; hr=-
   fi
-  printf '%8s %10s %12s %8s %12s %8s\n' $t "$(ms $b)" "$(ms $k)" "x$(ratio $k $b)" "$hs" "$hr"
+  printf '%8s %10s %12s %8s %12s %8s %12s %8s\n' $t "$(ms $b)" "$(ms $k)" "x$(ratio $k $b)" "$(ms $c)" "x$(ratio $c $b)" "$hs" "$hr"
 done
 # --heap-sample (the default 512 KiB mean) for production: its cost per
 # allocation, so 10 M pairs a thread (kiln's start and end, ~0.1 s, weigh

@@ -34,11 +34,23 @@
  *          of two words each (KILN_PY_TAG | flags | code object, instruction
  *          index: include/kiln/python.h), innermost first
  *
- * seq is per process image, from one atomic counter: the recorder merges a
- * process's rings in seq order, so a block freed by another thread than the
- * one that allocated it is seen in the right order. A thread takes its seq
- * only once it has room and publishes right after, so a missing seq is
- * always about to appear (or its process died). Stack ids are per thread,
+ * seq orders a process image's events across its threads: the recorder
+ * merges the image's rings in seq order, so a block freed by another thread
+ * than the one that allocated it is seen in the right order. Three ways to
+ * number, one at a time per image (shim_int.h, seq.c):
+ *   - owner: while one thread alone has a ring, it counts 0, 1, 2, ...;
+ *   - counter: threads share one atomic counter, seqs dense; a thread takes
+ *     its seq only once it has room and publishes right after, so a missing
+ *     seq is always about to appear (or its process died);
+ *   - stamps: each event's seq is the time stamp counter (rdtsc - tsc0 +
+ *     base, above every seq before): no write shared between threads. Seqs
+ *     have gaps, so the recorder merges up to a watermark (heapsrc.c): the
+ *     time it read before a process-wide barrier (membarrier), lowered to
+ *     the bound of each ring whose thread is inside an event (hdr->busy:
+ *     the thread's next seq is at least this) and held while a ring the
+ *     image made (page->made) has not reached it. The image page, a sealed
+ *     memfd sent with every ring made once stamps are on, carries tsc0,
+ *     base and the count of rings made. Stack ids are per thread,
  * dense from 0, kept across the thread's rings; a STACK record precedes the
  * first event that uses it, in the same ring.
  *
@@ -51,7 +63,7 @@
 #include <stdint.h>
 
 #define KILN_RING_MAGIC 0x676e69726e6c696bULL /* "kilnring" */
-#define KILN_RING_VERSION 5
+#define KILN_RING_VERSION 6
 #define KILN_RING_HDR_SIZE 256
 #define KILN_RING_WORDS_TINY (1u << 9)  /* 4 KiB: a new thread's ring once a process holds many */
 #define KILN_RING_WORDS_MIN (1u << 11)  /* 16 KiB: a new thread's ring */
@@ -84,7 +96,9 @@ struct kiln_ring_hdr {
 	uint64_t ring_id; /* per process image, from 1 */
 	uint64_t prev_id; /* the ring of the same thread this one continues, or 0 */
 	uint64_t head;    /* offset 64: written by the producer (release) */
-	uint64_t pad2[7];
+	uint64_t busy;    /* offset 72: stamps only: while the producer is inside an
+			   * event, a bound its seq is at or above; 0 outside */
+	uint64_t pad2[6];
 	uint64_t tail;    /* offset 128: written by the consumer (release) */
 	uint64_t beat;    /* offset 136: by the consumer, the next seq it waits for
 			   * in this process image (moves with every event taken
@@ -105,6 +119,22 @@ _Static_assert(sizeof(struct kiln_ring_hdr) == KILN_RING_HDR_SIZE, "ring header 
 #define RING_R_CORRUPT 1u    /* the recorder gave up on this ring: stop writing */
 #define RING_R_MAPS 2u       /* the recorder has read this process image's maps: its
 			      * stacks can be named even if it ends now */
+
+/* The image page (stamps only): one per process image, made when it turns
+ * to stamps, sent beside every ring made from then on. The recorder copies
+ * magic to base once; made and failed it reads at each watermark. */
+#define KILN_PAGE_MAGIC 0x6567617070616d69ULL /* "imappage" */
+#define KILN_PAGE_SIZE 4096
+struct kiln_image_page {
+	uint64_t magic;
+	uint32_t version, pad0;
+	uint64_t nonce;   /* the image's (as its rings') */
+	uint64_t tsc0;    /* seq = rdtsc - tsc0 + base */
+	uint64_t base;    /* above every seq the image took before */
+	uint64_t pad1[3];
+	uint64_t made;    /* offset 64: rings made since the page (counted before each is sent) */
+	uint64_t failed;  /* of those, rings that could not be sent */
+};
 
 /* Socket messages from the shim (SOCK_SEQPACKET, one per send). */
 enum { KILN_MSG_RING = 1, KILN_MSG_LOSS = 2 };

@@ -77,7 +77,7 @@ bool record_is_zombie(long pid);
 
 /* record_session.c */
 int record_snapshot_bytes(void *ctx, uint32_t pid, struct buf *out); /* channel callbacks */
-void record_on_ring(void *ctx, const struct kiln_msg *m, int fd);
+void record_on_ring(void *ctx, const struct kiln_msg *m, int fd, int page_fd);
 void record_on_loss(void *ctx, const struct kiln_msg *m);
 int record_output_ready(struct rec *st); /* the output in place (a FIFO: once a reader came) */
 int record_wait_status(int status);      /* a wait status as an exit code: 128+N for a signal */

@@ -26,9 +26,9 @@ int record_snapshot_bytes(void *ctx, uint32_t pid, struct buf *out)
 	return rc;
 }
 
-void record_on_ring(void *ctx, const struct kiln_msg *m, int fd)
+void record_on_ring(void *ctx, const struct kiln_msg *m, int fd, int page_fd)
 {
-	heapsrc__add_ring(((struct rec *)ctx)->h, m, fd);
+	heapsrc__add_ring(((struct rec *)ctx)->h, m, fd, page_fd);
 }
 
 void record_on_loss(void *ctx, const struct kiln_msg *m)
@@ -116,6 +116,10 @@ static void summary(struct rec *st, double secs, const char *what)
 				"shown as [python frames unreadable] (--wall reads them with ptrace)\n", nobpf);
 }
 
+/* Heap events in one poll that say the rings are busy: the next poll
+ * comes without a pause. */
+#define HEAP_BUSY 4096
+
 /* The record loop shared by launch and attach. Returns when the target is
  * gone (child reaped: *status set), the duration passed, or on a signal. */
 int record_loop(struct rec *st, int *status, bool *child_done)
@@ -129,16 +133,18 @@ int record_loop(struct rec *st, int *status, bool *child_done)
 	}
 	uint64_t start = now_ns(), last_flush = start, last_snap = start;
 	uint64_t dur = st->o.duration > 0 ? (uint64_t)(st->o.duration * 1e9) : 0;
+	long drained = 0;
 	for (;;) {
-		/* at least every 2 ms with a heap (its timeline), 10 ms without */
+		/* at least every 2 ms with a heap (its timeline), 10 ms without;
+		 * without pause while the rings keep the recorder busy (their
+		 * threads would wait for it while it slept) */
 		if (st->s)
-			st->ops->read(st->s, st->h ? 2 : 10);
-		else
+			st->ops->read(st->s, drained >= HEAP_BUSY ? 0 : st->h ? 2 : 10);
+		else if (drained < HEAP_BUSY)
 			usleep(st->h ? 2000 : 10000);
 		if (st->ch)
 			channel__poll(st->ch, &st->chops);
-		if (st->h)
-			heapsrc__poll(st->h);
+		drained = st->h ? heapsrc__poll(st->h) : 0;
 		recorder__tick(st->r);
 		if (st->out_waiting && !st->out_ready) {
 			int orc = record_output_ready(st);
@@ -240,6 +246,12 @@ int record_finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		if (ha)
 			json_object_set_new(ha, "frees_before",
 					    json_integer((json_int_t)recorder__unknown_frees(st->r, (uint32_t)main_pid)));
+		uint64_t frees, over;
+		recorder__heap_unmatched(st->r, &frees, &over);
+		json_object_set_new(recorder__meta(st->r), "heap_unmatched",
+				    json_pack("{sIsI}", "frees", (json_int_t)frees, "allocs_over_live", (json_int_t)over));
+		json_object_set_new(recorder__meta(st->r), "heap_stamped_images",
+				    json_integer((json_int_t)heapsrc__stamped(st->h)));
 		recorder__meta_changed(st->r);
 		size_t it = 0;
 		uint32_t upid;

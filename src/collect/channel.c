@@ -148,9 +148,9 @@ void channel__close_child_end(struct channel *ch)
 	ch->pair[1] = -1;
 }
 
-/* One message; 1 read, 0 nothing waiting, -1 the peer is gone. *fd gets the
- * first descriptor passed (others are closed), or -1. */
-static int recv_one(int sock, void *buf, size_t cap, ssize_t *len, int *fd)
+/* One message; 1 read, 0 nothing waiting, -1 the peer is gone. fd[0] and
+ * fd[1] get the first two descriptors passed (others are closed), or -1. */
+static int recv_one(int sock, void *buf, size_t cap, ssize_t *len, int fd[2])
 {
 	union {
 		char b[CMSG_SPACE(4 * sizeof(int))];
@@ -158,12 +158,13 @@ static int recv_one(int sock, void *buf, size_t cap, ssize_t *len, int *fd)
 	} ctl;
 	struct iovec iov = {buf, cap};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
-	*fd = -1;
+	fd[0] = fd[1] = -1;
 	ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	if (n == 0)
 		return -1;
+	int got = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -171,8 +172,8 @@ static int recv_one(int sock, void *buf, size_t cap, ssize_t *len, int *fd)
 		for (size_t i = 0; i < k; i++) {
 			int f;
 			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (*fd < 0)
-				*fd = f;
+			if (got < 2)
+				fd[got++] = f;
 			else
 				close(f);
 		}
@@ -182,22 +183,23 @@ static int recv_one(int sock, void *buf, size_t cap, ssize_t *len, int *fd)
 }
 
 /* A shim message: ring or loss; anything else is dropped. */
-static void shim_msg(const struct channel_ops *ops, const void *buf, ssize_t len, int fd)
+static void shim_msg(const struct channel_ops *ops, const void *buf, ssize_t len, const int fd[2])
 {
 	struct kiln_msg m;
 	if (len == (ssize_t)sizeof(m)) {
 		memcpy(&m, buf, sizeof(m));
 		if (m.magic == KILN_MSG_MAGIC && m.version == KILN_RING_VERSION) {
-			if (m.type == KILN_MSG_RING && fd >= 0) {
-				ops->ring(ops->ctx, &m, fd);
+			if (m.type == KILN_MSG_RING && fd[0] >= 0) {
+				ops->ring(ops->ctx, &m, fd[0], fd[1]);
 				return;
 			}
 			if (m.type == KILN_MSG_LOSS && ops->loss)
 				ops->loss(ops->ctx, &m);
 		}
 	}
-	if (fd >= 0)
-		close(fd);
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
 }
 
 static void snapshot_request(struct conn *c, const struct channel_ops *ops, const char *req,
@@ -256,10 +258,10 @@ void channel__poll(struct channel *ch, const struct channel_ops *ops)
 {
 	static char buf[512];
 	ssize_t len;
-	int fd;
+	int fd[2];
 	/* the launched program and its descendants */
 	for (int i = 0; i < MSGS_PER_POLL && ch->pair[0] >= 0; i++) {
-		int rc = recv_one(ch->pair[0], buf, sizeof(buf), &len, &fd);
+		int rc = recv_one(ch->pair[0], buf, sizeof(buf), &len, fd);
 		if (rc <= 0)
 			break;
 		shim_msg(ops, buf, len, fd);
@@ -288,7 +290,7 @@ void channel__poll(struct channel *ch, const struct channel_ops *ops)
 		bool keep = true;
 		if (!c->close_after) {
 			for (int m = 0; m < 64 && !c->close_after; m++) {
-				int rc = recv_one(c->fd, buf, sizeof(buf), &len, &fd);
+				int rc = recv_one(c->fd, buf, sizeof(buf), &len, fd);
 				if (rc == 0)
 					break;
 				if (rc < 0) {
@@ -296,8 +298,9 @@ void channel__poll(struct channel *ch, const struct channel_ops *ops)
 					break;
 				}
 				if (len >= 9 && !memcmp(buf, "snapshot ", 9) && !c->spoke) {
-					if (fd >= 0)
-						close(fd);
+					for (int f = 0; f < 2; f++)
+						if (fd[f] >= 0)
+							close(fd[f]);
 					snapshot_request(c, ops, buf, len);
 				} else {
 					c->spoke = true;

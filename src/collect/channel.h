@@ -24,8 +24,9 @@ struct channel;
 
 struct channel_ops {
 	void *ctx;
-	/* A ring from a shim: fd is the callee's to close. */
-	void (*ring)(void *ctx, const struct kiln_msg *m, int fd);
+	/* A ring from a shim, and its image page (stamps) or -1: both the
+	 * callee's to close. */
+	void (*ring)(void *ctx, const struct kiln_msg *m, int fd, int page_fd);
 	void (*loss)(void *ctx, const struct kiln_msg *m);
 	/* Snapshot of pid into out (a whole profile file): 0 or -errno. */
 	int (*snapshot)(void *ctx, uint32_t pid, struct buf *out);

@@ -19,6 +19,7 @@ struct hproc {
 	struct u64map live;
 	int64_t cur, peak, wmax; /* wmax: the most live since the last heap__window */
 	uint64_t unknown_frees;
+	uint64_t over_live; /* allocations at an address still live */
 };
 
 struct hthread {
@@ -120,17 +121,17 @@ static void change(struct heap *h, struct hproc *p, struct hcell *c, int64_t byt
 #define BLOCK_CELL(v2) ((uint32_t)(v2))
 #define BLOCK_COUNT(v2) ((v2) >> 32 ? (int64_t)((v2) >> 32) : 1)
 
-/* Forget the live block at addr (bytes, v2) in p. */
-static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, uint64_t size, uint64_t v2)
+/* What the live block b (at addr) held in p is no longer live; the caller
+ * removes or reuses its entry. */
+static void drop_block(struct heap *h, struct hproc *p, uint64_t addr, const struct u64map_ent *b)
 {
-	struct hcell *c = &h->cells[BLOCK_CELL(v2)];
-	change(h, p, c, -(int64_t)size, -BLOCK_COUNT(v2));
+	struct hcell *c = &h->cells[BLOCK_CELL(b->v2)];
+	change(h, p, c, -(int64_t)b->v1, -BLOCK_COUNT(b->v2));
 	struct hthread *t = &h->thr[c->thread];
 	if (t->has_last && t->last_alloc == addr) {
 		c->temp_count++;
 		t->has_last = false;
 	}
-	u64map__remove(&p->live, addr, NULL);
 }
 
 bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr)
@@ -141,7 +142,8 @@ bool heap__free_block(struct heap *h, uint32_t proc, uint64_t addr)
 		p->unknown_frees++;
 		return false;
 	}
-	drop_block(h, p, addr, b->v1, b->v2);
+	drop_block(h, p, addr, b);
+	u64map__remove_at(&p->live, b);
 	return true;
 }
 
@@ -180,14 +182,16 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 		return;
 	struct hcell *c = &h->cells[cell];
 	struct hproc *p = &h->procs[c->proc];
-	struct u64map_ent *b = u64map__find(&p->live, addr);
-	if (b) /* a free we never saw: forget the old block first */
-		drop_block(h, p, addr, b->v1, b->v2);
+	bool created;
+	struct u64map_ent *b = u64map__upsert(&p->live, addr, &created);
+	if (!created) { /* a free we never saw: forget the old block first */
+		p->over_live++;
+		drop_block(h, p, addr, b);
+	}
 	uint64_t n = h->sample ? sample_weight(h, size) : 1;
 	uint64_t bytes;
 	if (__builtin_mul_overflow(size, n, &bytes) || bytes > INT64_MAX)
 		bytes = INT64_MAX;
-	b = u64map__upsert(&p->live, addr, NULL);
 	b->v1 = bytes;
 	b->v2 = cell | (n > 1 ? n << 32 : 0);
 	SAT_ADD(c->alloc_bytes, (int64_t)bytes);
@@ -250,6 +254,11 @@ void heap__live(const struct heap *h, uint32_t cell, int64_t *bytes, int64_t *co
 uint64_t heap__unknown_frees(const struct heap *h, uint32_t proc)
 {
 	return proc < h->nprocs ? h->procs[proc].unknown_frees : 0;
+}
+
+uint64_t heap__over_live(const struct heap *h, uint32_t proc)
+{
+	return proc < h->nprocs ? h->procs[proc].over_live : 0;
 }
 
 int64_t heap__current(const struct heap *h, uint32_t proc)

@@ -53,6 +53,9 @@ void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT]);
 /* What is live now in a cell. */
 void heap__live(const struct heap *h, uint32_t cell, int64_t *bytes, int64_t *count);
 uint64_t heap__unknown_frees(const struct heap *h, uint32_t proc);
+/* Allocations at an address a live block held (its free was not seen: lost,
+ * or taken out of order): none in a recording that lost nothing. */
+uint64_t heap__over_live(const struct heap *h, uint32_t proc);
 /* Bytes live in proc now, and at its own largest moment. */
 int64_t heap__current(const struct heap *h, uint32_t proc);
 int64_t heap__peak(const struct heap *h, uint32_t proc);

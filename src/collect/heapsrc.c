@@ -24,77 +24,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "collect/heapsrc.h"
+#include "collect/heapsrc_int.h"
 #include "collect/python.h"
 #include "collect/recorder.h"
 #include "kiln/kiln.h"
 #include "kiln/python.h"
 #include "util/util.h"
-
-#define NO_SEQ UINT64_MAX
-#define STALL_NS 1000000000ull
-
-/* Stack ids of one chain of rings (a thread's rings, each continuing the
- * one before: ids dense from 0 across them). */
-struct stab {
-	uint32_t *cells; /* id -> recorder cell */
-	size_t n, cap;
-};
-
-struct hring {
-	struct kiln_ring_hdr *hdr;
-	size_t maplen;
-	uint64_t *data;
-	uint64_t mask, words; /* copied once: never re-read from the ring */
-	uint64_t tail, head;  /* head: last seen, reloaded when reached */
-	uint64_t last_seq;    /* of the last event consumed (seqs rise in a ring) */
-	bool any;
-	uint64_t front;       /* seq of the next event, or NO_SEQ */
-	uint64_t dropped_seen, unsent_seen;
-	uint32_t pid, tid;
-	struct rproc *proc;
-	struct stab *stab;
-	int heap_idx;         /* in the group's heap, or -1 */
-	bool corrupt;
-	uint64_t ring_id;
-	struct hring *pred;   /* the ring of this thread it continues, until drained */
-};
-
-/* A heap entry carries its ring's front seq: sifting reads no ring. */
-struct hent {
-	uint64_t front;
-	struct hring *rg;
-};
-
-struct hgroup {
-	uint32_t pid;
-	uint64_t nonce;
-	uint64_t next_seq;
-	struct hring **rings;
-	size_t n, cap;
-	struct hent *heap; /* min-heap by front */
-	size_t nheap, cheap;
-	struct stab **stabs;
-	size_t nstabs, cstabs;
-	struct u64map chain; /* id of a chain's newest ring -> stab index + 1 */
-	struct hgroup *older; /* an older image of this pid, to finish first */
-	bool maps_read;       /* its maps were read when its first ring came */
-	bool ending, ended, lossy;
-	bool gone; /* its process was seen gone: ended at the next poll, after the
-		    * channel has been read once more (a ring it sent just before
-		    * exiting may still be in the socket) */
-	uint64_t stall_since, stall_seq;
-};
-
-struct heapsrc {
-	struct recorder *r;
-	struct hgroup **groups;
-	size_t ngroups, cgroups;
-	struct u64map gidx; /* hash(pid, nonce) -> group index + 1 */
-	size_t nrings;
-	uint64_t mapped;
-	uint64_t last_check;
-	bool seen;
-};
 
 struct heapsrc *heapsrc__new(struct recorder *r)
 {
@@ -107,6 +42,11 @@ struct heapsrc *heapsrc__new(struct recorder *r)
 bool heapsrc__seen(const struct heapsrc *h)
 {
 	return h->seen;
+}
+
+uint64_t heapsrc__stamped(const struct heapsrc *h)
+{
+	return h->stamped;
 }
 
 static uint64_t group_key(uint32_t pid, uint64_t nonce)
@@ -197,7 +137,7 @@ void heapsrc__loss(struct heapsrc *h, const struct kiln_msg *m)
 
 static void group_end(struct heapsrc *h, struct hgroup *g);
 
-void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
+void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd, int page_fd)
 {
 	struct stat st;
 	int seals = fcntl(fd, F_GET_SEALS);
@@ -214,8 +154,11 @@ void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
 	}
 	void *p = ok ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
 	close(fd);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		if (page_fd >= 0)
+			close(page_fd);
 		return;
+	}
 	/* copy what defines the ring once; the program may change it later */
 	struct kiln_ring_hdr hd;
 	memcpy(&hd, p, sizeof(hd));
@@ -224,6 +167,8 @@ void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
 	    words < KILN_RING_WORDS_TINY || words > KILN_RING_WORDS_MAX || (words & (words - 1)) ||
 	    size != KILN_RING_HDR_SIZE + 8 * words || !hd.pid) {
 		munmap(p, size);
+		if (page_fd >= 0)
+			close(page_fd);
 		return;
 	}
 	struct hring *rg = xcalloc(1, sizeof(*rg));
@@ -241,6 +186,7 @@ void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd)
 	if (hd.ppid)
 		recorder__fork(h->r, hd.pid, hd.ppid); /* knows the parent's maps if its own are gone */
 	struct hgroup *g = group_get(h, hd.pid, hd.nonce);
+	stamps_ring_received(h, g, page_fd);
 	if (!g->maps_read) {
 		/* the image's first ring: read its maps now, while it surely
 		 * lives (a short-lived exec'd program may be gone before its
@@ -447,7 +393,7 @@ static void heap_pop_top(struct hgroup *g)
 }
 
 /* Rings with nothing ready may have something now. */
-static void refresh_idle(struct heapsrc *h, struct hgroup *g)
+void heapsrc_refresh_idle(struct heapsrc *h, struct hgroup *g)
 {
 	for (size_t i = 0; i < g->n; i++) {
 		struct hring *rg = g->rings[i];
@@ -498,15 +444,24 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 {
 	long n = 0;
 	bool refreshed = false;
-	refresh_idle(h, g);
+	int marks = 0;
+	heapsrc_refresh_idle(h, g);
 	while (n < budget && g->nheap) {
 		struct hring *top = g->heap[0].rg;
 		uint64_t seq = g->heap[0].front;
-		if (seq > g->next_seq && !force && !g->lossy) {
+		if (g->page && !force && !g->lossy) {
+			/* stamps: seqs have gaps; the watermark says how far the
+			 * rings' order is known */
+			int gate = stamps_gate(h, g, seq, &marks);
+			if (gate < 0)
+				continue;
+			if (!gate)
+				break;
+		} else if (seq > g->next_seq && !force && !g->lossy) {
 			/* a seq still being written by another thread, perhaps in
 			 * a ring that was idle a moment ago */
 			if (!refreshed) {
-				refresh_idle(h, g);
+				heapsrc_refresh_idle(h, g);
 				refreshed = true;
 				continue;
 			}
@@ -583,6 +538,7 @@ static void group_end(struct heapsrc *h, struct hgroup *g)
 	recorder__heap_end(h->r, g->pid);
 	for (size_t i = 0; i < g->n; i++)
 		ring_close(h, g->rings[i]);
+	stamps_release(g);
 	g->n = 0;
 	g->nheap = 0;
 	g->ended = true;
@@ -632,6 +588,7 @@ void heapsrc__free(struct heapsrc *h)
 		u64map__release(&g->chain);
 		free(g->rings);
 		free(g->heap);
+		stamps_release(g);
 		free(g);
 	}
 	free(h->groups);

@@ -257,6 +257,15 @@ uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid)
 	return p ? heap__unknown_frees(r->heap, p->idx) : 0;
 }
 
+void recorder__heap_unmatched(struct recorder *r, uint64_t *frees, uint64_t *over_live)
+{
+	*frees = *over_live = 0;
+	for (size_t i = 0; i < r->nprocs; i++) {
+		*frees += heap__unknown_frees(r->heap, r->procs[i]->idx);
+		*over_live += heap__over_live(r->heap, r->procs[i]->idx);
+	}
+}
+
 static struct rcell *cell_get(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack)
 {
 	uint32_t key[3] = {pid, tid, stack};

@@ -44,6 +44,9 @@ json_t *recorder__meta(struct recorder *r);
 void recorder__meta_changed(struct recorder *r);
 /* Frees in pid of blocks never seen allocated (before an attach). */
 uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid);
+/* Over every process: frees of blocks never seen allocated, allocations at an
+ * address still live (heap__over_live). */
+void recorder__heap_unmatched(struct recorder *r, uint64_t *frees, uint64_t *over_live);
 /* Whether CPU samples carry kernel frames (META "kernel_stacks"). */
 void recorder__set_kernel_stacks(struct recorder *r, bool on);
 void recorder__thread_name(struct recorder *r, uint32_t pid, uint32_t tid, const char *name);

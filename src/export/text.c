@@ -98,6 +98,17 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	buf__release(&cmd);
 }
 
+/* Allocations at an address kiln still held live: a free it did not see
+ * (lost, or taken out of order). Said only when there were any. */
+static void heap_unmatched_line(FILE *f, const struct profile *p)
+{
+	json_int_t ov = json_integer_value(json_object_get(json_object_get(p->meta, "heap_unmatched"), "allocs_over_live"));
+	if (ov > 0)
+		fprintf(f, "# heap: %lld allocation%s at an address still live (a free kiln did not see); the block "
+			   "before each was taken as freed there\n",
+			(long long)ov, ov == 1 ? "" : "s");
+}
+
 /* What heap tracking lost, always said: "nothing lost" is a finding too. */
 static void heap_loss_lines(FILE *f, const struct profile *p, int64_t pid)
 {
@@ -368,6 +379,7 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 	if (vf->pid < 0)
 		timeline_lines(f, p);
 	heap_loss_lines(f, p, vf->pid);
+	heap_unmatched_line(f, p);
 }
 
 static size_t shown_rows(const struct table *t, long limit)
@@ -464,6 +476,9 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 				    json_integer((json_int_t)(loss[c] > INT64_MAX ? INT64_MAX : loss[c])));
 	json_object_set_new(o, "heap_lost_events", hl);
 	json_object_set_new(o, "heap_untracked_processes", hu);
+	json_t *um = json_object_get(p->meta, "heap_unmatched");
+	if (um)
+		json_object_set(o, "heap_unmatched", um);
 	json_object_set_new(o, "duration_s", json_real(profile__duration(p)));
 	json_object_set_new(o, "complete", json_boolean(p->complete));
 	json_t *rows = json_array();

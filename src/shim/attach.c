@@ -126,9 +126,7 @@ EXPORT int kiln_attach_start(int fd)
 		close(fd);
 	process_setup();
 	new_image();
-	/* threads of a running program allocate from the first patched slot
-	 * on, none of them first: their seqs are shared from the start */
-	__atomic_store_n(&g_seq_shared, 1, __ATOMIC_SEQ_CST);
+	seq_attach();
 	g_py_fin_sent = 0;
 	if (!shim_sample__start(g_attach_sample)) {
 		t_guard--;

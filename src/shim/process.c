@@ -12,7 +12,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include "kiln/kiln.h"
 #include "shim/env.h"
@@ -24,10 +23,6 @@ int g_sock = -1;        /* the channel to the recorder (ring.h) */
 ino_t g_sock_ino;       /* its inode: the number may be reused if the program closes it */
 pid_t g_pid, g_recorder;
 uint64_t g_nonce;
-uint64_t g_seq;         /* per process image (next_seq) */
-int g_seq_shared = 1;   /* until an image knows it can share its seqs safely later */
-int g_seq_owner_busy;
-static pid_t g_seq_owner; /* the thread that takes seqs alone, 0: none yet */
 uint64_t g_ring_ids;    /* ring ids of this image */
 uint64_t g_ring_bytes;  /* bytes of rings this process holds */
 uintptr_t g_self_lo, g_self_hi; /* our own text, skipped in stacks */
@@ -74,14 +69,7 @@ void new_image(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	g_pid = getpid();
 	g_nonce = ((uint64_t)g_pid << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uintptr_t)&ts;
-	__atomic_store_n(&g_seq, 0, __ATOMIC_RELAXED);
-	/* one thread may number events alone only if a second can later make
-	 * it pass a barrier: registered for this image (a forked child's
-	 * process is new), else shared from the start */
-	g_seq_owner = 0;
-	__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELAXED);
-	bool mb = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
-	__atomic_store_n(&g_seq_shared, mb ? 0 : 1, __ATOMIC_RELEASE);
+	seq_new_image();
 	__atomic_store_n(&g_ring_ids, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
 }
@@ -263,9 +251,10 @@ bool recorder_alive(void)
 	return true;
 }
 
-/* Send one message (with a descriptor, or -1). The recorder may be slow to
- * read (or stopped): retry for at most KILN_RING_WAIT_NS. */
-bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
+/* Send one message (with a descriptor, or -1; and a second, or -1). The
+ * recorder may be slow to read (or stopped): retry for at most
+ * KILN_RING_WAIT_NS. */
+bool channel_send2(uint16_t type, uint64_t cause, uint64_t count, int fd, int fd2)
 {
 	if (!sock_is_ours())
 		return false;
@@ -273,19 +262,20 @@ bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
 			     .pid = (uint32_t)g_pid, .tid = (uint32_t)gettid_raw(), .cause = cause, .count = count};
 	struct iovec iov = {&m, sizeof(m)};
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} ctl;
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	if (fd >= 0) {
+		int fds[2] = {fd, fd2}, nfd = fd2 >= 0 ? 2 : 1;
 		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
+		mh.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(nfd * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfd * sizeof(int));
 	}
 	uint64_t start = 0;
 	for (unsigned spins = 0;; spins++) {
@@ -360,29 +350,4 @@ __attribute__((destructor)) static void shim_dtor(void)
 	}
 	attach_leave(att);
 	t_guard--;
-}
-
-void seq_claim(struct tstate *t)
-{
-	if (t->seq_owner || __atomic_load_n(&g_seq_shared, __ATOMIC_ACQUIRE))
-		return;
-	pid_t me = gettid_raw(), none = 0;
-	if (__atomic_compare_exchange_n(&g_seq_owner, &none, me, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
-	    none == me) { /* the first; or a thread reusing the owner's tid, which has ended */
-		t->seq_owner = true;
-		return;
-	}
-	/* a second thread: share, then wait for the owner to be out of its
-	 * window (it saw shared = 0 and may be storing the counter) */
-	__atomic_store_n(&g_seq_shared, 1, __ATOMIC_SEQ_CST);
-	if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
-		/* registered at new_image, so this does not fail; if it did, the
-		 * owner's barrier comes from being scheduled out: give it time */
-		struct timespec ms = {0, 2000000};
-		nanosleep(&ms, NULL);
-	}
-	while (__atomic_load_n(&g_seq_owner_busy, __ATOMIC_ACQUIRE)) {
-		struct timespec ts = {0, 20000};
-		nanosleep(&ts, NULL);
-	}
 }

@@ -244,10 +244,11 @@ __attribute__((noinline)) void python_finalizing(struct tstate *t)
 		return;
 	if (!ring_reserve(t, 2))
 		return;
-	uint64_t seq = next_seq(t);
+	uint64_t seq = seq_begin(t);
 	ring_put(t, 0, seq << 8 | RING_PYFIN);
 	ring_put(t, 1, 0);
 	ring_publish(t, 2);
+	seq_end(t);
 	/* The recorder names Python frames by reading their code objects,
 	 * which finalization is about to free: wait (at most 2 s) until it has
 	 * read everything before this event, every STACK included. */

@@ -44,13 +44,17 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 	h->ppid = (uint32_t)getppid();
 	h->nonce = g_nonce;
 	h->words = words;
-	h->ring_id = __atomic_add_fetch(&g_ring_ids, 1, __ATOMIC_RELAXED);
+	struct kiln_image_page *page;
+	h->ring_id = seq_ring_id(&page); /* stamps: the page counts it before it is sent */
 	h->prev_id = prev_id;
 	h->unsent = __atomic_exchange_n(&g_loss_unsent, 0, __ATOMIC_ACQ_REL);
 	__atomic_store_n(&h->magic, KILN_RING_MAGIC, __ATOMIC_RELEASE);
-	bool sent = channel_send(KILN_MSG_RING, 0, 0, fd);
+	/* stamps: the recorder holds its watermark until it has every ring
+	 * the page counts */
+	bool sent = channel_send2(KILN_MSG_RING, 0, 0, fd, page ? g_page_fd : -1);
 	close(fd);
 	if (!sent) {
+		seq_ring_failed();
 		if (h->unsent)
 			__atomic_add_fetch(&g_loss_unsent, h->unsent, __ATOMIC_RELAXED);
 		munmap(m, size);
@@ -65,6 +69,8 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 		}
 	}
 	t->agen = g_attach_gen;
+	if (!prev_id)
+		t->last_stamp = 0; /* stamps rise within a chain of rings */
 	t->hdr = h;
 	t->data = (uint64_t *)((char *)m + KILN_RING_HDR_SIZE);
 	t->mask = words - 1;

@@ -57,10 +57,11 @@ __attribute__((noinline)) void record(void *freed, void *p, size_t size, const s
 			count_dropped(t, 1 + (p != NULL));
 			goto out;
 		}
-		uint64_t seq = next_seq(t);
+		uint64_t seq = seq_begin(t);
 		ring_put(t, 0, seq << 8 | RING_FREE);
 		ring_put(t, 1, (uint64_t)(uintptr_t)freed);
 		ring_publish(t, 2);
+		seq_end(t);
 	}
 	if (p) {
 		uint64_t id;
@@ -68,12 +69,13 @@ __attribute__((noinline)) void record(void *freed, void *p, size_t size, const s
 			count_dropped(t, 1);
 			goto out;
 		}
-		uint64_t seq = next_seq(t);
+		uint64_t seq = seq_begin(t);
 		ring_put(t, 0, seq << 8 | RING_ALLOC);
 		ring_put(t, 1, (uint64_t)(uintptr_t)p);
 		ring_put(t, 2, size);
 		ring_put(t, 3, id);
 		ring_publish(t, 4);
+		seq_end(t);
 	}
 out:
 	attach_leave(att);
@@ -115,7 +117,7 @@ __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const stru
 			shim_sample__restore(old);
 		return q;
 	}
-	uint64_t seq = next_seq(t);
+	uint64_t seq = seq_begin(t); /* the thread is busy until published: the recorder waits */
 	errno = saved;
 	void *p = fn(ctx, old, n);
 	saved = errno;
@@ -124,6 +126,7 @@ __attribute__((noinline)) void *realloc_recorded(void *old, size_t n, const stru
 	ring_put(t, 0, seq << 8 | (p ? RING_FREE : RING_NOP));
 	ring_put(t, 1, p ? (uint64_t)(uintptr_t)old : 0);
 	ring_publish(t, 2);
+	seq_end(t);
 	attach_leave(att);
 	t_guard--;
 	if (p && shim_sample__take(p, n))

@@ -113,7 +113,11 @@ void new_image(void);
 /* Whether the recorder is still there (false once its socket hung up). */
 bool recorder_alive(void);
 /* Send one message to the recorder (ring.h), with a descriptor or -1. */
-bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd);
+bool channel_send2(uint16_t type, uint64_t cause, uint64_t count, int fd, int fd2);
+static inline bool channel_send(uint16_t type, uint64_t cause, uint64_t count, int fd)
+{
+	return channel_send2(type, cause, count, fd, -1);
+}
 
 #define SHIM_DEPTH 128
 #define SHIM_PY_MAX 60            /* Python frames in a stack: 2 words each, within KILN_MAX_DEPTH */
@@ -167,7 +171,9 @@ struct tstate {
 	uint64_t *pycodes;        /* PYCODE_SET code objects already sent (0: empty) */
 	uint32_t pycode_gen;      /* the image generation they were sent in */
 	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
-	bool seq_owner;           /* it alone takes seqs, without a lock (next_seq) */
+	bool seq_owner;           /* it alone takes seqs, without a lock (seq_begin) */
+	bool stamping;            /* inside an event, hdr->busy set (seq_end clears it) */
+	uint64_t last_stamp;      /* its last stamp in this ring chain (0: none yet) */
 };
 extern TLS struct tstate t_state;
 
@@ -190,12 +196,53 @@ static inline pid_t gettid_raw(void)
 
 /* process.c: the image, the fork handlers, the channel */
 extern uint64_t g_nonce;
-extern uint64_t g_seq;             /* per process image (next_seq) */
-extern int g_seq_shared;           /* 1: every thread takes seqs with fetch_add */
-extern int g_seq_owner_busy;       /* the owner is taking a seq without it */
+
+/* seq.c: how this image numbers its events (include/kiln/ring.h) */
+enum { SEQ_OWNER = 0, SEQ_COUNTER = 1, SEQ_STAMPS = 2, SEQ_SWITCHING = 3 };
+extern uint64_t g_seq;             /* per process image (seq_begin) */
+extern int g_seq_mode;             /* SEQ_*: owner until a second thread makes a ring */
+extern int g_seq_owner_busy;       /* the owner is taking a seq without a lock */
+extern uint64_t g_stamp_tsc0, g_stamp_base;
+extern struct kiln_image_page *g_page; /* stamps: the image page, else NULL */
+extern int g_page_fd;
+/* A new image: owner mode if a second thread could later make the owner
+ * pass a barrier, else the counter. */
+void seq_new_image(void);
+/* An attach: every thread may allocate at once; stamps if they can be. */
+void seq_attach(void);
 /* The thread making a ring: the image's seq owner if it is the first (and
- * the image may have one), else the image's seqs become shared. */
+ * the image may have one), else the image turns to stamps (or the counter)
+ * if it has not already. */
 void seq_claim(struct tstate *t);
+/* The id of a ring about to be sent, and the page to send with it (or NULL);
+ * a ring that could not be sent is counted (the recorder stops waiting). */
+uint64_t seq_ring_id(struct kiln_image_page **page);
+void seq_ring_failed(void);
+/* A seq while the image switches modes, or from the counter. */
+uint64_t seq_shared_slow(struct tstate *t);
+
+/* The time stamp counter, read once every instruction before has executed
+ * and every load before is seen (rdtscp). rdtsc alone may read it early
+ * (out of order, by up to some hundred cycles here): enough to stamp an
+ * allocation before the free, in another thread, that handed its block
+ * back to the allocator, or a free before the allocation of the block it
+ * frees, whose address another thread passed it (both seen here: the
+ * recorder then finds an allocation at an address still live). Later
+ * stores are not seen before it: a free stamped before its call comes
+ * before the block can be reused. */
+#if defined(__x86_64__)
+static inline uint64_t tsc_read(void)
+{
+	uint32_t lo, hi, aux;
+	__asm__ volatile("rdtscp" : "=a"(lo), "=d"(hi), "=c"(aux) : : "memory");
+	return (uint64_t)hi << 32 | lo;
+}
+#else
+static inline uint64_t tsc_read(void)
+{
+	return 0; /* never stamps (stamps_possible, seq.c) */
+}
+#endif
 extern uint64_t g_ring_ids;        /* ring ids of this image */
 extern uintptr_t g_self_lo, g_self_hi; /* the shim's own text, skipped in stacks */
 extern pthread_key_t g_key;
@@ -240,23 +287,31 @@ static inline void ring_publish(struct tstate *t, uint64_t n)
 }
 
 /* The next sequence number of this process image (the recorder merges the
- * rings in its order). While one thread alone has a ring (most programs,
- * and every process between its start and its second thread), it numbers
- * its events with a plain load and store: no locked instruction, which
- * drains the store buffer full of ring words on every event. The second
- * thread to make a ring switches the image to a shared atomic counter
- * (seq_share, process.c): it sets g_seq_shared, makes the owner pass a
- * barrier (membarrier), and waits until the owner is out of the window
- * below; from then on every thread takes seqs with fetch_add.
+ * rings in its order), taken once the ring has room; seq_end once the event
+ * is published.
  *
- *   owner:  busy = 1 ─► shared? ─no─► s = seq; seq = s + 1 ─► busy = 0
- *   second: shared = 1 ─► membarrier ─► while (busy) wait ─► fetch_add
- */
-static inline uint64_t next_seq(struct tstate *t)
+ * While one thread alone has a ring (most programs, and every process
+ * between its start and its second thread), it numbers its events with a
+ * plain load and store: no locked instruction, which drains the store
+ * buffer full of ring words on every event. The second thread to make a
+ * ring switches the image (seq_claim, seq.c): it sets SEQ_SWITCHING, makes
+ * the owner pass a barrier (membarrier), and waits until the owner is out of
+ * the window below; then every thread stamps its events with the time stamp
+ * counter (or, where stamps cannot be had, takes seqs from one atomic
+ * counter, a cache line every thread writes).
+ *
+ *   owner:  busy = 1 ─► mode owner? ─yes─► s = seq; seq = s + 1 ─► busy = 0
+ *   second: mode = switching ─► membarrier ─► while (busy) wait ─► mode = stamps
+ *
+ * A stamping thread says it is inside an event (hdr->busy = a bound its
+ * stamp is at or above) before it reads the counter, and 0 once the event
+ * is published: the recorder's watermark (heapsrc.c) passes no event of
+ * another thread while this one may still publish an earlier one. */
+static inline uint64_t seq_begin(struct tstate *t)
 {
 	if (t->seq_owner) {
 		__atomic_store_n(&g_seq_owner_busy, 1, __ATOMIC_RELAXED);
-		if (likely(!__atomic_load_n(&g_seq_shared, __ATOMIC_RELAXED))) {
+		if (likely(__atomic_load_n(&g_seq_mode, __ATOMIC_RELAXED) == SEQ_OWNER)) {
 			uint64_t s = __atomic_load_n(&g_seq, __ATOMIC_RELAXED);
 			__atomic_store_n(&g_seq, s + 1, __ATOMIC_RELAXED);
 			__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELEASE);
@@ -265,7 +320,27 @@ static inline uint64_t next_seq(struct tstate *t)
 		__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELEASE);
 		t->seq_owner = false; /* shared for the rest of this image */
 	}
-	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+	if (likely(__atomic_load_n(&g_seq_mode, __ATOMIC_ACQUIRE) == SEQ_STAMPS)) {
+		uint64_t lo = t->last_stamp + 1;
+		__atomic_store_n(&t->hdr->busy, lo, __ATOMIC_RELAXED);
+		/* the store above before the counter's read: seen by the
+		 * recorder's barrier if the read came before its watermark */
+		uint64_t s = tsc_read() - g_stamp_tsc0 + g_stamp_base;
+		if (unlikely(s < lo))
+			s = lo; /* seqs rise in a ring, whatever the counters of two cores say */
+		t->last_stamp = s;
+		t->stamping = true;
+		return s;
+	}
+	return seq_shared_slow(t);
+}
+
+static inline void seq_end(struct tstate *t)
+{
+	if (t->stamping) {
+		t->stamping = false;
+		__atomic_store_n(&t->hdr->busy, 0, __ATOMIC_RELEASE); /* after the head */
+	}
 }
 
 /* stack.c: stack ids, sent once per thread */

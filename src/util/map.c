@@ -140,10 +140,16 @@ bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out)
 		return false;
 	if (out)
 		*out = *e;
-	if (!key) {
+	u64map__remove_at(m, e);
+	return true;
+}
+
+void u64map__remove_at(struct u64map *m, struct u64map_ent *e)
+{
+	if (e == &m->zero) {
 		m->has_zero = false;
 		m->len--;
-		return true;
+		return;
 	}
 	size_t mask = m->cap - 1, i = (size_t)(e - m->ents), j = i;
 	/* Backward-shift deletion: no tombstones, lookups stay short. */
@@ -159,7 +165,6 @@ bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out)
 	}
 	m->ents[i].key = 0;
 	m->len--;
-	return true;
 }
 
 struct u64map_ent *u64map__next(struct u64map *m, size_t *it)

@@ -96,6 +96,8 @@ struct u64map_ent *u64map__find(struct u64map *m, uint64_t key);
 /* Entry for key, created zeroed if absent (*created says which). */
 struct u64map_ent *u64map__upsert(struct u64map *m, uint64_t key, bool *created);
 bool u64map__remove(struct u64map *m, uint64_t key, struct u64map_ent *out);
+/* Remove the entry e (from find or upsert, not since changed). */
+void u64map__remove_at(struct u64map *m, struct u64map_ent *e);
 void u64map__clear(struct u64map *m);
 /* Every entry, one per call (start with *it = 0; NULL at the end). No
  * insert or remove between calls. */

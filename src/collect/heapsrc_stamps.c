@@ -1,0 +1,161 @@
+/* Ordering the events of a process image that stamps them (include/kiln/
+ * ring.h "stamps", src/shim/seq.c): its threads read the time stamp
+ * counter rather than share one counter, so seqs have gaps and a missing
+ * seq no longer says an event is on its way. The recorder takes an event
+ * only below a watermark W, which it moves this way:
+ *
+ *   R = the counter now, in the image's seqs (rdtsc - tsc0 + base)
+ *   membarrier(GLOBAL_EXPEDITED): every thread of the image that runs passes
+ *       a full barrier (one that does not has passed one when it stopped)
+ *   W = R, lowered to hdr->busy of every ring whose thread is inside an
+ *       event (its seq is at least that), and not moved at all while the
+ *       image page counts a ring made that the recorder has not received
+ *   then every ring is looked at again (heads read after the barrier)
+ *
+ * Why no event below W can come later: a thread says busy before it reads
+ * the counter. If it read the counter before R, that read retired before
+ * the barrier reached its core (or the thread was scheduled out), so its
+ * busy store is seen now, or its event is published and seen now (the
+ * head is read after busy, and busy is cleared after the head). A read
+ * after R gives a seq above R. A thread whose ring the recorder does not
+ * have yet is counted in page->made before the ring is sent and before its
+ * first stamp, so the watermark waits for it.
+ *
+ * The seqs below base are the first thread's own count, from before the
+ * image turned to stamps: dense, taken in order as ever, all before any
+ * stamp (the owner takes its last seq before it publishes the event, and
+ * may publish it after the second thread's first stamps).
+ *
+ * Nothing here is trusted more than the rings are: a forged page or busy
+ * word can only hold the watermark, and a watermark held for STALL_NS is
+ * passed (the rings not received are forgiven), as the dense order passes
+ * a seq that never comes. */
+#include <fcntl.h>
+#include <linux/membarrier.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "collect/heapsrc_int.h"
+#include "kiln/kiln.h"
+
+static uint64_t tsc_now(void)
+{
+#if defined(__x86_64__)
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi) : : "memory");
+	return (uint64_t)hi << 32 | lo;
+#else
+	return 0; /* the shim never stamps here */
+#endif
+}
+
+void stamps_ring_received(struct heapsrc *h, struct hgroup *g, int page_fd)
+{
+	g->rings_recv++;
+	if (page_fd < 0)
+		return;
+	if (g->page) {
+		close(page_fd);
+		return;
+	}
+	struct stat st;
+	int seals = fcntl(page_fd, F_GET_SEALS);
+	bool ok = fstat(page_fd, &st) == 0 && S_ISREG(st.st_mode) && seals >= 0 &&
+		  (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW) &&
+		  st.st_size == KILN_PAGE_SIZE;
+	void *p = ok ? mmap(NULL, KILN_PAGE_SIZE, PROT_READ, MAP_SHARED, page_fd, 0) : MAP_FAILED;
+	close(page_fd);
+	if (p == MAP_FAILED)
+		return;
+	struct kiln_image_page pg;
+	memcpy(&pg, p, sizeof(pg)); /* once: the program may change it later */
+	if (pg.magic != KILN_PAGE_MAGIC || pg.version != KILN_RING_VERSION || pg.nonce != g->nonce) {
+		munmap(p, KILN_PAGE_SIZE);
+		return;
+	}
+	g->page = p;
+	h->stamped++;
+	g->tsc0 = pg.tsc0;
+	g->base = pg.base;
+	g->wmark = 0;
+	g->stall_wm = UINT64_MAX;
+}
+
+void stamps_release(struct hgroup *g)
+{
+	if (g->page)
+		munmap(g->page, KILN_PAGE_SIZE);
+	g->page = NULL;
+}
+
+/* Move the group's watermark as far as it may go now (see above). */
+static void watermark(struct heapsrc *h, struct hgroup *g)
+{
+	uint64_t r = tsc_now() - g->tsc0 + g->base;
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
+		heapsrc_refresh_idle(h, g);
+		return; /* the shim registered, so the kernel has it; if not, the stall passes */
+	}
+	uint64_t made = __atomic_load_n(&g->page->made, __ATOMIC_ACQUIRE);
+	uint64_t failed = __atomic_load_n(&g->page->failed, __ATOMIC_ACQUIRE);
+	uint64_t w = r;
+	if (made > failed && made - failed > g->rings_recv + g->forgive)
+		w = g->wmark; /* a ring on its way: hold */
+	for (size_t i = 0; i < g->n; i++) {
+		struct hring *rg = g->rings[i];
+		if (rg->corrupt)
+			continue;
+		uint64_t busy = __atomic_load_n(&rg->hdr->busy, __ATOMIC_ACQUIRE);
+		if (busy && busy < w)
+			w = busy;
+	}
+	heapsrc_refresh_idle(h, g); /* heads read after busy */
+	if (w > g->wmark)
+		g->wmark = w;
+}
+
+int stamps_gate(struct heapsrc *h, struct hgroup *g, uint64_t seq, int *marks)
+{
+	if (g->next_seq < g->base && seq != g->next_seq) {
+		/* the first thread's own count (below base) is not all taken:
+		 * its last event may still be on its way (it counts before it
+		 * publishes), and it comes before every stamp; wait for it as
+		 * the dense order does */
+		uint64_t now = now_ns();
+		if (g->stall_seq != g->next_seq) {
+			g->stall_seq = g->next_seq;
+			g->stall_since = now;
+			return 0;
+		}
+		if (now - g->stall_since < STALL_NS)
+			return 0;
+		return 1;
+	}
+	if (seq < g->wmark)
+		return 1;
+	if (*marks < 2) {
+		(*marks)++;
+		uint64_t before = g->wmark;
+		watermark(h, g);
+		if (g->wmark != before)
+			g->stall_wm = UINT64_MAX;
+		return -1;
+	}
+	/* held: a thread inside an event, or a ring not received yet */
+	uint64_t now = now_ns();
+	if (g->stall_wm != g->wmark) {
+		g->stall_wm = g->wmark;
+		g->stall_since = now;
+		return 0;
+	}
+	if (now - g->stall_since < STALL_NS)
+		return 0;
+	/* held too long: rings counted but never received will not come */
+	uint64_t made = __atomic_load_n(&g->page->made, __ATOMIC_ACQUIRE);
+	uint64_t failed = __atomic_load_n(&g->page->failed, __ATOMIC_ACQUIRE);
+	if (made > failed && made - failed > g->rings_recv + g->forgive)
+		g->forgive = made - failed - g->rings_recv;
+	return 1;
+}
