@@ -8,7 +8,17 @@
  * kiln keeps counts per stack, not the time of each sample: a thread's
  * samples are its stacks, weighted by their value, all at the time the
  * thread's process started. The call tree, flame graph and memory tracks
- * are right; the sample track does not show when each stack ran. */
+ * are right; the sample track does not show when each stack ran.
+ *
+ * With a heap, each thread also has the format's native allocations (the
+ * balanced table: addresses and thread ids), so the profiler's allocation,
+ * deallocation and retained-memory views work. kiln keeps blocks by stack,
+ * not one by one: each stack that allocated is two allocations at two
+ * addresses of its own (synthetic, never a block's), what was freed
+ * (allocated bytes less leaked) followed by its deallocation, and what
+ * leaked (never deallocated: the retained memory). A deallocation sits on
+ * the stack that allocated the block: kiln does not record where blocks
+ * are freed. */
 #include <stdarg.h>
 #include <string.h>
 #include <jansson.h>
@@ -23,6 +33,7 @@ struct ffthread {
 	struct intern strs, funcs, frames, stacks;
 	json_t *str, *f_name, *f_file, *fr_func, *fr_line, *fr_cat, *st_frame, *st_prefix, *st_cat;
 	json_t *s_stack, *s_time, *s_weight;
+	json_t *a_time, *a_weight, *a_stack, *a_addr, *a_tid; /* native allocations */
 };
 
 static json_t *column(size_t n, json_t *v)
@@ -55,6 +66,21 @@ static void thread_init(struct ffthread *t, uint32_t pid, uint32_t tid)
 	t->s_stack = json_array();
 	t->s_time = json_array();
 	t->s_weight = json_array();
+	t->a_time = json_array();
+	t->a_weight = json_array();
+	t->a_stack = json_array();
+	t->a_addr = json_array();
+	t->a_tid = json_array();
+}
+
+/* One native allocation (or, bytes < 0, deallocation) of t. */
+static void native_alloc(struct ffthread *t, double ms, int64_t bytes, json_int_t st, json_int_t addr)
+{
+	json_array_append_new(t->a_time, json_real(ms));
+	json_array_append_new(t->a_weight, json_integer(bytes));
+	json_array_append_new(t->a_stack, st < 0 ? json_null() : json_integer(st));
+	json_array_append_new(t->a_addr, json_integer(addr));
+	json_array_append_new(t->a_tid, json_integer(t->tid));
 }
 
 static uint32_t str_id(struct ffthread *t, const char *s)
@@ -149,6 +175,18 @@ static json_t *thread_json(const struct profile *p, struct ffthread *t, double s
 	json_t *samples = table("stack", t->s_stack, "time", t->s_time, "weight", t->s_weight, NULL);
 	json_object_set_new(samples, "weightType", json_string(bytes ? "bytes" : "samples"));
 	json_object_set_new(o, "samples", samples);
+	if (json_array_size(t->a_time)) {
+		json_t *na = table("time", t->a_time, "weight", t->a_weight, "stack", t->a_stack, "memoryAddress",
+				   t->a_addr, "threadId", t->a_tid, NULL);
+		json_object_set_new(na, "weightType", json_string("bytes"));
+		json_object_set_new(o, "nativeAllocations", na);
+	} else {
+		json_decref(t->a_time);
+		json_decref(t->a_weight);
+		json_decref(t->a_stack);
+		json_decref(t->a_addr);
+		json_decref(t->a_tid);
+	}
 	json_object_set_new(o, "markers",
 			    table("data", json_array(), "name", json_array(), "startTime", json_array(), "endTime",
 				  json_array(), "phase", json_array(), "category", json_array(), NULL));
@@ -230,9 +268,14 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 	u64map__init(&idx);
 	bool bytes = kiln_metric__is_bytes(vf->metric);
 	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	struct view_filter heapf = *vf;
+	heapf.metric = KM_ALLOC_BYTES;
+	json_int_t addr = 0;
 	for (size_t ci = 0; ci < p->ncells; ci++) {
 		const struct pcell *c = &p->cells[ci];
-		if (!view__cell_selected(c, vf) || c->v[vf->metric] <= 0)
+		bool sample = view__cell_selected(c, vf) && c->v[vf->metric] > 0;
+		bool heap = view__cell_selected(c, &heapf) && c->v[KM_ALLOC_BYTES] > 0;
+		if (!sample && !heap)
 			continue;
 		bool added;
 		struct u64map_ent *e = u64map__upsert(&idx, (uint64_t)c->pid << 32 | c->tid, &added);
@@ -246,9 +289,21 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 		json_int_t st = stack_of(p, t, fr, n);
 		const struct pprocess *pr = profile__process(p, c->pid);
 		double ms = pr && pr->start_ns > p->start_ns ? (double)(pr->start_ns - p->start_ns) / 1e6 : 0;
-		json_array_append_new(t->s_stack, st < 0 ? json_null() : json_integer(st));
-		json_array_append_new(t->s_time, json_real(ms));
-		json_array_append_new(t->s_weight, json_integer(c->v[vf->metric]));
+		if (sample) {
+			json_array_append_new(t->s_stack, st < 0 ? json_null() : json_integer(st));
+			json_array_append_new(t->s_time, json_real(ms));
+			json_array_append_new(t->s_weight, json_integer(c->v[vf->metric]));
+		}
+		if (heap) {
+			int64_t leaked = c->v[KM_LEAK_BYTES] > 0 ? c->v[KM_LEAK_BYTES] : 0;
+			int64_t freed = c->v[KM_ALLOC_BYTES] > leaked ? c->v[KM_ALLOC_BYTES] - leaked : 0;
+			if (freed) {
+				native_alloc(t, ms, freed, st, ++addr);
+				native_alloc(t, ms, -freed, st, addr);
+			}
+			if (leaked)
+				native_alloc(t, ms, leaked, st, ++addr);
+		}
 	}
 	/* a process with a timeline and no stacks still gets a thread: counters name one */
 	for (size_t i = 0; i < p->npoints; i++) {

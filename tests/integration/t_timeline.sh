@@ -55,9 +55,10 @@ ok "without --heap: RSS over time ($(rows $W/cpu.csv) points, max $r B)"
 "$KILN" flamegraph $W/cpu.kiln -o $W/cpu.svg || fail "flamegraph of the CPU profile"
 grep -q 'id="rss_curve"' $W/cpu.svg && ! grep -q 'id="heap_curve"' $W/cpu.svg || fail "a CPU flamegraph's chart: RSS alone"
 
-for f in rg seq; do
+run_to 60 "$KILN" record -q --heap -o $W/lk.kiln -- $TARGETS/leaky >/dev/null || fail "record leaky"
+for f in rg seq lk; do
   "$KILN" export $W/$f.kiln --format firefox -o $W/$f.json || fail "export firefox $f"
-  python3 - $W/$f.json <<'PY' || fail "Firefox export of $f is malformed"
+  out=$(python3 - $W/$f.json <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
 m = p["meta"]
@@ -99,7 +100,31 @@ for c in p["counters"]:
     table(c["samples"], ("time", "count"), "counter.samples")
 # the memory track adds up the counts: its largest running sum is the peak
 best = max(max(__import__("itertools").accumulate(c["samples"]["count"])) for c in mem)
-print(best)
+# native allocations (the balanced table): retained memory as the profiler
+# finds it, an allocation whose address no later deallocation names
+alloc = retained = 0
+for th in p["threads"]:
+    na = th.get("nativeAllocations")
+    if not na:
+        continue
+    table(na, ("time", "weight", "stack", "memoryAddress", "threadId"), "nativeAllocations")
+    assert na["weightType"] == "bytes"
+    live = {}
+    for i in range(na["length"]):
+        idx(na["stack"][i], th["stackTable"]["length"], "nativeAllocations.stack", True)
+        assert na["threadId"][i] == th["tid"]
+        w, a = na["weight"][i], na["memoryAddress"][i]
+        if w >= 0:
+            alloc += w; live[a] = w
+        else:
+            assert live.pop(a) == -w, "a deallocation of another size than its allocation"
+    retained += sum(live.values())
+print(best, alloc, retained)
 PY
+  ) || fail "Firefox export of $f is malformed"
+  set -- $out
+  eq $2 $(total $(folded $W/$f.kiln alloc_bytes)) "$f: Firefox native allocations, bytes"
+  eq $3 $(total $(folded $W/$f.kiln leak_bytes)) "$f: Firefox retained memory (leaked bytes)"
+  [ $f = lk ] && { [ $3 -ge 9609216 ] || fail "leaky: Firefox retained memory $3 B, its own leaks alone are 9,609,216 B"; }
 done
-ok "Firefox export: processed profile v48, tables whole, memory counters"
+ok "Firefox export: processed profile v48, tables whole, memory counters, native allocations whose retained memory is the leaks"
