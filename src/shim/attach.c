@@ -165,24 +165,32 @@ static int detach(bool wait_threads)
 		struct timespec ts = {0, 100000};
 		nanosleep(&ts, NULL);
 	}
-	if (mine)
-		rc = 1; /* the thread running this was itself inside the shim: it returns to its ring */
 	if (!rc) {
+		/* no other thread inside: every ring goes, but this thread's own
+		 * when it was itself inside the shim (it returns to its ring, and
+		 * unmaps it on its way out: attach_leave) */
+		void *own = mine ? t_state.hdr : NULL;
 		uint32_t n = __atomic_load_n(&g_nringrefs, __ATOMIC_ACQUIRE);
 		for (uint32_t i = 0; g_ringrefs && i < n && i < ATTACH_RINGS; i++) {
-			void *h = __atomic_exchange_n(&g_ringrefs[i].hdr, NULL, __ATOMIC_ACQ_REL);
+			void *h = __atomic_load_n(&g_ringrefs[i].hdr, __ATOMIC_ACQUIRE);
+			if (!h || h == own)
+				continue;
+			h = __atomic_exchange_n(&g_ringrefs[i].hdr, NULL, __ATOMIC_ACQ_REL);
 			if (!h)
 				continue;
 			__atomic_store_n(&((struct kiln_ring_hdr *)h)->closed, 1, __ATOMIC_RELEASE);
 			munmap(h, g_ringrefs[i].size);
 		}
 	}
+	if (mine)
+		rc = 1;
 	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST); /* no thread writes its old ring again */
 	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
 	if (g_sock >= 0) {
 		close(g_sock);
 		g_sock = -1;
 	}
+	seq_detach(); /* after the socket: no ring made now is sent with the page */
 	kiln_ctl[0] = 0;
 	return rc;
 }

@@ -93,6 +93,23 @@ static bool ring_unref(void *hdr)
 	return false;
 }
 
+/* Detached while this thread was inside the shim, or since: its ring, if
+ * detaching left it mapped (it could not know the thread was done with
+ * it), is unmapped here; ring_unref makes sure only one of the two does. */
+void attach_left_detached(void)
+{
+	struct tstate *t = &t_state;
+	if (!t->hdr)
+		return;
+	if (t->agen != __atomic_load_n(&g_attach_gen, __ATOMIC_ACQUIRE) && ring_unref(t->hdr)) {
+		__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
+		munmap(t->hdr, t->ring_bytes);
+	}
+	t->hdr = NULL;
+	t->data = NULL;
+	t->ring_bytes = 0;
+}
+
 /* Forget this thread's ring without touching it (detaching unmapped it). */
 static void ring_forget(struct tstate *t)
 {

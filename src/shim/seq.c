@@ -46,6 +46,16 @@ static void ring_unlock(void)
 	__atomic_store_n(&g_ring_lock, 0, __ATOMIC_RELEASE);
 }
 
+/* The lock where the thread taking it may be the one a kiln injection runs
+ * on, stopped while it held it (attach, detach): a bounded try. */
+static bool ring_trylock(void)
+{
+	for (int i = 0; __atomic_exchange_n(&g_ring_lock, 1, __ATOMIC_ACQUIRE); i++)
+		if (i >= 1000)
+			return false;
+	return true;
+}
+
 uint64_t seq_ring_id(struct kiln_image_page **page)
 {
 	ring_lock();
@@ -117,7 +127,11 @@ static bool page_make(void)
 	__atomic_store_n(&p->magic, KILN_PAGE_MAGIC, __ATOMIC_RELEASE);
 	/* every ring of the image counts, those made before too: one may
 	 * still be on its way to the recorder */
-	ring_lock();
+	if (!ring_trylock()) {
+		munmap(m, KILN_PAGE_SIZE);
+		close(fd);
+		return false;
+	}
 	p->made = g_ring_ids;
 	p->failed = g_rings_failed;
 	g_page = p;
@@ -136,6 +150,18 @@ static void page_drop(void)
 		close(g_page_fd);
 		g_page_fd = -1;
 	}
+}
+
+void seq_detach(void)
+{
+	/* the page is read and written only under the lock (seq_ring_id,
+	 * seq_ring_failed look at g_page again), so it can go even while a
+	 * thread is inside the shim; unless the lock is held by the thread
+	 * running this, stopped inside ring_make: then the page stays */
+	if (!ring_trylock())
+		return;
+	page_drop();
+	ring_unlock();
 }
 
 void seq_new_image(void)

@@ -210,6 +210,8 @@ extern int g_page_fd;
 void seq_new_image(void);
 /* An attach: every thread may allocate at once; stamps if they can be. */
 void seq_attach(void);
+/* Detached (the socket closed): the image page goes. */
+void seq_detach(void);
 /* The thread making a ring: the image's seq owner if it is the first (and
  * the image may have one), else the image turns to stamps (or the counter)
  * if it has not already. */
@@ -320,7 +322,10 @@ static inline uint64_t seq_begin(struct tstate *t)
 		__atomic_store_n(&g_seq_owner_busy, 0, __ATOMIC_RELEASE);
 		t->seq_owner = false; /* shared for the rest of this image */
 	}
-	if (likely(__atomic_load_n(&g_seq_mode, __ATOMIC_ACQUIRE) == SEQ_STAMPS)) {
+	int mode = __atomic_load_n(&g_seq_mode, __ATOMIC_ACQUIRE);
+	if (mode == SEQ_COUNTER)
+		return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+	if (likely(mode == SEQ_STAMPS)) {
 		uint64_t lo = t->last_stamp + 1;
 		__atomic_store_n(&t->hdr->busy, lo, __ATOMIC_RELAXED);
 		/* the store above before the counter's read: seen by the
@@ -403,10 +408,14 @@ static inline bool attach_enter(bool att)
 	return __atomic_load_n(&g_state, __ATOMIC_SEQ_CST) > 0;
 }
 
+void attach_left_detached(void);
 static inline void attach_leave(bool att)
 {
-	if (att)
+	if (att) {
 		__atomic_sub_fetch(&g_inflight, 1, __ATOMIC_SEQ_CST);
+		if (unlikely(__atomic_load_n(&g_state, __ATOMIC_ACQUIRE) < 0))
+			attach_left_detached(); /* detached meanwhile: its ring, if left mapped, goes */
+	}
 }
 
 /* Whether this call is the program's to record (set up at the first). */

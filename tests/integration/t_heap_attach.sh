@@ -247,3 +247,23 @@ else
 fi
 run_to 20 "$KILN" record -q --heap -p 999999 -d 0.3 -o $W/n.kiln 2>$W/n.err; eq $? 1 "exit status for a missing pid"
 ok "a missing pid: $(cat $W/n.err)"
+
+# an attached program of several threads ordering its events by time stamps
+# (KILN_SEQ=stamps: the image page, docs/heap.md): exact, in order, and the
+# page's descriptor and every ring gone from the program after the detach
+KILN_SEQ=stamps $TARGETS/mt_alloc 2 400 >/dev/null & MP=$!
+sleep 0.3
+run_to 30 "$KILN" record -q --heap --no-cpu -p $MP -d 0.5 -o $W/mt.kiln 2>$W/mt.err || fail "attach to mt_alloc (stamps): $(tail -1 $W/mt.err)"
+fds=$(ls -l /proc/$MP/fd 2>/dev/null | grep -c 'kiln-'); maps=$(grep -c 'kiln-ring\|kiln-page' /proc/$MP/maps)
+kill -9 $MP; wait $MP 2>/dev/null
+m=$("$KILN" export $W/mt.kiln --format json -o - | python3 -c "import json,sys; m=json.load(sys.stdin)['meta']; print(m['heap_stamped_images'], m['heap_unmatched']['allocs_over_live'])")
+if [ "${m% *}" = 0 ]; then
+  skip "attached with time stamps (no invariant TSC or no process-wide membarrier here)"
+else
+  eq "${m#* }" 0 "attached with stamps: allocations at an address still live"
+  n=$(weight $(folded $W/mt.kiln alloc_count) '^leaf_[ab]$'); [ "$n" -gt 10000 ] || fail "attached with stamps: only $n allocations"
+  grep -q 'heap: no events lost' <("$KILN" report $W/mt.kiln) || fail "attached with stamps: events lost"
+  eq $fds 0 "kiln's descriptors left in the program after the detach"
+  eq $maps 0 "kiln's rings or page left mapped in the program after the detach"
+  ok "attached with time stamps: $n allocations in order, nothing lost, nothing of kiln's left in the program"
+fi
