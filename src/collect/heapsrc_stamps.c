@@ -118,11 +118,13 @@ static void watermark(struct heapsrc *h, struct hgroup *g)
 
 int stamps_gate(struct heapsrc *h, struct hgroup *g, uint64_t seq, int *marks)
 {
-	if (g->next_seq < g->base && seq != g->next_seq) {
-		/* the first thread's own count (below base) is not all taken:
-		 * its last event may still be on its way (it counts before it
-		 * publishes), and it comes before every stamp; wait for it as
-		 * the dense order does */
+	if (seq < g->base || g->next_seq < g->base) {
+		/* the first thread's own count (below base): dense, and before
+		 * every stamp. Taken in its order; while it is not all taken, its
+		 * last event may still be on its way (the owner counts before it
+		 * publishes): wait for it as the dense order does */
+		if (seq == g->next_seq)
+			return 1;
 		uint64_t now = now_ns();
 		if (g->stall_seq != g->next_seq) {
 			g->stall_seq = g->next_seq;
