@@ -69,6 +69,42 @@ Test(u64map, matches_a_reference_under_churn)
 	u64map__release(&m);
 }
 
+/* remove_at (the entry find or upsert gave) against a reference, key 0
+ * (the map's own slot) included: what the heap's live blocks go through. */
+Test(u64map, remove_at_matches_a_reference)
+{
+	enum { N = 5000 };
+	static uint64_t ref[N]; /* value+1 or 0; key k*64, k from 0 */
+	struct u64map m;
+	u64map__init(&m);
+	unsigned long rng = 777;
+	for (int i = 0; i < 200000; i++) {
+		rng = rng * 6364136223846793005UL + 1442695040888963407UL;
+		uint64_t k = (rng >> 33) % N;
+		bool created;
+		struct u64map_ent *e = u64map__upsert(&m, k * 64, &created);
+		cr_assert_eq(created, ref[k] == 0);
+		if ((rng >> 20) & 1) {
+			e->v1 = (uint64_t)i;
+			ref[k] = (uint64_t)i + 1;
+		} else {
+			u64map__remove_at(&m, e);
+			ref[k] = 0;
+		}
+	}
+	size_t live = 0;
+	for (uint64_t k = 0; k < N; k++) {
+		struct u64map_ent *e = u64map__find(&m, k * 64);
+		cr_assert_eq(e != NULL, ref[k] != 0, "key %lu", (unsigned long)(k * 64));
+		if (e) {
+			cr_assert_eq(e->v1, ref[k] - 1);
+			live++;
+		}
+	}
+	cr_assert_eq(m.len, live);
+	u64map__release(&m);
+}
+
 Test(intern, ids_are_dense_and_stable)
 {
 	struct intern t;
