@@ -137,28 +137,42 @@ void heapsrc__loss(struct heapsrc *h, const struct kiln_msg *m)
 
 static void group_end(struct heapsrc *h, struct hgroup *g);
 
-void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd, int page_fd)
+bool heapsrc_sealed(int fd, size_t lo, size_t hi, size_t *size)
 {
 	struct stat st;
 	int seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || seals < 0 ||
+	    (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW) || st.st_size < (off_t)lo ||
+	    st.st_size > (off_t)hi)
+		return false;
+	*size = (size_t)st.st_size;
+	return true;
+}
+
+bool heapsrc_held_too_long(struct hgroup *g, uint64_t *at, uint64_t key)
+{
+	uint64_t now = now_ns();
+	if (*at != key) {
+		*at = key;
+		g->stall_since = now;
+		return false;
+	}
+	return now - g->stall_since >= STALL_NS;
+}
+
+void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd, int page_fd)
+{
 	size_t size = 0;
-	bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && seals >= 0 &&
-		  (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW) &&
-		  st.st_size >= (off_t)(KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_TINY) &&
-		  st.st_size <= (off_t)(KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_MAX);
-	if (ok)
-		size = (size_t)st.st_size;
+	bool ok = heapsrc_sealed(fd, KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_TINY,
+				 KILN_RING_HDR_SIZE + 8 * (size_t)KILN_RING_WORDS_MAX, &size);
 	if (ok && (h->nrings >= HEAPSRC_MAX_RINGS || h->mapped + size > HEAPSRC_MAX_BYTES)) {
 		recorder__heap_loss(h->r, m->pid, HL_REFUSED, 1);
 		ok = false;
 	}
 	void *p = ok ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
 	close(fd);
-	if (p == MAP_FAILED) {
-		if (page_fd >= 0)
-			close(page_fd);
-		return;
-	}
+	if (p == MAP_FAILED)
+		goto refused;
 	/* copy what defines the ring once; the program may change it later */
 	struct kiln_ring_hdr hd;
 	memcpy(&hd, p, sizeof(hd));
@@ -167,9 +181,7 @@ void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd, int 
 	    words < KILN_RING_WORDS_TINY || words > KILN_RING_WORDS_MAX || (words & (words - 1)) ||
 	    size != KILN_RING_HDR_SIZE + 8 * words || !hd.pid) {
 		munmap(p, size);
-		if (page_fd >= 0)
-			close(page_fd);
-		return;
+		goto refused;
 	}
 	struct hring *rg = xcalloc(1, sizeof(*rg));
 	rg->hdr = p;
@@ -214,6 +226,10 @@ void heapsrc__add_ring(struct heapsrc *h, const struct kiln_msg *m, int fd, int 
 	h->nrings++;
 	h->mapped += size;
 	h->seen = true;
+	return;
+refused:
+	if (page_fd >= 0)
+		close(page_fd);
 }
 
 /* The ring broke a rule: tell its thread to stop, count the loss, and let
@@ -465,13 +481,7 @@ static long group_drain(struct heapsrc *h, struct hgroup *g, bool force, long bu
 				refreshed = true;
 				continue;
 			}
-			uint64_t now = now_ns();
-			if (g->stall_seq != g->next_seq) {
-				g->stall_seq = g->next_seq;
-				g->stall_since = now;
-				break;
-			}
-			if (now - g->stall_since < STALL_NS)
+			if (!heapsrc_held_too_long(g, &g->stall_seq, g->next_seq))
 				break;
 		}
 		ring_consume(h, g, top);

@@ -66,7 +66,7 @@ struct hgroup {
 	/* stamps (heapsrc_stamps.c): its image page, copied once where it
 	 * defines; rings received; the watermark and its stall */
 	struct kiln_image_page *page;
-	uint64_t tsc0, base;
+	uint64_t offset, base; /* seq = tsc + offset (the page's base - tsc0) */
 	uint64_t rings_recv, forgive;
 	uint64_t wmark, stall_wm;
 };
@@ -85,6 +85,14 @@ struct heapsrc {
 
 /* heapsrc.c: rings with nothing ready may have something now */
 void heapsrc_refresh_idle(struct heapsrc *h, struct hgroup *g);
+/* fd is a regular file sealed against shrinking and growing, of size
+ * within [lo, hi] (*size set): a ring or an image page as the shim makes
+ * them, no file another user can change under the recorder. */
+bool heapsrc_sealed(int fd, size_t lo, size_t hi, size_t *size);
+/* The group has been held at key (*at remembers it) for STALL_NS: the
+ * order waited for is given up on (a seq never written, a ring never
+ * sent); the timer restarts whenever the key moves. */
+bool heapsrc_held_too_long(struct hgroup *g, uint64_t *at, uint64_t key);
 
 /* heapsrc_stamps.c */
 /* The image page sent with a ring (page_fd, taken over): mapped once per

@@ -4,7 +4,7 @@
  * seq no longer says an event is on its way. The recorder takes an event
  * only below a watermark W, which it moves this way:
  *
- *   R = the counter now, in the image's seqs (rdtsc - tsc0 + base)
+ *   R = the counter now, in the image's seqs (rdtsc + base - tsc0)
  *   membarrier(GLOBAL_EXPEDITED): every thread of the image that runs passes
  *       a full barrier (one that does not has passed one when it stopped)
  *   W = R, lowered to hdr->busy of every ring whose thread is inside an
@@ -30,11 +30,9 @@
  * word can only hold the watermark, and a watermark held for STALL_NS is
  * passed (the rings not received are forgiven), as the dense order passes
  * a seq that never comes. */
-#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "collect/heapsrc_int.h"
@@ -60,11 +58,8 @@ void stamps_ring_received(struct heapsrc *h, struct hgroup *g, int page_fd)
 		close(page_fd);
 		return;
 	}
-	struct stat st;
-	int seals = fcntl(page_fd, F_GET_SEALS);
-	bool ok = fstat(page_fd, &st) == 0 && S_ISREG(st.st_mode) && seals >= 0 &&
-		  (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW) &&
-		  st.st_size == KILN_PAGE_SIZE;
+	size_t size;
+	bool ok = heapsrc_sealed(page_fd, KILN_PAGE_SIZE, KILN_PAGE_SIZE, &size);
 	void *p = ok ? mmap(NULL, KILN_PAGE_SIZE, PROT_READ, MAP_SHARED, page_fd, 0) : MAP_FAILED;
 	close(page_fd);
 	if (p == MAP_FAILED)
@@ -77,7 +72,7 @@ void stamps_ring_received(struct heapsrc *h, struct hgroup *g, int page_fd)
 	}
 	g->page = p;
 	h->stamped++;
-	g->tsc0 = pg.tsc0;
+	g->offset = pg.base - pg.tsc0;
 	g->base = pg.base;
 	g->wmark = 0;
 	g->stall_wm = UINT64_MAX;
@@ -90,19 +85,25 @@ void stamps_release(struct hgroup *g)
 	g->page = NULL;
 }
 
+/* Rings the image page counts as made and not failed that the recorder has
+ * not received (nor given up on). */
+static uint64_t rings_on_their_way(const struct hgroup *g)
+{
+	uint64_t made = __atomic_load_n(&g->page->made, __ATOMIC_ACQUIRE);
+	uint64_t failed = __atomic_load_n(&g->page->failed, __ATOMIC_ACQUIRE);
+	uint64_t known = g->rings_recv + g->forgive;
+	return made > failed && made - failed > known ? made - failed - known : 0;
+}
+
 /* Move the group's watermark as far as it may go now (see above). */
 static void watermark(struct heapsrc *h, struct hgroup *g)
 {
-	uint64_t r = tsc_now() - g->tsc0 + g->base;
+	uint64_t r = tsc_now() + g->offset;
 	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
 		heapsrc_refresh_idle(h, g);
 		return; /* the shim registered, so the kernel has it; if not, the stall passes */
 	}
-	uint64_t made = __atomic_load_n(&g->page->made, __ATOMIC_ACQUIRE);
-	uint64_t failed = __atomic_load_n(&g->page->failed, __ATOMIC_ACQUIRE);
-	uint64_t w = r;
-	if (made > failed && made - failed > g->rings_recv + g->forgive)
-		w = g->wmark; /* a ring on its way: hold */
+	uint64_t w = rings_on_their_way(g) ? g->wmark : r; /* a ring on its way: hold */
 	for (size_t i = 0; i < g->n; i++) {
 		struct hring *rg = g->rings[i];
 		if (rg->corrupt)
@@ -123,41 +124,18 @@ int stamps_gate(struct heapsrc *h, struct hgroup *g, uint64_t seq, int *marks)
 		 * every stamp. Taken in its order; while it is not all taken, its
 		 * last event may still be on its way (the owner counts before it
 		 * publishes): wait for it as the dense order does */
-		if (seq == g->next_seq)
-			return 1;
-		uint64_t now = now_ns();
-		if (g->stall_seq != g->next_seq) {
-			g->stall_seq = g->next_seq;
-			g->stall_since = now;
-			return 0;
-		}
-		if (now - g->stall_since < STALL_NS)
-			return 0;
-		return 1;
+		return seq == g->next_seq || heapsrc_held_too_long(g, &g->stall_seq, g->next_seq);
 	}
 	if (seq < g->wmark)
 		return 1;
 	if (*marks < 2) {
 		(*marks)++;
-		uint64_t before = g->wmark;
 		watermark(h, g);
-		if (g->wmark != before)
-			g->stall_wm = UINT64_MAX;
 		return -1;
 	}
 	/* held: a thread inside an event, or a ring not received yet */
-	uint64_t now = now_ns();
-	if (g->stall_wm != g->wmark) {
-		g->stall_wm = g->wmark;
-		g->stall_since = now;
+	if (!heapsrc_held_too_long(g, &g->stall_wm, g->wmark))
 		return 0;
-	}
-	if (now - g->stall_since < STALL_NS)
-		return 0;
-	/* held too long: rings counted but never received will not come */
-	uint64_t made = __atomic_load_n(&g->page->made, __ATOMIC_ACQUIRE);
-	uint64_t failed = __atomic_load_n(&g->page->failed, __ATOMIC_ACQUIRE);
-	if (made > failed && made - failed > g->rings_recv + g->forgive)
-		g->forgive = made - failed - g->rings_recv;
+	g->forgive += rings_on_their_way(g); /* counted, never received: will not come */
 	return 1;
 }

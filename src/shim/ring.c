@@ -16,26 +16,33 @@ static inline uint64_t ring_size(uint64_t words)
 	return KILN_RING_HDR_SIZE + 8 * words;
 }
 
+void *shared_make(const char *name, size_t size, int *fd)
+{
+	*fd = (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (*fd < 0)
+		return NULL;
+	void *m = MAP_FAILED;
+	if (ftruncate(*fd, (off_t)size) == 0 && fcntl(*fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+		m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	if (m == MAP_FAILED) {
+		close(*fd);
+		*fd = -1;
+		return NULL;
+	}
+	madvise(m, size, MADV_DONTFORK); /* a forked child maps none of ours */
+	return m;
+}
+
 /* Make a ring of words words for this thread (continuing prev_id, or a new
  * thread chain when 0) and hand it to the recorder. */
 static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 {
 	seq_claim(t); /* before this thread's first event */
 	size_t size = ring_size(words);
-	int fd = (int)syscall(SYS_memfd_create, "kiln-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
+	int fd;
+	void *m = shared_make("kiln-ring", size, &fd);
+	if (!m)
 		return false;
-	if (ftruncate(fd, (off_t)size) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		close(fd);
-		return false;
-	}
-	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		close(fd);
-		return false;
-	}
-	madvise(m, size, MADV_DONTFORK); /* a forked child maps none of our rings */
 	struct kiln_ring_hdr *h = m;
 	h->version = KILN_RING_VERSION;
 	h->hdr_size = KILN_RING_HDR_SIZE;
@@ -93,6 +100,14 @@ static bool ring_unref(void *hdr)
 	return false;
 }
 
+/* Forget this thread's ring without touching it (detaching unmapped it). */
+static void ring_forget(struct tstate *t)
+{
+	t->hdr = NULL;
+	t->data = NULL;
+	t->ring_bytes = 0;
+}
+
 /* Detached while this thread was inside the shim, or since: its ring, if
  * detaching left it mapped (it could not know the thread was done with
  * it), is unmapped here; ring_unref makes sure only one of the two does. */
@@ -105,17 +120,7 @@ void attach_left_detached(void)
 		__atomic_store_n(&t->hdr->closed, 1, __ATOMIC_RELEASE);
 		munmap(t->hdr, t->ring_bytes);
 	}
-	t->hdr = NULL;
-	t->data = NULL;
-	t->ring_bytes = 0;
-}
-
-/* Forget this thread's ring without touching it (detaching unmapped it). */
-static void ring_forget(struct tstate *t)
-{
-	t->hdr = NULL;
-	t->data = NULL;
-	t->ring_bytes = 0;
+	ring_forget(t);
 }
 
 /* Let go of this thread's ring: no more events in it. */

@@ -24,7 +24,7 @@ uint64_t g_seq;            /* per process image (seq_begin) */
 int g_seq_mode = SEQ_COUNTER; /* until an image knows it can do better */
 int g_seq_owner_busy;
 static pid_t g_seq_owner;  /* the thread that takes seqs alone, 0: none yet */
-uint64_t g_stamp_tsc0, g_stamp_base;
+uint64_t g_stamp_offset;
 struct kiln_image_page *g_page;
 int g_page_fd = -1;
 static int g_stamps_ok = -1; /* per process: -1 not yet asked */
@@ -105,30 +105,20 @@ static bool page_make(void)
 	/* registration is per process (a forked child's is its own) */
 	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0)
 		return false;
-	int fd = (int)syscall(SYS_memfd_create, "kiln-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
+	int fd;
+	struct kiln_image_page *p = shared_make("kiln-page", KILN_PAGE_SIZE, &fd); /* a forked child makes its own */
+	if (!p)
 		return false;
-	void *m = MAP_FAILED;
-	if (ftruncate(fd, KILN_PAGE_SIZE) == 0 &&
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
-		m = mmap(NULL, KILN_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (m == MAP_FAILED) {
-		close(fd);
-		return false;
-	}
-	madvise(m, KILN_PAGE_SIZE, MADV_DONTFORK); /* a forked child makes its own */
-	struct kiln_image_page *p = m;
 	p->version = KILN_RING_VERSION;
 	p->nonce = g_nonce;
-	g_stamp_base = __atomic_load_n(&g_seq, __ATOMIC_RELAXED); /* the next seq the owner would take */
-	g_stamp_tsc0 = tsc_read();
-	p->tsc0 = g_stamp_tsc0;
-	p->base = g_stamp_base;
+	p->base = __atomic_load_n(&g_seq, __ATOMIC_RELAXED); /* the next seq the owner would take */
+	p->tsc0 = tsc_read();
+	g_stamp_offset = p->base - p->tsc0; /* seq = tsc + offset (mod 2^64) */
 	__atomic_store_n(&p->magic, KILN_PAGE_MAGIC, __ATOMIC_RELEASE);
 	/* every ring of the image counts, those made before too: one may
 	 * still be on its way to the recorder */
 	if (!ring_trylock()) {
-		munmap(m, KILN_PAGE_SIZE);
+		munmap(p, KILN_PAGE_SIZE);
 		close(fd);
 		return false;
 	}
@@ -234,8 +224,6 @@ void seq_claim(struct tstate *t)
 
 uint64_t seq_shared_slow(struct tstate *t)
 {
-	wait_switched();
-	if (__atomic_load_n(&g_seq_mode, __ATOMIC_ACQUIRE) == SEQ_STAMPS)
-		return seq_begin(t);
-	return __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED);
+	wait_switched(); /* then stamps or the counter: seq_begin's own paths */
+	return seq_begin(t);
 }

@@ -172,7 +172,6 @@ struct tstate {
 	uint32_t pycode_gen;      /* the image generation they were sent in */
 	uint32_t events;          /* while attached: a look at the recorder every 4096 events */
 	bool seq_owner;           /* it alone takes seqs, without a lock (seq_begin) */
-	bool stamping;            /* inside an event, hdr->busy set (seq_end clears it) */
 	uint64_t last_stamp;      /* its last stamp in this ring chain (0: none yet) */
 };
 extern TLS struct tstate t_state;
@@ -202,7 +201,7 @@ enum { SEQ_OWNER = 0, SEQ_COUNTER = 1, SEQ_STAMPS = 2, SEQ_SWITCHING = 3 };
 extern uint64_t g_seq;             /* per process image (seq_begin) */
 extern int g_seq_mode;             /* SEQ_*: owner until a second thread makes a ring */
 extern int g_seq_owner_busy;       /* the owner is taking a seq without a lock */
-extern uint64_t g_stamp_tsc0, g_stamp_base;
+extern uint64_t g_stamp_offset;     /* stamps: seq = tsc + this (the page's base - tsc0) */
 extern struct kiln_image_page *g_page; /* stamps: the image page, else NULL */
 extern int g_page_fd;
 /* A new image: owner mode if a second thread could later make the owner
@@ -220,7 +219,7 @@ void seq_claim(struct tstate *t);
  * a ring that could not be sent is counted (the recorder stops waiting). */
 uint64_t seq_ring_id(struct kiln_image_page **page);
 void seq_ring_failed(void);
-/* A seq while the image switches modes, or from the counter. */
+/* A seq once the image has switched modes. */
 uint64_t seq_shared_slow(struct tstate *t);
 
 /* The time stamp counter, read once every instruction before has executed
@@ -258,6 +257,10 @@ void loss_carry(struct kiln_ring_hdr *h); /* the untold losses into a ring's hea
 bool recorder_seen_lately(void);   /* attached: recorder_alive at most every 100 ms */
 
 /* ring.c: a thread's ring (ring.h) */
+/* A sealed memfd of size bytes (no shrink, no grow), mapped shared and not
+ * into forked children: what rings and the image page are. NULL (and no
+ * descriptor) on failure. */
+void *shared_make(const char *name, size_t size, int *fd);
 void thread_end(void *arg);        /* the thread-end key's destructor */
 void count_dropped(struct tstate *t, uint64_t events);
 bool ring_reserve_slow(struct tstate *t, uint64_t n);
@@ -330,11 +333,10 @@ static inline uint64_t seq_begin(struct tstate *t)
 		__atomic_store_n(&t->hdr->busy, lo, __ATOMIC_RELAXED);
 		/* the store above before the counter's read: seen by the
 		 * recorder's barrier if the read came before its watermark */
-		uint64_t s = tsc_read() - g_stamp_tsc0 + g_stamp_base;
+		uint64_t s = tsc_read() + g_stamp_offset;
 		if (unlikely(s < lo))
 			s = lo; /* seqs rise in a ring, whatever the counters of two cores say */
 		t->last_stamp = s;
-		t->stamping = true;
 		return s;
 	}
 	return seq_shared_slow(t);
@@ -342,10 +344,10 @@ static inline uint64_t seq_begin(struct tstate *t)
 
 static inline void seq_end(struct tstate *t)
 {
-	if (t->stamping) {
-		t->stamping = false;
+	/* a stamping image only (an owner that saw the switch after its seq
+	 * clears a busy word it never set: no harm) */
+	if (__atomic_load_n(&g_seq_mode, __ATOMIC_RELAXED) == SEQ_STAMPS)
 		__atomic_store_n(&t->hdr->busy, 0, __ATOMIC_RELEASE); /* after the head */
-	}
 }
 
 /* stack.c: stack ids, sent once per thread */
