@@ -43,19 +43,51 @@ static uint8_t module_frame_kind(const struct profile *p, uint32_t module)
 	return strstr(path_base(m->path), ".so") ? FK_LIBRARY : FK_PROGRAM;
 }
 
-static void cell_add(struct profile *p, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t v)
+static uint32_t cell_id(struct profile *p, uint32_t pid, uint32_t tid, uint32_t stack)
 {
 	uint32_t key[3] = {pid, tid, stack};
 	bool added;
 	uint32_t id = intern__put(&p->cellkeys, key, sizeof(key), &added);
 	if (added) {
 		ARR_GROW(p->cells, p->ccells, id + 1);
+		memset(&p->cells[id], 0, sizeof(p->cells[id]));
 		p->cells[id].pid = pid;
 		p->cells[id].tid = tid;
 		p->cells[id].stack = stack;
 		p->ncells = id + 1;
 	}
-	p->cells[id].v[metric] = v; /* absolute: the last record wins */
+	return id;
+}
+
+static void cell_add(struct profile *p, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t v)
+{
+	uint32_t id = cell_id(p, pid, tid, stack); /* before p->cells is read: it may move */
+	p->cells[id].v[metric] = v;                /* absolute: the last record wins */
+}
+
+/* A WINDOW record: its entries join the window of its time (a large window
+ * comes as several records), or open the next. */
+static int window_add(struct profile *p, struct cursor *c, uint64_t t, uint32_t n)
+{
+	if (p->nwins && t < p->wins[p->nwins - 1].t_ns)
+		t = p->wins[p->nwins - 1].t_ns; /* the clock stepped back: order is the file's */
+	if (!p->nwins || t != p->wins[p->nwins - 1].t_ns) {
+		ARR_GROW(p->wins, p->cwins, p->nwins + 1);
+		p->wins[p->nwins++] = (struct pwindow){.t_ns = t, .first = p->nwents};
+	}
+	ARR_GROW(p->wents, p->cwents, p->nwents + n);
+	struct rec_count e;
+	int rc;
+	while ((rc = rec_counts__next(c, &e)) == 1) {
+		if (e.stack >= p->nstacks || !profile__time_metric(e.metric))
+			return -1;
+		if (e.value < 0 && e.metric != KM_LIVE_BYTES && e.metric != KM_LIVE_COUNT)
+			return -1; /* only what is live can shrink */
+		uint32_t id = cell_id(p, e.pid, e.tid, e.stack);
+		p->wents[p->nwents++] = (struct pwent){id, e.metric, e.value};
+		p->wins[p->nwins - 1].n++;
+	}
+	return rc;
 }
 
 static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uint32_t len, size_t off,
@@ -248,6 +280,13 @@ static int decode(struct profile *p, uint16_t type, const unsigned char *pl, uin
 			cell_add(p, e.pid, e.tid, e.stack, e.metric, e.value);
 		}
 		return rc < 0 ? corrupt(err, errlen, "counts", off) : 0;
+	}
+	case REC_WINDOW: {
+		uint64_t t;
+		uint32_t n;
+		if (rec_window__open(&c, pl, len, &t, &n) < 0 || window_add(p, &c, t, n) < 0)
+			return corrupt(err, errlen, "window", off);
+		return 0;
 	}
 	case REC_END: {
 		struct rec_end re;
@@ -451,6 +490,8 @@ void profile__release(struct profile *p)
 	free(p->losses);
 	free(p->points);
 	free(p->slows);
+	free(p->wins);
+	free(p->wents);
 	free(p->path);
 	intern__release(&p->strings);
 	intern__release(&p->cellkeys);
@@ -468,6 +509,8 @@ int profile__default_metric(const struct profile *p)
 		return KM_CPU;
 	if (p->has[KM_WALL])
 		return KM_WALL;
+	if (p->ranged)
+		return KM_LIVE_BYTES;
 	if (p->has[KM_ALLOC_COUNT])
 		return KM_LEAK_BYTES;
 	return KM_CPU;

@@ -90,6 +90,20 @@ struct pslow {
 	uint32_t task; /* string id: "Task NAME", "" for a callback of no task */
 };
 
+/* A stretch of the recording (REC_WINDOW records of one time): what each
+ * cell gained in it (stream/format.h), ending at t_ns; entries
+ * [first, first + n) of profile.wents. In file order, times never
+ * decreasing (a clock stepped back is held at the time before). */
+struct pwindow {
+	uint64_t t_ns;
+	size_t first, n;
+};
+struct pwent {
+	uint32_t cell;   /* index in profile.cells */
+	uint8_t metric;  /* KM_CPU, KM_WALL, KM_ALLOC_*, KM_LIVE_* (a signed delta) */
+	int64_t delta;
+};
+
 struct profile {
 	char *path;
 	json_t *meta;
@@ -115,6 +129,10 @@ struct profile {
 	size_t npoints, cpoints;
 	struct pslow *slows;
 	size_t nslows, cslows;
+	struct pwindow *wins;
+	size_t nwins, cwins;
+	struct pwent *wents;
+	size_t nwents, cwents;
 	struct intern cellkeys;
 	struct u64map procidx, thridx; /* pid / pid<<32|tid -> index */
 	struct u64map lossidx;         /* pid<<8|cause -> index in losses */
@@ -125,6 +143,8 @@ struct profile {
 	char warning[400];   /* set when the file was cut short */
 	uint32_t str_unknown, str_truncated, str_empty, str_native;
 	bool python_only; /* stacks show their Python frames alone (profile__stack_frames) */
+	bool ranged;      /* the cells hold a stretch of time (profile__time_range) */
+	double range_from, range_to;
 };
 
 /* Load and validate a profile file. 0 on success (p->warning may be set),
@@ -136,6 +156,7 @@ void profile__release(struct profile *p);
 
 /* The metric shown when the user names none (see the contract). */
 int profile__default_metric(const struct profile *p);
+/* (a stretch of time: cpu, else wall, else live_bytes, what was live at its end) */
 
 /* Frames of a stack, root first, into out (at most max); a truncated stack
  * starts with a "[truncated]" marker frame. With python_only set, only the
@@ -154,6 +175,21 @@ const char *profile__process_name(const struct profile *p, uint32_t pid);
 void profile__heap_loss(const struct profile *p, int64_t pid, uint64_t out[HL__COUNT]);
 /* Duration of the recording in seconds (0 when unknown). */
 double profile__duration(const struct profile *p);
+
+/* profile_time.c: a stretch of the recording, [from, to] seconds from its
+ * start, widened to the edges of the windows it touches (*from, *to become
+ * the range shown). Every cell's cpu, wall, alloc_bytes and alloc_count
+ * become what the range holds, live_bytes and live_count what was
+ * allocated before its end and not freed by then (an image that ended
+ * keeps its leaks there: at the recording's end live_* is leak_*); the
+ * other metrics, which no window holds, become 0 (the caller
+ * refuses them). -1 with a reason in err when the profile has no windows
+ * (recorded before kiln had them, or a snapshot). */
+int profile__time_range(struct profile *p, double *from, double *to, char *err, size_t errlen);
+/* Whether metric m can be shown for a stretch of time. */
+bool profile__time_metric(int m);
+/* A window's end in seconds from the recording's start. */
+double profile__window_end(const struct profile *p, size_t i);
 
 #define PROFILE_MAX_FRAMES (KILN_MAX_DEPTH * 8 + 1)
 

@@ -48,6 +48,8 @@ struct view_opts {
 	const char *format;
 	const char *output;
 	const char *title;
+	bool time_set;              /* --time FROM..TO: a stretch of the recording */
+	double time_from, time_to;  /* seconds from its start */
 };
 void view_opts__init(struct view_opts *o);
 /* Handle one of the shared options (getopt code c with optarg); returns 1
@@ -62,8 +64,11 @@ int view_opts__check_ids(const struct view_opts *o, const char *cmd, const char 
 /* Load a profile; on failure print "kiln CMD: FILE: reason" and return -1.
  * A warning (file cut short) is printed and loading succeeds. */
 int cli__load(const char *cmd, const char *path, struct profile *p);
-/* What the view options change in a loaded profile (--python-only). */
-void view_opts__apply(const struct view_opts *o, struct profile *p);
+/* What the view options change in a loaded profile (--python-only, --time:
+ * the cells become the stretch of time, the metric is fixed to one a
+ * stretch holds). 0, or the exit status after one line printed: 2 for a
+ * metric --time cannot show, 1 for a file with no time windows. */
+int view_opts__apply(struct view_opts *o, const char *cmd, const char *path, struct profile *p);
 
 /* Whether path is kiln's own standard output ("-", /dev/stdout, or the file
  * stdout is redirected to; a terminal or /dev/null does not count). */
@@ -84,7 +89,7 @@ int out__close(struct out *o, const char *cmd, bool ok);
 /* The long options shared by report/diff/export, for getopt_long tables. */
 enum {
 	OPT_METRIC = 1000, OPT_BY, OPT_SORT, OPT_LIMIT, OPT_PID, OPT_TID, OPT_JSON, OPT_THREADS, OPT_FORMAT,
-	OPT_INVERTED, OPT_TITLE, OPT_HELP, OPT_ALLFRAMES, OPT_RAW, OPT_NORMALIZE, OPT_PYONLY,
+	OPT_INVERTED, OPT_TITLE, OPT_HELP, OPT_ALLFRAMES, OPT_RAW, OPT_NORMALIZE, OPT_PYONLY, OPT_TIME,
 };
 #define VIEW_LONG_OPTIONS                                                                                      \
 	{"metric", required_argument, NULL, OPT_METRIC}, {"by", required_argument, NULL, OPT_BY},              \
@@ -95,6 +100,7 @@ enum {
 	{"title", required_argument, NULL, OPT_TITLE}, {"all-frames", no_argument, NULL, OPT_ALLFRAMES},              \
 	{"output", required_argument, NULL, 'o'}, {"raw", no_argument, NULL, OPT_RAW},                                \
 	{"normalize", no_argument, NULL, OPT_NORMALIZE}, {"python-only", no_argument, NULL, OPT_PYONLY},              \
+	{"time", required_argument, NULL, OPT_TIME},                                                                  \
 	{"help", no_argument, NULL, OPT_HELP}
 
 #endif

@@ -21,6 +21,7 @@ static void help(void)
 	       "  --limit N         at most N rows (default 25; 0: all)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
 	       "  --python-only     Python frames alone\n"
+	       "  --time FROM..TO   the same stretch of each recording (see kiln report --help)\n"
 	       "  --sort self|total compare self or cumulative values (default total)\n"
 	       "  --json            the rows as JSON\n"
 	       "  --raw             compare counts as they are (default for heap metrics)\n"
@@ -50,8 +51,17 @@ int cmd_diff(int argc, char **argv)
 		profile__release(&a);
 		return 1;
 	}
-	view_opts__apply(&o, &a);
-	view_opts__apply(&o, &b);
+	double from = o.time_from, to = o.time_to; /* each file's own windows */
+	int arc = view_opts__apply(&o, CMD, files[0], &a);
+	o.time_from = from;
+	o.time_to = to;
+	if (!arc)
+		arc = view_opts__apply(&o, CMD, files[1], &b);
+	if (arc) {
+		profile__release(&a);
+		profile__release(&b);
+		return arc;
+	}
 	int metric = o.metric_name ? view_opts__metric(&o, CMD, &a) : profile__default_metric(&b);
 	if (o.raw && o.normalize) {
 		profile__release(&a);
@@ -65,9 +75,9 @@ int cmd_diff(int argc, char **argv)
 	struct view_filter va = vf, vb = vf;
 	if (metric == KM_LIVE_BYTES || metric == KM_LIVE_COUNT) {
 		int leak = metric == KM_LIVE_BYTES ? KM_LEAK_BYTES : KM_LEAK_COUNT;
-		if (strcmp(a.kind, "snapshot"))
+		if (strcmp(a.kind, "snapshot") && !a.ranged)
 			va.metric = leak;
-		if (strcmp(b.kind, "snapshot"))
+		if (strcmp(b.kind, "snapshot") && !b.ranged)
 			vb.metric = leak;
 	}
 	/* Two runs have other pids: their processes (and threads) are matched by

@@ -19,7 +19,9 @@ static void help(void)
 	       "  --python-only     Python frames alone (as py-spy without --native)\n"
 	       "  --threads         folded/svg: a THREADNAME-TID frame under the process\n"
 	       "  --inverted        svg: an icicle graph (roots at the top)\n"
-	       "  --title TEXT      svg: the title\n");
+	       "  --title TEXT      svg: the title\n"
+	       "  --time FROM..TO   a stretch of the recording (seconds from its start; either\n"
+	       "                    end may be left out): cpu, wall, alloc_* in it, live_* at its end\n");
 }
 
 static void flamegraph_help(void)
@@ -27,7 +29,8 @@ static void flamegraph_help(void)
 	printf("usage: kiln flamegraph FILE [-o OUT.svg] [OPTIONS]\n\n"
 	       "A self-contained interactive SVG flamegraph (= kiln export --format svg).\n"
 	       "Options as for kiln export: --metric, --pid, --tid, --threads, --inverted, --title,\n"
-	       "--python-only.\n");
+	       "--python-only, --time. With a memory chart, drag across it to draw the flamegraph\n"
+	       "again for that stretch of time.\n");
 }
 
 static int export_run(const char *cmd, struct view_opts *o, const char *file)
@@ -48,10 +51,10 @@ static int export_run(const char *cmd, struct view_opts *o, const char *file)
 	struct profile p;
 	if (cli__load(cmd, file, &p) < 0)
 		return 1;
-	view_opts__apply(o, &p);
-	if (view_opts__check_ids(o, cmd, file, &p) < 0) {
+	int arc = view_opts__apply(o, cmd, file, &p);
+	if (arc || view_opts__check_ids(o, cmd, file, &p) < 0) {
 		profile__release(&p);
-		return 1;
+		return arc ? arc : 1;
 	}
 	struct view_filter vf = {.metric = view_opts__metric(o, cmd, &p), .pid = o->pid, .tid = o->tid,
 				 .threads = o->threads};

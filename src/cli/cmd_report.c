@@ -22,6 +22,8 @@ static void help(void)
 	       "  -o FILE           write there instead of standard output\n"
 	       "  --all-frames      keep start-up frames (_start, __libc_start_main, ...) in the table\n"
 	       "  --python-only     Python frames alone (as py-spy without --native)\n"
+	       "  --time FROM..TO   a stretch of the recording (seconds from its start; either end\n"
+	       "                    may be left out): cpu, wall, alloc_* in it, live_* at its end\n"
 	       "  --slow-callbacks [MS]  asyncio: every stretch in which one callback or task step\n"
 	       "                    held an event loop MS ms or more (default 100; a --wall recording)\n");
 }
@@ -129,10 +131,10 @@ int cmd_report(int argc, char **argv)
 	struct profile p;
 	if (cli__load(CMD, file, &p) < 0)
 		return 1;
-	view_opts__apply(&o, &p);
-	if (view_opts__check_ids(&o, CMD, file, &p) < 0) {
+	int arc = view_opts__apply(&o, CMD, file, &p);
+	if (arc || view_opts__check_ids(&o, CMD, file, &p) < 0) {
 		profile__release(&p);
-		return 1;
+		return arc ? arc : 1;
 	}
 	struct out out;
 	if (out__open(&out, CMD, o.output) < 0) {

@@ -102,6 +102,35 @@ void view_opts__init(struct view_opts *o)
 	o->pid = o->tid = -1;
 }
 
+/* "FROM..TO", "FROM..", "..TO": seconds, 0 <= FROM <= TO. */
+static bool parse_time_range(const char *arg, double *from, double *to)
+{
+	const char *dots = strstr(arg, "..");
+	if (!dots)
+		return false;
+	char a[64], b[64];
+	size_t la = (size_t)(dots - arg), lb = strlen(dots + 2);
+	if (la >= sizeof(a) || lb >= sizeof(b))
+		return false;
+	memcpy(a, arg, la);
+	a[la] = 0;
+	memcpy(b, dots + 2, lb + 1);
+	char *end;
+	*from = 0;
+	*to = 1e18;
+	if (la) {
+		*from = strtod(a, &end);
+		if (*end || end == a || !(*from >= 0 && *from < 1e15))
+			return false;
+	}
+	if (lb) {
+		*to = strtod(b, &end);
+		if (*end || end == b || !(*to >= 0 && *to < 1e15))
+			return false;
+	}
+	return *from <= *to;
+}
+
 int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *arg)
 {
 	long v;
@@ -172,6 +201,14 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 	case OPT_TITLE:
 		o->title = arg;
 		return 1;
+	case OPT_TIME:
+		if (!parse_time_range(arg, &o->time_from, &o->time_to)) {
+			cli__usage(cmd, "--time takes FROM..TO in seconds from the recording's start (either may be left "
+					"out: 1.5.., ..2), FROM <= TO, not '%s'", arg);
+			return -1;
+		}
+		o->time_set = true;
+		return 1;
 	case 'o':
 		o->output = arg;
 		return 1;
@@ -209,9 +246,22 @@ int view_opts__check_ids(const struct view_opts *o, const char *cmd, const char 
 	return 0;
 }
 
-void view_opts__apply(const struct view_opts *o, struct profile *p)
+int view_opts__apply(struct view_opts *o, const char *cmd, const char *path, struct profile *p)
 {
 	p->python_only = o->python_only;
+	if (!o->time_set)
+		return 0;
+	int m = o->metric_name ? kiln_metric__parse(o->metric_name) : profile__default_metric(p);
+	if (!o->metric_name && !profile__time_metric(m)) /* leak_*: what is live at the stretch's end */
+		m = m == KM_LEAK_COUNT ? KM_LIVE_COUNT : KM_LIVE_BYTES;
+	if (!profile__time_metric(m))
+		return cli__usage(cmd, "--time shows what a stretch of time holds: cpu, wall, alloc_bytes, alloc_count, "
+				       "or live_bytes, live_count (live at its end), not %s", kiln_metric__name(m));
+	char err[256];
+	if (profile__time_range(p, &o->time_from, &o->time_to, err, sizeof(err)) < 0)
+		return cli__error(cmd, "%s: --time: %s", path, err);
+	o->metric_name = kiln_metric__name(m);
+	return 0;
 }
 
 int cli__load(const char *cmd, const char *path, struct profile *p)

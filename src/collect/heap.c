@@ -11,6 +11,8 @@ struct hcell {
 	uint64_t mod_seq;
 	uint32_t proc, thread;
 	bool declared;
+	bool w_dirty;        /* in heap.dirty */
+	int64_t w[HW__N];    /* what changed since the last heap__deltas */
 };
 
 /* Live blocks of one process image: addr -> size, cell (any address,
@@ -37,6 +39,8 @@ struct heap {
 	/* every process image together: the peak is one moment of the recording */
 	int64_t cur, peak, wmax;
 	uint64_t seq, peak_seq;
+	uint32_t *dirty; /* cells changed since the last heap__deltas */
+	size_t ndirty, cdirty;
 	uint64_t sample; /* --heap-sample mean, 0: every allocation is seen */
 	uint64_t rng;    /* the weights' rounding (fixed seed: one file, one answer) */
 };
@@ -55,6 +59,7 @@ void heap__free(struct heap *h)
 	free(h->procs);
 	free(h->cells);
 	free(h->thr);
+	free(h->dirty);
 	free(h);
 }
 
@@ -94,9 +99,22 @@ bool heap__has_cell(const struct heap *h, uint32_t cell)
 	return cell < h->ncells && h->cells[cell].declared;
 }
 
+/* The window's deltas of c (heap__deltas). */
+static inline void touch(struct heap *h, struct hcell *c, int k, int64_t bytes, int64_t count)
+{
+	if (!c->w_dirty) {
+		c->w_dirty = true;
+		ARR_GROW(h->dirty, h->cdirty, h->ndirty + 1);
+		h->dirty[h->ndirty++] = (uint32_t)(c - h->cells);
+	}
+	SAT_ADD(c->w[k], bytes);
+	SAT_ADD(c->w[k + 1], count);
+}
+
 static void change(struct heap *h, struct hproc *p, struct hcell *c, int64_t bytes, int64_t count)
 {
 	uint64_t seq = ++h->seq;
+	touch(h, c, HW_LIVE_BYTES, bytes, count);
 	if (c->mod_seq <= h->peak_seq)
 		c->peak_bytes = c->live_bytes;
 	SAT_ADD(c->live_bytes, bytes);
@@ -196,6 +214,7 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 	b->v2 = cell | (n > 1 ? n << 32 : 0);
 	SAT_ADD(c->alloc_bytes, (int64_t)bytes);
 	SAT_ADD(c->alloc_count, (int64_t)n);
+	touch(h, c, HW_ALLOC_BYTES, (int64_t)bytes, (int64_t)n);
 	change(h, p, c, (int64_t)bytes, (int64_t)n);
 	if (h->sample)
 		return; /* no temporaries: the allocations between two sampled ones are not seen */
@@ -227,6 +246,18 @@ void heap__end(struct heap *h, uint32_t proc)
 	u64map__clear(&p->live);
 	SAT_ADD(h->cur, -p->cur);
 	p->cur = 0;
+}
+
+void heap__deltas(struct heap *h, void (*fn)(void *arg, uint32_t cell, const int64_t d[HW__N]), void *arg)
+{
+	for (size_t i = 0; i < h->ndirty; i++) {
+		struct hcell *c = &h->cells[h->dirty[i]];
+		if (c->w[0] || c->w[1] || c->w[2] || c->w[3])
+			fn(arg, h->dirty[i], c->w);
+		memset(c->w, 0, sizeof(c->w));
+		c->w_dirty = false;
+	}
+	h->ndirty = 0;
 }
 
 void heap__values(const struct heap *h, uint32_t cell, int64_t v[KM__COUNT])

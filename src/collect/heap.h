@@ -69,4 +69,14 @@ int64_t heap__total_peak(const struct heap *h);
 #define HEAP_ALL UINT32_MAX
 int64_t heap__window(struct heap *h, uint32_t proc);
 
+/* What each cell changed since the last call (one time window of the
+ * profile: stream/format.h REC_WINDOW): bytes and allocations allocated,
+ * and live bytes and blocks as signed deltas: allocated less freed. An
+ * image's end frees nothing here: what it still held stays counted as its
+ * leaks. fn gets each cell that changed; every delta then restarts at 0.
+ * Summed over the calls, HW_ALLOC_* are alloc_bytes and alloc_count, and
+ * HW_LIVE_* leak_bytes and leak_count once every image has ended. */
+enum { HW_ALLOC_BYTES, HW_ALLOC_COUNT, HW_LIVE_BYTES, HW_LIVE_COUNT, HW__N };
+void heap__deltas(struct heap *h, void (*fn)(void *arg, uint32_t cell, const int64_t d[HW__N]), void *arg);
+
 #endif

@@ -203,6 +203,19 @@ void recorder_timeline_point(struct recorder *r, uint64_t now)
 	timeline__write(r->tl, r->w, now);
 }
 
+static void window_key(void *arg, uint32_t cell, struct rec_count *e)
+{
+	const struct rcell *c = &((struct recorder *)arg)->cells[cell];
+	e->pid = c->pid;
+	e->tid = c->tid;
+	e->stack = c->stack;
+}
+
+void recorder_window_cut(struct recorder *r, uint64_t now)
+{
+	windows__cut(r->win, now, r->heap, window_key, r);
+}
+
 void recorder__tick(struct recorder *r)
 {
 	uint64_t now = now_ns();
@@ -211,6 +224,8 @@ void recorder__tick(struct recorder *r)
 			heap_check(r, r->procs[i], now);
 	if (timeline__due(r->tl, now, r->nprocs - r->nexited))
 		recorder_timeline_point(r, now);
+	if (windows__due(r->win, now))
+		recorder_window_cut(r, now);
 }
 
 static struct rthread *thread_get(struct recorder *r, uint32_t pid, uint32_t tid)
@@ -293,7 +308,10 @@ uint32_t recorder__cell(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t
 
 void recorder__charge(struct recorder *r, uint32_t pid, uint32_t tid, uint32_t stack, int metric, int64_t delta)
 {
-	cell_get(r, pid, tid, stack)->v[metric] += delta;
+	struct rcell *c = cell_get(r, pid, tid, stack);
+	c->v[metric] += delta;
+	if (metric == KM_CPU || metric == KM_WALL)
+		windows__sample(r->win, (uint32_t)(c - r->cells), metric, delta);
 	thread_get(r, pid, tid);
 }
 
@@ -412,6 +430,7 @@ struct recorder *recorder__new(struct stream_writer *w, json_t *meta)
 	buf__init(&r->scratch);
 	r->heap = heap__new();
 	r->tl = timeline__new(now_ns());
+	r->win = windows__new(now_ns());
 	return r;
 }
 
@@ -460,6 +479,7 @@ void recorder__free(struct recorder *r)
 	buf__release(&r->scratch);
 	heap__free(r->heap);
 	timeline__free(r->tl);
+	windows__free(r->win);
 	for (size_t i = 0; i < r->nslow; i++)
 		free(r->slow[i].task);
 	free(r->slow);

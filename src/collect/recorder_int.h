@@ -19,6 +19,7 @@
 #include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/timeline.h"
+#include "collect/windows.h"
 #include "stream/format.h"
 #include "stream/records.h"
 #include "symbols/image.h"
@@ -126,6 +127,7 @@ struct recorder {
 	bool meta_written;
 	struct heap *heap;
 	struct timeline *tl;
+	struct windows *win;
 	size_t nexited;          /* processes of procs that have exited */
 	size_t env_pending;      /* processes whose env_recheck is set */
 	struct rec_slow *slow;   /* loop stretches waiting for the next flush (their stacks first) */
@@ -150,6 +152,7 @@ struct recorder {
 struct rproc *recorder_proc_find(struct recorder *r, uint32_t pid); /* NULL: not known */
 void recorder_flush_unwind(struct rproc *p); /* its maps changed: libunwind's caches go */
 void recorder_timeline_point(struct recorder *r, uint64_t now);
+void recorder_window_cut(struct recorder *r, uint64_t now); /* close the time window (collect/windows.h) */
 /* recorder_maps.c */
 uint32_t recorder_module_get(struct recorder *r, const char *key, const char *path, uint8_t kind, uint32_t pid,
 			     struct image *img);

@@ -452,6 +452,7 @@ static int flush(struct recorder *r, bool wait)
 		}
 	}
 	counts_release(&k);
+	windows__write(r->win, w); /* after the stacks they name */
 	for (size_t i = 0; i < r->nprocs; i++)
 		if (r->procs[i]->loss_dirty) {
 			write_heap_loss(r, w, r->procs[i]);
@@ -476,7 +477,9 @@ int recorder__finish(struct recorder *r)
 		if (r->procs[i]->py)
 			r->meta_dirty = true; /* the final counts of merged stacks */
 	uint64_t stopped = realtime_ns(); /* the recording's end, not the symbolizing after it */
-	recorder_timeline_point(r, now_ns()); /* the last point: nothing since the one before is lost */
+	uint64_t now = now_ns();
+	recorder_timeline_point(r, now); /* the last point: nothing since the one before is lost */
+	recorder_window_cut(r, now);
 	int rc = flush(r, true);
 	if (rc < 0)
 		return rc;

@@ -80,6 +80,10 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 	if (json_is_integer(fr) && p->samples)
 		fprintf(f, ", %lld Hz", (long long)json_integer_value(fr));
 	fprintf(f, "\n");
+	if (p->ranged)
+		fprintf(f, "# time: %.3f s to %.3f s of the recording only (--time, widened to the edges of the windows "
+			   "it touches): what happened in it; live_* is what was live at its end\n",
+			p->range_from, p->range_to);
 	json_t *late = json_object_get(p->meta, "wall_late");
 	json_int_t lt = json_integer_value(json_object_get(late, "ticks"));
 	json_int_t un = json_integer_value(json_object_get(late, "uncharged"));
@@ -356,7 +360,14 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 			   "average), each weighed by the inverse of its chance: every heap figure is an ESTIMATE; "
 			   "temporaries are not estimated\n",
 			fmt_bytes(a, sizeof(a), (double)p->heap_sample), a);
-	if (!p->has[KM_ALLOC_COUNT] && p->heap_sample)
+	if (p->ranged)
+		fprintf(f, "# heap in %.3f-%.3f s: %s%s allocated in %s%" PRId64 " calls; %s%s live at %.3f s in %" PRId64
+			   " blocks\n",
+			p->range_from, p->range_to, p->heap_sample ? "about " : "",
+			fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), p->heap_sample ? "about " : "",
+			tot[KM_ALLOC_COUNT], p->heap_sample ? "about " : "", fmt_bytes(b, sizeof(b), (double)tot[KM_LIVE_BYTES]),
+			p->range_to, tot[KM_LIVE_COUNT]);
+	else if (!p->has[KM_ALLOC_COUNT] && p->heap_sample)
 		fprintf(f, "# heap: no allocation was sampled (the program allocated too few bytes for a mean of %s)\n",
 			fmt_bytes(a, sizeof(a), (double)p->heap_sample));
 	else if (!p->has[KM_ALLOC_COUNT])
@@ -480,6 +491,8 @@ void export__table_json(FILE *f, const struct profile *p, const struct table *t,
 	if (um)
 		json_object_set(o, "heap_unmatched", um);
 	json_object_set_new(o, "duration_s", json_real(profile__duration(p)));
+	if (p->ranged) /* --time: the stretch the rows hold, widened to its windows' edges */
+		json_object_set_new(o, "time", json_pack("{s:f, s:f}", "from_s", p->range_from, "to_s", p->range_to));
 	json_object_set_new(o, "complete", json_boolean(p->complete));
 	json_t *rows = json_array();
 	size_t n = shown_rows(t, limit);

@@ -44,6 +44,8 @@ int export__timeline_csv(FILE *f, const struct profile *p, const struct view_fil
 		if (!point_shown(pt, vf, multi))
 			continue;
 		double s = pt->t_ns > p->start_ns ? (double)(pt->t_ns - p->start_ns) / 1e9 : 0.0;
+		if (p->ranged && (s < p->range_from || s > p->range_to))
+			continue; /* --time: the points of the stretch */
 		fprintf(f, "%.6f,%u,", s, pt->pid);
 		if (pt->heap != TIMELINE_NO_HEAP)
 			fprintf(f, "%" PRId64, pt->heap);

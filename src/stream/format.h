@@ -38,6 +38,7 @@ enum kiln_rec {
 	REC_TIMELINE = 14, /* u64 realtime ns, u16 n, n x {u32 pid, i64 heap, u64 rss}: one point of memory over time */
 	REC_ZBLOCK = 15, /* u32 raw_len, zstd frame of raw_len bytes: records (never a ZBLOCK) compressed as one */
 	REC_SLOW = 16,   /* u32 pid, u32 tid, u64 start_ns, u64 duration_ns, u32 stack, str task: one callback held an event loop */
+	REC_WINDOW = 17, /* u64 realtime ns, then a COUNTS payload of deltas: what changed per cell since the window before */
 };
 
 /* A ZBLOCK holds at most this many bytes of records once decompressed (the
@@ -53,6 +54,16 @@ enum kiln_rec {
 #define TIMELINE_NO_HEAP INT64_MIN
 #define TIMELINE_NO_RSS UINT64_MAX
 #define TIMELINE_MAX_ENTRIES 4096
+
+/* A WINDOW's entries are what one stretch of the recording added to a cell,
+ * ending at the record's time (the one before it, or the start, opens it):
+ * cpu and wall samples taken, alloc_bytes and alloc_count allocated, and
+ * live_bytes and live_count as signed deltas: allocated less freed (an
+ * image's end frees nothing: what it held stays counted, as its leaks).
+ * Summed over every window, cpu, wall and alloc_* are the COUNTS totals,
+ * and live_* are leak_* for every image that ended. Several records may share
+ * one time (a large window is split); a window with nothing in it is
+ * written too (its time is an edge). */
 
 enum kiln_module_kind {
 	MOD_FILE = 0,  /* an ELF file on disk */

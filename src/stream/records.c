@@ -229,6 +229,15 @@ int rec_stack__decode(const void *p, size_t n, struct rec_stack *r)
 /* ---- COUNTS: u32 n, n x {u32 pid, u32 tid, u32 stack, u8 metric, i64 value} ---- */
 #define COUNT_SIZE 21
 
+static void count_entry(struct buf *b, const struct rec_count *e)
+{
+	buf__u32(b, e->pid);
+	buf__u32(b, e->tid);
+	buf__u32(b, e->stack);
+	buf__u8(b, e->metric);
+	buf__u64(b, (uint64_t)e->value);
+}
+
 void rec_counts__begin(struct buf *b)
 {
 	b->len = 0;
@@ -241,11 +250,7 @@ void rec_counts__add(struct buf *b, const struct rec_count *e)
 	memcpy(&n, b->data, 4);
 	n++;
 	memcpy(b->data, &n, 4);
-	buf__u32(b, e->pid);
-	buf__u32(b, e->tid);
-	buf__u32(b, e->stack);
-	buf__u8(b, e->metric);
-	buf__u64(b, (uint64_t)e->value);
+	count_entry(b, e);
 }
 
 uint32_t rec_counts__n(const struct buf *b)
@@ -275,6 +280,38 @@ int rec_counts__next(struct cursor *c, struct rec_count *e)
 	cursor__u64(c, &v);
 	e->value = (int64_t)v;
 	return c->bad ? -1 : 1;
+}
+
+/* ---- WINDOW: u64 t_ns, u32 n, n x {u32 pid, u32 tid, u32 stack, u8 metric, i64 delta} ---- */
+void rec_window__begin(struct buf *b, uint64_t t_ns)
+{
+	b->len = 0;
+	buf__u64(b, t_ns);
+	buf__u32(b, 0);
+}
+
+uint32_t rec_window__n(const struct buf *b)
+{
+	uint32_t n = 0;
+	if (b->len >= 12)
+		memcpy(&n, b->data + 8, 4);
+	return n;
+}
+
+void rec_window__add(struct buf *b, const struct rec_count *e)
+{
+	uint32_t n = rec_window__n(b) + 1;
+	memcpy(b->data + 8, &n, 4);
+	count_entry(b, e);
+}
+
+int rec_window__open(struct cursor *c, const void *p, size_t n, uint64_t *t_ns, uint32_t *count)
+{
+	struct cursor h;
+	cursor__init(&h, p, n);
+	if (!cursor__u64(&h, t_ns))
+		return -1;
+	return rec_counts__open(c, (const unsigned char *)p + 8, n - 8, count);
 }
 
 /* ---- END: u64 end_ns, u64 samples, u64 lost ---- */

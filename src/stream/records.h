@@ -103,6 +103,15 @@ uint32_t rec_counts__n(const struct buf *b);
 int rec_counts__open(struct cursor *c, const void *p, size_t n, uint32_t *count);
 int rec_counts__next(struct cursor *c, struct rec_count *e);
 
+/* WINDOW: u64 t_ns, then the COUNTS layout (values are deltas, may be
+ * negative): rec_window__begin starts one, rec_counts__add adds entries,
+ * rec_window__counts gives the COUNTS part; rec_window__open reads t_ns and
+ * opens the entries for rec_counts__next. */
+void rec_window__begin(struct buf *b, uint64_t t_ns);
+uint32_t rec_window__n(const struct buf *b);
+void rec_window__add(struct buf *b, const struct rec_count *e);
+int rec_window__open(struct cursor *c, const void *p, size_t n, uint64_t *t_ns, uint32_t *count);
+
 struct rec_end {
 	uint64_t end_ns, samples, lost;
 };

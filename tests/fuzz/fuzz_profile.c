@@ -1,6 +1,7 @@
 /* libFuzzer target for the profile reader: every byte string must load or
- * be refused with a message, and every view of what loads must build,
- * without a crash, a leak or undefined behaviour (built with ASan+UBSan). */
+ * be refused with a message, and every view of what loads (and of a
+ * stretch of its time) must build, without a crash, a leak or undefined
+ * behaviour (built with ASan+UBSan). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				export__pprof(null, &p, &vf);
 				export__json(null, &p);
 			}
+		}
+		/* a stretch of time from the windows, and its views (svg with its time data) */
+		double from = (double)(size % 7) / 10, to = from + (double)(size % 3) / 10;
+		if (profile__time_range(&p, &from, &to, err, sizeof(err)) == 0) {
+			struct view_filter vf = {.metric = size & 2 ? KM_LIVE_BYTES : KM_CPU, .pid = -1, .tid = -1};
+			export__folded(null, &p, &vf);
+			struct svg_opts so = {.width = 1200};
+			export__svg(null, &p, &vf, &so);
+		} else if (!err[0]) {
+			__builtin_trap();
 		}
 		fclose(null);
 	} else if (!err[0]) {

@@ -128,3 +128,43 @@ PY
   [ $f = lk ] && { [ $3 -ge 9609216 ] || fail "leaky: Firefox retained memory $3 B, its own leaks alone are 9,609,216 B"; }
 done
 ok "Firefox export: processed profile v48, tables whole, memory counters, native allocations whose retained memory is the leaks"
+
+# Stretches of time (--time: the time windows). Over the whole run the
+# windows add up to every total, and what is live at its end is the leaks,
+# exactly: across exec (ex), sequential children (seq), a CPU-only run (cpu).
+for f in ex seq rg lk cpu; do
+  for m in alloc_bytes alloc_count cpu; do
+    [ $f = cpu ] && [ $m != cpu ] && continue
+    cmp -s $(folded $W/$f.kiln $m) $(folded $W/$f.kiln $m --time 0..) || fail "$f: $m of every window is not its total"
+  done
+  [ $f = cpu ] && continue
+  cmp -s $(folded $W/$f.kiln leak_bytes) $(folded $W/$f.kiln live_bytes --time 0..) || fail "$f: live_bytes at the end is not leak_bytes"
+  cmp -s $(folded $W/$f.kiln leak_count) $(folded $W/$f.kiln live_count --time 0..) || fail "$f: live_count at the end is not leak_count"
+done
+ok "every window together: alloc_*, cpu are the totals, live_* at the end the leaks (exec, children, CPU-only)"
+# rss_grow cut in two between grow_a's and grow_b's blocks: each half holds
+# its own, the halves add up, and grow_a's block is live at the cut
+ta=$(awk -F, 'NR > 1 && $3 >= 33554432 { print $1; exit }' $W/rg.csv); tb=$(awk -F, 'NR > 1 && $3 >= 50331648 { print $1; exit }' $W/rg.csv)
+mid=$(awk -v a=$ta -v b=$tb 'BEGIN { printf "%.6f", (a + b) / 2 }')
+"$KILN" report $W/rg.kiln --time $mid..$mid --metric alloc_bytes >$W/cut.rep || fail "report --time"
+edge=$(sed -n 's/^# time: \([0-9.]*\) s to .*/\1/p' $W/cut.rep)
+[ -n "$edge" ] || fail "report --time does not say the stretch: $(head -4 $W/cut.rep)"
+A=$(folded $W/rg.kiln alloc_bytes --time ..$(awk -v e=$edge 'BEGIN { print e - 0.001 }'))
+B=$(folded $W/rg.kiln alloc_bytes --time $(awk -v e=$edge 'BEGIN { print e + 0.001 }')..)
+eq $(weight $A '^grow_a$') 33554432 "grow_a before the cut at $edge s"
+eq $(weight $A '^grow_b$') 0 "grow_b before the cut"
+eq $(weight $B '^grow_b$') 50331648 "grow_b after the cut"
+eq $(( $(total $A) + $(total $B) )) $(total $(folded $W/rg.kiln alloc_bytes)) "the two halves together"
+L=$(folded $W/rg.kiln live_bytes --time ..$(awk -v e=$edge 'BEGIN { print e - 0.001 }'))
+eq $(weight $L '^grow_a$') 33554432 "grow_a's block live at the cut"
+grep -q "^# heap in 0.000-[0-9.]* s: 32.00 MiB allocated" <("$KILN" report $W/rg.kiln --time ..$(awk -v e=$edge 'BEGIN { print e - 0.001 }')) \
+  || fail "report --time: the heap line does not hold the stretch"
+# what --time refuses: a metric no window holds, a file without windows, a bad range
+"$KILN" report $W/rg.kiln --time 0..1 --metric peak_bytes >/dev/null 2>$W/err; eq $? 2 "--time with peak_bytes"
+grep -q "^kiln report: --time shows what a stretch of time holds" $W/err || fail "--time peak_bytes: $(head -1 $W/err)"
+"$KILN" report $W/rg.kiln --time 2..1 >/dev/null 2>$W/err; eq $? 2 "--time 2..1"
+"$KILN" report $W/rg.kiln --time 1 >/dev/null 2>$W/err; eq $? 2 "--time 1"
+"$(dirname "$KILN")/gen_profile" $W/gen.kiln 10 || fail "generate a profile"
+"$KILN" report $W/gen.kiln --time 0..1 >/dev/null 2>$W/err; eq $? 1 "--time on a file without windows"
+grep -q "no time windows" $W/err || fail "--time without windows: $(head -1 $W/err)"
+ok "--time: rss_grow cut at $edge s: grow_a 32 MiB before (live at the cut), grow_b 48 MiB after, halves add up; bad uses refused"

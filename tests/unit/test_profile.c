@@ -545,3 +545,125 @@ Test(view, thread_states)
 	profile__release(&p);
 	unlink(f.path);
 }
+
+/* A WINDOW record of (stack, metric, delta) entries for pid/tid 100. */
+static void fx_window(struct fixture *f, uint64_t t_ns, int n, const int64_t (*e)[3])
+{
+	rec_window__begin(&f->b, t_ns);
+	for (int i = 0; i < n; i++)
+		rec_window__add(&f->b, &(struct rec_count){100, 100, (uint32_t)e[i][0], (uint8_t)e[i][1], e[i][2]});
+	stream_writer__record(f->w, REC_WINDOW, f->b.data, f->b.len);
+}
+
+/* Windows at 1.1, 1.2 (two records), 1.3 (empty) and 1.4 s; the start is 1.0 s:
+ *   stack 0: 100 B allocated in the first, freed in the third; 5 samples in each of the first two
+ *   stack 1: 40 B allocated in the second, never freed (its leak) */
+static void timed(struct fixture *f)
+{
+	fx_open(f, META);
+	fx_module(f, 0, "/bin/prog");
+	fx_loc(f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+	fx_loc(f, 1, 0, "grow", "prog.c", 20, NULL, NULL);
+	uint32_t s0[] = {0}, s1[] = {1, 0};
+	fx_stack(f, 0, 0, 1, s0);
+	fx_stack(f, 1, 0, 2, s1);
+	fx_count(f, 100, 100, 0, KM_ALLOC_BYTES, 100);
+	fx_count(f, 100, 100, 0, KM_CPU, 10);
+	fx_count(f, 100, 100, 1, KM_ALLOC_BYTES, 40);
+	fx_count(f, 100, 100, 1, KM_LEAK_BYTES, 40);
+	const int64_t w1[][3] = {{0, KM_ALLOC_BYTES, 100}, {0, KM_LIVE_BYTES, 100}, {0, KM_CPU, 5}};
+	const int64_t w2a[][3] = {{0, KM_CPU, 5}}, w2b[][3] = {{1, KM_ALLOC_BYTES, 40}, {1, KM_LIVE_BYTES, 40}};
+	const int64_t w4[][3] = {{0, KM_LIVE_BYTES, -100}};
+	fx_window(f, 1100000000ull, 3, w1);
+	fx_window(f, 1200000000ull, 1, w2a);
+	fx_window(f, 1200000000ull, 2, w2b); /* the same window, split */
+	fx_window(f, 1300000000ull, 0, NULL);
+	fx_window(f, 1400000000ull, 1, w4);
+	fx_end(f, true);
+}
+
+static int64_t cell_value(const struct profile *p, uint32_t stack, int m)
+{
+	for (size_t i = 0; i < p->ncells; i++)
+		if (p->cells[i].stack == stack)
+			return p->cells[i].v[m];
+	return -1;
+}
+
+Test(profile, time_windows_give_a_stretch_widened_to_their_edges)
+{
+	struct fixture f;
+	timed(&f);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(p.nwins, 4, "split records join one window: %zu", p.nwins);
+	cr_assert_eq(p.wins[1].n, 3);
+	cr_assert_float_eq(profile__window_end(&p, 3), 0.4, 1e-9);
+	double from = 0.15, to = 0.25;
+	cr_assert_eq(profile__time_range(&p, &from, &to, err, sizeof(err)), 0);
+	cr_assert_float_eq(from, 0.1, 1e-9, "widened to the second window's start: %f", from);
+	cr_assert_float_eq(to, 0.3, 1e-9, "and to the third's end: %f", to);
+	cr_assert_eq(cell_value(&p, 0, KM_ALLOC_BYTES), 0, "allocated before the stretch");
+	cr_assert_eq(cell_value(&p, 1, KM_ALLOC_BYTES), 40);
+	cr_assert_eq(cell_value(&p, 0, KM_CPU), 5);
+	cr_assert_eq(cell_value(&p, 0, KM_LIVE_BYTES), 100, "allocated before, still live at its end");
+	cr_assert_eq(cell_value(&p, 1, KM_LIVE_BYTES), 40);
+	cr_assert_eq(cell_value(&p, 1, KM_LEAK_BYTES), 0, "no window holds leak_bytes");
+	cr_assert(p.ranged);
+	profile__release(&p);
+	/* the whole run: the totals, and live at the end is the leak */
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	from = 0;
+	to = 1e9;
+	cr_assert_eq(profile__time_range(&p, &from, &to, err, sizeof(err)), 0);
+	cr_assert_float_eq(to, 0.4, 1e-9);
+	cr_assert_eq(cell_value(&p, 0, KM_ALLOC_BYTES), 100);
+	cr_assert_eq(cell_value(&p, 0, KM_CPU), 10);
+	cr_assert_eq(cell_value(&p, 0, KM_LIVE_BYTES), 0);
+	cr_assert_eq(cell_value(&p, 1, KM_LIVE_BYTES), 40);
+	profile__release(&p);
+	/* a stretch inside one window, and one past the end: that window */
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	from = to = 0.05;
+	cr_assert_eq(profile__time_range(&p, &from, &to, err, sizeof(err)), 0);
+	cr_assert_float_eq(from, 0, 1e-9);
+	cr_assert_float_eq(to, 0.1, 1e-9);
+	cr_assert_eq(cell_value(&p, 0, KM_ALLOC_BYTES), 100);
+	from = to = 7;
+	cr_assert_eq(profile__time_range(&p, &from, &to, err, sizeof(err)), 0);
+	cr_assert_float_eq(from, 0.3, 1e-9);
+	cr_assert_eq(cell_value(&p, 0, KM_ALLOC_BYTES), 0);
+	cr_assert_eq(cell_value(&p, 0, KM_LIVE_BYTES), 0, "freed in the last window");
+	profile__release(&p);
+	unlink(f.path);
+}
+
+Test(profile, time_windows_refused_when_forged_or_absent)
+{
+	struct fixture f;
+	basic(&f, true);
+	struct profile p;
+	char err[256];
+	cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), 0, "%s", err);
+	double from = 0, to = 1;
+	cr_assert_eq(profile__time_range(&p, &from, &to, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "no time windows"), "%s", err);
+	profile__release(&p);
+	unlink(f.path);
+	/* an undefined stack, a metric no window holds, a negative allocation */
+	const int64_t bad[][3][3] = {{{9, KM_CPU, 1}}, {{0, KM_LEAK_BYTES, 1}}, {{0, KM_ALLOC_BYTES, -1}}};
+	for (int i = 0; i < 3; i++) {
+		fx_open(&f, META);
+		fx_module(&f, 0, "/bin/prog");
+		fx_loc(&f, 0, 0, "main", "prog.c", 10, NULL, NULL);
+		uint32_t s0[] = {0};
+		fx_stack(&f, 0, 0, 1, s0);
+		fx_window(&f, 1100000000ull, 1, bad[i]);
+		fx_end(&f, true);
+		cr_assert_eq(profile__load(&p, f.path, err, sizeof(err)), -1, "case %d loaded", i);
+		cr_assert(strstr(err, "bad window record"), "%s", err);
+		profile__release(&p);
+		unlink(f.path);
+	}
+}
