@@ -9,23 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "export/export.h"
+#include "export/svg_int.h"
 #include "stream/format.h"
-
-struct node {
-	uint32_t name, file, line, parent;
-	uint8_t kind;
-	int64_t value, base;
-	uint32_t first, next; /* children list (UINT32_MAX ends) */
-};
-
-struct tree {
-	struct node *n;
-	size_t len, cap;
-	struct intern keys;  /* {parent, name} -> node */
-	struct intern names; /* strings */
-	uint32_t *name_of_sid; /* profile string id -> names id + 1, when built from a profile */
-	int depth;
-};
 
 static void tree_init(struct tree *t)
 {
@@ -67,15 +52,8 @@ static uint32_t tree_child(struct tree *t, uint32_t parent, uint32_t name)
 	return id;
 }
 
-struct tframe {
-	const char *name;
-	const char *file;
-	uint32_t line;
-	uint8_t kind;
-	uint32_t sid; /* the name's id in the profile's strings (UINT32_MAX: none) */
-};
 
-static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t v, int64_t base)
+static uint32_t tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t v, int64_t base)
 {
 	uint32_t cur = 0;
 	SAT_ADD(t->n[0].value, v);
@@ -101,6 +79,7 @@ static void tree_add(struct tree *t, const struct tframe *fr, size_t n, int64_t 
 	}
 	if ((int)n > t->depth)
 		t->depth = (int)n;
+	return cur;
 }
 
 static void xml_escape(FILE *f, const char *s, size_t max)
@@ -119,7 +98,7 @@ static void xml_escape(FILE *f, const char *s, size_t max)
 	}
 }
 
-static void kind_colour(char *out, size_t n, uint8_t kind, const char *name)
+void svg_kind_colour(char *out, size_t n, uint8_t kind, const char *name)
 {
 	uint64_t h = hash_bytes(name, strlen(name));
 	double r1 = (double)(h & 0xff) / 255.0, r2 = (double)((h >> 8) & 0xff) / 255.0;
@@ -220,7 +199,7 @@ static void emit(struct layout *L, uint32_t id, double x, int depth)
 	else if (depth == 0)
 		snprintf(colour, sizeof(colour), "rgb(210,210,210)");
 	else
-		kind_colour(colour, sizeof(colour), nd->kind, name);
+		svg_kind_colour(colour, sizeof(colour), nd->kind, name);
 	export__fmt_value(val, sizeof(val), L->metric, (double)nd->value);
 	if (L->diff) {
 		char dv[32];
@@ -285,6 +264,21 @@ static const char script[] =
 	"  svg = document.documentElement; W = +svg.getAttribute('width'); PAD = 10;\n"
 	"  details = document.getElementById('details'); matchedtxt = document.getElementById('matched');\n"
 	"  resetbtn = document.getElementById('reset');\n"
+	"  collect();\n"
+	"  resetbtn.addEventListener('click', unzoom);\n"
+	"  document.getElementById('search').addEventListener('click', function () {\n"
+	"    if (searching) { clearsearch(); return; }\n"
+	"    var re = prompt('Search for (a regular expression):', '');\n"
+	"    if (re) search(re);\n"
+	"  });\n"
+	"  window.addEventListener('keydown', function (e) {\n"
+	"    if ((e.ctrlKey || e.metaKey) && e.keyCode === 70) { e.preventDefault(); var re = prompt('Search for:', ''); if (re) search(re); }\n"
+	"    if (e.keyCode === 27) { unzoom(); clearsearch(); }\n"
+	"  });\n"
+	"  if (typeof timeinit === 'function') timeinit();\n"
+	"}\n"
+	"function collect() {\n"
+	"  frames = [];\n"
 	"  var gs = document.querySelectorAll('#frames > g');\n"
 	"  for (var i = 0; i < gs.length; i++) {\n"
 	"    var g = gs[i], r = g.querySelector('rect'), t = g.querySelector('text');\n"
@@ -296,16 +290,6 @@ static const char script[] =
 	"    g.addEventListener('mouseout', function (e) { details.textContent = ' '; });\n"
 	"    g.addEventListener('click', function (e) { zoom(this.kf); });\n"
 	"  }\n"
-	"  resetbtn.addEventListener('click', unzoom);\n"
-	"  document.getElementById('search').addEventListener('click', function () {\n"
-	"    if (searching) { clearsearch(); return; }\n"
-	"    var re = prompt('Search for (a regular expression):', '');\n"
-	"    if (re) search(re);\n"
-	"  });\n"
-	"  window.addEventListener('keydown', function (e) {\n"
-	"    if ((e.ctrlKey || e.metaKey) && e.keyCode === 70) { e.preventDefault(); var re = prompt('Search for:', ''); if (re) search(re); }\n"
-	"    if (e.keyCode === 27) { unzoom(); clearsearch(); }\n"
-	"  });\n"
 	"}\n"
 	"function label(f, w) {\n"
 	"  var n = Math.floor((w - 6) / CHAR_W);\n"
@@ -362,7 +346,7 @@ static const char script[] =
 /* Memory over time above the flamegraph (collect/timeline.h): the live heap
  * (each point the most live since the one before) and RSS, on one scale,
  * the peak marked. Nothing when the profile has no timeline. */
-static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width, int y0)
+static bool write_chart(FILE *f, const struct profile *p, int64_t pid, int width, int y0, struct svg_chart *ch)
 {
 	bool multi = export__timeline_several(p);
 	uint64_t t0 = UINT64_MAX, t1 = 0;
@@ -388,9 +372,12 @@ static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width
 			max = (double)pt->rss > max ? (double)pt->rss : max;
 	}
 	if (t0 == UINT64_MAX)
-		return;
+		return false;
+	if (p->start_ns && p->start_ns <= t0)
+		t0 = p->start_ns; /* 0 s is the recording's start, as for --time */
 	double span = t1 > t0 ? (double)(t1 - t0) : 1, x0 = 84, w = width - 104, h = CHART_H - 30;
-	fprintf(f, "<g id=\"memory\"><rect x=\"%.0f\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fff\" "
+	*ch = (struct svg_chart){.x0 = x0, .w = w, .t0_ns = t0, .span_ns = (uint64_t)span};
+	fprintf(f, "<g id=\"memory\"><rect id=\"chart\" x=\"%.0f\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fff\" "
 		   "stroke=\"#ccc\"/>\n", x0, y0, w, h);
 	for (int pass = 0; pass < 2; pass++) { /* RSS, then the heap over it */
 		if (pass == 1 && !heap)
@@ -423,10 +410,22 @@ static void write_chart(FILE *f, const struct profile *p, int64_t pid, int width
 		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#c0392b\">heap (peak %s)</text>", x0 + 8, (double)y0 + 14, b);
 	}
 	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" style=\"fill:#2e86c1\">RSS</text>\n</g>\n", x0 + 8, (double)y0 + (heap ? 28 : 14));
+	return true;
+}
+
+/* The chart's stretch-of-time controls, and what they show (the script's
+ * time part draws them once it has read #timedata). */
+static void write_time_controls(FILE *f, int width, int y)
+{
+	fprintf(f, "<g id=\"timectl\" style=\"display:none\">"
+		   "<text id=\"tmode\" class=\"btn\" x=\"84\" y=\"%d\"> </text>"
+		   "<text id=\"tall\" class=\"btn\" x=\"%d\" y=\"%d\" text-anchor=\"end\" style=\"opacity:0\">Whole run</text>"
+		   "<text id=\"trange\" x=\"%d\" y=\"%d\" text-anchor=\"end\"> </text></g>\n",
+		y, width - 20, y, width - 110, y);
 }
 
 static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int metric, bool diff, const char *title,
-		      const char *subtitle, const struct profile *chart, int64_t chart_pid)
+		      const char *subtitle, const struct profile *chart, int64_t chart_pid, const uint32_t *leaf)
 {
 	struct layout L = {.f = f, .t = t, .o = o, .metric = metric, .diff = diff, .xpad = 10, .frame_h = 16};
 	int width = o->width > 0 ? o->width : 1200;
@@ -455,17 +454,22 @@ static void write_svg(FILE *f, struct tree *t, const struct svg_opts *o, int met
 		   "#frames g:hover rect { stroke: #000; stroke-width: 0.5; cursor: pointer; }\n"
 		   "#frames text { pointer-events: none; }\n"
 		   ".btn { cursor: pointer; fill: #333; } #title { font-size: 17px; }\n</style>\n");
-	fprintf(f, "<script type=\"text/ecmascript\">var INVERTED = %s, CHAR_W = %.1f;</script>\n",
-		o->inverted ? "true" : "false", SVG_CHAR_W);
+	fprintf(f, "<script type=\"text/ecmascript\">var INVERTED = %s, CHAR_W = %.1f, TOP = %d, FRAME_H = %d, "
+		   "MAX_ROWS = %d;</script>\n",
+		o->inverted ? "true" : "false", SVG_CHAR_W, L.top, L.frame_h, SVG_MAX_ROWS);
 	fputs(script, f);
-	fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#f8f8f4\"/>\n", width, L.height);
+	if (leaf && chart && chart->nwins)
+		fputs(svg_time_script, f);
+	fprintf(f, "<rect id=\"bg\" x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#f8f8f4\"/>\n", width, L.height);
 	fprintf(f, "<text id=\"title\" x=\"%d\" y=\"24\" text-anchor=\"middle\">", width / 2);
 	xml_escape(f, title, 500);
 	fprintf(f, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\">", width / 2);
 	xml_escape(f, subtitle, 500);
 	fprintf(f, "</text>\n");
-	if (chart && chart->npoints)
-		write_chart(f, chart, chart_pid, width, 56);
+	struct svg_chart ch;
+	if (chart && chart->npoints && write_chart(f, chart, chart_pid, width, 56, &ch) && leaf &&
+	    svg_time_data(f, chart, t, leaf, metric, &ch))
+		write_time_controls(f, width, 56 + CHART_H - 2);
 	fprintf(f, "<text id=\"reset\" class=\"btn\" x=\"10\" y=\"24\" style=\"opacity:0\">Reset Zoom</text>\n");
 	fprintf(f, "<text id=\"search\" class=\"btn\" x=\"%d\" y=\"24\" text-anchor=\"end\">Search</text>\n", width - 10);
 	fprintf(f, "<text id=\"matched\" x=\"%d\" y=\"%d\" text-anchor=\"end\"> </text>\n", width - 10, L.height - 12);
@@ -486,11 +490,22 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 	struct tframe tf[PROFILE_MAX_FRAMES + 2];
 	char pname[300], tname[300];
 	uint64_t ncells = 0;
+	/* the cells a stretch of time may show (time windows), drawn as 0 here */
+	uint32_t *leaf = xmalloc((p->ncells + 1) * sizeof(*leaf));
+	bool *timed = xcalloc(p->ncells + 1, sizeof(*timed));
+	int ser[2];
+	svg_time_series(vf->metric, &ser[0], &ser[1]);
+	for (size_t i = 0; i < p->nwents; i++)
+		if (p->wents[i].metric == ser[0] || p->wents[i].metric == ser[1])
+			timed[p->wents[i].cell] = true;
 	for (size_t ci = 0; ci < p->ncells; ci++) {
 		const struct pcell *c = &p->cells[ci];
-		if (!view__cell_selected(c, vf))
+		leaf[ci] = UINT32_MAX;
+		bool selected = view__cell_selected(c, vf);
+		if (!selected && !(timed[ci] && (vf->pid < 0 || c->pid == (uint64_t)vf->pid) &&
+				   (vf->tid < 0 || c->tid == (uint64_t)vf->tid)))
 			continue;
-		ncells++;
+		ncells += selected;
 		size_t k = 0;
 		if (multi) {
 			snprintf(pname, sizeof(pname), "%s-%u", profile__process_name(p, c->pid), c->pid);
@@ -505,7 +520,7 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 		for (size_t i = 0; i < n; i++)
 			tf[k++] = (struct tframe){.name = profile__str(p, fr[i]->name), .file = profile__str(p, fr[i]->file),
 						  .line = fr[i]->line, .kind = fr[i]->kind, .sid = fr[i]->name};
-		tree_add(&t, tf, k, c->v[vf->metric], 0);
+		leaf[ci] = tree_add(&t, tf, k, selected ? c->v[vf->metric] : 0, 0);
 	}
 	char title[600], sub[700], total[32], est[80];
 	if (o->title)
@@ -517,7 +532,9 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 		 kiln_metric__name(vf->metric), export__estimated(p, vf->metric, est, sizeof(est)), total,
 		 profile__duration(p), p->samples, ncells,
 		 t.n[0].value < 0 ? " (negative values not drawn)" : "");
-	write_svg(f, &t, o, vf->metric, false, title, sub, p, vf->pid);
+	write_svg(f, &t, o, vf->metric, false, title, sub, p, vf->pid, leaf);
+	free(leaf);
+	free(timed);
 	tree_release(&t);
 	return ferror(f) ? -1 : 0;
 }
@@ -555,7 +572,7 @@ int export__svg_diff(FILE *f, const struct folded *base, const struct folded *ne
 	export__fmt_value(b, sizeof(b), metric, (double)new_->sum);
 	snprintf(sub, sizeof(sub), "%s: base %s, new %s; width = new, red = grew, blue = shrank",
 		 kiln_metric__name(metric), a, b);
-	write_svg(f, &t, o, metric, true, title, sub, NULL, -1);
+	write_svg(f, &t, o, metric, true, title, sub, NULL, -1, NULL);
 	tree_release(&t);
 	return ferror(f) ? -1 : 0;
 }

@@ -1,18 +1,10 @@
 // Opens kiln SVG flamegraphs in headless Chromium and uses them as a person
 // would: hover a frame, click to zoom, reset, search; times a large one.
 // usage: node flamegraph.mjs SMALL.svg SCREENSHOT.png [LARGE.svg]
-import { chromium } from 'playwright-core';
+import { open, fail, frame as frameOf } from './open.mjs';
 
 const [small, shot, large] = process.argv.slice(2);
-const fail = (m) => { console.error('FAIL: ' + m); process.exit(1); };
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const page = await browser.newPage({ viewport: { width: 1240, height: 700 } });
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
+const { browser, page, errors } = await open(700);
 await page.goto('file://' + small, { waitUntil: 'load' });
 const n = await page.locator('#frames > g').count();
 if (shot) {
@@ -21,7 +13,7 @@ if (shot) {
 }
 if (n < 10) fail(`only ${n} frames`);
 
-const frame = (name) => page.locator('#frames > g', { has: page.locator('title', { hasText: new RegExp('^' + name + ' \\(') }) }).first();
+const frame = (name) => frameOf(page, name);
 const width = async (name) => parseFloat(await frame(name).locator('rect').getAttribute('width'));
 
 await frame('frame_a').hover();
