@@ -50,6 +50,8 @@ struct view_opts {
 	const char *title;
 	bool time_set;              /* --time FROM..TO: a stretch of the recording */
 	double time_from, time_to;  /* seconds from its start */
+	bool time_new_set;          /* diff: a second --time, NEW's own stretch */
+	double time_new_from, time_new_to;
 };
 void view_opts__init(struct view_opts *o);
 /* Handle one of the shared options (getopt code c with optarg); returns 1

@@ -21,7 +21,9 @@ static void help(void)
 	       "  --limit N         at most N rows (default 25; 0: all)\n"
 	       "  --pid P, --tid T  only that process / thread\n"
 	       "  --python-only     Python frames alone\n"
-	       "  --time FROM..TO   the same stretch of each recording (see kiln report --help)\n"
+	       "  --time FROM..TO   the same stretch of each recording (see kiln report --help);\n"
+	       "                    given twice, BASE's then NEW's: kiln diff a.kiln a.kiln\n"
+	       "                    --time ..1 --time ..5 --metric live_bytes is what grew from 1 s to 5 s\n"
 	       "  --sort self|total compare self or cumulative values (default total)\n"
 	       "  --json            the rows as JSON\n"
 	       "  --raw             compare counts as they are (default for heap metrics)\n"
@@ -51,10 +53,12 @@ int cmd_diff(int argc, char **argv)
 		profile__release(&a);
 		return 1;
 	}
-	double from = o.time_from, to = o.time_to; /* each file's own windows */
+	/* each file cut at its own windows: the same seconds, or NEW's own
+	 * (a second --time): what grew between two moments of one run */
+	double from = o.time_from, to = o.time_to;
 	int arc = view_opts__apply(&o, CMD, files[0], &a);
-	o.time_from = from;
-	o.time_to = to;
+	o.time_from = o.time_new_set ? o.time_new_from : from;
+	o.time_to = o.time_new_set ? o.time_new_to : to;
 	if (!arc)
 		arc = view_opts__apply(&o, CMD, files[1], &b);
 	if (arc) {

@@ -201,14 +201,28 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 	case OPT_TITLE:
 		o->title = arg;
 		return 1;
-	case OPT_TIME:
-		if (!parse_time_range(arg, &o->time_from, &o->time_to)) {
+	case OPT_TIME: {
+		double from, to;
+		if (!parse_time_range(arg, &from, &to)) {
 			cli__usage(cmd, "--time takes FROM..TO in seconds from the recording's start (either may be left "
 					"out: 1.5.., ..2), FROM <= TO, not '%s'", arg);
 			return -1;
 		}
-		o->time_set = true;
+		if (o->time_new_set) {
+			cli__usage(cmd, "--time given more than %s", strcmp(cmd, "diff") ? "once" : "twice (BASE's, NEW's)");
+			return -1;
+		}
+		if (o->time_set && strcmp(cmd, "diff")) {
+			cli__usage(cmd, "--time given more than once");
+			return -1;
+		}
+		/* diff: a second --time is NEW's stretch */
+		double *f = o->time_set ? &o->time_new_from : &o->time_from, *t = o->time_set ? &o->time_new_to : &o->time_to;
+		*f = from;
+		*t = to;
+		*(o->time_set ? &o->time_new_set : &o->time_set) = true;
 		return 1;
+	}
 	case 'o':
 		o->output = arg;
 		return 1;

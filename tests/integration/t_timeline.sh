@@ -159,6 +159,11 @@ L=$(folded $W/rg.kiln live_bytes --time ..$(awk -v e=$edge 'BEGIN { print e - 0.
 eq $(weight $L '^grow_a$') 33554432 "grow_a's block live at the cut"
 grep -q "^# heap in 0.000-[0-9.]* s: 32.00 MiB allocated" <("$KILN" report $W/rg.kiln --time ..$(awk -v e=$edge 'BEGIN { print e - 0.001 }')) \
   || fail "report --time: the heap line does not hold the stretch"
+# diff of one run at two moments (--time twice: BASE's, NEW's): grow_a's block went
+cut=$(awk -v e=$edge 'BEGIN { print e - 0.001 }')
+"$KILN" diff $W/rg.kiln $W/rg.kiln --time ..$cut --time 0.. --metric live_bytes --format folded >$W/d.folded || fail "diff --time twice"
+grep -q ';grow_a -33554432$' $W/d.folded || fail "diff of live_bytes from $cut s to the end: $(cat $W/d.folded)"
+"$KILN" diff $W/rg.kiln $W/rg.kiln --time 0..1 --time 0..1 --time 0..1 >/dev/null 2>&1; eq $? 2 "diff with --time three times"
 # what --time refuses: a metric no window holds, a file without windows, a bad range
 "$KILN" report $W/rg.kiln --time 0..1 --metric peak_bytes >/dev/null 2>$W/err; eq $? 2 "--time with peak_bytes"
 grep -q "^kiln report: --time shows what a stretch of time holds" $W/err || fail "--time peak_bytes: $(head -1 $W/err)"
