@@ -24,7 +24,7 @@ struct windows {
 	struct buf rec;     /* the record being made */
 	struct buf pending; /* closed records: {u32 len, payload}... */
 	uint64_t t_ns;      /* the window's real time */
-	uint64_t entries, count;
+	uint64_t entries;   /* written so far (the stretch of the interval) */
 	windows_key_fn key;
 	void *arg;
 };
@@ -130,7 +130,6 @@ void windows__cut(struct windows *w, uint64_t now, struct heap *heap, windows_ke
 	if (heap)
 		heap__deltas(heap, heap_entry, w);
 	close_record(w, w->pending.len == before);
-	w->count++;
 }
 
 void windows__write(struct windows *w, struct stream_writer *sw)
@@ -142,14 +141,4 @@ void windows__write(struct windows *w, struct stream_writer *sw)
 		off += 4 + len;
 	}
 	w->pending.len = 0;
-}
-
-uint64_t windows__entries(const struct windows *w)
-{
-	return w->entries;
-}
-
-uint64_t windows__count(const struct windows *w)
-{
-	return w->count;
 }

@@ -6,10 +6,10 @@
  * A window closes every 20 ms for the first 1.28 s, then at 1/64 of the
  * time recorded so far (about 44 windows per doubling of the length), the
  * interval stretched by one for each 512 Ki entries already written, so a
- * long recording of many stacks stays bounded. A window holds one
- * entry per cell and metric that changed in it (an empty one is written
- * too: its time is an edge a stretch can be cut at). Windows wait in memory for the next flush, after the stacks they
- * name. */
+ * long recording of many stacks stays bounded. A window holds one entry
+ * per cell and metric that changed in it (an empty one is written too: its
+ * time is an edge a stretch can be cut at). Windows wait in memory for the
+ * next flush, after the stacks they name. */
 #ifndef KILN_COLLECT_WINDOWS_H
 #define KILN_COLLECT_WINDOWS_H
 
@@ -35,8 +35,5 @@ typedef void (*windows_key_fn)(void *arg, uint32_t cell, struct rec_count *e);
 void windows__cut(struct windows *w, uint64_t now, struct heap *heap, windows_key_fn key, void *arg);
 /* Write the windows closed since the last call. */
 void windows__write(struct windows *w, struct stream_writer *sw);
-/* Entries written so far, and windows. */
-uint64_t windows__entries(const struct windows *w);
-uint64_t windows__count(const struct windows *w);
 
 #endif

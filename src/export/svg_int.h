@@ -54,7 +54,8 @@ void svg_time_series(int metric, int *in, int *live);
  * per stretch of time (windows merged so at most SVG_TIME_GROUPS remain)
  * what each node's cells gained, as an XML-escaped JSON element
  * <script id="timedata" type="application/json">. leaf[cell] is the cell's
- * node (UINT32_MAX: not in the tree). Returns whether it wrote any. */
+ * node (UINT32_MAX: not in the tree). Returns whether it wrote any (a
+ * tree too large for it gets {"off": frames}, which the chart says). */
 bool svg_time_data(FILE *f, const struct profile *p, const struct tree *t, const uint32_t *leaf, int metric,
 		   const struct svg_chart *ch);
 

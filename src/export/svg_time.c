@@ -144,7 +144,11 @@ const char svg_time_script[] =
 	"  var el = document.getElementById('timedata');\n"
 	"  if (!el) return;\n"
 	"  var d = JSON.parse(el.textContent);\n"
-	"  if (d.off) { document.getElementById('trange').textContent = 'no time selection: ' + d.off + ' frames are too many'; return; }\n"
+	"  if (d.off) {\n"
+	"    document.getElementById('timectl').style.display = '';\n"
+	"    document.getElementById('trange').textContent = 'no selection of time: ' + d.off + ' frames are too many (kiln report --time)';\n"
+	"    return;\n"
+	"  }\n"
 	"  T = d;\n"
 	"  var n = d.par.length, i;\n"
 	"  T.kids = [];\n"
@@ -283,7 +287,7 @@ bool svg_time_data(FILE *f, const struct profile *p, const struct tree *t, const
 		return false;
 	if (t->len > SVG_TIME_MAX_NODES) {
 		fprintf(f, "<script id=\"timedata\" type=\"application/json\">{\"off\":%zu}</script>\n", t->len);
-		return false;
+		return true; /* the controls say so */
 	}
 	int ser[2];
 	svg_time_series(metric, &ser[0], &ser[1]);
