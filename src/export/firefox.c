@@ -5,10 +5,13 @@
  * timeline (collect/timeline.h) as a "Memory" counter per process (live
  * heap) and an "RSS" one.
  *
- * kiln keeps counts per stack, not the time of each sample: a thread's
- * samples are its stacks, weighted by their value, all at the time the
- * thread's process started. The call tree, flame graph and memory tracks
- * are right; the sample track does not show when each stack ran.
+ * Samples are placed in time by the profile's time windows (WINDOW
+ * records): for cpu, wall and alloc_*, each window's count of a stack is
+ * one sample at the window's end, weighted by it, so the profiler's track
+ * and its own range selection show when each stack ran (to a window's
+ * length: 20 ms at first). A profile without windows (or another metric)
+ * has a thread's samples as its stacks, weighted by their value, all at
+ * the time the thread's process started.
  *
  * With a heap, each thread also has the format's native allocations (the
  * balanced table: addresses and thread ids), so the profiler's allocation,
@@ -271,6 +274,13 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 	struct view_filter heapf = *vf;
 	heapf.metric = KM_ALLOC_BYTES;
 	json_int_t addr = 0;
+	/* samples in time (the windows), where the metric has them */
+	bool timed = p->nwins && (vf->metric == KM_CPU || vf->metric == KM_WALL || vf->metric == KM_ALLOC_BYTES ||
+				  vf->metric == KM_ALLOC_COUNT);
+	size_t *cell_thr = timed ? xmalloc((p->ncells + 1) * sizeof(*cell_thr)) : NULL;
+	json_int_t *cell_st = timed ? xmalloc((p->ncells + 1) * sizeof(*cell_st)) : NULL;
+	for (size_t ci = 0; timed && ci < p->ncells; ci++)
+		cell_thr[ci] = SIZE_MAX; /* no samples of this cell */
 	for (size_t ci = 0; ci < p->ncells; ci++) {
 		const struct pcell *c = &p->cells[ci];
 		bool sample = view__cell_selected(c, vf) && c->v[vf->metric] > 0;
@@ -289,7 +299,10 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 		json_int_t st = stack_of(p, t, fr, n);
 		const struct pprocess *pr = profile__process(p, c->pid);
 		double ms = pr && pr->start_ns > p->start_ns ? (double)(pr->start_ns - p->start_ns) / 1e6 : 0;
-		if (sample) {
+		if (timed) {
+			cell_thr[ci] = sample ? (size_t)e->v1 : SIZE_MAX;
+			cell_st[ci] = st;
+		} else if (sample) {
 			json_array_append_new(t->s_stack, st < 0 ? json_null() : json_integer(st));
 			json_array_append_new(t->s_time, json_real(ms));
 			json_array_append_new(t->s_weight, json_integer(c->v[vf->metric]));
@@ -304,6 +317,25 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 			if (leaked)
 				native_alloc(t, ms, leaked, st, ++addr);
 		}
+	}
+	if (timed) {
+		for (size_t w = 0; w < p->nwins; w++) {
+			double end = profile__window_end(p, w);
+			if (p->ranged && (end <= p->range_from || end > p->range_to + 1e-9))
+				continue; /* --time: the windows of the stretch */
+			for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++) {
+				const struct pwent *we = &p->wents[k];
+				if (we->metric != vf->metric || we->cell >= p->ncells || cell_thr[we->cell] == SIZE_MAX ||
+				    we->delta <= 0)
+					continue;
+				struct ffthread *t = &th[cell_thr[we->cell]];
+				json_array_append_new(t->s_stack, cell_st[we->cell] < 0 ? json_null() : json_integer(cell_st[we->cell]));
+				json_array_append_new(t->s_time, json_real(end * 1e3));
+				json_array_append_new(t->s_weight, json_integer(we->delta));
+			}
+		}
+		free(cell_thr);
+		free(cell_st);
 	}
 	/* a process with a timeline and no stacks still gets a thread: counters name one */
 	for (size_t i = 0; i < p->npoints; i++) {

@@ -127,7 +127,17 @@ PY
   eq $3 $(total $(folded $W/$f.kiln leak_bytes)) "$f: Firefox retained memory (leaked bytes)"
   [ $f = lk ] && { [ $3 -ge 9609216 ] || fail "leaky: Firefox retained memory $3 B, its own leaks alone are 9,609,216 B"; }
 done
-ok "Firefox export: processed profile v48, tables whole, memory counters, native allocations whose retained memory is the leaks"
+# samples placed in time by the windows: in order, spread over the run, all of them
+read -r sum times sorted < <(python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+ts = [t for th in p["threads"] for t in th["samples"]["time"]]
+print(sum(w for th in p["threads"] for w in th["samples"]["weight"]), len(set(ts)),
+      int(all(th["samples"]["time"] == sorted(th["samples"]["time"]) for th in p["threads"])))' $W/rg.json)
+eq $sum $(total $(folded $W/rg.kiln cpu)) "rss_grow: Firefox samples' weight"
+eq $sorted 1 "Firefox samples in time order"
+[ $times -ge 10 ] || fail "rss_grow: Firefox samples at only $times times"
+ok "Firefox export: processed profile v48, tables whole, memory counters, native allocations whose retained memory is the leaks, samples at $times times"
 
 # Stretches of time (--time: the time windows). Over the whole run the
 # windows add up to every total, and what is live at its end is the leaks,
