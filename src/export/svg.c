@@ -528,9 +528,12 @@ int export__svg(FILE *f, const struct profile *p, const struct view_filter *vf, 
 	else
 		snprintf(title, sizeof(title), "%s of %s", kiln_metric__name(vf->metric), *p->program ? p->program : p->path);
 	export__fmt_value(total, sizeof(total), vf->metric, (double)t.n[0].value);
-	snprintf(sub, sizeof(sub), "%s%s: %s in all; %.2f s, %" PRIu64 " samples, %" PRIu64 " stacks%s",
+	char range[96] = "";
+	if (p->ranged)
+		snprintf(range, sizeof(range), " in %.3f-%.3f s (--time)", p->range_from, p->range_to);
+	snprintf(sub, sizeof(sub), "%s%s: %s%s; %.2f s, %" PRIu64 " samples, %" PRIu64 " stacks%s",
 		 kiln_metric__name(vf->metric), export__estimated(p, vf->metric, est, sizeof(est)), total,
-		 profile__duration(p), p->samples, ncells,
+		 *range ? range : " in all", profile__duration(p), p->samples, ncells,
 		 t.n[0].value < 0 ? " (negative values not drawn)" : "");
 	write_svg(f, &t, o, vf->metric, false, title, sub, p, vf->pid, leaf);
 	free(leaf);

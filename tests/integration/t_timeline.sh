@@ -169,6 +169,9 @@ L=$(folded $W/rg.kiln live_bytes --time ..$(awk -v e=$edge 'BEGIN { print e - 0.
 eq $(weight $L '^grow_a$') 33554432 "grow_a's block live at the cut"
 grep -q "^# heap in 0.000-[0-9.]* s: 32.00 MiB allocated" <("$KILN" report $W/rg.kiln --time ..$(awk -v e=$edge 'BEGIN { print e - 0.001 }')) \
   || fail "report --time: the heap line does not hold the stretch"
+"$KILN" flamegraph $W/rg.kiln --time $(awk -v e=$edge 'BEGIN { print e + 0.001 }').. --metric alloc_bytes -o $W/late.svg || fail "flamegraph --time"
+grep -q "alloc_bytes: 48.00 MiB in $edge-[0-9.]* s (--time)" $W/late.svg || fail "flamegraph --time: $(grep -o 'alloc_bytes: [^<]*' $W/late.svg)"
+grep -q '<title>grow_b (48.00 MiB, ' $W/late.svg || fail "flamegraph --time: grow_b's 48 MiB not drawn"
 # diff of one run at two moments (--time twice: BASE's, NEW's): grow_a's block went
 cut=$(awk -v e=$edge 'BEGIN { print e - 0.001 }')
 "$KILN" diff $W/rg.kiln $W/rg.kiln --time ..$cut --time 0.. --metric live_bytes --format folded >$W/d.folded || fail "diff --time twice"
