@@ -190,6 +190,13 @@ int profile__time_range(struct profile *p, double *from, double *to, char *err, 
 bool profile__time_metric(int m);
 /* A window's end in seconds from the recording's start. */
 double profile__window_end(const struct profile *p, size_t i);
+/* Whether window i lies in the stretch shown (every window when none is). */
+bool profile__window_in_range(const struct profile *p, size_t i);
+/* Whether the windows (of the stretch shown) give every cell's value of
+ * metric m, so samples can be placed in time by them: cpu, wall, alloc_*
+ * of a whole file (not one cut between its counts and its windows, nor one
+ * recorded before windows). */
+bool profile__windows_whole(const struct profile *p, int m);
 
 #define PROFILE_MAX_FRAMES (KILN_MAX_DEPTH * 8 + 1)
 

@@ -1,6 +1,7 @@
 /* A stretch of the recording from its time windows (profile.h). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "aggregate/profile.h"
 
@@ -56,3 +57,29 @@ int profile__time_range(struct profile *p, double *from, double *to, char *err, 
 		}
 	return 0;
 }
+
+bool profile__window_in_range(const struct profile *p, size_t w)
+{
+	double end = profile__window_end(p, w);
+	return !p->ranged || (end > p->range_from && end <= p->range_to + 1e-9);
+}
+
+bool profile__windows_whole(const struct profile *p, int m)
+{
+	if (!p->nwins || !(m == KM_CPU || m == KM_WALL || m == KM_ALLOC_BYTES || m == KM_ALLOC_COUNT))
+		return false;
+	int64_t *sum = xcalloc(p->ncells + 1, sizeof(*sum));
+	for (size_t w = 0; w < p->nwins; w++) {
+		if (!profile__window_in_range(p, w))
+			continue;
+		for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++)
+			if (p->wents[k].metric == m)
+				SAT_ADD(sum[p->wents[k].cell], p->wents[k].delta);
+	}
+	bool whole = true;
+	for (size_t i = 0; i < p->ncells && whole; i++)
+		whole = sum[i] == p->cells[i].v[m];
+	free(sum);
+	return whole;
+}
+

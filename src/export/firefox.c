@@ -275,8 +275,7 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 	heapf.metric = KM_ALLOC_BYTES;
 	json_int_t addr = 0;
 	/* samples in time (the windows), where the metric has them */
-	bool timed = p->nwins && (vf->metric == KM_CPU || vf->metric == KM_WALL || vf->metric == KM_ALLOC_BYTES ||
-				  vf->metric == KM_ALLOC_COUNT);
+	bool timed = profile__windows_whole(p, vf->metric);
 	size_t *cell_thr = timed ? xmalloc((p->ncells + 1) * sizeof(*cell_thr)) : NULL;
 	json_int_t *cell_st = timed ? xmalloc((p->ncells + 1) * sizeof(*cell_st)) : NULL;
 	for (size_t ci = 0; timed && ci < p->ncells; ci++)
@@ -320,9 +319,9 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 	}
 	if (timed) {
 		for (size_t w = 0; w < p->nwins; w++) {
-			double end = profile__window_end(p, w);
-			if (p->ranged && (end <= p->range_from || end > p->range_to + 1e-9))
+			if (!profile__window_in_range(p, w))
 				continue; /* --time: the windows of the stretch */
+			double end = profile__window_end(p, w);
 			for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++) {
 				const struct pwent *we = &p->wents[k];
 				if (we->metric != vf->metric || we->cell >= p->ncells || cell_thr[we->cell] == SIZE_MAX ||

@@ -10,6 +10,15 @@
 
 /* ---- speedscope ---- */
 
+/* One sample of profile pr: the stack s (taken over), its weight. */
+static void speedscope_sample(json_t *pr, json_t *s, int64_t weight)
+{
+	json_array_append_new(json_object_get(pr, "samples"), s);
+	json_array_append_new(json_object_get(pr, "weights"), json_integer(weight));
+	json_t *ev = json_object_get(pr, "endValue");
+	json_integer_set(ev, sat_add(json_integer_value(ev), weight));
+}
+
 int export__speedscope(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	json_t *root = json_object();
@@ -22,6 +31,11 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 	json_t *profiles = json_array();
 	bool bytes = kiln_metric__is_bytes(vf->metric);
 	const struct pframe *fr[PROFILE_MAX_FRAMES];
+	/* in time order where the windows say when (speedscope's "Time Order"
+	 * view then is a timeline): each window's count of a stack one sample */
+	bool timed = profile__windows_whole(p, vf->metric);
+	json_t **cell_s = timed ? xcalloc(p->ncells + 1, sizeof(*cell_s)) : NULL;
+	uint32_t *cell_pi = timed ? xcalloc(p->ncells + 1, sizeof(*cell_pi)) : NULL;
 	for (size_t ci = 0; ci < p->ncells; ci++) {
 		const struct pcell *c = &p->cells[ci];
 		if (!view__cell_selected(c, vf) || c->v[vf->metric] < 0)
@@ -61,11 +75,27 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 			}
 			json_array_append_new(s, json_integer(fi));
 		}
-		json_array_append_new(json_object_get(pr, "samples"), s);
-		json_array_append_new(json_object_get(pr, "weights"), json_integer(c->v[vf->metric]));
-		json_t *ev = json_object_get(pr, "endValue");
-		json_integer_set(ev, sat_add(json_integer_value(ev), c->v[vf->metric]));
+		if (timed) {
+			cell_s[ci] = s;
+			cell_pi[ci] = pi;
+			continue;
+		}
+		speedscope_sample(pr, s, c->v[vf->metric]);
 	}
+	for (size_t w = 0; timed && w < p->nwins; w++) {
+		if (!profile__window_in_range(p, w))
+			continue; /* --time: the windows of the stretch */
+		for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++) {
+			const struct pwent *e = &p->wents[k];
+			if (e->metric == vf->metric && e->cell < p->ncells && cell_s[e->cell] && e->delta > 0)
+				speedscope_sample(json_array_get(profiles, cell_pi[e->cell]), json_incref(cell_s[e->cell]),
+						  e->delta);
+		}
+	}
+	for (size_t ci = 0; timed && ci < p->ncells; ci++)
+		json_decref(cell_s[ci]);
+	free(cell_s);
+	free(cell_pi);
 	json_t *shared = json_object();
 	json_object_set_new(shared, "frames", frames);
 	json_object_set_new(root, "shared", shared);

@@ -23,7 +23,7 @@ ok "svg"
 "$KILN" flamegraph $W/cs.kiln --metric alloc_bytes --inverted -o $W/heap.svg || fail "heap svg"
 grep -q 'INVERTED = true' $W/heap.svg || fail "inverted"
 "$KILN" export $W/cs.kiln --format speedscope -o $W/ss.json || fail speedscope
-python3 - $W/ss.json <<'PY' || fail "speedscope schema"
+ss_total=$(python3 - $W/ss.json <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["$schema"] == "https://www.speedscope.app/file-format-schema.json"
@@ -33,8 +33,15 @@ for p in d["profiles"]:
     assert p["type"] == "sampled" and len(p["samples"]) == len(p["weights"])
     assert p["endValue"] == sum(p["weights"])
     assert all(0 <= i < len(fr) for s in p["samples"] for i in s)
+# in time order (the windows): a stack comes back as the run goes on, so
+# there are more samples than distinct stacks
+p = d["profiles"][0]
+assert len(p["samples"]) > len(set(map(tuple, p["samples"]))), "samples not in time order"
+print(sum(q["endValue"] for q in d["profiles"]))
 PY
-ok "speedscope"
+) || fail "speedscope schema"
+eq $ss_total $(total $(folded $W/cs.kiln cpu)) "speedscope's samples against the cpu total"
+ok "speedscope (samples in time order)"
 "$KILN" export $W/cs.kiln --format json -o $W/all.json || fail json
 python3 - $W/all.json <<'PY' || fail "json"
 import json, sys
