@@ -18,9 +18,12 @@ cmake --build build-asan -j"$J" >/dev/null
 # KILN_REDUCED: the slowest integration tests run a part of their cases
 # again under the sanitizers (each says which); the -Werror stage ran all.
 # One test at a time here: a sanitized recorder beside another test's falls
-# behind enough to drop (counted) heap events that the exact tests demand.
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  KILN_REDUCED=1 ctest --output-on-failure -j1 --timeout 600)
+# behind enough to drop (counted) heap events that the exact tests demand;
+# the unit tests and those that record no exact heap and time nothing
+# (label sidebyside, tests/CMakeLists.txt) run two at a time first.
+(cd build-asan && export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  KILN_REDUCED=1 && ctest --output-on-failure -L sidebyside -j2 --timeout 600 &&
+  ctest --output-on-failure -LE sidebyside -j1 --timeout 600)
 echo "== libFuzzer on the profile reader (60 s, clang, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null

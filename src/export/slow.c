@@ -23,6 +23,11 @@ static const struct pslow **chosen(const struct profile *p, const struct view_fi
 		if (s->dur_ns < min_ns || (vf->pid >= 0 && s->pid != (uint32_t)vf->pid) ||
 		    (vf->tid >= 0 && s->tid != (uint32_t)vf->tid))
 			continue;
+		if (p->ranged) { /* --time: the stretches that overlap it */
+			double a = s->start_ns > p->start_ns ? (double)(s->start_ns - p->start_ns) / 1e9 : 0;
+			if (a > p->range_to || a + (double)s->dur_ns / 1e9 < p->range_from)
+				continue;
+		}
 		v[(*n)++] = s;
 	}
 	qsort(v, *n, sizeof(*v), by_duration);

@@ -36,6 +36,14 @@ for PY in "${pys[@]}"; do
   awk -v h=$held 'BEGIN { exit !(h >= 0.72) }' || fail "$tag: hog held the loop $held s, want >= 0.8 s -10 %"
   grep -v '^#' $W/slow | grep -qE 'producer|consumer|slow' && fail "$tag: --slow-callbacks names a task that never held the loop: $(cat $W/slow)"
   [ $(grep -c 'Task ' $W/slow) = 1 ] || fail "$tag: --slow-callbacks lists more than hog: $(cat $W/slow)"
+  # --time keeps the stretches that overlap it
+  at=$(awk '/Task hog/ { print $3 }' $W/slow)
+  "$KILN" report $W/a.kiln --time $(awk -v a=$at 'BEGIN { printf "%.3f..%.3f", a + 0.01, a + 0.02 }') --slow-callbacks 100 | grep -q 'Task hog' \
+    || fail "$tag: --time inside hog's stretch at $at s does not list it"
+  if awk -v a=$at 'BEGIN { exit !(a >= 0.4) }'; then
+    "$KILN" report $W/a.kiln --time ..$(awk -v a=$at 'BEGIN { printf "%.3f", a - 0.3 }') --slow-callbacks 100 | grep -q 'Task hog' \
+      && fail "$tag: --time before hog's stretch (at $at s) lists it"
+  fi
   "$KILN" report $W/a.kiln --slow-callbacks --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert [s['task'] for s in d['stretches']] == ['Task hog'], d" || fail "$tag: --slow-callbacks --json"
   "$KILN" report $W/a.kiln --by task --limit 0 >$W/bt || fail "$tag: --by task"
   for t in hog producer consumer slow; do grep -qE " Task $t\$" $W/bt || fail "$tag: --by task has no row for $t: $(cat $W/bt)"; done
