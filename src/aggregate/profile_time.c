@@ -1,5 +1,4 @@
 /* A stretch of the recording from its time windows (profile.h). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
