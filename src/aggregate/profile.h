@@ -163,6 +163,11 @@ int profile__default_metric(const struct profile *p);
  * Python frames (a stack with none is one "[native]" frame, so totals stay
  * whole), as py-spy shows without --native. Returns the count. */
 size_t profile__stack_frames(const struct profile *p, uint32_t stack, const struct pframe **out, size_t max);
+/* A realtime stamp as seconds from the recording's start (0 before it). */
+static inline double profile__seconds(const struct profile *p, uint64_t t_ns)
+{
+	return t_ns > p->start_ns ? (double)(t_ns - p->start_ns) / 1e9 : 0;
+}
 static inline const char *profile__str(const struct profile *p, uint32_t id)
 {
 	return intern__cstr(&p->strings, id);
@@ -190,8 +195,11 @@ int profile__time_range(struct profile *p, double *from, double *to, char *err, 
 bool profile__time_metric(int m);
 /* A window's end in seconds from the recording's start. */
 double profile__window_end(const struct profile *p, size_t i);
-/* Whether window i lies in the stretch shown (every window when none is). */
-bool profile__window_in_range(const struct profile *p, size_t i);
+/* fn for each entry of metric m in the windows of the stretch shown
+ * (every window when none is), in time order: its cell, its window's end
+ * (seconds from the start), its delta. */
+typedef void (*profile_window_fn)(void *arg, uint32_t cell, double end, int64_t delta);
+void profile__window_each(const struct profile *p, int m, profile_window_fn fn, void *arg);
 /* Whether the windows (of the stretch shown) give every cell's value of
  * metric m, so samples can be placed in time by them: cpu, wall, alloc_*
  * of a whole file (not one cut between its counts and its windows, nor one

@@ -12,8 +12,7 @@ bool profile__time_metric(int m)
 
 double profile__window_end(const struct profile *p, size_t i)
 {
-	uint64_t t = p->wins[i].t_ns;
-	return t > p->start_ns ? (double)(t - p->start_ns) / 1e9 : 0;
+	return profile__seconds(p, p->wins[i].t_ns);
 }
 
 int profile__time_range(struct profile *p, double *from, double *to, char *err, size_t errlen)
@@ -57,10 +56,29 @@ int profile__time_range(struct profile *p, double *from, double *to, char *err, 
 	return 0;
 }
 
-bool profile__window_in_range(const struct profile *p, size_t w)
+/* Window i lies in the stretch shown (every window when none is). */
+static bool in_range(const struct profile *p, size_t i)
 {
-	double end = profile__window_end(p, w);
+	double end = profile__window_end(p, i);
 	return !p->ranged || (end > p->range_from && end <= p->range_to + 1e-9);
+}
+
+void profile__window_each(const struct profile *p, int m, profile_window_fn fn, void *arg)
+{
+	for (size_t w = 0; w < p->nwins; w++) {
+		if (!in_range(p, w))
+			continue;
+		double end = profile__window_end(p, w);
+		for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++)
+			if (p->wents[k].metric == m)
+				fn(arg, p->wents[k].cell, end, p->wents[k].delta);
+	}
+}
+
+static void add_to_sum(void *arg, uint32_t cell, double end, int64_t delta)
+{
+	(void)end;
+	SAT_ADD(((int64_t *)arg)[cell], delta);
 }
 
 bool profile__windows_whole(const struct profile *p, int m)
@@ -68,17 +86,10 @@ bool profile__windows_whole(const struct profile *p, int m)
 	if (!p->nwins || !(m == KM_CPU || m == KM_WALL || m == KM_ALLOC_BYTES || m == KM_ALLOC_COUNT))
 		return false;
 	int64_t *sum = xcalloc(p->ncells + 1, sizeof(*sum));
-	for (size_t w = 0; w < p->nwins; w++) {
-		if (!profile__window_in_range(p, w))
-			continue;
-		for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++)
-			if (p->wents[k].metric == m)
-				SAT_ADD(sum[p->wents[k].cell], p->wents[k].delta);
-	}
+	profile__window_each(p, m, add_to_sum, sum);
 	bool whole = true;
 	for (size_t i = 0; i < p->ncells && whole; i++)
 		whole = sum[i] == p->cells[i].v[m];
 	free(sum);
 	return whole;
 }
-

@@ -55,10 +55,11 @@ int cmd_diff(int argc, char **argv)
 	}
 	/* each file cut at its own windows: the same seconds, or NEW's own
 	 * (a second --time): what grew between two moments of one run */
-	double from = o.time_from, to = o.time_to;
 	int arc = view_opts__apply(&o, CMD, files[0], &a);
-	o.time_from = o.time_new_set ? o.time_new_from : from;
-	o.time_to = o.time_new_set ? o.time_new_to : to;
+	if (o.time_new_set) {
+		o.time_from = o.time_new_from;
+		o.time_to = o.time_new_to;
+	}
 	if (!arc)
 		arc = view_opts__apply(&o, CMD, files[1], &b);
 	if (arc) {

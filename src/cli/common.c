@@ -208,19 +208,20 @@ int view_opts__parse(struct view_opts *o, const char *cmd, int c, const char *ar
 					"out: 1.5.., ..2), FROM <= TO, not '%s'", arg);
 			return -1;
 		}
-		if (o->time_new_set) {
-			cli__usage(cmd, "--time given more than %s", strcmp(cmd, "diff") ? "once" : "twice (BASE's, NEW's)");
+		bool diff = !strcmp(cmd, "diff");
+		if (o->time_new_set || (o->time_set && !diff)) {
+			cli__usage(cmd, "--time given more than %s", diff ? "twice (BASE's, NEW's)" : "once");
 			return -1;
 		}
-		if (o->time_set && strcmp(cmd, "diff")) {
-			cli__usage(cmd, "--time given more than once");
-			return -1;
+		if (o->time_set) { /* diff: a second --time is NEW's stretch */
+			o->time_new_from = from;
+			o->time_new_to = to;
+			o->time_new_set = true;
+		} else {
+			o->time_from = from;
+			o->time_to = to;
+			o->time_set = true;
 		}
-		/* diff: a second --time is NEW's stretch */
-		double *f = o->time_set ? &o->time_new_from : &o->time_from, *t = o->time_set ? &o->time_new_to : &o->time_to;
-		*f = from;
-		*t = to;
-		*(o->time_set ? &o->time_new_set : &o->time_set) = true;
 		return 1;
 	}
 	case 'o':
@@ -272,7 +273,8 @@ int view_opts__apply(struct view_opts *o, const char *cmd, const char *path, str
 		return cli__usage(cmd, "--time shows what a stretch of time holds: cpu, wall, alloc_bytes, alloc_count, "
 				       "or live_bytes, live_count (live at its end), not %s", kiln_metric__name(m));
 	char err[256];
-	if (profile__time_range(p, &o->time_from, &o->time_to, err, sizeof(err)) < 0)
+	double from = o->time_from, to = o->time_to; /* widened in p, not here: diff cuts a second file */
+	if (profile__time_range(p, &from, &to, err, sizeof(err)) < 0)
 		return cli__error(cmd, "%s: --time: %s", path, err);
 	o->metric_name = kiln_metric__name(m);
 	return 0;

@@ -99,22 +99,18 @@ bool heap__has_cell(const struct heap *h, uint32_t cell)
 	return cell < h->ncells && h->cells[cell].declared;
 }
 
-/* The window's deltas of c (heap__deltas). */
-static inline void touch(struct heap *h, struct hcell *c, int k, int64_t bytes, int64_t count)
+/* Every event changes what is live in its cell: here the cell joins the
+ * window's changed cells (heap__deltas), once. */
+static void change(struct heap *h, struct hproc *p, struct hcell *c, int64_t bytes, int64_t count)
 {
+	uint64_t seq = ++h->seq;
 	if (!c->w_dirty) {
 		c->w_dirty = true;
 		ARR_GROW(h->dirty, h->cdirty, h->ndirty + 1);
 		h->dirty[h->ndirty++] = (uint32_t)(c - h->cells);
 	}
-	SAT_ADD(c->w[k], bytes);
-	SAT_ADD(c->w[k + 1], count);
-}
-
-static void change(struct heap *h, struct hproc *p, struct hcell *c, int64_t bytes, int64_t count)
-{
-	uint64_t seq = ++h->seq;
-	touch(h, c, HW_LIVE_BYTES, bytes, count);
+	SAT_ADD(c->w[HW_LIVE_BYTES], bytes);
+	SAT_ADD(c->w[HW_LIVE_COUNT], count);
 	if (c->mod_seq <= h->peak_seq)
 		c->peak_bytes = c->live_bytes;
 	SAT_ADD(c->live_bytes, bytes);
@@ -214,8 +210,9 @@ void heap__alloc(struct heap *h, uint32_t cell, uint64_t addr, uint64_t size)
 	b->v2 = cell | (n > 1 ? n << 32 : 0);
 	SAT_ADD(c->alloc_bytes, (int64_t)bytes);
 	SAT_ADD(c->alloc_count, (int64_t)n);
-	touch(h, c, HW_ALLOC_BYTES, (int64_t)bytes, (int64_t)n);
-	change(h, p, c, (int64_t)bytes, (int64_t)n);
+	SAT_ADD(c->w[HW_ALLOC_BYTES], (int64_t)bytes);
+	SAT_ADD(c->w[HW_ALLOC_COUNT], (int64_t)n);
+	change(h, p, c, (int64_t)bytes, (int64_t)n); /* marks the cell changed */
 	if (h->sample)
 		return; /* no temporaries: the allocations between two sampled ones are not seen */
 	struct hthread *t = &h->thr[c->thread];

@@ -263,6 +263,24 @@ static json_t *category(const char *name, const char *color)
 	return json_pack("{s:s, s:s, s:o}", "name", name, "color", color, "subcategories", subs);
 }
 
+/* Samples placed in time by the windows: a cell's thread and stack. */
+struct timed_samples {
+	struct ffthread *th;
+	const size_t *cell_thr; /* SIZE_MAX: no samples of this cell */
+	const json_int_t *cell_st;
+};
+
+static void timed_sample(void *arg, uint32_t cell, double end, int64_t delta)
+{
+	const struct timed_samples *ts = arg;
+	if (ts->cell_thr[cell] == SIZE_MAX || delta <= 0)
+		return;
+	struct ffthread *t = &ts->th[ts->cell_thr[cell]];
+	json_array_append_new(t->s_stack, ts->cell_st[cell] < 0 ? json_null() : json_integer(ts->cell_st[cell]));
+	json_array_append_new(t->s_time, json_real(end * 1e3));
+	json_array_append_new(t->s_weight, json_integer(delta));
+}
+
 int export__firefox(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	struct ffthread *th = NULL;
@@ -318,21 +336,8 @@ int export__firefox(FILE *f, const struct profile *p, const struct view_filter *
 		}
 	}
 	if (timed) {
-		for (size_t w = 0; w < p->nwins; w++) {
-			if (!profile__window_in_range(p, w))
-				continue; /* --time: the windows of the stretch */
-			double end = profile__window_end(p, w);
-			for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++) {
-				const struct pwent *we = &p->wents[k];
-				if (we->metric != vf->metric || we->cell >= p->ncells || cell_thr[we->cell] == SIZE_MAX ||
-				    we->delta <= 0)
-					continue;
-				struct ffthread *t = &th[cell_thr[we->cell]];
-				json_array_append_new(t->s_stack, cell_st[we->cell] < 0 ? json_null() : json_integer(cell_st[we->cell]));
-				json_array_append_new(t->s_time, json_real(end * 1e3));
-				json_array_append_new(t->s_weight, json_integer(we->delta));
-			}
-		}
+		struct timed_samples ts = {th, cell_thr, cell_st};
+		profile__window_each(p, vf->metric, timed_sample, &ts);
 		free(cell_thr);
 		free(cell_st);
 	}

@@ -19,6 +19,21 @@ static void speedscope_sample(json_t *pr, json_t *s, int64_t weight)
 	json_integer_set(ev, sat_add(json_integer_value(ev), weight));
 }
 
+/* Samples in time order (the windows): each cell's stack and profile. */
+struct timed_samples {
+	json_t *profiles;
+	json_t **cell_s; /* NULL: no samples of this cell */
+	const uint32_t *cell_pi;
+};
+
+static void timed_sample(void *arg, uint32_t cell, double end, int64_t delta)
+{
+	(void)end;
+	const struct timed_samples *ts = arg;
+	if (ts->cell_s[cell] && delta > 0)
+		speedscope_sample(json_array_get(ts->profiles, ts->cell_pi[cell]), json_incref(ts->cell_s[cell]), delta);
+}
+
 int export__speedscope(FILE *f, const struct profile *p, const struct view_filter *vf)
 {
 	json_t *root = json_object();
@@ -82,18 +97,12 @@ int export__speedscope(FILE *f, const struct profile *p, const struct view_filte
 		}
 		speedscope_sample(pr, s, c->v[vf->metric]);
 	}
-	for (size_t w = 0; timed && w < p->nwins; w++) {
-		if (!profile__window_in_range(p, w))
-			continue; /* --time: the windows of the stretch */
-		for (size_t k = p->wins[w].first; k < p->wins[w].first + p->wins[w].n; k++) {
-			const struct pwent *e = &p->wents[k];
-			if (e->metric == vf->metric && e->cell < p->ncells && cell_s[e->cell] && e->delta > 0)
-				speedscope_sample(json_array_get(profiles, cell_pi[e->cell]), json_incref(cell_s[e->cell]),
-						  e->delta);
-		}
+	if (timed) {
+		struct timed_samples ts = {profiles, cell_s, cell_pi};
+		profile__window_each(p, vf->metric, timed_sample, &ts);
+		for (size_t ci = 0; ci < p->ncells; ci++)
+			json_decref(cell_s[ci]);
 	}
-	for (size_t ci = 0; timed && ci < p->ncells; ci++)
-		json_decref(cell_s[ci]);
 	free(cell_s);
 	free(cell_pi);
 	json_t *shared = json_object();

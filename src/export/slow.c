@@ -24,7 +24,7 @@ static const struct pslow **chosen(const struct profile *p, const struct view_fi
 		    (vf->tid >= 0 && s->tid != (uint32_t)vf->tid))
 			continue;
 		if (p->ranged) { /* --time: the stretches that overlap it */
-			double a = s->start_ns > p->start_ns ? (double)(s->start_ns - p->start_ns) / 1e9 : 0;
+			double a = profile__seconds(p, s->start_ns);
 			if (a > p->range_to || a + (double)s->dur_ns / 1e9 < p->range_from)
 				continue;
 		}
@@ -75,7 +75,7 @@ void export__slow_text(FILE *f, const struct profile *p, const struct view_filte
 		const struct pthread *th = profile__thread(p, s->pid, s->tid);
 		char tn[96];
 		snprintf(tn, sizeof(tn), "%s-%u", th && th->name && *th->name ? th->name : "thread", s->tid);
-		double at = s->start_ns > p->start_ns ? (double)(s->start_ns - p->start_ns) / 1e9 : 0;
+		double at = profile__seconds(p, s->start_ns);
 		const char *task = profile__str(p, s->task);
 		w.len = 0;
 		where(p, s->stack, &w);
@@ -99,7 +99,7 @@ void export__slow_json(FILE *f, const struct profile *p, const struct view_filte
 		where(p, s->stack, &w);
 		json_array_append_new(a, json_pack("{s:I, s:I, s:f, s:f, s:s, s:s}", "pid", (json_int_t)s->pid, "tid",
 						   (json_int_t)s->tid, "seconds", (double)s->dur_ns / 1e9, "at",
-						   s->start_ns > p->start_ns ? (double)(s->start_ns - p->start_ns) / 1e9 : 0.0,
+						   profile__seconds(p, s->start_ns),
 						   "task", profile__str(p, s->task), "where", buf__cstr(&w)));
 	}
 	json_t *o = json_pack("{s:f, s:o}", "min_seconds", (double)min_ns / 1e9, "stretches", a);

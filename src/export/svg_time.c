@@ -312,7 +312,7 @@ bool svg_time_data(FILE *f, const struct profile *p, const struct tree *t, const
 		metric == KM_CPU || metric == KM_WALL || metric == KM_ALLOC_BYTES || metric == KM_ALLOC_COUNT ? "in" : "live",
 		ch->x0, ch->w, (double)ch->span_ns / 1e9);
 	for (size_t g = 0; g < ng; g++)
-		fprintf(f, "%s%.9f", g ? "," : "", profile__window_end(p, end[g]) - (double)(ch->t0_ns > p->start_ns ? ch->t0_ns - p->start_ns : 0) / 1e9);
+		fprintf(f, "%s%.9f", g ? "," : "", profile__window_end(p, end[g]) - profile__seconds(p, ch->t0_ns));
 	fputs("],\"par\":[", f);
 	for (size_t i = 0; i < t->len; i++)
 		fprintf(f, "%s%d", i ? "," : "", i ? (int)t->n[i].parent : -1);

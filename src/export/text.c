@@ -360,13 +360,13 @@ void export__heap_summary(FILE *f, const struct profile *p, const struct view_fi
 			   "average), each weighed by the inverse of its chance: every heap figure is an ESTIMATE; "
 			   "temporaries are not estimated\n",
 			fmt_bytes(a, sizeof(a), (double)p->heap_sample), a);
+	const char *about = p->heap_sample ? "about " : "";
 	if (p->ranged)
 		fprintf(f, "# heap in %.3f-%.3f s: %s%s allocated in %s%" PRId64 " calls; %s%s live at %.3f s in %" PRId64
 			   " blocks\n",
-			p->range_from, p->range_to, p->heap_sample ? "about " : "",
-			fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), p->heap_sample ? "about " : "",
-			tot[KM_ALLOC_COUNT], p->heap_sample ? "about " : "", fmt_bytes(b, sizeof(b), (double)tot[KM_LIVE_BYTES]),
-			p->range_to, tot[KM_LIVE_COUNT]);
+			p->range_from, p->range_to, about, fmt_bytes(a, sizeof(a), (double)tot[KM_ALLOC_BYTES]), about,
+			tot[KM_ALLOC_COUNT], about, fmt_bytes(b, sizeof(b), (double)tot[KM_LIVE_BYTES]), p->range_to,
+			tot[KM_LIVE_COUNT]);
 	else if (!p->has[KM_ALLOC_COUNT] && p->heap_sample)
 		fprintf(f, "# heap: no allocation was sampled (the program allocated too few bytes for a mean of %s)\n",
 			fmt_bytes(a, sizeof(a), (double)p->heap_sample));

@@ -43,7 +43,7 @@ int export__timeline_csv(FILE *f, const struct profile *p, const struct view_fil
 		const struct ppoint *pt = &p->points[i];
 		if (!point_shown(pt, vf, multi))
 			continue;
-		double s = pt->t_ns > p->start_ns ? (double)(pt->t_ns - p->start_ns) / 1e9 : 0.0;
+		double s = profile__seconds(p, pt->t_ns);
 		if (p->ranged && (s < p->range_from || s > p->range_to))
 			continue; /* --time: the points of the stretch */
 		fprintf(f, "%.6f,%u,", s, pt->pid);
