@@ -221,9 +221,13 @@ static void heap_detach(struct rec *st, bool gone)
 	}
 	json_object_set_new(ha, "detached", json_string("slots restored"));
 	json_object_set_new(ha, "detach_stopped_us", json_integer((json_int_t)(st->ha.detach_stopped_ns / 1000)));
+	json_object_set_new(ha, "detach_calls", json_integer(st->ha.detach_calls));
+	json_object_set_new(ha, "detach_kill_safe_calls", json_integer(st->ha.detach_framed));
 	if (!st->o.quiet)
-		fprintf(stderr, "kiln record: heap tracking detached from pid %ld (slots restored; thread %d stopped %.2f ms)\n",
-			st->o.pid, (int)st->ha.tid, (double)st->ha.detach_stopped_ns / 1e6);
+		fprintf(stderr, "kiln record: heap tracking detached from pid %ld (slots restored; thread %d stopped %.2f "
+				"ms, kill-safe calls: %d of %d)\n",
+			st->o.pid, (int)st->ha.tid, (double)st->ha.detach_stopped_ns / 1e6, st->ha.detach_framed,
+			st->ha.detach_calls);
 }
 
 int record_finish(struct rec *st, int status, bool child_done, uint64_t t0)

@@ -343,8 +343,9 @@ int record_heap_attach(struct rec *st)
 	}
 	channel__adopt(st->ch, fd);
 	st->heap_attached = true;
-	json_t *ha = json_pack("{s:I, s:i, s:I, s:i}", "start_ns", (json_int_t)t, "slots", st->ha.slots, "stopped_us",
-			       (json_int_t)(st->ha.stopped_ns / 1000), "tid", (int)st->ha.tid);
+	json_t *ha = json_pack("{s:I, s:i, s:I, s:i, s:i, s:i}", "start_ns", (json_int_t)t, "slots", st->ha.slots,
+			       "stopped_us", (json_int_t)(st->ha.stopped_ns / 1000), "tid", (int)st->ha.tid, "calls",
+			       st->ha.calls, "kill_safe_calls", st->ha.framed);
 	if (st->ha.own_malloc[0]) {
 		cli__warn(CMD, "pid %ld allocates with its own malloc in %s: the calls other modules make to it are "
 			       "seen, those it makes inside itself are not", st->o.pid, st->ha.own_malloc);
@@ -354,8 +355,10 @@ int record_heap_attach(struct rec *st)
 	recorder__meta_changed(st->r);
 	if (!st->o.quiet)
 		fprintf(stderr, "kiln record: heap tracking attached to pid %ld: %d allocator slots hooked; thread %d "
-				"was stopped %.2f ms; blocks allocated before now are not counted\n",
-			st->o.pid, st->ha.slots, (int)st->ha.tid, (double)st->ha.stopped_ns / 1e6);
+				"was stopped %.2f ms (kill-safe calls: %d of %d); blocks allocated before now are not "
+				"counted\n",
+			st->o.pid, st->ha.slots, (int)st->ha.tid, (double)st->ha.stopped_ns / 1e6, st->ha.framed,
+			st->ha.calls);
 	return 0;
 }
 

@@ -110,6 +110,16 @@ static int shim_memfd(struct injector *in, pid_t pid, uint64_t memfd_fn, uint64_
 	return 0;
 }
 
+/* inject__end, counting the calls made and those that were kill-safe. */
+static uint64_t finish(struct heapattach *ha, struct injector *in, bool detaching)
+{
+	int calls, framed;
+	inject__counts(in, &calls, &framed);
+	*(detaching ? &ha->detach_calls : &ha->calls) += calls;
+	*(detaching ? &ha->detach_framed : &ha->framed) += framed;
+	return inject__end(in);
+}
+
 static int call_int(struct injector *in, uint64_t fn, uint64_t a0, int *out)
 {
 	uint64_t ret;
@@ -199,15 +209,15 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	}
 	ha->tid = inject__tid(in);
 	if (malloc_fn) {
-		uint64_t blk = 0, ignored;
+		uint64_t blk = 0;
 		rc = inject__call(in, malloc_fn, 64, 0, 0, PROBE_MS, &blk);
 		if (rc == 0 && blk)
-			rc = inject__call(in, free_fn, blk, 0, 0, PROBE_MS, &ignored);
+			rc = inject__call_void(in, free_fn, blk, 0, 0, PROBE_MS);
 		if (rc < 0) {
 			snprintf(err, n, "pid %d: its allocator stayed locked for %d ms (a fork that does not end?): "
 					 "not loading the heap shim, the thread put back as it was",
 				 (int)pid, PROBE_MS);
-			ha->stopped_ns = inject__end(in);
+			ha->stopped_ns = finish(ha, in, false);
 			close(sfd);
 			return rc;
 		}
@@ -222,7 +232,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		snprintf(err, n, "pid %d holds the heap shim of another kiln build: attach with that kiln, or restart "
 				 "the program", (int)pid);
 		close(sfd);
-		ha->stopped_ns = inject__end(in);
+		ha->stopped_ns = finish(ha, in, false);
 		return -EEXIST;
 	}
 	if (lc == 0) {
@@ -236,19 +246,23 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		rc = shim_memfd(in, pid, memfd_fn, syscall_fn, sfd, &mfd, &mst, err, n);
 		if (rc < 0) {
 			close(sfd);
-			ha->stopped_ns = inject__end(in);
+			ha->stopped_ns = finish(ha, in, false);
 			return rc;
 		}
 		st = mst; /* the shim's symbols are looked up in the memfd's mapping */
 		char self[64];
 		snprintf(self, sizeof(self), "/proc/self/fd/%d", mfd);
 		uint64_t path = inject__push(in, self, strlen(self) + 1);
-		rc = path ? inject__call(in, dlopen_fn, path, (uint64_t)flags, 0, CALL_MS, &handle) : -EFAULT;
-		if (close_fn) { /* loaded (or not): the descriptor is no longer needed */
-			uint64_t ignored;
-			inject__call(in, close_fn, (uint64_t)mfd, 0, 0, PROBE_MS, &ignored);
-		}
+		/* its result is not needed (the shim's mapping says whether it
+		 * loaded), so even this long call is kill-safe */
+		rc = path ? inject__call_void(in, dlopen_fn, path, (uint64_t)flags, 0, CALL_MS) : -EFAULT;
+		uint64_t probe;
+		handle = rc == 0 && inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_attach_prepare", &probe) == 0;
+		if (close_fn) /* loaded (or not): the descriptor is no longer needed */
+			inject__call_void(in, close_fn, (uint64_t)mfd, 0, 0, PROBE_MS);
 	}
+	if (handle && inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_call_return", &ha->return_fn) == 0)
+		inject__return_via(in, ha->return_fn);
 	close(sfd);
 	if (rc < 0 || !handle) {
 		char why[256] = "";
@@ -258,7 +272,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 			why[sizeof(why) - 1] = 0;
 		snprintf(err, n, "cannot load %s into pid %d: %s", shim_path, (int)pid,
 			 rc < 0 ? strerror(-rc) : why[0] ? why : "dlopen failed");
-		ha->stopped_ns = inject__end(in);
+		ha->stopped_ns = finish(ha, in, false);
 		return rc < 0 ? rc : -ENOENT;
 	}
 	uint64_t prep, start;
@@ -266,7 +280,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	    inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_attach_start", &start) < 0 ||
 	    inject__symbol_ino(pid, st.st_dev, st.st_ino, "kiln_detach", &ha->detach_fn) < 0) {
 		snprintf(err, n, "the shim loaded into pid %d has no attach entry points (an older kiln's?)", (int)pid);
-		ha->stopped_ns = inject__end(in);
+		ha->stopped_ns = finish(ha, in, false);
 		return -ENOENT;
 	}
 	char cfg[512];
@@ -281,7 +295,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 				 (int)pid);
 		else
 			snprintf(err, n, "cannot start heap tracking in pid %d: %s", (int)pid, strerror(-e));
-		ha->stopped_ns = inject__end(in);
+		ha->stopped_ns = finish(ha, in, false);
 		return e;
 	}
 	int mine = pidfd_getfd_of(pid, theirs);
@@ -297,7 +311,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	if (mine < 0) {
 		uint64_t ignored;
 		inject__call(in, ha->detach_fn, 0, 0, 0, CALL_MS, &ignored);
-		ha->stopped_ns = inject__end(in);
+		ha->stopped_ns = finish(ha, in, false);
 		return mine;
 	}
 	rc = call_int(in, start, (uint64_t)theirs, &slots);
@@ -306,11 +320,11 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		snprintf(err, n, "cannot hook the allocator of pid %d: %s", (int)pid,
 			 e == -ENOENT ? "no module calls malloc through a GOT slot" : strerror(-e));
 		close(mine);
-		ha->stopped_ns = inject__end(in);
+		ha->stopped_ns = finish(ha, in, false);
 		return e;
 	}
 	ha->slots = slots;
-	ha->stopped_ns = inject__end(in);
+	ha->stopped_ns = finish(ha, in, false);
 	if (!inject__own_malloc(pid, ha->own_malloc, sizeof(ha->own_malloc)))
 		ha->own_malloc[0] = 0;
 	*fd = mine;
@@ -326,8 +340,10 @@ int heapattach__stop(struct heapattach *ha, char *err, size_t n)
 	if (rc < 0)
 		return rc;
 	uint64_t ret = 0;
+	if (ha->return_fn)
+		inject__return_via(in, ha->return_fn);
 	rc = inject__call(in, ha->detach_fn, 0, 0, 0, CALL_MS, &ret);
-	ha->detach_stopped_ns = inject__end(in);
+	ha->detach_stopped_ns = finish(ha, in, true);
 	if (rc < 0) {
 		snprintf(err, n, "cannot detach from pid %d: %s", (int)ha->pid, strerror(-rc));
 		return rc;
@@ -341,9 +357,10 @@ int heapattach__stop(struct heapattach *ha, char *err, size_t n)
 		usleep(50000);
 		if (inject__begin(ha->pid, 2000, &in, err, n) < 0)
 			break;
+		inject__return_via(in, ha->return_fn);
 		if (inject__call(in, ha->detach_fn, 0, 0, 0, CALL_MS, &ret) < 0)
 			ret = 0;
-		ha->detach_stopped_ns += inject__end(in);
+		ha->detach_stopped_ns += finish(ha, in, true);
 	}
 	ha->detach_fn = 0;
 	return 0;

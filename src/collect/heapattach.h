@@ -22,6 +22,10 @@ struct heapattach {
 	uint64_t stopped_ns;  /* how long the thread was stopped to attach */
 	uint64_t detach_stopped_ns;
 	pid_t tid;            /* the thread that made the calls */
+	uint64_t return_fn;   /* kiln_call_return in the target (kill-safe calls) */
+	int calls, framed;    /* calls made to attach, and those that returned through a
+			       * signal frame (kill-safe: inject.h) */
+	int detach_calls, detach_framed;
 	char own_malloc[256]; /* a module with its own malloc, or "" */
 };
 

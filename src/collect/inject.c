@@ -1,7 +1,8 @@
-/* ptrace function calls in another process (see inject.h). The target's
- * memory and maps are untrusted like everything else it can write: files
- * are opened through /proc/PID/map_files (or by path with the mapping's
- * inode checked), every read is bounded. */
+/* ptrace function calls in another process (see inject.h): a thread
+ * stopped at a safe point, the calls, everything put back at the end. Its
+ * maps and symbols are read in inject_maps.c, calls that return through a
+ * signal frame made in inject_frame.c. The target's memory is untrusted like
+ * everything else it can write. */
 #include <elf.h>
 #include <errno.h>
 #include <dirent.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/user.h>
@@ -19,229 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 #include "collect/inject.h"
-#include "symbols/elfsym.h"
+#include "collect/inject_int.h"
 #include "util/util.h"
 
-#define XSTATE_MAX 32768
-#define MAX_PENDING 64
-
-struct range {
-	uint64_t lo, hi;
-};
-
-struct injector {
-	pid_t pid, tid;
-	struct user_regs_struct saved;
-	unsigned char *xstate;
-	size_t xlen;
-	uint64_t cursor; /* next free byte below the saved stack, growing down */
-	uint64_t stopped_at;
-	siginfo_t pending[MAX_PENDING]; /* signals that arrived during the calls, as they came */
-	int npending;
-	bool dead;
-};
-
-/* ---- the target's maps (util's proc_map) ---- */
-
-static char *read_maps(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	return read_small_file(path, NULL);
-}
-
-static int open_mapping(pid_t pid, const struct proc_map *m)
-{
-	return proc_map__open((int)pid, m->path, m->lo, m->hi, m->ino);
-}
-
-/* The runtime's own modules, which kiln treats apart. */
-enum runtime_module { RT_OTHER, RT_LIBC, RT_LD, RT_SHIM };
-
-static enum runtime_module runtime_module(const char *path)
-{
-	const char *b = path_base(path);
-	if (!strncmp(b, "libc.so", 7) || !strncmp(b, "libc-", 5))
-		return RT_LIBC;
-	if (!strncmp(b, "ld-linux", 8) || !strncmp(b, "ld-2.", 5))
-		return RT_LD;
-	return strstr(b, "libkiln_shim") ? RT_SHIM : RT_OTHER;
-}
-
-typedef bool (*map_pred)(const struct proc_map *m, const void *arg);
-
-/* The symbol in the executable mappings that pred accepts: the first
- * readable one decides, or with every_image each is asked until one defines
- * it (its path into path, when given). */
-static int symbol_where(pid_t pid, map_pred pred, const void *arg, const char *symbol, uint64_t *addr,
-			uint64_t *size, bool every_image, char *path, size_t npath)
-{
-	char *text = read_maps(pid);
-	if (!text)
-		return -errno;
-	int rc = -ENOENT;
-	char *save = NULL;
-	/* each file once (its text may be mapped more than once), its symbol
-	 * tables read with pread: a 1 GiB executable is never copied */
-	uint64_t seen[64];
-	size_t nseen = 0;
-	for (char *line = strtok_r(text, "\n", &save); line && rc; line = strtok_r(NULL, "\n", &save)) {
-		struct proc_map m;
-		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || !pred(&m, arg))
-			continue;
-		bool again = false;
-		for (size_t i = 0; i < nseen && !again; i++)
-			again = seen[i] == m.ino;
-		if (again)
-			continue;
-		if (nseen < 64)
-			seen[nseen++] = m.ino;
-		int fd = open_mapping(pid, &m);
-		if (fd < 0)
-			continue;
-		uint64_t bias, v, sz;
-		int b = elfsym__bias(fd, m.lo, m.off, &bias);
-		if (b == 0 && elfsym__lookup(fd, symbol, &v, &sz) == 0) {
-			*addr = v + bias;
-			if (size)
-				*size = sz;
-			if (path)
-				snprintf(path, npath, "%s", m.path);
-			rc = 0;
-		}
-		close(fd);
-		if (b != -ENOEXEC && !every_image)
-			break;
-	}
-	free(text);
-	return rc;
-}
-
-static bool by_name(const struct proc_map *m, const void *arg)
-{
-	const char *lib = arg;
-	return m->path[0] == '/' && (!lib || strstr(path_base(m->path), lib));
-}
-
-int inject__symbol(pid_t pid, const char *lib, const char *symbol, uint64_t *addr, uint64_t *size)
-{
-	return symbol_where(pid, by_name, lib, symbol, addr, size, false, NULL, 0);
-}
-
-struct devino {
-	dev_t dev;
-	ino_t ino;
-};
-
-static bool by_ino(const struct proc_map *m, const void *arg)
-{
-	const struct devino *d = arg;
-	return m->ino == d->ino && makedev(m->dev_major, m->dev_minor) == d->dev;
-}
-
-int inject__symbol_ino(pid_t pid, dev_t dev, ino_t ino, const char *symbol, uint64_t *addr)
-{
-	struct devino d = {dev, ino};
-	return symbol_where(pid, by_ino, &d, symbol, addr, NULL, false, NULL, 0);
-}
-
-/* Whether two descriptors hold the same bytes. */
-static bool same_bytes(int a, int b)
-{
-	struct stat sa, sb;
-	if (fstat(a, &sa) < 0 || fstat(b, &sb) < 0 || sa.st_size != sb.st_size)
-		return false;
-	char x[16384], y[16384];
-	for (off_t off = 0; off < sa.st_size;) {
-		ssize_t k = pread(a, x, sizeof(x), off);
-		if (k <= 0 || pread(b, y, (size_t)k, off) != k || memcmp(x, y, (size_t)k))
-			return false;
-		off += k;
-	}
-	return true;
-}
-
-int inject__loaded_copy(pid_t pid, int fd, dev_t *dev, ino_t *ino)
-{
-	char *text = read_maps(pid);
-	if (!text)
-		return -errno;
-	int rc = -ENOENT;
-	char *save = NULL;
-	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		struct proc_map m;
-		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || runtime_module(m.path) != RT_SHIM)
-			continue;
-		int mf = open_mapping(pid, &m);
-		bool same = mf >= 0 && same_bytes(mf, fd);
-		if (mf >= 0)
-			close(mf);
-		if (same) {
-			*dev = makedev(m.dev_major, m.dev_minor);
-			*ino = (ino_t)m.ino;
-			rc = 0;
-			break;
-		}
-		rc = -EEXIST;
-	}
-	free(text);
-	return rc;
-}
-
-static bool not_runtime(const struct proc_map *m, const void *arg)
-{
-	(void)arg;
-	return m->path[0] == '/' && runtime_module(m->path) == RT_OTHER;
-}
-
-bool inject__own_malloc(pid_t pid, char *path, size_t n)
-{
-	uint64_t a;
-	return symbol_where(pid, not_runtime, NULL, "malloc", &a, NULL, true, path, n) == 0;
-}
-
-bool inject__dynamic(pid_t pid)
-{
-	char *text = read_maps(pid);
-	bool dyn = text && (strstr(text, "/ld-linux") || strstr(text, "/ld-2.") || strstr(text, "/ld64"));
-	free(text);
-	return dyn;
-}
-
 /* ---- where a stopped thread may be made to call ---- */
-
-struct unsafe {
-	struct range libc, ld, shim, lockwait[2];
-	uint64_t got_owner; /* the loaded shim's kiln_got_owner, or 0 */
-	pid_t pid;
-};
-
-static void unsafe_ranges(pid_t pid, struct unsafe *u)
-{
-	memset(u, 0, sizeof(*u));
-	char *text = read_maps(pid);
-	char *save = NULL;
-	for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
-		struct proc_map m;
-		if (!proc_map__parse(line, &m) || m.perms[2] != 'x' || m.path[0] != '/')
-			continue;
-		enum runtime_module k = runtime_module(m.path);
-		struct range *r = k == RT_LIBC ? &u->libc : k == RT_LD ? &u->ld : k == RT_SHIM ? &u->shim : NULL;
-		if (r && !r->hi) {
-			r->lo = m.lo;
-			r->hi = m.hi;
-		}
-	}
-	free(text);
-	uint64_t a, sz;
-	if (inject__symbol(pid, "libc", "__lll_lock_wait_private", &a, &sz) == 0)
-		u->lockwait[0] = (struct range){a, a + (sz ? sz : 64)};
-	if (inject__symbol(pid, "libc", "__lll_lock_wait", &a, &sz) == 0)
-		u->lockwait[1] = (struct range){a, a + (sz ? sz : 64)};
-	u->pid = pid;
-	if (u->shim.hi && inject__symbol(pid, "libkiln_shim", "kiln_got_owner", &a, NULL) == 0)
-		u->got_owner = a;
-}
 
 static bool in(const struct range *r, uint64_t a)
 {
@@ -305,7 +86,7 @@ static bool holds_got_lock(const struct unsafe *u, pid_t tid)
 }
 
 /* Wait for tid to stop, up to ms. 1 stopped (*status), 0 not yet, -1 gone. */
-static int wait_tid(pid_t tid, int *status, int ms)
+int inject_wait_tid(pid_t tid, int *status, int ms)
 {
 	for (int i = 0; i <= ms * 10; i++) {
 		pid_t w = waitpid(tid, status, __WALL | WNOHANG);
@@ -338,8 +119,13 @@ static int task_list(pid_t pid, pid_t *out, int max)
 	return n;
 }
 
-/* Seize tid and stop it. 1 stopped and safe (kept), 0 not (let go), -errno. */
-static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid)
+/* Seize tid and stop it. 1 stopped and safe (kept), 0 not (let go), -errno.
+ * picky: only a thread waiting in a system call whose calls can return
+ * through a signal frame (not one that restarts through its restart block).
+ * A thread running the program's own code is taken only in the second
+ * round, as before: it may be inside a library's constructor, holding the
+ * loader's lock while another thread waits on a lock of its own. */
+static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, bool picky)
 {
 	if (thread_forking(in->pid, tid))
 		return 0;
@@ -351,7 +137,7 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid)
 	}
 	int st;
 	for (;;) {
-		int w = wait_tid(tid, &st, 200);
+		int w = inject_wait_tid(tid, &st, 200);
 		if (w <= 0)
 			return w < 0 ? 0 : (ptrace(PTRACE_DETACH, tid, NULL, NULL), 0);
 		unsigned event = (unsigned)st >> 16;
@@ -363,7 +149,9 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid)
 			return 0;
 	}
 	struct user_regs_struct r;
-	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0 || !safe_point(u, &r) || holds_got_lock(u, tid)) {
+	struct user_regs_struct back;
+	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0 || !safe_point(u, &r) || holds_got_lock(u, tid) ||
+	    (picky && ((long long)r.orig_rax < 0 || !inject_resumed(&r, &back)))) {
 		ptrace(PTRACE_DETACH, tid, NULL, NULL);
 		return 0;
 	}
@@ -377,10 +165,11 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 	struct injector *in = xcalloc(1, sizeof(*in));
 	in->pid = pid;
 	struct unsafe u;
-	unsafe_ranges(pid, &u);
+	inject_unsafe_ranges(pid, &u);
 	pid_t tids[4096];
 	uint64_t start = now_ns();
 	int rc = 0;
+	bool picky = true; /* a first round for a thread whose calls are kill-safe */
 	while (!in->tid) {
 		int nt = task_list(pid, tids, 4096);
 		if (nt < 0) {
@@ -389,7 +178,7 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 			goto fail;
 		}
 		for (int i = 0; i < nt && !in->tid; i++) {
-			int t = try_thread(in, &u, tids[i]);
+			int t = try_thread(in, &u, tids[i], picky);
 			if (t < 0) {
 				snprintf(err, n, "cannot ptrace pid %d: %s", (int)pid, strerror(-t));
 				rc = t;
@@ -398,6 +187,10 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 		}
 		if (in->tid)
 			break;
+		if (picky) {
+			picky = false;
+			continue;
+		}
 		if (now_ns() - start > (uint64_t)timeout_ms * 1000000ull) {
 			snprintf(err, n, "no thread of pid %d came to a point where a library may be loaded "
 					 "(all inside the allocator or the dynamic linker) within %d ms",
@@ -423,6 +216,7 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 		in->xlen = 0; /* FXSAVE area only */
 	}
 	in->cursor = (in->saved.rsp - 512) & ~15ull; /* below the red zone, with room to spare */
+	inject_frame_prepare(in);
 	*out = in;
 	return 0;
 fail:
@@ -453,16 +247,18 @@ int inject__read(struct injector *in, uint64_t addr, void *out, size_t n)
 	return process_vm_readv(in->tid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
 }
 
-static volatile sig_atomic_t *cancel_flag;
+volatile sig_atomic_t *inject_cancel_flag;
+static int address0_call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
+			 uint64_t *ret);
 
 void inject__cancel_on(volatile sig_atomic_t *flag)
 {
-	cancel_flag = flag;
+	inject_cancel_flag = flag;
 }
 
 /* Keep a signal that arrived during a call, with its siginfo (sig < 0: a
  * stop, no siginfo to read), to send again at the end. */
-static void hold_signal(struct injector *in, int sig)
+void inject_hold_signal(struct injector *in, int sig)
 {
 	if (in->npending >= MAX_PENDING || !sig)
 		return;
@@ -476,11 +272,46 @@ static void hold_signal(struct injector *in, int sig)
 	in->npending++;
 }
 
+void inject__return_via(struct injector *in, uint64_t tramp)
+{
+	in->via = tramp;
+}
+
+int inject__call_void(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms)
+{
+	if (in->dead)
+		return -ESRCH;
+	uint64_t ignored;
+	if (!in->via && !in->restorer)
+		in->restorer = inject_find_restorer(in->pid);
+	uint64_t via = in->via ? in->via : in->restorer;
+	in->calls++;
+	if (inject_framed(in, via))
+		return inject_frame_call(in, via, fn, a0, a1, a2, timeout_ms, NULL);
+	return address0_call(in, fn, a0, a1, a2, timeout_ms, &ignored);
+}
+
 int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
 		 uint64_t *ret)
 {
 	if (in->dead)
 		return -ESRCH;
+	in->calls++;
+	if (inject_framed(in, in->via))
+		return inject_frame_call(in, in->via, fn, a0, a1, a2, timeout_ms, ret);
+	return address0_call(in, fn, a0, a1, a2, timeout_ms, ret);
+}
+
+void inject__counts(const struct injector *in, int *calls, int *framed_calls)
+{
+	*calls = in->calls;
+	*framed_calls = in->framed;
+}
+
+/* The old way: return address 0, the SIGSEGV there is the return. */
+static int address0_call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
+			 uint64_t *ret)
+{
 	struct user_regs_struct r = in->saved;
 	uint64_t zero = 0;
 	uint64_t sp = (in->cursor - 64) & ~15ull;
@@ -500,7 +331,7 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 	uint64_t start = now_ns();
 	for (;;) {
 		int st;
-		int w = wait_tid(in->tid, &st, 50);
+		int w = inject_wait_tid(in->tid, &st, 50);
 		if (w < 0) {
 			in->dead = true;
 			return -ESRCH;
@@ -508,7 +339,7 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 		/* the deadline is wall time, whatever arrives meanwhile (a timer
 		 * every 10 ms stops the thread again and again); kiln's own
 		 * SIGINT or SIGTERM ends the wait too */
-		bool cancelled = cancel_flag && *cancel_flag;
+		bool cancelled = inject_cancel_flag && *inject_cancel_flag;
 		bool over = cancelled || now_ns() - start > (uint64_t)timeout_ms * 1000000ull;
 		if (w == 0) {
 			if (!over)
@@ -516,7 +347,7 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 			/* stop it where it is; inject__end puts everything back */
 			ptrace(PTRACE_INTERRUPT, in->tid, NULL, NULL);
 			for (int i = 0; i < 20; i++) {
-				w = wait_tid(in->tid, &st, 50);
+				w = inject_wait_tid(in->tid, &st, 50);
 				if (w < 0) {
 					in->dead = true;
 					return -ESRCH;
@@ -525,14 +356,14 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 					break;
 			}
 			if (w == 1 && ((unsigned)st >> 16) != PTRACE_EVENT_STOP)
-				hold_signal(in, WSTOPSIG(st)); /* stopped on its way in: it stays held */
+				inject_hold_signal(in, WSTOPSIG(st)); /* stopped on its way in: it stays held */
 			return cancelled ? -EINTR : -ETIMEDOUT;
 		}
 		unsigned event = (unsigned)st >> 16;
 		int sig = WSTOPSIG(st);
 		if (event == PTRACE_EVENT_STOP) { /* a group stop: it stops after the calls */
 			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU)
-				hold_signal(in, -SIGSTOP);
+				inject_hold_signal(in, -SIGSTOP);
 			if (over)
 				return cancelled ? -EINTR : -ETIMEDOUT; /* stopped: put back at the end */
 			ptrace(PTRACE_CONT, in->tid, NULL, NULL);
@@ -547,7 +378,7 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 			return -EFAULT; /* the call itself crashed: nothing more is run */
 		}
 		/* someone's signal: held back, sent again once the thread is its own */
-		hold_signal(in, sig);
+		inject_hold_signal(in, sig);
 		if (over)
 			return cancelled ? -EINTR : -ETIMEDOUT; /* stopped: put back at the end */
 		ptrace(PTRACE_CONT, in->tid, NULL, NULL);
@@ -569,6 +400,8 @@ uint64_t inject__end(struct injector *in)
 			}
 		}
 		ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved);
+		if (in->mask_set) /* a call that did not come back through its frame */
+			ptrace(PTRACE_SETSIGMASK, in->tid, (void *)8, &in->mask);
 		ptrace(PTRACE_DETACH, in->tid, NULL, NULL);
 		/* as they came (a timer's si_value included); codes the kernel
 		 * lets only it or the thread itself send go by tgkill */
@@ -580,6 +413,7 @@ uint64_t inject__end(struct injector *in)
 		}
 	}
 	free(in->xstate);
+	free(in->framestate);
 	free(in);
 	return stopped;
 }

@@ -4,8 +4,11 @@
  *   inject__begin: stop ONE thread at a safe point (not inside the allocator,
  *                  the dynamic linker or the shim), save its registers and
  *                  its whole FPU/vector state
- *   inject__call:  registers for fn(args), the return address 0, continue;
- *                  the SIGSEGV at address 0 is the return (never delivered)
+ *   inject__call:  registers for fn(args) and continue; the call returns
+ *                  through a signal frame that puts the thread back as it
+ *                  was even if kiln is killed meanwhile (inject.c: "calls
+ *                  that return through a signal frame"), or, where that
+ *                  cannot be, to address 0, whose SIGSEGV kiln catches
  *   inject__end:   every register back, detach: an interrupted system call
  *                  restarts as if nothing happened; signals that arrived
  *                  meanwhile are sent again
@@ -33,6 +36,15 @@ uint64_t inject__push(struct injector *in, const void *data, size_t n);
  * -EFAULT: the call crashed). */
 int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
 		 uint64_t *ret);
+/* The same for a call whose result is not needed (dlopen: its mapping
+ * tells; close). 0 or -errno. */
+int inject__call_void(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms);
+/* The loaded shim's kiln_call_return: every call from now on returns
+ * through it (its result kept), kill-safe. */
+void inject__return_via(struct injector *in, uint64_t tramp);
+/* How many calls were made, and how many of them returned through a signal
+ * frame (would have left the thread where it was had kiln been killed). */
+void inject__counts(const struct injector *in, int *calls, int *framed);
 /* Read memory of the process. 0 or -errno. */
 int inject__read(struct injector *in, uint64_t addr, void *out, size_t n);
 /* Restore and let the thread go. The time it was stopped, in ns. */

@@ -30,6 +30,24 @@ EXPORT int kiln_attach_prepare(const char *cfg);
 EXPORT int kiln_attach_start(int fd);
 EXPORT int kiln_detach(void);
 
+/* Where kiln's calls above return to (src/collect/inject.c): the result is
+ * stored where %rbx points (a callee-saved register kiln set, so the call
+ * kept it), then rt_sigreturn through the frame kiln wrote above the return
+ * address puts every register, the FPU state and the signal mask back as
+ * they were when the thread was stopped. A kiln killed in the middle of a
+ * call so leaves a thread that resumes where it was; a live kiln learns the
+ * call's end from a signal it queued blocked, which the restored mask lets
+ * through. */
+__asm__(".text\n"
+	".globl kiln_call_return\n"
+	".type kiln_call_return, @function\n"
+	"kiln_call_return:\n"
+	"\tmovq %rax, (%rbx)\n"
+	"\tmovl $15, %eax\n" /* SYS_rt_sigreturn */
+	"\tsyscall\n"
+	"\tud2\n"
+	".size kiln_call_return, .-kiln_call_return\n");
+
 typedef void *(*dlopen_fn)(const char *, int);
 typedef int (*dlclose_fn)(void *);
 static dlopen_fn real_dlopen;

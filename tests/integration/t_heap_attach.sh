@@ -184,6 +184,57 @@ wait $SC; eq $? 0 "seccomp_prog's exit status"
 grep -q "seccomp_prog done" $W/sc.out || fail "seccomp_prog did not finish"
 ok "a seccomp-filtered program: heap attach refused in one line, CPU sampled, it ran to its end"
 
+# kiln killed in the middle of an injected call (issue 21, finding 11):
+# loader_wait's main thread waits in read() while another holds the dynamic
+# linker's lock for 5 s, so the attach's dlopen waits inside the call. The
+# call returns through a signal frame: with kiln gone the thread comes back
+# into its read() as it was (mask and all) and the program ends as usual.
+mkfifo $W/lw.fifo $W/lw2.fifo $W/lw3.fifo
+$TARGETS/loader_wait 5 $W/lw.fifo >$W/lw.out 2>&1 & LW=$!
+for i in $(seq 100); do grep -q holding $W/lw.out && break; sleep 0.05; done
+"$KILN" record -q --heap --no-cpu -p $LW -o $W/lw.kiln 2>/dev/null & KP=$!
+# the memfd the shim is loaded from: the dlopen comes next, and waits
+for i in $(seq 80); do ls -l /proc/$LW/fd 2>/dev/null | grep -q 'memfd:libkiln_shim' && break; sleep 0.05; done
+ls -l /proc/$LW/fd | grep -q 'memfd:libkiln_shim' || { kill -9 $KP $LW; fail "the attach never reached its dlopen within 4 s"; }
+sleep 0.3
+tracer=$(awk '/^TracerPid/ { print $2 }' /proc/$LW/task/$LW/status)
+kill -9 $KP; wait $KP 2>/dev/null
+[ "$tracer" = "$KP" ] || { kill -9 $LW; fail "kiln was not inside its calls when killed (the thread's tracer: $tracer)"; }
+for i in $(seq 200); do grep -q released $W/lw.out && break; sleep 0.05; done  # the dlopen can end
+for i in $(seq 100); do [ "$(awk '/^SigBlk/ { print $2 }' /proc/$LW/task/$LW/status)" = 0000000000000000 ] && break; sleep 0.05; done
+kill -0 $LW 2>/dev/null || fail "the program died when kiln was killed inside its dlopen: $(cat $W/lw.out)"
+eq "$(awk '/^SigBlk/ { print $2 }' /proc/$LW/task/$LW/status)" 0000000000000000 "the thread's signal mask after kiln was killed"
+eq "$(awk '/^TracerPid/ { print $2 }' /proc/$LW/task/$LW/status)" 0 "the thread's tracer after kiln was killed"
+echo hello >$W/lw.fifo
+wait $LW; eq $? 0 "loader_wait's status after kiln was killed inside its dlopen"
+eq "$(tail -1 $W/lw.out)" "got hello (0 caught)" "loader_wait's last line"
+# the same attach with kiln alive: the calls return through their frames,
+# the read() goes on as it was, what comes after is exact
+$TARGETS/loader_wait 0.5 $W/lw2.fifo >$W/lw2.out 2>&1 & LW=$!
+for i in $(seq 100); do grep -q holding $W/lw2.out && break; sleep 0.05; done
+"$KILN" record --heap --no-cpu -p $LW -o $W/lw2.kiln 2>$W/lw2.err & KP=$!
+for i in $(seq 200); do grep -q "heap tracking attached" $W/lw2.err && break; sleep 0.05; done
+grep -q "kill-safe calls: 5 of 7)" $W/lw2.err || { kill -9 $KP $LW; fail "attach to loader_wait: $(cat $W/lw2.err)"; }
+echo hello >$W/lw2.fifo
+wait $LW; eq $? 0 "loader_wait's status (kiln alive)"
+wait $KP; eq $? 0 "kiln's status on loader_wait"
+eq "$(tail -1 $W/lw2.out)" "got hello (0 caught)" "loader_wait's last line (kiln alive)"
+eq "$(total $(folded $W/lw2.kiln leak_bytes))" 40000 "loader_wait's leak (kiln alive)"
+eq "$(total $(folded $W/lw2.kiln leak_count))" 40 "loader_wait's leaked blocks (kiln alive)"
+# a program that catches every signal leaves none to end a call on: the
+# calls return the old way (said: 0 of 7), and the attach is as exact
+$TARGETS/loader_wait 0.5 $W/lw3.fifo catch >$W/lw3.out 2>&1 & LW=$!
+for i in $(seq 100); do grep -q holding $W/lw3.out && break; sleep 0.05; done
+"$KILN" record --heap --no-cpu -p $LW -o $W/lw3.kiln 2>$W/lw3.err & KP=$!
+for i in $(seq 200); do grep -q "heap tracking attached" $W/lw3.err && break; sleep 0.05; done
+grep -q "kill-safe calls: 0 of 7)" $W/lw3.err || { kill -9 $KP $LW; fail "attach to loader_wait catch: $(cat $W/lw3.err)"; }
+echo hello >$W/lw3.fifo
+wait $LW; eq $? 0 "loader_wait catch's status"
+wait $KP
+eq "$(tail -1 $W/lw3.out)" "got hello (0 caught)" "loader_wait catch's last line: no signal of kiln's reached it"
+eq "$(total $(folded $W/lw3.kiln leak_bytes))" 40000 "loader_wait catch's leak"
+ok "kiln killed inside its dlopen: the thread came back into its read() as it was, the program ended as usual; alive: 5 of 7 calls kill-safe, leak exact; a program that catches every signal: the old way, exact"
+
 # a POSIX timer every 2 ms whose handler uses the pointer its signal carries
 # (issue 21, finding 5): signals that arrive during the attach's calls are
 # sent again as they came (si_code, si_value): the program never sees a
