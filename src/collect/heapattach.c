@@ -1,5 +1,6 @@
 /* Loading the heap shim into a running process (see heapattach.h). */
 #include <dlfcn.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -57,18 +58,52 @@ static bool channel_ok(int fd, pid_t pid)
 	       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &l3) == 0 && cr.pid == pid;
 }
 
+/* The descriptor of pid that is the memfd called name, or -1 (none, or
+ * more than one). */
+static int fd_named(pid_t pid, const char *name)
+{
+	char dir[64], want[128];
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	snprintf(want, sizeof(want), "/memfd:%s (deleted)", name);
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int found = -1, count = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char path[330], link[160];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		ssize_t k = readlink(path, link, sizeof(link) - 1);
+		if (k <= 0)
+			continue;
+		link[k] = 0;
+		if (!strcmp(link, want)) {
+			found = atoi(e->d_name);
+			count++;
+		}
+	}
+	closedir(d);
+	return count == 1 ? found : -1;
+}
+
 /* A memfd made in the program (memfd_create, or syscall(SYS_memfd_create)
  * where glibc lacks the wrapper), filled here through /proc/PID/fd/N with the
  * shim's bytes read from sfd: *mfd its number there, *mst what it is. */
 static int shim_memfd(struct injector *in, pid_t pid, uint64_t memfd_fn, uint64_t syscall_fn, int sfd, int *mfd,
 		      struct stat *mst, char *err, size_t n)
 {
-	static const char name[] = "libkiln_shim.so"; /* /memfd:libkiln_shim.so in its maps */
-	uint64_t nm = inject__push(in, name, sizeof(name)), ret = 0;
+	/* a name of this attach's own (/memfd:libkiln_shim.so.KILNPID.N in its
+	 * maps): the call's result is not needed, the descriptor is found by
+	 * it, so the call is kill-safe too (inject.h) */
+	static unsigned serial;
+	char name[64];
+	snprintf(name, sizeof(name), "libkiln_shim.so.%d.%u.%x", (int)getpid(), ++serial,
+		 (unsigned)(now_ns() & 0xffffff));
+	uint64_t nm = inject__push(in, name, strlen(name) + 1);
 	int rc = !nm ? -EFAULT
-	     : memfd_fn ? inject__call(in, memfd_fn, nm, 1 /* MFD_CLOEXEC */, 0, CALL_MS, &ret)
-			: inject__call(in, syscall_fn, SYS_memfd_create, nm, 1, CALL_MS, &ret);
-	int fd = (int)(int32_t)ret;
+	     : memfd_fn ? inject__call_void(in, memfd_fn, nm, 1 /* MFD_CLOEXEC */, 0, CALL_MS)
+			: inject__call_void(in, syscall_fn, SYS_memfd_create, nm, 1, CALL_MS);
+	int fd = rc < 0 ? -1 : fd_named(pid, name);
 	if (rc < 0 || fd < 0) {
 		snprintf(err, n, "pid %d could not make a memfd for the heap shim: %s", (int)pid,
 			 strerror(rc < 0 ? -rc : EMFILE));
@@ -193,14 +228,17 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	} else if (inject__symbol(pid, "libc.so", "dlerror", &dlerror_fn, NULL) < 0) {
 		inject__symbol(pid, "libdl", "dlerror", &dlerror_fn, NULL);
 	}
-	/* glibc's malloc, called first: a lock it waits for (a fork in
+	/* glibc's allocator, called first: a lock it waits for (a fork in
 	 * another thread that does not end) holds the thread where nothing is
 	 * held yet, and it is put back as it was; dlopen, which takes the
-	 * loader's lock before it allocates, is called only once it returned */
-	uint64_t malloc_fn = 0, free_fn = 0;
-	if (inject__symbol(pid, "libc.so", "malloc", &malloc_fn, NULL) < 0 ||
+	 * loader's lock before it allocates, is called only once it returned.
+	 * posix_memalign with an alignment above malloc's takes the arena's
+	 * lock (malloc may not: its thread cache), and leaves its result in
+	 * memory, so the probe is kill-safe (inject.h) */
+	uint64_t memalign_fn = 0, free_fn = 0;
+	if (inject__symbol(pid, "libc.so", "posix_memalign", &memalign_fn, NULL) < 0 ||
 	    inject__symbol(pid, "libc.so", "free", &free_fn, NULL) < 0)
-		malloc_fn = 0;
+		memalign_fn = 0;
 	struct injector *in;
 	int rc = inject__begin(pid, 2000, &in, err, n);
 	if (rc < 0) {
@@ -208,10 +246,10 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 		return rc;
 	}
 	ha->tid = inject__tid(in);
-	if (malloc_fn) {
-		uint64_t blk = 0;
-		rc = inject__call(in, malloc_fn, 64, 0, 0, PROBE_MS, &blk);
-		if (rc == 0 && blk)
+	if (memalign_fn) {
+		uint64_t blk = 0, at = inject__push(in, &blk, sizeof(blk));
+		rc = at ? inject__call_void(in, memalign_fn, at, 64, 64, PROBE_MS) : -EFAULT;
+		if (rc == 0 && inject__read(in, at, &blk, sizeof(blk)) == 0 && blk)
 			rc = inject__call_void(in, free_fn, blk, 0, 0, PROBE_MS);
 		if (rc < 0) {
 			snprintf(err, n, "pid %d: its allocator stayed locked for %d ms (a fork that does not end?): "

@@ -119,13 +119,71 @@ static int task_list(pid_t pid, pid_t *out, int max)
 	return n;
 }
 
+/* The rounds of the search for a thread to make the calls in (inject.h):
+ *   R_WAITING   a thread waiting in a system call whose calls can return
+ *               through a signal frame (kill-safe);
+ *   R_SLEEPERS  one in a timed sleep or wait (a call that restarts through
+ *               its restart block, which rt_sigreturn resets), let run until
+ *               that call returns, for a bounded time, then taken there;
+ *   R_ANY       any thread at a safe point, as before (a thread running the
+ *               program's own code last of all: it may be inside a
+ *               library's constructor, holding the loader's lock while
+ *               another thread waits on a lock of its own). */
+enum round { R_WAITING, R_SLEEPERS, R_ANY };
+
+static bool restart_block(const struct user_regs_struct *r)
+{
+	struct user_regs_struct back;
+	return (long long)r->orig_rax >= 0 && !inject_resumed(r, &back);
+}
+
+/* tid, seized and stopped in a timed sleep or wait: let it run up to ms
+ * until that system call returns, and keep it stopped at its exit (*r its
+ * registers there). 1 kept, 0 let go (or gone). */
+static int await_return(pid_t tid, const struct unsafe *u, struct user_regs_struct *r, int ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+	int sig = 0;
+	if (ptrace(PTRACE_SETOPTIONS, tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD) < 0)
+		goto let_go;
+	for (;;) {
+		if (ptrace(PTRACE_SYSCALL, tid, NULL, (void *)(long)sig) < 0)
+			return 0;
+		sig = 0;
+		int st, w = 0;
+		while (w == 0 && now_ns() < end)
+			w = inject_wait_tid(tid, &st, 5);
+		if (w < 0)
+			return 0;
+		if (w == 0 || ((unsigned)st >> 16) != 0)
+			break; /* not within ms, or a group stop: let go */
+		if (WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+			sig = WSTOPSIG(st); /* the program's signal: delivered, as it came */
+			continue;
+		}
+		long rax;
+		if (ptrace(PTRACE_GETREGS, tid, NULL, r) < 0)
+			return 0;
+		rax = (long)r->rax;
+		/* the exit of a call that ended by itself (at an entry, rax is
+		 * -ENOSYS; a call cut by a signal goes on to its delivery) */
+		if (rax != -ENOSYS && (rax < -516 || rax > -512) && !restart_block(r) && safe_point(u, r) &&
+		    !holds_got_lock(u, tid))
+			return 1;
+	}
+let_go:
+	if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) == 0) {
+		int st;
+		for (int i = 0; i < 40 && inject_wait_tid(tid, &st, 50) == 0; i++)
+			;
+	}
+	ptrace(PTRACE_DETACH, tid, NULL, NULL);
+	return 0;
+}
+
 /* Seize tid and stop it. 1 stopped and safe (kept), 0 not (let go), -errno.
- * picky: only a thread waiting in a system call whose calls can return
- * through a signal frame (not one that restarts through its restart block).
- * A thread running the program's own code is taken only in the second
- * round, as before: it may be inside a library's constructor, holding the
- * loader's lock while another thread waits on a lock of its own. */
-static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, bool picky)
+ * wait_ms: in R_SLEEPERS, how long a sleeper may be waited for. */
+static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, enum round round, int wait_ms)
 {
 	if (thread_forking(in->pid, tid))
 		return 0;
@@ -149,9 +207,16 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, bo
 			return 0;
 	}
 	struct user_regs_struct r;
-	struct user_regs_struct back;
-	if (ptrace(PTRACE_GETREGS, tid, NULL, &r) < 0 || !safe_point(u, &r) || holds_got_lock(u, tid) ||
-	    (picky && ((long long)r.orig_rax < 0 || !inject_resumed(&r, &back)))) {
+	bool ok = ptrace(PTRACE_GETREGS, tid, NULL, &r) == 0 && safe_point(u, &r) && !holds_got_lock(u, tid);
+	if (ok && round == R_WAITING)
+		ok = (long long)r.orig_rax >= 0 && !restart_block(&r);
+	if (ok && round == R_SLEEPERS) {
+		if (!restart_block(&r) || wait_ms <= 0)
+			ok = false;
+		else if (!await_return(tid, u, &r, wait_ms))
+			return 0; /* let go there */
+	}
+	if (!ok) {
 		ptrace(PTRACE_DETACH, tid, NULL, NULL);
 		return 0;
 	}
@@ -169,7 +234,8 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 	pid_t tids[4096];
 	uint64_t start = now_ns();
 	int rc = 0;
-	bool picky = true; /* a first round for a thread whose calls are kill-safe */
+	enum round round = R_WAITING;
+	uint64_t sleepers_end = 0; /* R_SLEEPERS: 300 ms in all */
 	while (!in->tid) {
 		int nt = task_list(pid, tids, 4096);
 		if (nt < 0) {
@@ -178,7 +244,10 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 			goto fail;
 		}
 		for (int i = 0; i < nt && !in->tid; i++) {
-			int t = try_thread(in, &u, tids[i], picky);
+			int left = round == R_SLEEPERS && now_ns() < sleepers_end
+					   ? (int)((sleepers_end - now_ns()) / 1000000)
+					   : 0;
+			int t = try_thread(in, &u, tids[i], round, left);
 			if (t < 0) {
 				snprintf(err, n, "cannot ptrace pid %d: %s", (int)pid, strerror(-t));
 				rc = t;
@@ -187,8 +256,9 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 		}
 		if (in->tid)
 			break;
-		if (picky) {
-			picky = false;
+		if (round != R_ANY) {
+			round = round == R_WAITING ? R_SLEEPERS : R_ANY;
+			sleepers_end = now_ns() + 300 * 1000000ull;
 			continue;
 		}
 		if (now_ns() - start > (uint64_t)timeout_ms * 1000000ull) {

@@ -2,8 +2,9 @@
  * `call` does), for heap tracking of a process kiln did not launch.
  *
  *   inject__begin: stop ONE thread at a safe point (not inside the allocator,
- *                  the dynamic linker or the shim), save its registers and
- *                  its whole FPU/vector state
+ *                  the dynamic linker or the shim; preferably one whose
+ *                  calls can be kill-safe: enum round in inject.c), save
+ *                  its registers, its whole FPU/vector state and its mask
  *   inject__call:  registers for fn(args) and continue; the call returns
  *                  through a signal frame that puts the thread back as it
  *                  was even if kiln is killed meanwhile (inject.c: "calls

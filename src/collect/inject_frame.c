@@ -37,8 +37,10 @@
  *
  * rt_sigreturn also resets the thread's restart block, so a thread stopped
  * in a system call that restarts through it (nanosleep, poll or a futex
- * with a timeout: -ERESTART_RESTARTBLOCK) would see EINTR; such a thread
- * makes its calls the old way, and inject__begin prefers any other. */
+ * with a timeout: -ERESTART_RESTARTBLOCK) would see EINTR: inject__begin
+ * prefers any other, else lets a sleeper run until its call returns (for a
+ * bounded time: enum round in inject.c); failing that, such a thread makes
+ * its calls the old way. */
 
 #define ERESTARTSYS_ 512
 #define ERESTARTNOINTR_ 513

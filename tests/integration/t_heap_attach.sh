@@ -214,7 +214,7 @@ $TARGETS/loader_wait 0.5 $W/lw2.fifo >$W/lw2.out 2>&1 & LW=$!
 for i in $(seq 100); do grep -q holding $W/lw2.out && break; sleep 0.05; done
 "$KILN" record --heap --no-cpu -p $LW -o $W/lw2.kiln 2>$W/lw2.err & KP=$!
 for i in $(seq 200); do grep -q "heap tracking attached" $W/lw2.err && break; sleep 0.05; done
-grep -q "kill-safe calls: 5 of 7)" $W/lw2.err || { kill -9 $KP $LW; fail "attach to loader_wait: $(cat $W/lw2.err)"; }
+grep -q "kill-safe calls: 7 of 7)" $W/lw2.err || { kill -9 $KP $LW; fail "attach to loader_wait: $(cat $W/lw2.err)"; }
 echo hello >$W/lw2.fifo
 wait $LW; eq $? 0 "loader_wait's status (kiln alive)"
 wait $KP; eq $? 0 "kiln's status on loader_wait"
@@ -233,7 +233,29 @@ wait $LW; eq $? 0 "loader_wait catch's status"
 wait $KP
 eq "$(tail -1 $W/lw3.out)" "got hello (0 caught)" "loader_wait catch's last line: no signal of kiln's reached it"
 eq "$(total $(folded $W/lw3.kiln leak_bytes))" 40000 "loader_wait catch's leak"
-ok "kiln killed inside its dlopen: the thread came back into its read() as it was, the program ended as usual; alive: 5 of 7 calls kill-safe, leak exact; a program that catches every signal: the old way, exact"
+ok "kiln killed inside its dlopen: the thread came back into its read() as it was, the program ended as usual; alive: 7 of 7 calls kill-safe, leak exact; a program that catches every signal: the old way, exact"
+# a program that is asleep whenever it is attached (nanosleep restarts
+# through its restart block, which rt_sigreturn resets): a short sleep is let
+# run to its end and the thread taken there (kill-safe); one that outlasts
+# the 300 ms kiln waits makes its calls the old way. Neither sleep is cut
+# short (EINTR) nor lengthened (restarted from the beginning).
+$TARGETS/sleep_loop 150 20000 >$W/sl.out 2>&1 & SL=$!
+for i in $(seq 100); do grep -q started $W/sl.out && break; sleep 0.05; done
+sleep 0.2
+run_to 30 "$KILN" record --heap --no-cpu -p $SL -d 0.5 -o $W/sl.kiln 2>$W/sl.err || fail "attach to sleep_loop: $(tail -1 $W/sl.err)"
+grep -q "kill-safe calls: 7 of 7)" $W/sl.err || fail "sleep_loop (20 ms sleeps): $(grep attached $W/sl.err)"
+wait $SL; eq $? 0 "sleep_loop's status"
+grep -q ", 0 cut short$" $W/sl.out || fail "sleep_loop: $(tail -1 $W/sl.out)"
+$TARGETS/sleep_loop 1 3000000 >$W/sl2.out 2>&1 & SL=$!
+for i in $(seq 100); do grep -q started $W/sl2.out && break; sleep 0.05; done
+sleep 0.5
+run_to 30 "$KILN" record --heap --no-cpu -p $SL -d 0.3 -o $W/sl2.kiln 2>$W/sl2.err || fail "attach to sleep_loop 3 s: $(tail -1 $W/sl2.err)"
+k2=$(sed -n 's/.*(kill-safe calls: \([0-9]\) of 7).*/\1/p' $W/sl2.err)
+[ -n "$k2" ] || fail "sleep_loop (one 3 s sleep): $(grep attached $W/sl2.err)"
+wait $SL; eq $? 0 "sleep_loop 3 s's status"
+read s2 < <(sed -n 's/^sleep_loop slept \([0-9.]*\) s in 1 sleeps, 0 cut short$/\1/p' $W/sl2.out)
+[ -n "$s2" ] && awk -v s=$s2 'BEGIN { exit !(s >= 2.999 && s < 3.4) }' || fail "sleep_loop's 3 s sleep under two attaches: $(tail -1 $W/sl2.out)"
+ok "a sleeper: 20 ms sleeps waited out, 7 of 7 calls kill-safe, none cut short; a 3 s sleep ($k2 of 7 calls kill-safe: 0 is the old way): $s2 s, not cut short, not restarted from the beginning"
 
 # a POSIX timer every 2 ms whose handler uses the pointer its signal carries
 # (issue 21, finding 5): signals that arrive during the attach's calls are

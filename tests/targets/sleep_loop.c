@@ -1,0 +1,33 @@
+/* A single-threaded program that sleeps in nanosleep (a system call that
+ * restarts through the kernel's restart block) between small allocations:
+ * an attach finds it asleep nearly always.
+ *   usage: sleep_loop N MICROSECONDS
+ * N times: malloc(100) (every other one freed), then one nanosleep of
+ * MICROSECONDS. Prints "sleep_loop slept S s in N sleeps, E cut short" (a
+ * sleep an attach cut short returns -1 EINTR: E counts them) and exits 0.
+ * Known facts: S is at least N x MICROSECONDS, and E is 0. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+int main(int argc, char **argv)
+{
+	if (argc < 3) return 2;
+	int n = atoi(argv[1]);
+	long us = atol(argv[2]);
+	double slept = 0;
+	int cut = 0;
+	printf("started\n"); fflush(stdout);
+	for (int i = 0; i < n; i++) {
+		void *p = malloc(100);
+		__asm__ volatile("" : : "r"(p) : "memory");
+		if (i % 2) free(p);
+		struct timespec ts = {us / 1000000, (us % 1000000) * 1000}, rem;
+		double t = now();
+		if (nanosleep(&ts, &rem) < 0 && errno == EINTR) cut++;
+		slept += now() - t;
+	}
+	printf("sleep_loop slept %.3f s in %d sleeps, %d cut short\n", slept, n, cut);
+	return 0;
+}
