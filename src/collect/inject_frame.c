@@ -272,9 +272,9 @@ int inject_frame_call(struct injector *in, uint64_t via, uint64_t fn, uint64_t a
 			/* back where it was: these are its registers now */
 			in->saved = now;
 			in->mask_set = false;
-			if (via == in->via && ret)
-				inject__read(in, at + offsetof(struct kframe, result), ret, 8);
 			in->framed++;
+			if (via == in->via && ret && inject__read(in, at + offsetof(struct kframe, result), ret, 8) < 0)
+				return -EFAULT;
 			return 0;
 		}
 		if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) {
