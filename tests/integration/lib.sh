@@ -4,7 +4,12 @@
 set -u
 : "${KILN:?}" "${TARGETS:?}"
 W=$(mktemp -d /tmp/kiln-test.XXXXXX)
-trap 'rm -rf "$W"' EXIT
+# on exit every process the test started goes too, with its own children: a
+# failed assertion must not leave a recorder or a program in the background
+# holding ctest's output open until the test's timeout
+reap() { local p; for p in $(pgrep -P "$1"); do reap "$p"; kill -9 "$p" 2>/dev/null; done; }
+cleanup() { reap $$; rm -rf "$W"; }
+trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 run_to() { local s=$1; shift; timeout -k 5 "$s" "$@"; }
@@ -69,5 +74,5 @@ first_of_minor() {
 hogs() {
   timeout 600 yes >/dev/null 2>&1 & HOG1=$!
   timeout 600 yes >/dev/null 2>&1 & HOG2=$!
-  trap 'pkill -P $HOG1; pkill -P $HOG2; kill $HOG1 $HOG2 2>/dev/null; rm -rf "$W"' EXIT
+  trap 'pkill -P $HOG1; pkill -P $HOG2; kill $HOG1 $HOG2 2>/dev/null; cleanup' EXIT
 }

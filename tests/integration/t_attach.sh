@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 mkfifo $W/in
 $TARGETS/server <$W/in >$W/out & SP=$!
 exec 7>$W/in
-trap 'kill $SP 2>/dev/null; rm -rf "$W"' EXIT
+trap 'kill $SP 2>/dev/null; cleanup' EXIT
 for i in $(seq 50); do grep -q ready $W/out 2>/dev/null && break; sleep 0.05; done
 tstate() { awk '/^State/{print $2}' /proc/$1/status; }
 anystopped() { for t in /proc/$1/task/*; do case $(awk '/^State/{print $2}' $t/status 2>/dev/null) in t|T) return 0;; esac; done; return 1; }

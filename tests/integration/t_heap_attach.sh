@@ -13,7 +13,7 @@ served() { kill -USR2 $1; sleep 0.2; tail -1 $W/srv.out | awk '/served/ { print 
 req() { for i in $(seq $2); do kill -USR1 $1; sleep 0.01; done; }
 
 $TARGETS/leak_server >$W/srv.out 2>&1 & SP=$!
-trap 'kill -9 $SP 2>/dev/null; rm -rf "$W"' EXIT
+trap 'kill -9 $SP 2>/dev/null; cleanup' EXIT
 for i in $(seq 50); do grep -q ready $W/srv.out && break; sleep 0.1; done
 req $SP 20
 run_to 60 "$KILN" record --heap -p $SP -d 4 -o $W/at.kiln >$W/rec.out 2>$W/rec.err & KP=$!
