@@ -13,7 +13,11 @@ run_to 60 "$KILN" record -q --heap -o $W/ex.kiln -- $TARGETS/peak_seq exec >/dev
 eq $(total $(folded $W/ex.kiln peak_bytes)) 157286400 "peak of peak_seq exec (150 MiB: the first image is gone at exec)"
 "$KILN" export $W/ex.kiln --format timeline -o $W/ex.csv || fail "export timeline"
 head -1 $W/ex.csv | grep -qx 'seconds,pid,heap_live_bytes,rss_bytes' || fail "timeline header: $(head -1 $W/ex.csv)"
-[ $(rows $W/ex.csv) -ge 20 ] || fail "peak_seq exec: $(rows $W/ex.csv) timeline points in 0.1 s"
+# a point a millisecond for the first 2 s, as the recorder's loop comes round:
+# under the sanitizers beside a busy host it came round 18 times in this
+# 0.1 s run once, so there the bar is 10
+minpts=20; [ -n "${KILN_REDUCED:-}" ] && minpts=10
+[ $(rows $W/ex.csv) -ge $minpts ] || fail "peak_seq exec: $(rows $W/ex.csv) timeline points in 0.1 s (want $minpts)"
 eq $(csv_max $W/ex.csv 3) 157286400 "timeline maximum of peak_seq exec"
 awk -F, 'NR > 2 && $1 < t {exit 1} {t = $1}' $W/ex.csv || fail "timeline not in time order"
 "$KILN" report $W/ex.kiln >$W/rep || fail report
