@@ -378,6 +378,18 @@ void inject__counts(const struct injector *in, int *calls, int *framed_calls)
 	*framed_calls = in->framed;
 }
 
+void inject_call_regs(struct user_regs_struct *r, uint64_t fn, uint64_t sp, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+	r->rip = fn;
+	r->rsp = sp;
+	r->rdi = a0;
+	r->rsi = a1;
+	r->rdx = a2;
+	r->rax = 0;
+	r->eflags &= ~0x400ull;			/* the ABI's direction flag at a call */
+	r->orig_rax = (unsigned long long)-1; /* no system call to restart on these registers */
+}
+
 /* The old way: return address 0, the SIGSEGV there is the return. */
 static int address0_call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uint64_t a2, int timeout_ms,
 			 uint64_t *ret)
@@ -389,13 +401,7 @@ static int address0_call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t
 	struct iovec l = {&zero, 8}, rm = {(void *)(uintptr_t)sp, 8};
 	if (process_vm_writev(in->tid, &l, 1, &rm, 1, 0) != 8)
 		return -EFAULT;
-	r.rip = fn;
-	r.rsp = sp;
-	r.rdi = a0;
-	r.rsi = a1;
-	r.rdx = a2;
-	r.rax = 0;
-	r.orig_rax = (unsigned long long)-1; /* no system call to restart on these registers */
+	inject_call_regs(&r, fn, sp, a0, a1, a2);
 	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &r) < 0 || ptrace(PTRACE_CONT, in->tid, NULL, NULL) < 0)
 		return -errno;
 	uint64_t start = now_ns();

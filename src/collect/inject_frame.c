@@ -209,15 +209,8 @@ int inject_frame_call(struct injector *in, uint64_t via, uint64_t fn, uint64_t a
 	if (process_vm_writev(in->tid, l, 1, rm, 1, 0) != (ssize_t)sizeof(f) ||
 	    process_vm_writev(in->tid, l + 1, 2, rm + 1, 1, 0) != (ssize_t)(in->xsize + 4))
 		return -EFAULT;
-	r.rip = fn;
-	r.rsp = at;
-	r.rdi = a0;
-	r.rsi = a1;
-	r.rdx = a2;
-	r.rax = 0;
+	inject_call_regs(&r, fn, at, a0, a1, a2);
 	r.rbx = at + offsetof(struct kframe, result);
-	r.eflags &= ~0x400ull; /* the ABI's direction flag at a call */
-	r.orig_rax = (unsigned long long)-1;
 	uint64_t during = in->mask | ~FAULTS;
 	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &r) < 0 || ptrace(PTRACE_SETSIGMASK, in->tid, (void *)8, &during) < 0)
 		return -errno;

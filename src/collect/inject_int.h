@@ -57,6 +57,9 @@ int inject_wait_tid(pid_t tid, int *status, int ms);
 /* Keep a signal that arrived during a call, to send again at the end. */
 void inject_hold_signal(struct injector *in, int sig);
 extern volatile sig_atomic_t *inject_cancel_flag;
+/* r set for a call of fn(a0, a1, a2) with its stack at sp (the return
+ * address there), nothing to restart. */
+void inject_call_regs(struct user_regs_struct *r, uint64_t fn, uint64_t sp, uint64_t a0, uint64_t a1, uint64_t a2);
 
 /* inject_frame.c: at inject__begin, what a framed call needs (the marker,
  * the XSAVE area as a frame holds it) */
