@@ -1,7 +1,8 @@
 // A stretch of time chosen on a heap flamegraph's memory chart, as a person
 // would: drag across the chart from FROM to TO seconds, read the flamegraph
 // drawn again, switch to "live at its end", then go back to the whole run.
-// usage: node time_select.mjs HEAP.svg FROM TO
+// usage: node time_select.mjs HEAP.svg FROM TO   (TO "end": past the chart's
+// right edge, as a person drags to the run's end; the stretch is clamped there)
 // prints: "in FROM TO TOTAL grow_a grow_b", "live FROM TO TOTAL grow_a grow_b"
 // (the stretch as widened to its windows' edges, full precision; the frames'
 // exact values from their data-v), "whole FRAMES"
@@ -15,12 +16,13 @@ const td = await page.evaluate(() => { const d = JSON.parse(document.getElementB
   return { x0: d.x0, w: d.w, span: d.span, live: d.live }; });
 if (!td.live) fail('a heap flamegraph without its live series');
 const chart = await page.locator('#chart').boundingBox();
-const xs = (t) => chart.x + (td.x0 - 84) + (t / td.span) * td.w; // the chart rect starts at x0
+const xs = (t) => t === 'end' ? chart.x + (td.x0 - 84) + td.w + 6 // 6 px right of the chart
+  : chart.x + (td.x0 - 84) + (+t / td.span) * td.w; // the chart rect starts at x0
 const y = chart.y + chart.height / 2;
-await page.mouse.move(xs(+t0), y);
+await page.mouse.move(xs(t0), y);
 await page.mouse.down();
-await page.mouse.move((xs(+t0) + xs(+t1)) / 2, y, { steps: 4 });
-await page.mouse.move(xs(+t1), y, { steps: 4 });
+await page.mouse.move((xs(t0) + xs(t1)) / 2, y, { steps: 4 });
+await page.mouse.move(xs(t1), y, { steps: 4 });
 await page.mouse.up();
 const val = async (name) => {
   const g = page.locator('#frames > g', { has: page.locator('title', { hasText: new RegExp('^' + name + ' \\(') }) });
@@ -45,9 +47,9 @@ const fillOf = async (name) => frame(page, name).locator('rect').getAttribute('f
 const redrawn = await fillOf('grow_b');
 await page.locator('#tall').click();
 if ((await fillOf('grow_b')) !== redrawn) fail(`grow_b's colour: ${redrawn} redrawn, ${await fillOf('grow_b')} in the whole run`);
-await page.mouse.move(xs(+t0), y);
+await page.mouse.move(xs(t0), y);
 await page.mouse.down();
-await page.mouse.move(xs(+t1), y, { steps: 4 });
+await page.mouse.move(xs(t1), y, { steps: 4 });
 await page.mouse.up();
 await page.locator('#tmode').click();
 await state('live');
