@@ -165,6 +165,8 @@ static bool ring_grow(struct tstate *t)
 /* Count events this thread could not record. */
 void count_dropped(struct tstate *t, uint64_t events)
 {
+	if (g_attached && __atomic_load_n(&g_state, __ATOMIC_ACQUIRE) < 0)
+		return; /* an event racing a detach comes after it: not recorded, not lost */
 	if (t->hdr)
 		__atomic_store_n(&t->hdr->dropped, t->hdr->dropped + events, __ATOMIC_RELEASE);
 }
@@ -215,6 +217,11 @@ bool ring_reserve_slow(struct tstate *t, uint64_t n)
 		if (ring_has_room(t, n))
 			return true;
 		if (spins % 64 == 0 && !recorder_alive())
+			return false;
+		/* detaching: the recorder, busy with the detach call, drains
+		 * nothing until it ends, and the call waits for this thread to
+		 * leave the shim */
+		if (g_attached && __atomic_load_n(&g_state, __ATOMIC_ACQUIRE) < 0)
 			return false;
 		uint64_t now = mono_ns(), b = __atomic_load_n(&t->hdr->beat, __ATOMIC_ACQUIRE);
 		if (t->tail != seen || b != beat) { /* the recorder drains, if slowly */
