@@ -80,7 +80,10 @@ ok "kiln killed: the shim put the slots back by itself, the server served on and
 
 # 8 C++ threads allocating: attach, detach x 20
 $TARGETS/cxx_churn 1 >$W/ref.out; ref=$?
-$TARGETS/cxx_churn 3600 >$W/churn.out 2>&1 & CP=$!
+# (at nice 10: attaches and detaches race its 8 threads all the same, and
+# kiln's finishing each recording, starved 1 to 9 on 2 cores, no longer
+# takes most of a cycle's time)
+nice -n 10 $TARGETS/cxx_churn 3600 >$W/churn.out 2>&1 & CP=$!
 sleep 0.3
 cycles=20
 [ -n "${KILN_REDUCED:-}" ] && { cycles=5; skip "under the sanitizers 5 attach/detach cycles of 20 (the -Werror stage ran 20)"; }
@@ -248,13 +251,13 @@ wait $SL; eq $? 0 "sleep_loop's status"
 grep -q ", 0 cut short$" $W/sl.out || fail "sleep_loop: $(tail -1 $W/sl.out)"
 $TARGETS/sleep_loop 1 3000000 >$W/sl2.out 2>&1 & SL=$!
 for i in $(seq 100); do grep -q started $W/sl2.out && break; sleep 0.05; done
-sleep 0.5
+sleep 1  # a sleep restarted from its beginning would last 4 s or more
 run_to 30 "$KILN" record --heap --no-cpu -p $SL -d 0.3 -o $W/sl2.kiln 2>$W/sl2.err || fail "attach to sleep_loop 3 s: $(tail -1 $W/sl2.err)"
 k2=$(sed -n 's/.*(kill-safe calls: \([0-9]\) of 7).*/\1/p' $W/sl2.err)
 [ -n "$k2" ] || fail "sleep_loop (one 3 s sleep): $(grep attached $W/sl2.err)"
 wait $SL; eq $? 0 "sleep_loop 3 s's status"
 read s2 < <(sed -n 's/^sleep_loop slept \([0-9.]*\) s in 1 sleeps, 0 cut short$/\1/p' $W/sl2.out)
-[ -n "$s2" ] && awk -v s=$s2 'BEGIN { exit !(s >= 2.999 && s < 3.4) }' || fail "sleep_loop's 3 s sleep under two attaches: $(tail -1 $W/sl2.out)"
+[ -n "$s2" ] && awk -v s=$s2 'BEGIN { exit !(s >= 2.999 && s < 3.8) }' || fail "sleep_loop's 3 s sleep under two attaches: $(tail -1 $W/sl2.out)"
 ok "a sleeper: 20 ms sleeps waited out, 7 of 7 calls kill-safe, none cut short; a 3 s sleep ($k2 of 7 calls kill-safe: 0 is the old way): $s2 s, not cut short, not restarted from the beginning"
 
 # a POSIX timer every 2 ms whose handler uses the pointer its signal carries

@@ -1,7 +1,7 @@
 """Known numbers of small and large Python objects, kept to the end:
-  keep_small: 200,000 tuples of 3 (each with a str), pymalloc-sized
+  keep_small: 100,000 tuples of 3 (each with a str), pymalloc-sized
   keep_big:   30 bytearrays of 200,000 B (above pymalloc's 512 B)
-  churn:      100,000 small lists made and dropped (temporaries)
+  churn:      50,000 small lists made and dropped (temporaries)
 With "tracemalloc" as argument it runs under tracemalloc and
 prints, for each of keep_small, keep_big and the whole, the bytes its
 allocations still hold at the end (tracemalloc's "current" and "peak"):
@@ -25,9 +25,9 @@ def churn(n):
         del t
 
 def main():
-    keep_small(200_000)
+    keep_small(100_000)
     keep_big(30)
-    churn(100_000)
+    churn(50_000)
 
 if __name__ == "__main__":
     traced = len(sys.argv) > 1 and sys.argv[1] == "tracemalloc"
