@@ -39,6 +39,7 @@ struct ptask {
 	pid_t tid;
 	bool attached, gone;
 	bool want_stop; /* we asked for a stop (PTRACE_INTERRUPT) */
+	bool group_stop; /* the stop we were given is a group stop (SIGSTOP, ^Z) */
 	/* asyncio: the callback (Handle) its loop ran at the samples of this
 	 * stretch, from the first to the last sample that saw it */
 	uint64_t sl_handle, sl_first, sl_last, sl_realtime;
@@ -243,6 +244,14 @@ static int service(struct sampler *s, struct ptask *t)
 	int sig = WSTOPSIG(status), event = status >> 16;
 	if (event == PTRACE_EVENT_STOP) {
 		if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+			if (t->want_stop) {
+				/* our interrupt of a stopped thread (a LISTENing one
+				 * reports its group stop again): sampled where it
+				 * stopped, then left stopped (resume) */
+				t->want_stop = false;
+				t->group_stop = true;
+				return 1;
+			}
 			/* a real group stop: leave it stopped, as without us */
 			ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
 			return 2;
@@ -263,6 +272,17 @@ static int service(struct sampler *s, struct ptask *t)
 	return 2;
 }
 
+/* After our stop: a thread in a group stop stays stopped (LISTEN), as it
+ * would be without kiln; any other runs on. */
+static void resume(struct ptask *t)
+{
+	if (t->group_stop) {
+		t->group_stop = false;
+		ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
+	} else
+		ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+}
+
 /* Everything pending for every tracee, passed on at once. */
 static void service_all(struct sampler *s)
 {
@@ -271,7 +291,7 @@ static void service_all(struct sampler *s)
 		for (int k = 0; k < 16 && t->attached && !t->gone; k++) {
 			int rc = service(s, t);
 			if (rc == 1) /* a stop we asked for and gave up on: let it go */
-				ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+				resume(t);
 			if (rc <= 0)
 				break;
 		}
@@ -344,7 +364,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 		if (s->o.gil)
 			gil = pyproc__gil_holder(py, t->tid);
 	}
-	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+	resume(t);
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
 	if (s->o.gil && py && gil != 1) { /* --gil: another thread's turn, or no Python state */

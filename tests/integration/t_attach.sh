@@ -40,6 +40,28 @@ for i in $(seq 50); do grep -q 'pong 2' $W/out && break; sleep 0.05; done
 grep -q 'pong 2' $W/out || fail "the server does not serve after --wall"
 ok "--wall: sleeper $s% in poll, busy $b%"
 
+# stopped (SIGSTOP, as ^Z) during a --wall recording: its threads are
+# sampled where they stopped, the stop is theirs to keep (still stopped
+# after kiln leaves, no tracer), and SIGCONT brings the server back
+wt=$(total $F)
+run_to 30 "$KILN" record --wall -p $SP -d 2 -o $W/ws.kiln 2>$W/e & KP=$!
+sleep 0.5; kill -STOP $SP; sleep 0.8
+S=$(grep -E '^State' /proc/$SP/status | awk '{print $2}')
+wait $KP; eq $? 0 "attach --wall across a stop: exit"
+anystopped $SP || fail "the server was continued by kiln (state $S during, $(awk '/^State/{print $2}' /proc/$SP/status) after)"
+[ "$(awk '/^TracerPid/{print $2}' /proc/$SP/status)" = 0 ] || fail "stopped server left traced"
+F=$(folded $W/ws.kiln wall); n=$(total $F)
+# the ticks weigh the time that passed: the stop does not thin them out
+awk -v n=$n -v w=$wt 'BEGIN { exit !(n >= 0.85 * w && n <= 1.15 * w) }' || fail "wall samples across a stop: $n, $wt without one"
+run_to 20 "$KILN" dump $SP >$W/dump 2>&1 || fail "dump of a stopped server: $(tail -1 $W/dump)"
+grep -q 'wait_for_request' $W/dump && ! grep -q 'not caught' $W/dump || fail "dump of a stopped server: $(cat $W/dump)"
+anystopped $SP || fail "the server was continued by kiln dump"
+kill -CONT $SP
+echo ping >&7
+for i in $(seq 50); do grep -q 'pong 3' $W/out && break; sleep 0.05; done
+grep -q 'pong 3' $W/out || fail "the server does not serve after SIGCONT"
+ok "--wall across SIGSTOP: $n wall samples ($wt without a stop), stays stopped, untraced; dump shows its stacks; SIGCONT serves"
+
 # kill -9 of kiln mid-attach, 20 times (10 perf, 10 ptrace): never left stopped
 for i in $(seq 20); do
   mode=; [ $((i % 2)) = 0 ] && mode=--wall
@@ -49,8 +71,8 @@ for i in $(seq 20); do
   anystopped $SP && fail "target stopped after kill -9 of kiln ($mode, round $i)"
 done
 echo ping >&7
-for i in $(seq 50); do grep -q 'pong 3' $W/out && break; sleep 0.05; done
-grep -q 'pong 3' $W/out || fail "the server does not serve after 20 kills"
+for i in $(seq 50); do grep -q 'pong 4' $W/out && break; sleep 0.05; done
+grep -q 'pong 4' $W/out || fail "the server does not serve after 20 kills"
 "$KILN" report $W/k.kiln >/dev/null 2>&1; rc=$?; [ $rc -le 1 ] || fail "report of a killed attach exits $rc"
 ok "20 x kill -9 mid-attach: never stopped"
 exec 7>&-
