@@ -249,7 +249,11 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 					   : 0;
 			int t = try_thread(in, &u, tids[i], round, left);
 			if (t < 0) {
-				snprintf(err, n, "cannot ptrace pid %d: %s", (int)pid, strerror(-t));
+				char why[160];
+				if (t == -EPERM && proc_traced_why(pid, why, sizeof(why)))
+					snprintf(err, n, "cannot attach to %s", why);
+				else
+					snprintf(err, n, "cannot ptrace pid %d: %s", (int)pid, strerror(-t));
 				rc = t;
 				goto fail;
 			}

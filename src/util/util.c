@@ -366,6 +366,41 @@ char proc_state(int pid, int tid)
 	return c;
 }
 
+int proc_tracer(int pid, char *name, size_t n)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	char *st = read_small_file(path, NULL);
+	int tracer = 0;
+	const char *t = st ? strstr(st, "\nTracerPid:") : NULL;
+	if (t)
+		tracer = atoi(t + 11);
+	free(st);
+	if (n)
+		name[0] = 0;
+	if (tracer > 0 && n) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", tracer);
+		char *c = read_small_file(path, NULL);
+		if (c) {
+			c[strcspn(c, "\n")] = 0;
+			snprintf(name, n, "%s", c);
+			free(c);
+		}
+	}
+	return tracer > 0 ? tracer : 0;
+}
+
+int proc_traced_why(int pid, char *out, size_t n)
+{
+	char name[64];
+	int tracer = proc_tracer(pid, name, sizeof(name));
+	if (tracer <= 0 || tracer == (int)getpid())
+		return 0;
+	snprintf(out, n, "pid %d: it is already traced by pid %d%s%s%s; one tracer at a time: detach that one first", pid,
+		 tracer, name[0] ? " (" : "", name, name[0] ? ")" : "");
+	return tracer;
+}
+
 void remove_dir(const char *dir)
 {
 	DIR *d = opendir(dir);

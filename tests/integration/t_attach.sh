@@ -62,6 +62,19 @@ for i in $(seq 50); do grep -q 'pong 3' $W/out && break; sleep 0.05; done
 grep -q 'pong 3' $W/out || fail "the server does not serve after SIGCONT"
 ok "--wall across SIGSTOP: $n wall samples ($wt without a stop), stays stopped, untraced; dump shows its stacks; SIGCONT serves"
 
+# a process another tracer holds (here a first kiln --wall): one line that
+# names the tracer, for sampling and for heap attach alike
+"$KILN" record -q --wall -p $SP -d 3 -o $W/t1.kiln 2>/dev/null & KP=$!
+for i in $(seq 40); do [ "$(awk '/^TracerPid/{print $2}' /proc/$SP/status)" != 0 ] && break; sleep 0.05; done
+for m in --wall --heap; do
+  run_to 30 "$KILN" record -q $m -p $SP -d 0.3 -o $W/t2.kiln 2>$W/e; rc=$?
+  eq $rc 1 "a second tracer ($m): exit status"
+  [ "$(wc -l <$W/e)" = 1 ] && grep -q "cannot attach to pid $SP: it is already traced by pid $KP (kiln); one tracer at a time" $W/e \
+    || fail "a second tracer ($m): $(cat $W/e)"
+done
+wait $KP; eq $? 0 "the first tracer's recording"
+ok "a process already traced: $(cat $W/e)"
+
 # kill -9 of kiln mid-attach, 20 times (10 perf, 10 ptrace): never left stopped
 for i in $(seq 20); do
   mode=; [ $((i % 2)) = 0 ] && mode=--wall
