@@ -237,6 +237,10 @@ int record_finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		st->ops->stop(st->s);
 		st->ops->read(st->s, 0);
 	}
+	/* what follows drains what was recorded before now (a busy program's
+	 * rings can take a second): the recording's length ends here */
+	recorder__stopped(st->r);
+	double secs = (double)(now_ns() - t0) / 1e9;
 	if (st->ch)
 		channel__poll(st->ch, &st->chops);
 	if (st->h)
@@ -282,7 +286,6 @@ int record_finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		stream_writer__set_fd(st->w, st->out.fd);
 		st->out_ready = true;
 	}
-	double secs = (double)(now_ns() - t0) / 1e9; /* recording, not the symbolizing after it */
 	if (st->s && st->ops->report)
 		st->ops->report(st->s);
 	int rc = recorder__finish(st->r);

@@ -216,9 +216,25 @@ void recorder_window_cut(struct recorder *r, uint64_t now)
 	windows__cut(r->win, now, r->heap, window_key, r);
 }
 
-void recorder__tick(struct recorder *r)
+/* Now, as the timeline and the windows see it: events drained after the
+ * recording stopped were made before it. */
+uint64_t recorder_now(const struct recorder *r)
 {
 	uint64_t now = now_ns();
+	return r->stop_mono && now > r->stop_mono ? r->stop_mono : now;
+}
+
+void recorder__stopped(struct recorder *r)
+{
+	if (!r->stop_mono) {
+		r->stop_mono = now_ns();
+		r->stop_real = realtime_ns();
+	}
+}
+
+void recorder__tick(struct recorder *r)
+{
+	uint64_t now = recorder_now(r);
 	for (size_t i = 0; r->env_pending && i < r->nprocs; i++)
 		if (r->procs[i]->env_recheck)
 			heap_check(r, r->procs[i], now);
@@ -357,7 +373,7 @@ void recorder__heap_end(struct recorder *r, uint32_t pid)
 		return;
 	/* a point just before the image ends: its last heap is never merged
 	 * into the next image's window */
-	recorder_timeline_point(r, now_ns());
+	recorder_timeline_point(r, recorder_now(r));
 	heap__end(r->heap, p->idx);
 }
 

@@ -138,6 +138,11 @@ uint64_t recorder__lost_samples(const struct recorder *r);
  * by recorder__finish. */
 void recorder__tick(struct recorder *r);
 
+/* Recording stopped (sampling off, heap detached or the program gone): the
+ * profile's end and the time of the timeline's last points, whatever the
+ * draining of what was recorded before it takes after. */
+void recorder__stopped(struct recorder *r);
+
 /* Write what is new. 0 or -errno from the file. */
 int recorder__flush(struct recorder *r);
 /* Final flush and the END record. */

@@ -96,6 +96,7 @@ struct rthread {
 
 struct recorder {
 	struct stream_writer *w;
+	uint64_t stop_mono, stop_real; /* recorder__stopped, 0 before */
 	json_t *meta;
 	struct rproc **procs;
 	size_t nprocs, cprocs;
@@ -153,6 +154,7 @@ struct rproc *recorder_proc_find(struct recorder *r, uint32_t pid); /* NULL: not
 void recorder_flush_unwind(struct rproc *p); /* its maps changed: libunwind's caches go */
 void recorder_timeline_point(struct recorder *r, uint64_t now);
 void recorder_window_cut(struct recorder *r, uint64_t now); /* close the time window (collect/windows.h) */
+uint64_t recorder_now(const struct recorder *r); /* now_ns(), at most the time recording stopped */
 /* recorder_maps.c */
 uint32_t recorder_module_get(struct recorder *r, const char *key, const char *path, uint8_t kind, uint32_t pid,
 			     struct image *img);

@@ -476,8 +476,9 @@ int recorder__finish(struct recorder *r)
 	for (size_t i = 0; i < r->nprocs; i++)
 		if (r->procs[i]->py)
 			r->meta_dirty = true; /* the final counts of merged stacks */
-	uint64_t stopped = realtime_ns(); /* the recording's end, not the symbolizing after it */
-	uint64_t now = now_ns();
+	/* the recording's end, not the draining and symbolizing after it */
+	uint64_t stopped = r->stop_real ? r->stop_real : realtime_ns();
+	uint64_t now = recorder_now(r);
 	recorder_timeline_point(r, now); /* the last point: nothing since the one before is lost */
 	recorder_window_cut(r, now);
 	int rc = flush(r, true);

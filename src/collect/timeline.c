@@ -103,7 +103,7 @@ void timeline__write(struct timeline *t, struct stream_writer *w, uint64_t now)
 	if (!t->n)
 		return;
 	t->b.len = 0;
-	rec_timeline__encode(&t->b, realtime_ns(), t->ents, t->n);
+	rec_timeline__encode(&t->b, realtime_at(now), t->ents, t->n); /* now may be past (recorder_now) */
 	stream_writer__record(w, REC_TIMELINE, t->b.data, t->b.len);
 	t->n = 0;
 	t->points++;

@@ -117,7 +117,7 @@ void windows__cut(struct windows *w, uint64_t now, struct heap *heap, windows_ke
 	w->last = now;
 	w->key = key;
 	w->arg = arg;
-	w->t_ns = realtime_ns();
+	w->t_ns = realtime_at(now); /* now may be past (recorder_now) */
 	uint64_t before = w->pending.len;
 	rec_window__begin(&w->rec, w->t_ns);
 	for (size_t i = 0; i < w->ndirty; i++) {

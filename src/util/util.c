@@ -91,6 +91,12 @@ uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t realtime_at(uint64_t mono)
+{
+	uint64_t real = realtime_ns(), now = now_ns();
+	return mono < now ? real - (now - mono) : real;
+}
+
 void buf__init(struct buf *b)
 {
 	memset(b, 0, sizeof(*b));

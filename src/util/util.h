@@ -24,6 +24,7 @@ void grow_array(void **arr, size_t *cap, size_t need, size_t sz);
 
 uint64_t now_ns(void);      /* CLOCK_MONOTONIC */
 uint64_t realtime_ns(void); /* CLOCK_REALTIME */
+uint64_t realtime_at(uint64_t mono); /* CLOCK_REALTIME when CLOCK_MONOTONIC read mono (a past instant) */
 
 /* A growable byte buffer (git's strbuf). */
 struct buf {
