@@ -16,6 +16,7 @@ struct cmd {
 };
 
 int cmd_record(int argc, char **argv);
+extern const char *record_cmd; /* the name cmd_record's errors are said under ("record") */
 int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_flamegraph(int argc, char **argv);

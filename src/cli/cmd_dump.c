@@ -269,7 +269,9 @@ int cmd_dump(int argc, char **argv)
 	char *rargv[] = {a_rec, a_q, a_p, pids, a_wall, a_f, a_hz, a_d, a_dur, a_o, path, NULL};
 	uint64_t t0 = now_ns();
 	optind = 0;
+	record_cmd = CMD; /* its refusals are said as kiln dump's */
 	int rc = cmd_record((int)(sizeof(rargv) / sizeof(rargv[0])) - 1, rargv);
+	record_cmd = "record";
 	uint64_t took = now_ns() - t0;
 	struct profile p;
 	memset(&p, 0, sizeof(p));

@@ -328,6 +328,8 @@ static bool being_recorded(const char *path)
 	return busy;
 }
 
+const char *record_cmd = "record";
+
 int cmd_record(int argc, char **argv)
 {
 	struct rec st;

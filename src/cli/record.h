@@ -21,7 +21,10 @@
 #include "stream/stream.h"
 #include "util/safefile.h"
 
-#define CMD "record"
+/* The subcommand its errors are said under: "record", or "dump" while kiln
+ * dump records its one instant (cmd_dump.c) */
+extern const char *record_cmd;
+#define CMD record_cmd
 
 /* The signal that ends the recording, and whether the terminal sent it to
  * the program too (cmd_record.c's handler sets them) */

@@ -37,6 +37,16 @@ grep -q zombie $W/e && [ "$(wc -l <$W/e)" = 1 ] || fail "zombie: $(cat $W/e)"
 kill $ZP 2>/dev/null; wait $ZP 2>/dev/null
 ok "a missing pid, no pid, a zombie: one line, exit 1, 2, 1"
 
+# a process another tracer holds: said as kiln dump's, naming the tracer
+sleep 5 & SP=$!
+"$KILN" record -q --wall -p $SP -d 3 -o $W/t1.kiln 2>/dev/null & KP=$!
+for i in $(seq 40); do [ "$(awk '/^TracerPid/{print $2}' /proc/$SP/status)" != 0 ] && break; sleep 0.05; done
+run_to 20 "$KILN" dump $SP >/dev/null 2>$W/e; eq $? 1 "dump of a traced process"
+[ "$(wc -l <$W/e)" = 1 ] && grep -q "^kiln dump: cannot attach to pid $SP: it is already traced by pid $KP (kiln)" $W/e \
+  || fail "dump of a traced process: $(cat $W/e)"
+kill -INT $KP; wait $KP; kill $SP; wait $SP 2>/dev/null
+ok "a traced process: $(cat $W/e)"
+
 line=$(grep -n 'q.get(timeout=30)' $T/py_async.py | cut -d: -f1)
 find_pythons 3.11 3.12 3.13
 for PY in "${pys[@]}"; do
