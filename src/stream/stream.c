@@ -289,14 +289,19 @@ int stream_reader__open_mem(struct stream_reader *r, const void *p, size_t n)
 int stream_reader__open(struct stream_reader *r, const char *path)
 {
 	memset(r, 0, sizeof(*r));
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool in = !strcmp(path, "-"); /* standard input: kiln record -o - ... | kiln report - */
+	r->fd = in ? fcntl(0, F_DUPFD_CLOEXEC, 3) : open(path, O_RDONLY | O_CLOEXEC);
 	if (r->fd < 0) {
-		snprintf(r->err, sizeof(r->err), "%s", strerror(errno));
+		snprintf(r->err, sizeof(r->err), "%s", in ? "no standard input to read" : strerror(errno));
 		return -1;
 	}
 	struct stat st;
 	if (fstat(r->fd, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))) {
-		snprintf(r->err, sizeof(r->err), "%s", S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+		snprintf(r->err, sizeof(r->err), "%s",
+			 S_ISDIR(st.st_mode) ? "is a directory"
+			 : in && isatty(r->fd) ? "standard input is a terminal: pipe a profile in (kiln record -o - ... | kiln report -)"
+			 : in ? "standard input is not a file or a pipe"
+			      : "not a regular file");
 		close(r->fd);
 		r->fd = -1;
 		return -1;

@@ -70,3 +70,14 @@ for cmd in "report $W/big.kiln --limit 0 --by stack" "export $W/big.kiln --forma
   grep -q 'EPIPE' $W/st.txt || fail "kiln ${cmd%% *} | head never met EPIPE: the test proves nothing"
 done
 ok "outputs"
+
+# a profile read from standard input (-), through a pipe as from a file
+"$KILN" record -q -o - -- $TARGETS/cpu_split 0.3 2>/dev/null | "$KILN" export - --format folded -o $W/pipe.folded \
+  || fail "kiln record -o - | kiln export -: exit $?"
+[ "$(total $W/pipe.folded)" -gt 0 ] || fail "nothing read from the pipe"
+"$KILN" export - --format folded <$W/cs.kiln >$W/in.folded || fail "export - <file"
+"$KILN" export $W/cs.kiln --format folded >$W/file.folded || fail "export file"
+cmp -s $W/in.folded $W/file.folded || fail "export - <file differs from export file"
+"$KILN" report - </dev/null 2>$W/e; eq $? 1 "report - from /dev/null"
+[ "$(wc -l <$W/e)" = 1 ] && grep -q '^kiln report: -: standard input is not a file or a pipe' $W/e || fail "report - </dev/null: $(cat $W/e)"
+ok "standard input: kiln record -o - | kiln export - ($(total $W/pipe.folded) samples); export - <file = export file"
