@@ -121,13 +121,14 @@ EXPORT int kiln_attach_prepare(const char *cfg)
 	}
 	struct stat st;
 	fstat(sv[0], &st);
-	if (g_sock >= 0 && g_attached)
-		close(g_sock);
-	g_sock = sv[0];
+	if (g_attached && sock_is_ours())
+		close(g_sock); /* an earlier attach's (never a number the program reuses) */
 	g_sock_ino = st.st_ino;
+	__atomic_store_n(&g_sock, sv[0], __ATOMIC_RELEASE);
 	g_recorder = (pid_t)rec;
 	g_recorder_gone = 0;
 	memcpy(kiln_ctl, end + 1, strlen(end + 1) + 1);
+	channel_set_path(kiln_ctl); /* where the channel is made again if the program closes it */
 	g_attach_sample = sample;
 	rc = sv[1];
 out:
@@ -208,10 +209,10 @@ static int detach(bool wait_threads)
 		rc = 1;
 	__atomic_add_fetch(&g_attach_gen, 1, __ATOMIC_SEQ_CST); /* no thread writes its old ring again */
 	__atomic_store_n(&g_ring_bytes, 0, __ATOMIC_RELAXED);
-	if (g_sock >= 0) {
-		close(g_sock);
-		g_sock = -1;
-	}
+	channel_set_path(NULL);
+	if (sock_is_ours())
+		close(g_sock); /* the program may have closed it, and its number be the program's now */
+	__atomic_store_n(&g_sock, -1, __ATOMIC_RELEASE);
 	seq_detach(); /* after the socket: no ring made now is sent with the page */
 	kiln_ctl[0] = 0;
 	return rc;

@@ -98,6 +98,7 @@ static void atfork_parent(void)
  * process makes, or a ring about to close, carries the count in its header
  * (hdr->unsent), so no loss goes uncounted. */
 uint64_t g_loss_unsent;
+static int g_connecting; /* a thread is making the channel again (channel_ours) */
 
 static void atfork_child(void)
 {
@@ -115,6 +116,7 @@ static void atfork_child(void)
 	t->dropping = t->stopped = false;
 	t->noring = 0;
 	g_loss_unsent = 0; /* the parent's to tell */
+	g_connecting = 0; /* another thread of the parent may have been making the channel again */
 	stack_cache_reset(t);
 	new_image();
 	g_py_fin_sent = 0;
@@ -139,16 +141,68 @@ static void env_setup(bool follow)
 		fcntl(g_sock, F_SETFD, FD_CLOEXEC);
 }
 
-static bool sock_is_ours(void)
+bool sock_is_ours(void)
 {
 	struct stat st;
-	return g_sock >= 0 && fstat(g_sock, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == g_sock_ino;
+	int fd = __atomic_load_n(&g_sock, __ATOMIC_ACQUIRE);
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == g_sock_ino;
+}
+
+/* The recorder's named socket ($KILN_SOCK, or the attach's control path):
+ * where the channel is made again when the program closes kiln's descriptor
+ * (a daemon's closefrom(3) at its start); "" when there is none. */
+static char g_sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+void channel_set_path(const char *path)
+{
+	if (path && strlen(path) < sizeof(g_sock_path))
+		memcpy(g_sock_path, path, strlen(path) + 1);
+	else
+		g_sock_path[0] = 0;
+}
+
+static bool sock_connect(void)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	if (!g_sock_path[0])
+		return false;
+	memcpy(a.sun_path, g_sock_path, sizeof(a.sun_path));
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	struct stat st;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || fstat(fd, &st) < 0) {
+		close(fd);
+		return false;
+	}
+	g_sock_ino = st.st_ino;
+	__atomic_store_n(&g_sock, fd, __ATOMIC_RELEASE);
+	return true;
+}
+
+/* The channel is usable: still ours, or made again (one thread at a time;
+ * the descriptor the program closed is never touched: its number may be the
+ * program's own now). */
+bool channel_ours(void)
+{
+	if (sock_is_ours())
+		return true;
+	if (!g_sock_path[0] || g_state < 0)
+		return false;
+	while (__atomic_exchange_n(&g_connecting, 1, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = {0, 50000};
+		nanosleep(&ts, NULL);
+	}
+	bool ok = sock_is_ours() || sock_connect();
+	__atomic_store_n(&g_connecting, 0, __ATOMIC_RELEASE);
+	return ok;
 }
 
 /* The channel: the inherited socket named by $KILN_FD ("FD:INODE"), or, if
  * the program closed it, a new connection to $KILN_SOCK. */
 static bool channel_open(void)
 {
+	channel_set_path(getenv("KILN_SOCK"));
 	const char *fdv = getenv("KILN_FD");
 	if (fdv && *fdv) {
 		char *end;
@@ -161,22 +215,7 @@ static bool channel_open(void)
 		}
 	}
 	g_sock = -1;
-	const char *path = getenv("KILN_SOCK");
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	if (!path || !*path || strlen(path) >= sizeof(a.sun_path))
-		return false;
-	memcpy(a.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return false;
-	struct stat st;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || fstat(fd, &st) < 0) {
-		close(fd);
-		return false;
-	}
-	g_sock = fd;
-	g_sock_ino = st.st_ino;
-	return true;
+	return sock_connect();
 }
 
 /* What a recording process sets up once, launched or attached: its own text
@@ -240,8 +279,15 @@ bool recorder_alive(void)
 {
 	if (g_recorder_gone)
 		return false;
+	/* the channel's hang-up says the recorder is gone, but only while the
+	 * descriptor is still ours: a program that closed it (or whose own file
+	 * now has its number) has not lost its recorder; the recorder's pid
+	 * tells then, or a channel made again */
+	bool ours = sock_is_ours();
 	struct pollfd p = {g_sock, 0, 0};
-	bool hup = g_sock >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+	bool hup = ours && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+	if (!ours && g_recorder <= 0)
+		hup = !channel_ours();
 	if (hup || (g_recorder > 0 && kill(g_recorder, 0) < 0 && errno == ESRCH)) {
 		g_recorder_gone = 1;
 		__atomic_store_n(&g_state, -1, __ATOMIC_RELEASE);
@@ -256,7 +302,7 @@ bool recorder_alive(void)
  * KILN_RING_WAIT_NS. */
 bool channel_send2(uint16_t type, uint64_t cause, uint64_t count, int fd, int fd2)
 {
-	if (!sock_is_ours())
+	if (!channel_ours())
 		return false;
 	struct kiln_msg m = {.magic = KILN_MSG_MAGIC, .type = type, .version = KILN_RING_VERSION,
 			     .pid = (uint32_t)g_pid, .tid = (uint32_t)gettid_raw(), .cause = cause, .count = count};

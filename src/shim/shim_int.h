@@ -71,6 +71,9 @@ extern free_fn real_free;
 
 extern int g_sock;                 /* the channel to the recorder (ring.h) */
 extern ino_t g_sock_ino;           /* its inode */
+bool sock_is_ours(void);            /* g_sock is still the channel (the program may close it) */
+bool channel_ours(void);            /* ... or made again on the recorder's named socket */
+void channel_set_path(const char *path); /* that socket's path (NULL: none) */
 extern pid_t g_pid, g_recorder;
 extern volatile int g_recorder_gone;
 extern uint64_t g_ring_bytes;      /* bytes of rings this process holds */

@@ -155,3 +155,21 @@ for mode in stamps counter; do
   in_order $W/race.kiln "realloc_race ($mode)"
   ok "events ordered by $mode: seq_handover in 20 processes (600,020 calls, 20 x 777 B leaked), xthread_free 8 and 32 threads, realloc_race: exact, none out of order, nothing lost"
 done
+
+# a program that closes every descriptor it inherited (a daemon's
+# closefrom(3)), kiln's channel among them, then opens sockets of its own on
+# the freed numbers: the channel is made again on the recorder's socket,
+# nothing lost, and no byte of kiln's reaches the program's sockets
+run_to 60 "$KILN" record -q --heap -o $W/fc.kiln -- $TARGETS/fd_closer >$W/fc.out 2>$W/fc.err \
+  || fail "fd_closer under kiln: exit $? ($(cat $W/fc.out $W/fc.err))"
+grep -q '^fd_closer ok$' $W/fc.out || fail "fd_closer: $(cat $W/fc.out $W/fc.err)"
+LB=$(folded $W/fc.kiln leak_bytes); LC=$(folded $W/fc.kiln leak_count)
+for f in keep_before:1000:1 keep_main:1000:100 keep_thread:1000:10; do
+  IFS=: read -r fn b c <<<"$f"
+  eq $(weight $LB "^$fn\$") $b "fd_closer: $fn leaked bytes"
+  eq $(weight $LC "^$fn\$") $c "fd_closer: $fn leaked blocks"
+done
+eq $(weight $(folded $W/fc.kiln temp_count) '^churn$') 1000 "fd_closer: churn's temporaries (from a thread made after the close)"
+"$KILN" report $W/fc.kiln >$W/fc.rep || fail "report fd_closer"
+grep -q '^# heap: no events lost' $W/fc.rep || fail "fd_closer: $(grep '^# heap' $W/fc.rep)"
+ok "a program that closes kiln's descriptor (closefrom(3)): exact before and after, threads too, nothing lost, its own sockets untouched"
