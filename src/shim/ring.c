@@ -58,7 +58,7 @@ static bool ring_make(struct tstate *t, uint64_t words, uint64_t prev_id)
 	__atomic_store_n(&h->magic, KILN_RING_MAGIC, __ATOMIC_RELEASE);
 	/* stamps: the recorder holds its watermark until it has every ring
 	 * the page counts */
-	bool sent = channel_send2(KILN_MSG_RING, 0, 0, fd, page ? g_page_fd : -1);
+	bool sent = channel_send2(KILN_MSG_RING, 0, 0, fd, page ? seq_page_fd() : -1);
 	close(fd);
 	if (!sent) {
 		seq_ring_failed();

@@ -13,6 +13,7 @@
 #include <linux/membarrier.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -27,6 +28,7 @@ static pid_t g_seq_owner;  /* the thread that takes seqs alone, 0: none yet */
 uint64_t g_stamp_offset;
 struct kiln_image_page *g_page;
 int g_page_fd = -1;
+static ino_t g_page_ino; /* the program may close g_page_fd, and its number be its own then */
 static int g_stamps_ok = -1; /* per process: -1 not yet asked */
 /* Ring ids, the page's pointer and counts change under this lock (held for
  * a few instructions; a forked child starts with it free). */
@@ -124,10 +126,19 @@ static bool page_make(void)
 	}
 	p->made = g_ring_ids;
 	p->failed = g_rings_failed;
+	struct stat st;
+	g_page_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
 	g_page = p;
 	g_page_fd = fd;
 	ring_unlock();
 	return true;
+}
+
+int seq_page_fd(void)
+{
+	struct stat st;
+	int fd = g_page_fd;
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_ino == g_page_ino && g_page_ino ? fd : -1;
 }
 
 static void page_drop(void)
@@ -136,10 +147,9 @@ static void page_drop(void)
 		munmap(g_page, KILN_PAGE_SIZE); /* nothing there in a forked child (MADV_DONTFORK) */
 		g_page = NULL;
 	}
-	if (g_page_fd >= 0) {
-		close(g_page_fd);
-		g_page_fd = -1;
-	}
+	if (seq_page_fd() >= 0)
+		close(g_page_fd); /* never a number the program took after closing ours */
+	g_page_fd = -1;
 }
 
 void seq_detach(void)

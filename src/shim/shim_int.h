@@ -207,6 +207,7 @@ extern int g_seq_owner_busy;       /* the owner is taking a seq without a lock *
 extern uint64_t g_stamp_offset;     /* stamps: seq = tsc + this (the page's base - tsc0) */
 extern struct kiln_image_page *g_page; /* stamps: the image page, else NULL */
 extern int g_page_fd;
+int seq_page_fd(void); /* g_page_fd while it is still the page's (checked by inode), else -1 */
 /* A new image: owner mode if a second thread could later make the owner
  * pass a barrier, else the counter. */
 void seq_new_image(void);

@@ -3,11 +3,15 @@
  * freed numbers, and goes on allocating, from a new thread too.
  *   fd_closer         closes at once
  *   fd_closer wait    waits for SIGUSR1 first (an attached kiln), then closes
+ *   fd_closer late    a thread allocates before the close too (with time
+ *                     stamps, kiln's image page exists then: its descriptor
+ *                     is closed and its number taken by the program's own)
  * Known facts: keep_before leaks 1,000 B in 1 block (made before the close),
  * keep_main 1,000 B in 100 blocks, keep_thread 1,000 B in 10 blocks (after
- * it); churn makes 1,000 temporaries of 100 B. No byte reaches the sockets
- * the program made: it checks, and exits 1 (saying what it found) if one did.
- * Prints "fd_closer ok" and exits 0 otherwise. */
+ * it); churn makes 1,000 temporaries of 100 B (2,000 with late). No byte
+ * reaches the sockets the program made, and a child it forks finds them all
+ * open: it checks, and exits 1 (saying what it found) if not. Prints
+ * "fd_closer ok" and exits 0 otherwise. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -15,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 #define NPAIRS 24
@@ -64,6 +70,12 @@ int main(int argc, char **argv)
 		while (!go)
 			pause();
 	}
+	if (argc > 1 && !strcmp(argv[1], "late")) {
+		pthread_t t0;
+		if (pthread_create(&t0, NULL, (void *(*)(void *))churn, NULL) != 0)
+			return 2;
+		pthread_join(t0, NULL);
+	}
 	closefrom(3);
 	/* sockets of its own, on the numbers just freed (a channel's among them) */
 	int sv[NPAIRS][2];
@@ -84,6 +96,20 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
+	/* a child (kiln's fork handlers run in it) finds every socket open */
+	pid_t c = fork();
+	if (c == 0) {
+		for (int i = 0; i < NPAIRS; i++)
+			for (int k = 0; k < 2; k++)
+				if (fcntl(sv[i][k], F_GETFD) < 0)
+					_exit(4);
+		_exit(0);
+	}
+	int st;
+	if (c < 0 || waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "fd_closer: a forked child found one of its sockets closed\n");
+		return 1;
+	}
 	char ok[] = "fd_closer ok\n";
 	if (write(1, ok, sizeof(ok) - 1) < 0)
 		return 2;
