@@ -11,8 +11,12 @@ grep -q '^_start;__libc_start_main[^;]*;__libc_start_call_main;main;mid;deep1;de
 ok "whole stack main;mid;deep1;deep2;frame_c;spin"
 n=$(total $F); [ "$n" -ge 1500 ] || fail "$n samples in 2 s"
 ok "$n samples"
-# every sample unwinds to _start (no truncation on these shallow stacks)
-s=$(share $F '^_start$'); within $s 100 0.5 || fail "only $s% unwind to _start"
+# every sample unwinds to its root (no truncation on these shallow stacks):
+# the program's _start, or the dynamic loader's _dl_start for a sample taken
+# before the program began (the loader's own start-up, longer under the
+# sanitizers' runtime on a loaded host: 22 of 2,007 seen once)
+s=$(share $F '^(_start|_dl_start)$'); within $s 100 0.5 || fail "only $s% unwind to _start (or the loader's _dl_start)"
+u=$(share $F '^_start$'); ok "$s% unwind to their root ($u% to _start)"
 # report: header and the table
 "$KILN" report $W/cs.kiln --limit 5 >$W/rep || fail "report"
 grep -q '^# kiln profile of .*cpu_split 2' $W/rep || fail "report header"
