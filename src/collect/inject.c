@@ -174,8 +174,20 @@ static int await_return(pid_t tid, const struct unsafe *u, struct user_regs_stru
 let_go:
 	if (ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) == 0) {
 		int st;
-		for (int i = 0; i < 40 && inject_wait_tid(tid, &st, 50) == 0; i++)
-			;
+		for (int i = 0; i < 40; i++) {
+			int w = inject_wait_tid(tid, &st, 50);
+			if (w < 0)
+				return 0;
+			if (w == 0)
+				continue;
+			/* stopped to deliver a signal: detached from there, the
+			 * signal goes with it (detaching with 0 would drop it) */
+			if (((unsigned)st >> 16) == 0 && WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+				ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)WSTOPSIG(st));
+				return 0;
+			}
+			break;
+		}
 	}
 	ptrace(PTRACE_DETACH, tid, NULL, NULL);
 	return 0;
@@ -194,6 +206,7 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 		return 0;
 	}
 	int st;
+	uint64_t deadline = now_ns() + 1000000000ull;
 	for (;;) {
 		int w = inject_wait_tid(tid, &st, 200);
 		if (w <= 0)
@@ -201,9 +214,17 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 		unsigned event = (unsigned)st >> 16;
 		if (event == PTRACE_EVENT_STOP)
 			break; /* our interrupt (or a group stop) */
-		/* a signal on its way to the thread: let it through, wait on */
+		/* a signal on its way to the thread: let it through and ask
+		 * again, for its stop cleared our interrupt (any trap clears a
+		 * pending one: a timer's signal every 2 ms kept kiln waiting
+		 * for a stop that never came). A thread whose signals come on
+		 * without end is let go with the one in hand */
 		int sig = WSTOPSIG(st);
-		if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)sig) < 0)
+		if (now_ns() > deadline) {
+			ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig);
+			return 0;
+		}
+		if (ptrace(PTRACE_CONT, tid, NULL, (void *)(long)sig) < 0 || ptrace(PTRACE_INTERRUPT, tid, NULL, NULL) < 0)
 			return 0;
 	}
 	struct user_regs_struct r;

@@ -267,8 +267,11 @@ static int service(struct sampler *s, struct ptask *t)
 		ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 		return 2;
 	}
-	/* signal-delivery-stop: deliver it now */
+	/* signal-delivery-stop: deliver it now; the stop cleared an interrupt
+	 * we asked for (any trap clears a pending one): ask again */
 	ptrace(PTRACE_CONT, t->tid, NULL, (void *)(long)sig);
+	if (t->want_stop)
+		ptrace(PTRACE_INTERRUPT, t->tid, NULL, NULL);
 	return 2;
 }
 
