@@ -175,6 +175,12 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 				 "cannot be hooked", (int)pid);
 		return -ENOEXEC;
 	}
+	char tracer[160];
+	if (proc_traced_why(pid, tracer, sizeof(tracer))) {
+		/* another tracer: its stops ('t') are not the program's */
+		snprintf(err, n, "cannot attach to %s", tracer);
+		return -EPERM;
+	}
 	if (proc_state(pid, pid) == 'T' || proc_state(pid, pid) == 't') {
 		snprintf(err, n, "pid %d is stopped: kiln attaches to a running process and leaves it as it was "
 				 "(send it SIGCONT first)", (int)pid);
