@@ -369,7 +369,7 @@ void record_attach_error(long pid, int rc, const struct sampler_ops *ops)
 	if (rc == -ESRCH) {
 		cli__error(CMD, "pid %ld is gone (it exited while kiln attached)", pid);
 	} else if ((rc == -EPERM || rc == -EACCES) && proc_traced_why((int)pid, why, sizeof(why))) {
-		cli__error(CMD, "cannot attach to %s", why);
+		cli__error(CMD, "%s", why);
 	} else if (rc == -EPERM || rc == -EACCES) {
 		char *scope = read_small_file("/proc/sys/kernel/yama/ptrace_scope", NULL);
 		if (ops == &ptrace_sampler_ops && scope && atoi(scope) > 0)

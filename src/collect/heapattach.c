@@ -178,7 +178,7 @@ int heapattach__start(struct heapattach *ha, pid_t pid, const char *shim_path, p
 	char tracer[160];
 	if (proc_traced_why(pid, tracer, sizeof(tracer))) {
 		/* another tracer: its stops ('t') are not the program's */
-		snprintf(err, n, "cannot attach to %s", tracer);
+		snprintf(err, n, "%s", tracer);
 		return -EPERM;
 	}
 	if (proc_state(pid, pid) == 'T' || proc_state(pid, pid) == 't') {

@@ -272,7 +272,7 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 			if (t < 0) {
 				char why[160];
 				if (t == -EPERM && proc_traced_why(pid, why, sizeof(why)))
-					snprintf(err, n, "cannot attach to %s", why);
+					snprintf(err, n, "%s", why);
 				else
 					snprintf(err, n, "cannot ptrace pid %d: %s", (int)pid, strerror(-t));
 				rc = t;

@@ -372,7 +372,8 @@ char proc_state(int pid, int tid)
 	return c;
 }
 
-int proc_tracer(int pid, char *name, size_t n)
+/* The pid tracing pid (TracerPid), 0 when none; its comm in name. */
+static int proc_tracer(int pid, char *name, size_t n)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
@@ -402,8 +403,10 @@ int proc_traced_why(int pid, char *out, size_t n)
 	int tracer = proc_tracer(pid, name, sizeof(name));
 	if (tracer <= 0 || tracer == (int)getpid())
 		return 0;
-	snprintf(out, n, "pid %d: it is already traced by pid %d%s%s%s; one tracer at a time: detach that one first", pid,
-		 tracer, name[0] ? " (" : "", name, name[0] ? ")" : "");
+	snprintf(out, n,
+		 "cannot attach to pid %d: it is already traced by pid %d%s%s%s; one tracer at a time: detach that "
+		 "one first",
+		 pid, tracer, name[0] ? " (" : "", name, name[0] ? ")" : "");
 	return tracer;
 }
 

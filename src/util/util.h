@@ -162,12 +162,10 @@ char *read_small_file(const char *path, size_t *len);
 /* The state letter of /proc/PID/stat (or /proc/PID/task/TID/stat when tid
  * > 0): 'R', 'S', 'Z'...; 0 when the process or thread is gone. */
 char proc_state(int pid, int tid);
-/* The pid tracing pid (TracerPid of /proc/PID/status), 0 when none or
- * unknown; its name (comm) in name, "" when unknown. */
-int proc_tracer(int pid, char *name, size_t n);
-/* Why a ptrace of pid was refused when another process traces it (one
- * tracer at a time): "pid N: it is already traced by ..." in out, the
- * tracer's pid returned; 0 when it is not traced (or by kiln itself). */
+/* Why a ptrace of pid is refused when another process traces it (one
+ * tracer at a time): "cannot attach to pid N: it is already traced by ..."
+ * in out, the tracer's pid returned; 0 when it is not traced (or by kiln
+ * itself). */
 int proc_traced_why(int pid, char *out, size_t n);
 /* One line of /proc/PID/maps; path points into the line ("" when none). */
 struct proc_map {
