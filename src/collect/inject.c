@@ -131,10 +131,10 @@ static int task_list(pid_t pid, pid_t *out, int max)
  *               another thread waits on a lock of its own). */
 enum round { R_WAITING, R_SLEEPERS, R_ANY };
 
-static bool restart_block(const struct user_regs_struct *r)
+static bool restart_block(pid_t tid, const struct user_regs_struct *r)
 {
 	struct user_regs_struct back;
-	return (long long)r->orig_rax >= 0 && !inject_resumed(r, &back);
+	return (long long)r->orig_rax >= 0 && !inject_resumed(tid, r, &back);
 }
 
 /* tid, seized and stopped in a timed sleep or wait: let it run up to ms
@@ -167,7 +167,7 @@ static int await_return(pid_t tid, const struct unsafe *u, struct user_regs_stru
 		rax = (long)r->rax;
 		/* the exit of a call that ended by itself (at an entry, rax is
 		 * -ENOSYS; a call cut by a signal goes on to its delivery) */
-		if (rax != -ENOSYS && (rax < -516 || rax > -512) && !restart_block(r) && safe_point(u, r) &&
+		if (rax != -ENOSYS && (rax < -516 || rax > -512) && !restart_block(tid, r) && safe_point(u, r) &&
 		    !holds_got_lock(u, tid))
 			return 1;
 	}
@@ -193,9 +193,18 @@ let_go:
 	return 0;
 }
 
+/* The threads the first round found asleep in a call that restarts through
+ * its restart block. */
+#define SLEEPERS_MAX 64
+struct sleepers {
+	pid_t tid[SLEEPERS_MAX];
+	int n;
+};
+
 /* Seize tid and stop it. 1 stopped and safe (kept), 0 not (let go), -errno.
  * wait_ms: in R_SLEEPERS, how long a sleeper may be waited for. */
-static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, enum round round, int wait_ms)
+static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, enum round round, int wait_ms,
+		      struct sleepers *seen)
 {
 	if (thread_forking(in->pid, tid))
 		return 0;
@@ -228,14 +237,31 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 			return 0;
 	}
 	struct user_regs_struct r;
-	bool ok = ptrace(PTRACE_GETREGS, tid, NULL, &r) == 0 && safe_point(u, &r) && !holds_got_lock(u, tid);
+	bool regs = ptrace(PTRACE_GETREGS, tid, NULL, &r) == 0;
+	bool ok = regs && safe_point(u, &r) && !holds_got_lock(u, tid);
+	bool waiting = regs && (long long)r.orig_rax >= 0 && !restart_block(tid, &r);
 	if (ok && round == R_WAITING)
-		ok = (long long)r.orig_rax >= 0 && !restart_block(&r);
-	if (ok && round == R_SLEEPERS) {
-		if (!restart_block(&r) || wait_ms <= 0)
+		ok = waiting;
+	if (regs && round == R_WAITING && restart_block(tid, &r) && seen->n < SLEEPERS_MAX)
+		seen->tid[seen->n++] = tid;
+	/* a thread found in (or just back from) a call that needs no restart
+	 * block, whatever the round, is taken there: one seen asleep before
+	 * may be caught as its sleep returns */
+	if (regs && round == R_SLEEPERS && !(ok && waiting)) {
+		/* a sleeper is let run to the exit of the call it sleeps in, or
+		 * of its next one where it was seen asleep in the first round and
+		 * is awake now (a loop that sleeps 20 ms, which on a loaded
+		 * machine waits awake for its turn on a CPU) */
+		bool sleeper = ok && restart_block(tid, &r);
+		if (!sleeper && (long long)r.orig_rax < 0)
+			for (int i = 0; i < seen->n && !sleeper; i++)
+				sleeper = seen->tid[i] == tid;
+		if (!sleeper || wait_ms <= 0 || WSTOPSIG(st) != SIGTRAP) /* a group stop stays stopped */
 			ok = false;
 		else if (!await_return(tid, u, &r, wait_ms))
 			return 0; /* let go there */
+		else
+			ok = true;
 	}
 	if (!ok) {
 		ptrace(PTRACE_DETACH, tid, NULL, NULL);
@@ -257,6 +283,7 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 	int rc = 0;
 	enum round round = R_WAITING;
 	uint64_t sleepers_end = 0; /* R_SLEEPERS: 300 ms in all */
+	struct sleepers seen = {.n = 0};
 	while (!in->tid) {
 		int nt = task_list(pid, tids, 4096);
 		if (nt < 0) {
@@ -268,7 +295,7 @@ int inject__begin(pid_t pid, int timeout_ms, struct injector **out, char *err, s
 			int left = round == R_SLEEPERS && now_ns() < sleepers_end
 					   ? (int)((sleepers_end - now_ns()) / 1000000)
 					   : 0;
-			int t = try_thread(in, &u, tids[i], round, left);
+			int t = try_thread(in, &u, tids[i], round, left, &seen);
 			if (t < 0) {
 				char why[160];
 				if (t == -EPERM && proc_traced_why(pid, why, sizeof(why)))

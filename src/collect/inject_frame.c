@@ -112,7 +112,7 @@ static int choose_marker(pid_t pid, uint64_t blocked)
  * set to run again (what the kernel does when it resumes a thread whose
  * call a signal without handler interrupted). False where that takes the
  * restart block. */
-bool inject_resumed(const struct user_regs_struct *regs, struct user_regs_struct *out)
+bool inject_resumed(pid_t tid, const struct user_regs_struct *regs, struct user_regs_struct *out)
 {
 	*out = *regs;
 	if ((long long)regs->orig_rax < 0)
@@ -120,6 +120,16 @@ bool inject_resumed(const struct user_regs_struct *regs, struct user_regs_struct
 	long r = (long)regs->rax;
 	if (r == -ERESTART_RESTARTBLOCK_)
 		return false;
+	/* stopped after the kernel made that restart ready (rax restart_syscall's
+	 * number, rip back on the `syscall` instruction) and before the thread
+	 * made it: a thread just let go from a stop in nanosleep, seized again
+	 * before it ran (on a loaded machine, often) */
+	if (regs->rax == SYS_restart_syscall) {
+		errno = 0;
+		long text = ptrace(PTRACE_PEEKTEXT, tid, (void *)(uintptr_t)regs->rip, NULL);
+		if (errno == 0 && (text & 0xffff) == 0x050f)
+			return false;
+	}
 	if (r == -ERESTARTSYS_ || r == -ERESTARTNOINTR_ || r == -ERESTARTNOHAND_) {
 		out->rax = regs->orig_rax;
 		out->rip -= 2;
@@ -171,7 +181,7 @@ uint64_t inject_find_restorer(pid_t pid)
 bool inject_framed(const struct injector *in, uint64_t via)
 {
 	struct user_regs_struct r;
-	return via > 1 && in->marker && in->xsize && inject_resumed(&in->saved, &r);
+	return via > 1 && in->marker && in->xsize && inject_resumed(in->tid, &in->saved, &r);
 }
 
 static bool our_marker(const struct injector *in, int sig)
@@ -185,7 +195,7 @@ int inject_frame_call(struct injector *in, uint64_t via, uint64_t fn, uint64_t a
 		      int timeout_ms, uint64_t *ret)
 {
 	struct user_regs_struct back, r = in->saved;
-	inject_resumed(&in->saved, &back);
+	inject_resumed(in->tid, &in->saved, &back);
 	/* from the top: the XSAVE area (64-aligned, FP_XSTATE_MAGIC2 after it),
 	 * then the frame, its return address where the call's stack begins */
 	uint64_t fp = (in->cursor - in->xsize - 4 - 64) & ~63ull;

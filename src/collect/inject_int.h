@@ -64,10 +64,11 @@ void inject_call_regs(struct user_regs_struct *r, uint64_t fn, uint64_t sp, uint
 /* inject_frame.c: at inject__begin, what a framed call needs (the marker,
  * the XSAVE area as a frame holds it) */
 void inject_frame_prepare(struct injector *in);
-/* The registers a thread stopped at regs resumes with (an interrupted
+/* The registers thread tid, stopped at regs, resumes with (an interrupted
  * system call set to run again); false where it restarts through its
- * restart block, which rt_sigreturn would reset. */
-bool inject_resumed(const struct user_regs_struct *regs, struct user_regs_struct *out);
+ * restart block, which rt_sigreturn would reset (that restart made ready
+ * and not yet made included). */
+bool inject_resumed(pid_t tid, const struct user_regs_struct *regs, struct user_regs_struct *out);
 /* libc's rt_sigreturn (__restore_rt) in pid, or 1: none found. */
 uint64_t inject_find_restorer(pid_t pid);
 /* Whether a call can return through a frame into via. */
