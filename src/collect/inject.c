@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "collect/inject.h"
 #include "collect/inject_int.h"
+#include "collect/tracee.h"
 #include "util/util.h"
 
 /* ---- where a stopped thread may be made to call ---- */
@@ -186,6 +187,9 @@ let_go:
 				ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)WSTOPSIG(st));
 				return 0;
 			}
+			if (((unsigned)st >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(st) == SIGTRAP &&
+			    ptrace(PTRACE_GETREGS, tid, NULL, r) == 0)
+				tracee__keep_waiting(tid, r);
 			break;
 		}
 	}
@@ -238,6 +242,10 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 	}
 	struct user_regs_struct r;
 	bool regs = ptrace(PTRACE_GETREGS, tid, NULL, &r) == 0;
+	/* our stop may have ended an epoll_wait without end: it waits on,
+	 * taken or let go (tracee.h) */
+	if (regs && WSTOPSIG(st) == SIGTRAP)
+		tracee__keep_waiting(tid, &r);
 	bool ok = regs && safe_point(u, &r) && !holds_got_lock(u, tid);
 	bool waiting = regs && (long long)r.orig_rax >= 0 && !restart_block(tid, &r);
 	if (ok && round == R_WAITING)

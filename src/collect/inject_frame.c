@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "collect/inject.h"
 #include "collect/inject_int.h"
+#include "collect/tracee.h"
 #include "util/util.h"
 
 /* ---- calls that return through a signal frame ----
@@ -42,10 +43,6 @@
  * bounded time: enum round in inject.c); failing that, such a thread makes
  * its calls the old way. */
 
-#define ERESTARTSYS_ 512
-#define ERESTARTNOINTR_ 513
-#define ERESTARTNOHAND_ 514
-#define ERESTART_RESTARTBLOCK_ 516
 #define UC_FP_XSTATE_ 0x1
 #define UC_SIGCONTEXT_SS_ 0x2
 #define UC_STRICT_RESTORE_SS_ 0x4

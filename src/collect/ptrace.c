@@ -31,6 +31,7 @@
 #include "collect/python.h"
 #include "collect/recorder.h"
 #include "collect/sampler.h"
+#include "collect/tracee.h"
 #include "collect/unwind.h"
 #include "kiln/kiln.h"
 #include "util/util.h"
@@ -276,14 +277,19 @@ static int service(struct sampler *s, struct ptask *t)
 }
 
 /* After our stop: a thread in a group stop stays stopped (LISTEN), as it
- * would be without kiln; any other runs on. */
-static void resume(struct ptask *t)
+ * would be without kiln; any other runs on, a wait without end our stop
+ * ended waiting on (tracee.h; checked: its registers were seen already). */
+static void resume(struct ptask *t, bool checked)
 {
 	if (t->group_stop) {
 		t->group_stop = false;
 		ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
-	} else
-		ptrace(PTRACE_CONT, t->tid, NULL, NULL);
+		return;
+	}
+	struct user_regs_struct r;
+	if (!checked && ptrace(PTRACE_GETREGS, t->tid, NULL, &r) == 0)
+		tracee__keep_waiting(t->tid, &r);
+	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 }
 
 /* Everything pending for every tracee, passed on at once. */
@@ -294,7 +300,7 @@ static void service_all(struct sampler *s)
 		for (int k = 0; k < 16 && t->attached && !t->gone; k++) {
 			int rc = service(s, t);
 			if (rc == 1) /* a stop we asked for and gave up on: let it go */
-				resume(t);
+				resume(t, false);
 			if (rc <= 0)
 				break;
 		}
@@ -355,6 +361,8 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	bool ok = ptrace(PTRACE_GETREGS, t->tid, NULL, &ur) == 0;
 	if (ok)
 		got = copy_stack(t->tid, ur.rsp, s->stack, s->o.stack_size);
+	if (ok && !t->group_stop)
+		tracee__keep_waiting(t->tid, &ur);
 	/* Python frames while the thread is stopped: exactly what it runs */
 	struct pyproc *py = ok ? recorder__python(s->r, (uint32_t)s->o.pid) : NULL;
 	int npy = -1;
@@ -367,7 +375,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 		if (s->o.gil)
 			gil = pyproc__gil_holder(py, t->tid);
 	}
-	resume(t);
+	resume(t, ok);
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
 	if (s->o.gil && py && gil != 1) { /* --gil: another thread's turn, or no Python state */
@@ -520,8 +528,12 @@ static int ptrace_stop(struct sampler *s)
 			/* PTRACE_DETACH needs a stopped tracee */
 			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0) {
 				s->tasks[i].want_stop = true;
-				if (wait_stop(s, &s->tasks[i]) == 1)
+				struct user_regs_struct r;
+				if (wait_stop(s, &s->tasks[i]) == 1) {
+					if (!s->tasks[i].group_stop && ptrace(PTRACE_GETREGS, s->tasks[i].tid, NULL, &r) == 0)
+						tracee__keep_waiting(s->tasks[i].tid, &r);
 					ptrace(PTRACE_DETACH, s->tasks[i].tid, NULL, NULL);
+				}
 			}
 			s->tasks[i].attached = false;
 		}

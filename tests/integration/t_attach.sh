@@ -1,7 +1,8 @@
 #!/bin/bash
 # Attach to a running process: the 2:1 split of a busy thread, the sleeping
 # thread absent from on-CPU samples and half of wall-clock samples, the
-# server serving afterwards, threads coming and going, kiln killed mid-run.
+# server serving afterwards, threads coming and going, kiln killed mid-run;
+# waits without end (epoll_wait -1, sigwaitinfo) never ended by kiln's stops.
 source "$(dirname "$0")/lib.sh"
 mkfifo $W/in
 $TARGETS/server <$W/in >$W/out & SP=$!
@@ -145,3 +146,31 @@ awk -v w=$w 'BEGIN { exit !(w <= 1) }' || fail "ptrace on-CPU: the sleeping thre
 s=$(share $F '^work_two$'); within $s 66.7 8 || fail "ptrace on-CPU attach: work_two $s%"
 exec 8>&-; wait $SP2 2>/dev/null
 ok "perf refused: ptrace on-CPU sampling ($a/$b/$c, $n samples; attach work_two $s%)"
+
+# waits without end that any stop ends with EINTR (epoll_wait with timeout
+# -1, sigwaitinfo: signal(7)): kiln's stops for --wall samples, kiln dump
+# and a heap attach leave them waiting, as without kiln; a signal with a
+# handler still ends the epoll_wait with EINTR
+$TARGETS/wait_forever >$W/wf.out 2>&1 & WP=$!
+for i in $(seq 100); do grep -q ready $W/wf.out && break; sleep 0.05; done
+run_to 30 "$KILN" record -q --wall -p $WP -d 1 -o $W/wf.kiln 2>$W/e || fail "--wall attach to wait_forever: $(tail -1 $W/e)"
+run_to 30 "$KILN" dump $WP >$W/wf.dump 2>$W/e || fail "dump wait_forever: $(tail -1 $W/e)"
+run_to 30 "$KILN" record -q --heap --no-cpu -p $WP -d 0.3 -o $W/wfh.kiln >/dev/null 2>$W/e || fail "heap attach to wait_forever: $(tail -1 $W/e)"
+F=$(folded $W/wf.kiln wall)
+[ "$(weight $F '^epoll_wait$')" -gt 0 ] && [ "$(weight $F '^epoll_thread$')" -gt 0 ] || fail "wait_forever's --wall profile has no epoll_wait under epoll_thread: $(sort -t' ' -k2 -nr $F | head -3)"
+grep -q epoll_wait $W/wf.dump || fail "kiln dump of wait_forever shows no epoll_wait: $(head -20 $W/wf.dump)"
+kill -USR2 $WP; sleep 0.2; kill -USR1 $WP
+wait $WP; eq $? 0 "wait_forever's status ($(tail -1 $W/wf.out))"
+grep -q "sigwaitinfo by SIGUSR2, 0 early returns$" $W/wf.out || fail "a wait ended by kiln's stops: $(tail -1 $W/wf.out)"
+ok "epoll_wait(-1) and sigwaitinfo under --wall ($(total $F) samples), dump and a heap attach: no early return, SIGUSR1 still ends the epoll_wait with EINTR"
+# the same signals while --wall samples at 999 Hz: each still ends its wait
+$TARGETS/wait_forever >$W/wf2.out 2>&1 & WP=$!
+for i in $(seq 100); do grep -q ready $W/wf2.out && break; sleep 0.05; done
+run_to 30 "$KILN" record -q --wall -F 999 -p $WP -d 20 -o $W/wf2.kiln 2>$W/e & KP=$!
+sleep 1; kill -USR2 $WP; sleep 0.2; kill -USR1 $WP
+for i in $(seq 100); do kill -0 $WP 2>/dev/null || break; sleep 0.05; done
+kill -0 $WP 2>/dev/null && { kill -9 $WP; fail "wait_forever did not end on SIGUSR2 and SIGUSR1 while sampled: $(cat $W/wf2.out)"; }
+wait $KP; eq $? 0 "--wall attached until wait_forever ended: $(tail -1 $W/e)"
+wait $WP; eq $? 0 "wait_forever's status, signalled while sampled"
+grep -q "sigwaitinfo by SIGUSR2, 0 early returns$" $W/wf2.out || fail "signalled while sampled: $(tail -1 $W/wf2.out)"
+ok "the same at 999 Hz with SIGUSR2 and SIGUSR1 sent while sampled: each wait ended by its signal, none early"

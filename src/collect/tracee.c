@@ -1,0 +1,43 @@
+/* What a thread kiln stopped is left with (tracee.h). */
+#include <errno.h>
+#include <stddef.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include "collect/tracee.h"
+
+/* The calls the kernel ends with EINTR at any stop and never restarts,
+ * where they were waiting without a time limit (their arguments are still
+ * in the registers at a system call's exit: rdi, rsi, rdx, r10, r8). */
+static bool endless_wait(const struct user_regs_struct *r)
+{
+	switch ((long)r->orig_rax) {
+	case SYS_epoll_wait:
+	case SYS_epoll_pwait:
+		return (int)r->r10 < 0; /* int timeout, -1: none */
+	case SYS_epoll_pwait2:
+	case SYS_semtimedop:
+		return r->r10 == 0; /* struct timespec *, NULL: none */
+	case SYS_rt_sigtimedwait:
+		return r->rdx == 0; /* sigwaitinfo */
+	case SYS_io_getevents:
+		return r->r8 == 0;
+	case SYS_semop:
+	case SYS_msgrcv:
+	case SYS_msgsnd:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool tracee__keep_waiting(pid_t tid, struct user_regs_struct *r)
+{
+	if ((long long)r->orig_rax < 0 || (long long)r->rax != -EINTR || !endless_wait(r))
+		return false;
+	unsigned long long was = r->rax;
+	r->rax = (unsigned long long)-ERESTARTNOHAND_;
+	if (ptrace(PTRACE_SETREGS, tid, NULL, r) == 0)
+		return true;
+	r->rax = was;
+	return false;
+}

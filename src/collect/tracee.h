@@ -1,0 +1,27 @@
+/* What a thread kiln stopped is left with. */
+#ifndef KILN_COLLECT_TRACEE_H
+#define KILN_COLLECT_TRACEE_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+/* The kernel's restart codes (include/linux/errno.h; never seen by a
+ * program): what an interrupted system call's rax holds at a stop. */
+#define ERESTARTSYS_ 512
+#define ERESTARTNOINTR_ 513
+#define ERESTARTNOHAND_ 514
+#define ERESTART_RESTARTBLOCK_ 516
+
+/* tid, stopped by kiln's PTRACE_INTERRUPT (not a group stop) with its
+ * registers r: where that stop ended a wait without end that the kernel
+ * never restarts (epoll_wait with timeout -1, sigwaitinfo, semop, msgrcv,
+ * io_getevents without a timeout: they return EINTR, signal(7)), the wait
+ * is set to restart unless a handler runs (-ERESTARTNOHAND, as poll's is),
+ * in r and in the thread. Without kiln the call would not have ended; a
+ * signal with a handler still ends it with EINTR. A timed wait keeps its
+ * EINTR (its time left is not known; a stop by SIGSTOP ends it so too).
+ * True when set. */
+bool tracee__keep_waiting(pid_t tid, struct user_regs_struct *r);
+
+#endif
