@@ -34,6 +34,14 @@ within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d=a-b; if (d<0) d=-d; exit
 eq() { [ "$1" = "$2" ] || fail "$3: got $1, want $2"; }
 # skip WHY: say so (a skipped case never counts as passed)
 skip() { echo "skipped: $*"; }
+# await_out FILE TEXT PID [WHAT]: until FILE holds TEXT, for 60 s at most or
+# until PID ends (a program's start-up on a loaded host is no time to bound
+# tightly: Python 3.13 beside Chromium once took over 10 s to its "ready")
+await_out() {
+  local i
+  for i in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; kill -0 "$3" 2>/dev/null || break; sleep 0.1; done
+  grep -q "$2" "$1" 2>/dev/null || fail "${4:-$1}: no '$2' in its output within 60 s: $(tail -3 "$1" 2>/dev/null)"
+}
 # cpu_s PID: CPU seconds (user+system) the process has had so far; sample
 # counts are checked against it, never against wall time, so a busy host is
 # no failure and a broken sampler still is

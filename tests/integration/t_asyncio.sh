@@ -98,7 +98,7 @@ for PY in "${pys[@]}"; do
   ok "$tag: --gil: spinner $gs samples kept, hasher $gh ($ghn native)"
 
   "$PY" $T/py_aio_tree.py >$W/t.out 2>&1 & TP=$!
-  for i in $(seq 100); do grep -q ready $W/t.out && break; sleep 0.1; done
+  await_out $W/t.out ready $TP "$tag: py_aio_tree.py"
   sleep 0.2
   run_to 20 "$KILN" dump $TP >$W/t.dump 2>$W/t.err || fail "$tag: dump of py_aio_tree: $(cat $W/t.err)"
   grep -qE '^    Task fetcher: fetch \(py_aio_tree.py:[0-9]+\) > sleep ' $W/t.dump || fail "$tag: fetcher: $(cat $W/t.dump)"

@@ -152,7 +152,7 @@ ok "perf refused: ptrace on-CPU sampling ($a/$b/$c, $n samples; attach work_two 
 # and a heap attach leave them waiting, as without kiln; a signal with a
 # handler still ends the epoll_wait with EINTR
 $TARGETS/wait_forever >$W/wf.out 2>&1 & WP=$!
-for i in $(seq 100); do grep -q ready $W/wf.out && break; sleep 0.05; done
+await_out $W/wf.out ready $WP wait_forever
 run_to 30 "$KILN" record -q --wall -p $WP -d 1 -o $W/wf.kiln 2>$W/e || fail "--wall attach to wait_forever: $(tail -1 $W/e)"
 run_to 30 "$KILN" dump $WP >$W/wf.dump 2>$W/e || fail "dump wait_forever: $(tail -1 $W/e)"
 run_to 30 "$KILN" record -q --heap --no-cpu -p $WP -d 0.3 -o $W/wfh.kiln >/dev/null 2>$W/e || fail "heap attach to wait_forever: $(tail -1 $W/e)"
@@ -165,7 +165,7 @@ grep -q "sigwaitinfo by SIGUSR2, 0 early returns$" $W/wf.out || fail "a wait end
 ok "epoll_wait(-1) and sigwaitinfo under --wall ($(total $F) samples), dump and a heap attach: no early return, SIGUSR1 still ends the epoll_wait with EINTR"
 # the same signals while --wall samples at 999 Hz: each still ends its wait
 $TARGETS/wait_forever >$W/wf2.out 2>&1 & WP=$!
-for i in $(seq 100); do grep -q ready $W/wf2.out && break; sleep 0.05; done
+await_out $W/wf2.out ready $WP wait_forever
 run_to 30 "$KILN" record -q --wall -F 999 -p $WP -d 20 -o $W/wf2.kiln 2>$W/e & KP=$!
 sleep 1; kill -USR2 $WP; sleep 0.2; kill -USR1 $WP
 for i in $(seq 100); do kill -0 $WP 2>/dev/null || break; sleep 0.05; done

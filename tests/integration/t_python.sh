@@ -131,7 +131,7 @@ for PY in "${pys[@]}"; do
   # snapshots of a running Python program, and their diff
   : >$W/grow.out
   run_to 60 "$KILN" record -q --heap --no-cpu -o $W/grow.kiln -- "$PY" $T/py_grow.py >$W/grow.out 2>&1 & KP=$!
-  for i in $(seq 100); do grep -q ready $W/grow.out 2>/dev/null && break; sleep 0.1; done
+  await_out $W/grow.out ready $KP "$tag: py_grow.py under kiln"
   GP=$(awk '/ready/ { print $2 }' $W/grow.out)
   [ -n "$GP" ] || fail "$tag: py_grow did not start"
   req() { local want=$(( $(grep -c grown $W/grow.out) + 1 )); kill -USR1 $GP; for i in $(seq 200); do [ "$(grep -c grown $W/grow.out)" -ge $want ] && return; sleep 0.02; done; fail "$tag: py_grow did not grow"; }
@@ -147,7 +147,7 @@ for PY in "${pys[@]}"; do
   # the heap of a Python process that is already running
   : >$W/grow2.out
   "$PY" $T/py_grow.py >$W/grow2.out 2>&1 & GP=$!
-  for i in $(seq 100); do grep -q ready $W/grow2.out 2>/dev/null && break; sleep 0.1; done
+  await_out $W/grow2.out ready $GP "$tag: py_grow.py"
   req2() { local want=$(( $(grep -c grown $W/grow2.out) + 1 )); kill -USR1 $GP; for i in $(seq 200); do [ "$(grep -c grown $W/grow2.out)" -ge $want ] && return; sleep 0.02; done; fail "$tag: py_grow did not grow"; }
   req2
   "$KILN" record -q --heap --no-cpu -p $GP -o $W/ga.kiln 2>$W/ga.err & KP=$!
