@@ -63,6 +63,7 @@ struct sampler {
 	uint64_t late_ticks, uncharged_ticks; /* META "wall_late" */
 	bool stopped;
 	uint64_t stops, stopped_ns; /* what sampling cost the threads (META "ptrace_stops") */
+	uint64_t waits_ended; /* timed waits our stops ended with EINTR (META "waits_ended") */
 	/* asyncio tasks (collect/pyasync.h) of the traced CPython */
 	struct pyasync *pa;
 	struct pyproc *pa_of;
@@ -276,19 +277,32 @@ static int service(struct sampler *s, struct ptask *t)
 	return 2;
 }
 
+/* At our stop of tid (not a group stop): a wait without end it ended waits
+ * on; a timed one it ended with EINTR is counted (tracee.h). */
+static void keep_waiting(struct sampler *s, pid_t tid, struct user_regs_struct *r)
+{
+	struct user_regs_struct own;
+	if (!r) {
+		if (ptrace(PTRACE_GETREGS, tid, NULL, &own) < 0)
+			return;
+		r = &own;
+	}
+	if (tracee__keep_waiting(tid, r) == TRACEE_TIMED_EINTR)
+		s->waits_ended++;
+}
+
 /* After our stop: a thread in a group stop stays stopped (LISTEN), as it
- * would be without kiln; any other runs on, a wait without end our stop
- * ended waiting on (tracee.h; checked: its registers were seen already). */
-static void resume(struct ptask *t, bool checked)
+ * would be without kiln; any other runs on (checked: keep_waiting was done
+ * on the registers it was sampled with). */
+static void resume(struct sampler *s, struct ptask *t, bool checked)
 {
 	if (t->group_stop) {
 		t->group_stop = false;
 		ptrace(PTRACE_LISTEN, t->tid, NULL, NULL);
 		return;
 	}
-	struct user_regs_struct r;
-	if (!checked && ptrace(PTRACE_GETREGS, t->tid, NULL, &r) == 0)
-		tracee__keep_waiting(t->tid, &r);
+	if (!checked)
+		keep_waiting(s, t->tid, NULL);
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 }
 
@@ -300,7 +314,7 @@ static void service_all(struct sampler *s)
 		for (int k = 0; k < 16 && t->attached && !t->gone; k++) {
 			int rc = service(s, t);
 			if (rc == 1) /* a stop we asked for and gave up on: let it go */
-				resume(t, false);
+				resume(s, t, false);
 			if (rc <= 0)
 				break;
 		}
@@ -362,7 +376,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	if (ok)
 		got = copy_stack(t->tid, ur.rsp, s->stack, s->o.stack_size);
 	if (ok && !t->group_stop)
-		tracee__keep_waiting(t->tid, &ur);
+		keep_waiting(s, t->tid, &ur);
 	/* Python frames while the thread is stopped: exactly what it runs */
 	struct pyproc *py = ok ? recorder__python(s->r, (uint32_t)s->o.pid) : NULL;
 	int npy = -1;
@@ -375,7 +389,7 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 		if (s->o.gil)
 			gil = pyproc__gil_holder(py, t->tid);
 	}
-	resume(t, ok);
+	resume(s, t, ok);
 	s->stops++;
 	s->stopped_ns += now_ns() - t0;
 	if (s->o.gil && py && gil != 1) { /* --gil: another thread's turn, or no Python state */
@@ -528,10 +542,9 @@ static int ptrace_stop(struct sampler *s)
 			/* PTRACE_DETACH needs a stopped tracee */
 			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0) {
 				s->tasks[i].want_stop = true;
-				struct user_regs_struct r;
 				if (wait_stop(s, &s->tasks[i]) == 1) {
-					if (!s->tasks[i].group_stop && ptrace(PTRACE_GETREGS, s->tasks[i].tid, NULL, &r) == 0)
-						tracee__keep_waiting(s->tasks[i].tid, &r);
+					if (!s->tasks[i].group_stop)
+						keep_waiting(s, s->tasks[i].tid, NULL);
 					ptrace(PTRACE_DETACH, s->tasks[i].tid, NULL, NULL);
 				}
 			}
@@ -556,6 +569,11 @@ static void ptrace_report(struct sampler *s)
 	}
 	if (s->susp_more) {
 		json_object_set_new(recorder__meta(s->r), "asyncio_tasks_left_out", json_integer((json_int_t)s->susp_more));
+		recorder__meta_changed(s->r);
+	}
+	if (s->waits_ended) {
+		json_object_set_new(recorder__meta(s->r), "waits_ended",
+				    json_pack("{s:I}", "timed", (json_int_t)s->waits_ended));
 		recorder__meta_changed(s->r);
 	}
 	if (!s->stops)

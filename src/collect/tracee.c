@@ -5,10 +5,11 @@
 #include <sys/syscall.h>
 #include "collect/tracee.h"
 
-/* The calls the kernel ends with EINTR at any stop and never restarts,
- * where they were waiting without a time limit (their arguments are still
- * in the registers at a system call's exit: rdi, rsi, rdx, r10, r8). */
-static bool endless_wait(const struct user_regs_struct *r)
+/* The calls the kernel ends with EINTR at any stop and never restarts:
+ * 1 where they wait without a time limit, 0 with one, -1 another call
+ * (their arguments are still in the registers at a system call's exit:
+ * rdi, rsi, rdx, r10, r8). */
+static int endless_wait(const struct user_regs_struct *r)
 {
 	switch ((long)r->orig_rax) {
 	case SYS_epoll_wait:
@@ -24,20 +25,25 @@ static bool endless_wait(const struct user_regs_struct *r)
 	case SYS_semop:
 	case SYS_msgrcv:
 	case SYS_msgsnd:
-		return true;
+		return 1;
 	default:
-		return false;
+		return -1;
 	}
 }
 
-bool tracee__keep_waiting(pid_t tid, struct user_regs_struct *r)
+enum tracee_wait tracee__keep_waiting(pid_t tid, struct user_regs_struct *r)
 {
-	if ((long long)r->orig_rax < 0 || (long long)r->rax != -EINTR || !endless_wait(r))
-		return false;
+	if ((long long)r->orig_rax < 0 || (long long)r->rax != -EINTR)
+		return TRACEE_AS_IS;
+	int endless = endless_wait(r);
+	if (endless < 0)
+		return TRACEE_AS_IS;
+	if (endless == 0)
+		return TRACEE_TIMED_EINTR;
 	unsigned long long was = r->rax;
 	r->rax = (unsigned long long)-ERESTARTNOHAND_;
 	if (ptrace(PTRACE_SETREGS, tid, NULL, r) == 0)
-		return true;
+		return TRACEE_KEPT;
 	r->rax = was;
-	return false;
+	return TRACEE_AS_IS;
 }

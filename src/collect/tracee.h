@@ -18,10 +18,12 @@
  * never restarts (epoll_wait with timeout -1, sigwaitinfo, semop, msgrcv,
  * io_getevents without a timeout: they return EINTR, signal(7)), the wait
  * is set to restart unless a handler runs (-ERESTARTNOHAND, as poll's is),
- * in r and in the thread. Without kiln the call would not have ended; a
- * signal with a handler still ends it with EINTR. A timed wait keeps its
- * EINTR (its time left is not known; a stop by SIGSTOP ends it so too).
- * True when set. */
-bool tracee__keep_waiting(pid_t tid, struct user_regs_struct *r);
+ * in r and in the thread: TRACEE_KEPT. Without kiln the call would not have
+ * ended; a signal with a handler still ends it with EINTR. The same calls
+ * with a timeout keep their EINTR (the time they had left is not known; a
+ * stop by SIGSTOP ends them so too): TRACEE_TIMED_EINTR, for the caller to
+ * count. Else TRACEE_AS_IS. */
+enum tracee_wait { TRACEE_AS_IS, TRACEE_KEPT, TRACEE_TIMED_EINTR };
+enum tracee_wait tracee__keep_waiting(pid_t tid, struct user_regs_struct *r);
 
 #endif

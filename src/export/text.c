@@ -95,6 +95,12 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 		fprintf(f, "# wall: %lld tick%s NOT charged (gaps of over a second in which kiln took no sample: it "
 			   "was stopped or starved)\n",
 			(long long)un, un == 1 ? "" : "s");
+	json_int_t we = json_integer_value(json_object_get(json_object_get(p->meta, "waits_ended"), "timed"));
+	if (we)
+		fprintf(f, "# ptrace: kiln's stops ended %lld wait%s with a timeout (epoll_wait, sigtimedwait, semtimedop, "
+			   "io_getevents) with EINTR, which the program saw, as after ^Z and fg (waits without a timeout "
+			   "waited on)\n",
+			(long long)we, we == 1 ? "" : "s");
 	/* said whenever CPU samples were asked for, even if none came */
 	if (json_is_false(json_object_get(p->meta, "kernel_stacks")))
 		fprintf(f, "# kernel stacks: not recorded (perf_event_paranoid > 1 and no root): time in the kernel "

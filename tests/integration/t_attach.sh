@@ -161,9 +161,11 @@ F=$(folded $W/wf.kiln wall)
 grep -q epoll_wait $W/wf.dump || fail "kiln dump of wait_forever shows no epoll_wait: $(head -20 $W/wf.dump)"
 kill -USR2 $WP; sleep 0.2; kill -USR1 $WP
 wait $WP; eq $? 0 "wait_forever's status ($(tail -1 $W/wf.out))"
-grep -q "sigwaitinfo by SIGUSR2, 0 early returns$" $W/wf.out || fail "a wait ended by kiln's stops: $(tail -1 $W/wf.out)"
+grep -q "sigwaitinfo by SIGUSR2, 0 early returns, [0-9]* timed" $W/wf.out || fail "a wait ended by kiln's stops: $(tail -1 $W/wf.out)"
 ok "epoll_wait(-1) and sigwaitinfo under --wall ($(total $F) samples), dump and a heap attach: no early return, SIGUSR1 still ends the epoll_wait with EINTR"
-# the same signals while --wall samples at 999 Hz: each still ends its wait
+# the same signals while --wall samples at 999 Hz: each still ends its
+# wait; the timed waits kiln's stops ended (the program saw EINTR) are
+# counted, as many as the program saw
 $TARGETS/wait_forever >$W/wf2.out 2>&1 & WP=$!
 await_out $W/wf2.out ready $WP wait_forever
 run_to 30 "$KILN" record -q --wall -F 999 -p $WP -d 20 -o $W/wf2.kiln 2>$W/e & KP=$!
@@ -172,5 +174,10 @@ for i in $(seq 100); do kill -0 $WP 2>/dev/null || break; sleep 0.05; done
 kill -0 $WP 2>/dev/null && { kill -9 $WP; fail "wait_forever did not end on SIGUSR2 and SIGUSR1 while sampled: $(cat $W/wf2.out)"; }
 wait $KP; eq $? 0 "--wall attached until wait_forever ended: $(tail -1 $W/e)"
 wait $WP; eq $? 0 "wait_forever's status, signalled while sampled"
-grep -q "sigwaitinfo by SIGUSR2, 0 early returns$" $W/wf2.out || fail "signalled while sampled: $(tail -1 $W/wf2.out)"
-ok "the same at 999 Hz with SIGUSR2 and SIGUSR1 sent while sampled: each wait ended by its signal, none early"
+grep -q "sigwaitinfo by SIGUSR2, 0 early returns, " $W/wf2.out || fail "signalled while sampled: $(tail -1 $W/wf2.out)"
+t=$(sed -n 's/.*, \([0-9]*\) timed waits ended by EINTR$/\1/p' $W/wf2.out)
+"$KILN" report $W/wf2.kiln >$W/wf2.rep || fail "report of wait_forever"
+said=$(sed -n "s/^# ptrace: kiln's stops ended \([0-9]*\) waits\{0,1\} with a timeout.*/\1/p" $W/wf2.rep)
+[ "${t:-0}" -gt 0 ] || fail "no timed wait ended while sampled at 999 Hz: $(tail -1 $W/wf2.out)"
+eq "${said:-0}" "$t" "timed waits ended with EINTR, the report against the program"
+ok "the same at 999 Hz with SIGUSR2 and SIGUSR1 sent while sampled: each wait ended by its signal, none early; $t timed waits ended with EINTR, said so in the report"
