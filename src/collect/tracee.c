@@ -33,13 +33,24 @@ static int endless_wait(const struct user_regs_struct *r)
 
 enum tracee_wait tracee__keep_waiting(pid_t tid, struct user_regs_struct *r)
 {
-	if ((long long)r->orig_rax < 0 || (long long)r->rax != -EINTR)
+	/* a 64-bit thread's call (cs 0x33): a 32-bit one's numbers are others */
+	if (r->cs != 0x33 || (long long)r->orig_rax < 0 || (long long)r->rax != -EINTR)
 		return TRACEE_AS_IS;
 	int endless = endless_wait(r);
 	if (endless < 0)
 		return TRACEE_AS_IS;
-	if (endless == 0)
+	if (endless == 0) {
+		/* told once: a thread stopped again before it got back to its code
+		 * (kiln's next interrupt came while it waited for a CPU) shows the
+		 * same registers but rcx, which the syscall instruction clobbers
+		 * and kiln set the first time to what no call leaves there (the
+		 * kernel then returns by iret) */
+		if (r->rcx == ~r->rip)
+			return TRACEE_AS_IS;
+		r->rcx = ~r->rip;
+		ptrace(PTRACE_SETREGS, tid, NULL, r);
 		return TRACEE_TIMED_EINTR;
+	}
 	unsigned long long was = r->rax;
 	r->rax = (unsigned long long)-ERESTARTNOHAND_;
 	if (ptrace(PTRACE_SETREGS, tid, NULL, r) == 0)
