@@ -53,7 +53,10 @@ static const char *syscall_name(long nr)
 		 {288, "accept4"},    {299, "recvmmsg"},     {307, "sendmmsg"},    {441, "epoll_pwait2"},
 		 {56, "clone"},       {57, "fork"},          {58, "vfork"},        {59, "execve"},
 		 {435, "clone3"},     {9, "mmap"},           {11, "munmap"},       {3, "close"},
-		 {257, "openat"},     {2, "open"},           {101, "ptrace"},      {62, "kill"}};
+		 {257, "openat"},     {2, "open"},           {101, "ptrace"},      {62, "kill"},
+		 {128, "rt_sigtimedwait"}, {65, "semop"},    {220, "semtimedop"},  {69, "msgsnd"},
+		 {70, "msgrcv"},      {208, "io_getevents"}, {333, "io_pgetevents"}, {426, "io_uring_enter"},
+		 {73, "flock"},       {16, "ioctl"}};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		if (t[i].nr == nr)
 			return t[i].name;
