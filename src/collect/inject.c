@@ -124,8 +124,10 @@ static int task_list(pid_t pid, pid_t *out, int max)
  *   R_WAITING   a thread waiting in a system call whose calls can return
  *               through a signal frame (kill-safe);
  *   R_SLEEPERS  one in a timed sleep or wait (a call that restarts through
- *               its restart block, which rt_sigreturn resets), let run until
- *               that call returns, for a bounded time, then taken there;
+ *               its restart block, which rt_sigreturn resets, that restart
+ *               made ready by the kernel included), or seen so in the first
+ *               round and awake now, let run until that call (or its next)
+ *               returns, for a bounded time, then taken there;
  *   R_ANY       any thread at a safe point, as before (a thread running the
  *               program's own code last of all: it may be inside a
  *               library's constructor, holding the loader's lock while
