@@ -170,8 +170,8 @@ static int await_return(pid_t tid, const struct unsafe *u, struct user_regs_stru
 		rax = (long)r->rax;
 		/* the exit of a call that ended by itself (at an entry, rax is
 		 * -ENOSYS; a call cut by a signal goes on to its delivery) */
-		if (rax != -ENOSYS && (rax < -516 || rax > -512) && !restart_block(tid, r) && safe_point(u, r) &&
-		    !holds_got_lock(u, tid))
+		if (rax != -ENOSYS && (rax < -ERESTART_RESTARTBLOCK_ || rax > -ERESTARTSYS_) && !restart_block(tid, r) &&
+		    safe_point(u, r) && !holds_got_lock(u, tid))
 			return 1;
 	}
 let_go:
@@ -189,9 +189,8 @@ let_go:
 				ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)WSTOPSIG(st));
 				return 0;
 			}
-			if (((unsigned)st >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(st) == SIGTRAP &&
-			    ptrace(PTRACE_GETREGS, tid, NULL, r) == 0)
-				tracee__keep_waiting(tid, r);
+			if (((unsigned)st >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(st) == SIGTRAP)
+				tracee__keep_waiting(tid, NULL);
 			break;
 		}
 	}
@@ -249,10 +248,11 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 	if (regs && WSTOPSIG(st) == SIGTRAP)
 		tracee__keep_waiting(tid, &r);
 	bool ok = regs && safe_point(u, &r) && !holds_got_lock(u, tid);
-	bool waiting = regs && (long long)r.orig_rax >= 0 && !restart_block(tid, &r);
+	bool asleep = regs && restart_block(tid, &r); /* in a call that restarts through its block */
+	bool waiting = regs && (long long)r.orig_rax >= 0 && !asleep;
 	if (ok && round == R_WAITING)
 		ok = waiting;
-	if (regs && round == R_WAITING && restart_block(tid, &r) && seen->n < SLEEPERS_MAX)
+	if (asleep && round == R_WAITING && seen->n < SLEEPERS_MAX)
 		seen->tid[seen->n++] = tid;
 	/* a thread found in (or just back from) a call that needs no restart
 	 * block, whatever the round, is taken there: one seen asleep before
@@ -262,7 +262,7 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 		 * of its next one where it was seen asleep in the first round and
 		 * is awake now (a loop that sleeps 20 ms, which on a loaded
 		 * machine waits awake for its turn on a CPU) */
-		bool sleeper = ok && restart_block(tid, &r);
+		bool sleeper = ok && asleep;
 		if (!sleeper && (long long)r.orig_rax < 0)
 			for (int i = 0; i < seen->n && !sleeper; i++)
 				sleeper = seen->tid[i] == tid;

@@ -277,17 +277,12 @@ static int service(struct sampler *s, struct ptask *t)
 	return 2;
 }
 
-/* At our stop of tid (not a group stop): a wait without end it ended waits
- * on; a timed one it ended with EINTR is counted (tracee.h). */
-static void keep_waiting(struct sampler *s, pid_t tid, struct user_regs_struct *r)
+/* At our stop of t (r: its registers, NULL: read them), unless it is a
+ * group stop: a wait without end it ended waits on; a timed one it ended
+ * with EINTR is counted (tracee.h). */
+static void keep_waiting(struct sampler *s, struct ptask *t, struct user_regs_struct *r)
 {
-	struct user_regs_struct own;
-	if (!r) {
-		if (ptrace(PTRACE_GETREGS, tid, NULL, &own) < 0)
-			return;
-		r = &own;
-	}
-	if (tracee__keep_waiting(tid, r) == TRACEE_TIMED_EINTR)
+	if (!t->group_stop && tracee__keep_waiting(t->tid, r) == TRACEE_TIMED_EINTR)
 		s->waits_ended++;
 }
 
@@ -302,7 +297,7 @@ static void resume(struct sampler *s, struct ptask *t, bool checked)
 		return;
 	}
 	if (!checked)
-		keep_waiting(s, t->tid, NULL);
+		keep_waiting(s, t, NULL);
 	ptrace(PTRACE_CONT, t->tid, NULL, NULL);
 }
 
@@ -375,8 +370,8 @@ static void sample_task(struct sampler *s, struct ptask *t, int metric)
 	bool ok = ptrace(PTRACE_GETREGS, t->tid, NULL, &ur) == 0;
 	if (ok)
 		got = copy_stack(t->tid, ur.rsp, s->stack, s->o.stack_size);
-	if (ok && !t->group_stop)
-		keep_waiting(s, t->tid, &ur);
+	if (ok)
+		keep_waiting(s, t, &ur);
 	/* Python frames while the thread is stopped: exactly what it runs */
 	struct pyproc *py = ok ? recorder__python(s->r, (uint32_t)s->o.pid) : NULL;
 	int npy = -1;
@@ -543,8 +538,7 @@ static int ptrace_stop(struct sampler *s)
 			if (ptrace(PTRACE_INTERRUPT, s->tasks[i].tid, NULL, NULL) == 0) {
 				s->tasks[i].want_stop = true;
 				if (wait_stop(s, &s->tasks[i]) == 1) {
-					if (!s->tasks[i].group_stop)
-						keep_waiting(s, s->tasks[i].tid, NULL);
+					keep_waiting(s, &s->tasks[i], NULL);
 					ptrace(PTRACE_DETACH, s->tasks[i].tid, NULL, NULL);
 				}
 			}

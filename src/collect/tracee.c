@@ -33,6 +33,12 @@ static int endless_wait(const struct user_regs_struct *r)
 
 enum tracee_wait tracee__keep_waiting(pid_t tid, struct user_regs_struct *r)
 {
+	struct user_regs_struct own;
+	if (!r) {
+		if (ptrace(PTRACE_GETREGS, tid, NULL, &own) < 0)
+			return TRACEE_AS_IS;
+		r = &own;
+	}
 	/* a 64-bit thread's call (cs 0x33): a 32-bit one's numbers are others */
 	if (r->cs != 0x33 || (long long)r->orig_rax < 0 || (long long)r->rax != -EINTR)
 		return TRACEE_AS_IS;

@@ -22,7 +22,7 @@
  * ended; a signal with a handler still ends it with EINTR. The same calls
  * with a timeout keep their EINTR (the time they had left is not known; a
  * stop by SIGSTOP ends them so too): TRACEE_TIMED_EINTR, for the caller to
- * count. Else TRACEE_AS_IS. */
+ * count. Else TRACEE_AS_IS. r NULL: the registers are read here. */
 enum tracee_wait { TRACEE_AS_IS, TRACEE_KEPT, TRACEE_TIMED_EINTR };
 enum tracee_wait tracee__keep_waiting(pid_t tid, struct user_regs_struct *r);
 
