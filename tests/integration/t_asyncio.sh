@@ -74,10 +74,12 @@ for PY in "${pys[@]}"; do
   # the spinner holds the GIL but for the hand-overs: beside two hogs the
   # hasher is slow to be scheduled and take it, and the spinner waits
   # (drop_gil's forced switch, then take_gil): GIL wait, never idle; a
-  # sample or two as the thread starts or ends (no Python state) is native
+  # sample or two as the thread starts or ends (no Python state) is native.
+  # How long it waits follows the scheduler (seen: Python 131 of 136 with
+  # 3.11, 69 of 136 with 3.12 in one CI run): both states are there
   si=$(sum $sp idle); [ "$si" = 0 ] || fail "$tag: the spinner idle $si samples: $(rows $sp) [$(cat $W/st)]"
   awk -v a=$((spy + sgw)) -v b=$sall 'BEGIN { exit !(a >= 0.95 * b) }' || fail "$tag: spinner samples neither Python nor GIL wait: $(rows $sp)"
-  awk -v a=$spy -v b=$sall 'BEGIN { exit !(a >= 0.75 * b) }' || fail "$tag: spinner Python $spy of $sall samples: $(rows $sp)"
+  awk -v a=$spy -v b=$sall 'BEGIN { exit !(a >= 0.3 * b) }' || fail "$tag: spinner Python $spy of $sall samples: $(rows $sp)"
   # the hasher's split between hashing (native) and waiting for the GIL
   # follows the scheduler: beside two hogs the spinner, which must run to
   # drop the GIL, is descheduled too, and the waits grow (seen: native 42,
