@@ -36,7 +36,10 @@ eq() { [ "$1" = "$2" ] || fail "$3: got $1, want $2"; }
 skip() { echo "skipped: $*"; }
 # await_out FILE TEXT PID [WHAT]: until FILE holds TEXT, for 60 s at most or
 # until PID ends (a program's start-up on a loaded host is no time to bound
-# tightly: Python 3.13 beside Chromium once took over 10 s to its "ready")
+# tightly: Python 3.13 beside Chromium once took over 10 s to its "ready").
+# Empty FILE before starting the program where a loop uses it again: the
+# shell empties it in the child, after the fork, and the last run's TEXT
+# can be read first (CI: a dump taken before Python 3.12 was ready)
 await_out() {
   local i
   for i in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; kill -0 "$3" 2>/dev/null || break; sleep 0.1; done

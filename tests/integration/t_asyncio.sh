@@ -99,6 +99,7 @@ for PY in "${pys[@]}"; do
   grep -q -- '--gil: only samples of a thread holding the GIL kept' $W/gst || fail "$tag: the header does not say --gil"
   ok "$tag: --gil: spinner $gs samples kept, hasher $gh ($ghn native)"
 
+  : >$W/t.out  # emptied first: the last Python's "ready" is there (await_out)
   "$PY" $T/py_aio_tree.py >$W/t.out 2>&1 & TP=$!
   await_out $W/t.out ready $TP "$tag: py_aio_tree.py"
   sleep 0.2

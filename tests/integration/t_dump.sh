@@ -53,6 +53,7 @@ for PY in "${pys[@]}"; do
   first_of_minor "$PY" || { skip "$PY: the same X.Y as one dumped already"; continue; }
   v=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   tag="python $v ($PY)"
+  : >$W/pa.out
   "$PY" $T/py_async.py dump >$W/pa.out 2>&1 & PP=$!
   # its asyncio part (0.8 s of CPU among others) comes first
   await_out $W/pa.out ready $PP "$tag: py_async.py dump"
@@ -77,6 +78,7 @@ PY
   kill $PP; wait $PP 2>/dev/null
   ok "$tag: blocked_reader (py_async.py:$line) and <module>; --native, --json; the process unharmed"
   # one thread holding the GIL in a long C call, one waiting for it
+  : >$W/g.out  # emptied first: the last Python's "ready" is there (await_out)
   "$PY" $T/py_gil_wait.py >$W/g.out 2>&1 & GP=$!
   await_out $W/g.out ready $GP "$tag: py_gil_wait.py"
   sleep 0.2
