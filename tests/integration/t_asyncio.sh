@@ -59,7 +59,12 @@ for PY in "${pys[@]}"; do
     # sampler across short's end, and that stretch goes to long alone
     skip "$tag: long/short ratio under the sanitizers (charged $ll/$ls; the -Werror stage asserts it)"
   else
-    within $(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.3f", a / b }') 2.0 0.5 || fail "$tag: long/short charged $ll/$ls, want 2.0 +-25 %"
+    # a tick kiln took late (a loaded host: the report counts them) is
+    # charged to the next samples, whichever task they find: each can move
+    # a sample from short to long, so the band widens by that many
+    late=$("$KILN" report $W/l.kiln | sed -n 's/^# wall: \([0-9]*\) ticks\{0,1\} came late.*/\1/p'); late=${late:-0}
+    awk -v a=$ll -v b=$ls -v k=$late 'BEGIN { exit !((b + k) * 2.5 >= a && (b - k) * 1.5 <= a) }' \
+      || fail "$tag: long/short charged $ll/$ls ($late ticks late), want 2.0 +-25 %"
     ok "$tag: suspended tasks charged their lives: long $ll, short $ls samples (x$(awk -v a=$ll -v b=$ls 'BEGIN { printf "%.2f", a / b }'))"
   fi
 
