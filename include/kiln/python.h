@@ -7,14 +7,21 @@
  *        ─► PyThreadState (next, native_thread_id, cframe│current_frame)
  *        ─► _PyInterpreterFrame (code, previous, instr, owner) ─► previous …
  *
+ * 3.10 keeps the same chain of thread states, but a thread is known by its
+ * pthread_t (thread_id: the address of its struct pthread, whose tid the
+ * reader finds at the C library's offset) and its frames are PyFrameObjects
+ * (f_code, f_back, f_lasti), one evaluation-loop call each.
+ *
  * A new CPython version is a new table here, not new code. From 3.13 the
  * interpreter publishes these offsets itself (_Py_DebugOffsets at the start
  * of _PyRuntime, cookie "xdebugpy"); kiln reads them there and keeps the
  * table only as the check of what it read. The version comes from the
- * binary's own Py_Version (PY_VERSION_HEX), never from a guess; an
- * interpreter with no table gets native frames and a notice.
- * The 3.11-3.13 values were read from the interpreters' own DWARF
- * (ptype /o of each struct) and agree with Include/internal/pycore_frame.h. */
+ * binary's own Py_Version (PY_VERSION_HEX; before 3.11, which has none, its
+ * cache tag "cpython-3NN", the string sys.implementation.cache_tag is made
+ * of), never from a guess; an interpreter with no table gets native frames
+ * and a notice. The 3.10-3.13 values were read from the interpreters' own
+ * DWARF (ptype /o of each struct) and agree with
+ * Include/internal/pycore_frame.h (3.10: Include/cpython/frameobject.h). */
 #ifndef KILN_PYTHON_H
 #define KILN_PYTHON_H
 
@@ -30,7 +37,9 @@ struct kiln_py_offsets {
 	uint16_t rt_finalizing;    /* non-zero once Py_FinalizeEx tears modules down */
 	uint16_t rt_preinit;       /* int preinitialized: the allocators are set up */
 	/* PyThreadState */
-	uint16_t ts_next, ts_native_tid;
+	uint16_t ts_next, ts_native_tid; /* native_thread_id (3.11+; else KILN_PY_NONE) */
+	uint16_t ts_thread_id;     /* 3.10: thread_id, the thread's pthread_t (its struct
+				    * pthread, whose tid the reader knows the offset of) */
 	uint16_t ts_cframe;        /* 3.11/3.12: a _PyCFrame *, whose current_frame is cf_current */
 	uint16_t cf_current;
 	uint16_t ts_current_frame; /* 3.13: the frame itself */
@@ -38,6 +47,9 @@ struct kiln_py_offsets {
 	uint16_t fr_code, fr_previous, fr_instr, fr_owner, fr_is_entry, fr_size;
 	uint8_t instr_is_prev;     /* 3.11/3.12 prev_instr (last executed); 3.13 instr_ptr */
 	uint8_t owner_cstack;      /* the owner value of an entry frame on the C stack, 0xff none */
+	uint8_t frame_object;      /* 3.10: the chain is of PyFrameObjects (previous: f_back), each
+				    * the frame of its own evaluation-loop call; fr_instr is f_lasti,
+				    * an int: the last instruction's index (-1 before the first) */
 	/* PyCodeObject */
 	uint16_t co_filename, co_name, co_qualname, co_linetable, co_firstlineno, co_code, co_size;
 	/* str and bytes */
@@ -63,6 +75,21 @@ struct kiln_py_offsets {
 };
 
 static const struct kiln_py_offsets kiln_py_tables[] = {
+	{.version = 0x30a, .rt_finalizing = 16, .rt_preinit = 4, .rt_interp_head = 32, .is_next = 0, .is_threads_head = 8,
+	 .ts_next = 8, .ts_native_tid = KILN_PY_NONE, .ts_thread_id = 176, .ts_cframe = KILN_PY_NONE, .cf_current = 0,
+	 .ts_current_frame = 24,
+	 .fr_code = 32, .fr_previous = 24, .fr_instr = 96, .fr_owner = 108, .fr_is_entry = KILN_PY_NONE, .fr_size = 112,
+	 .instr_is_prev = 1, .owner_cstack = 0xff, .frame_object = 1,
+	 .co_filename = 104, .co_name = 112, .co_qualname = 112 /* no co_qualname before 3.11: the name */,
+	 .co_linetable = 120, .co_firstlineno = 40, .co_code = 48, .co_size = 176,
+	 .str_length = 16, .str_state = 32, .str_ascii_size = 48, .str_compact_size = 72,
+	 .bytes_size = 16, .bytes_sval = 32,
+	 /* asyncio's task reader (collect/pyasync.c) is 3.11+: none of its fields */
+	 .fr_globals = 48, .fr_stacktop = KILN_PY_NONE, .fr_localsplus = 352, .gen_iframe = KILN_PY_NONE,
+	 .gen_state = KILN_PY_NONE, .gen_awaiting = -1, .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240,
+	 .ht_cached_keys = KILN_PY_NONE, .attrs_kind = 0, .long_size_tag = 16, .long_tagged = 0,
+	 .task_loop = KILN_PY_NONE, .task_state = KILN_PY_NONE, .task_coro = KILN_PY_NONE, .task_name = KILN_PY_NONE,
+	 .gil_rt = 352, .gil_interp = KILN_PY_NONE},
 	{.version = 0x30b, .rt_finalizing = 24, .rt_preinit = 8, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 16,
 	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = 56, .cf_current = 8, .ts_current_frame = KILN_PY_NONE,
 	 .fr_code = 32, .fr_previous = 48, .fr_instr = 56, .fr_owner = 69, .fr_is_entry = 68, .fr_size = 72,
@@ -109,6 +136,28 @@ static inline const struct kiln_py_offsets *kiln_py_table(uint32_t hexversion)
 		if (kiln_py_tables[i].version == v)
 			return &kiln_py_tables[i];
 	return NULL;
+}
+
+/* Before 3.11 (no Py_Version): the version its cache tag names, the
+ * literal "cpython-3NN" sys.implementation.cache_tag is made of, found as a
+ * string of its own (NUL before and after) in [lo, end): an image's
+ * read-only data. PY_VERSION_HEX's major and minor, or 0. */
+static inline uint32_t kiln_py_cache_tag(const unsigned char *lo, const unsigned char *end)
+{
+	static const char tag[] = "cpython-3";
+	for (const unsigned char *p = lo; p < end;) {
+		const unsigned char *q = (const unsigned char *)memmem(p, (size_t)(end - p), tag, sizeof(tag) - 1);
+		if (!q)
+			return 0;
+		const unsigned char *d = q + sizeof(tag) - 1;
+		unsigned minor = 0, nd = 0;
+		for (; d < end && *d >= '0' && *d <= '9' && nd < 3; d++, nd++)
+			minor = minor * 10 + (unsigned)(*d - '0');
+		if (q > lo && q[-1] == 0 && nd && d < end && *d == 0 && minor < 256)
+			return 3u << 24 | minor << 16;
+		p = q + 1;
+	}
+	return 0;
 }
 
 /* _Py_DebugOffsets (3.13): where the fields kiln reads sit in it. */
@@ -211,6 +260,13 @@ static inline void kiln_py_frame_of(uint64_t code, uint64_t previous, uint64_t i
 {
 	f->code = code;
 	f->previous = previous;
+	if (o->frame_object) {
+		int32_t lasti = (int32_t)(uint32_t)instr;
+		f->cstack = 0;
+		f->entry = 1;
+		f->lasti = lasti > 0 ? (uint32_t)lasti : 0;
+		return;
+	}
 	f->cstack = o->owner_cstack != 0xff && owner == o->owner_cstack;
 	f->entry = o->fr_is_entry != KILN_PY_NONE && is_entry;
 	uint64_t start = f->code + o->co_code, lasti = instr >= start ? (instr - start) / 2 : 0;

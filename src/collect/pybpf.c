@@ -12,6 +12,7 @@
 #include <string.h>
 #include "collect/bpf/pyframes.h"
 #include "collect/pybpf.h"
+#include "collect/python.h"
 #include "kiln/python.h"
 #include "util/util.h"
 
@@ -215,7 +216,14 @@ int pybpf__add(struct pybpf *b, uint32_t pid, const struct kiln_py_offsets *o, u
 		.ts_cframe = o->ts_cframe, .cf_current = o->cf_current, .ts_current_frame = o->ts_current_frame,
 		.fr_code = o->fr_code, .fr_previous = o->fr_previous, .fr_instr = o->fr_instr, .fr_owner = o->fr_owner,
 		.fr_is_entry = o->fr_is_entry, .fr_size = o->fr_size, .co_firstlineno = o->co_firstlineno,
+		.ts_thread_id = o->ts_thread_id,
 	};
+	if (o->ts_native_tid == KILN_PY_NONE) {
+		int off = python__pthread_tid_offset();
+		if (off < 0 || off > 0xffff)
+			return -ENOTSUP;
+		c.pthread_tid = (uint16_t)off;
+	}
 	return bpf_map_update_elem(b->cfg_fd, &pid, &c, BPF_ANY) < 0 ? -errno : 0;
 }
 

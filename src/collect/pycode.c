@@ -1,6 +1,7 @@
 /* Naming a CPython code object read from outside (see python.h): its
  * qualified name and file as UTF-8 from the str objects (every kind,
- * bounded), its line from the location table (3.11+ varint format), or
+ * bounded), its line from the location table (3.11+ varint format; 3.10's
+ * byte pairs), or
  * from what the shim sent when the object was alive (ring.h PYCODE). What
  * is held for every process together is counted against PY_HELD_MAX:
  * past it a table is read at each use, not kept. */
@@ -200,6 +201,32 @@ int python__line(const unsigned char *t, size_t n, int firstlineno, uint32_t las
 	return -1;
 }
 
+int python__line_310(const unsigned char *t, size_t n, int firstlineno, uint32_t lasti)
+{
+	/* byte pairs (PEP 626, Objects/lnotab_notes.txt): how many bytes of
+	 * bytecode the range covers, then the line's change (signed; -128: the
+	 * range has no line). Offsets are in bytes, two to an instruction. */
+	uint64_t off = (uint64_t)lasti * 2, start, end = 0;
+	int line = firstlineno;
+	for (size_t i = 0; i + 1 < n; i += 2) {
+		start = end;
+		end += t[i];
+		int delta = (signed char)t[i + 1];
+		bool none = delta == -128;
+		if (!none)
+			line += delta;
+		if (off >= start && off < end)
+			return none ? -1 : line;
+	}
+	return -1;
+}
+
+/* The line of lasti in code's table, in the table's format for pp's version. */
+static int line_of(const struct pyproc *pp, const unsigned char *t, size_t n, int firstlineno, uint32_t lasti)
+{
+	return pp->o.frame_object ? python__line_310(t, n, firstlineno, lasti) : python__line(t, n, firstlineno, lasti);
+}
+
 int pyproc__define(struct pyproc *pp, uint64_t code, int32_t first, const unsigned char *qual, size_t qlen,
 		   unsigned qkind, const unsigned char *file, size_t flen, unsigned fkind, const unsigned char *table,
 		   size_t tlen)
@@ -244,7 +271,7 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 	if (d && pp->defv[d->v1 - 1].firstlineno == f->first) {
 		/* the names the shim sent while the object lived */
 		const struct pycode *c = &pp->defv[d->v1 - 1];
-		int l = c->table ? python__line(c->table, c->ntable, c->firstlineno, lasti) : -1;
+		int l = c->table ? line_of(pp, c->table, c->ntable, c->firstlineno, lasti) : -1;
 		*func = c->qualname;
 		*file = c->file;
 		*line = (uint32_t)(l > 0 ? l : c->firstlineno > 0 ? c->firstlineno : 0);
@@ -300,10 +327,10 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 	if (c->transient) { /* over the budget: read, used, let go */
 		size_t nt = 0;
 		unsigned char *t = read_bytes(pp, table_p, &nt);
-		l = t ? python__line(t, nt, first, lasti) : -1;
+		l = t ? line_of(pp, t, nt, first, lasti) : -1;
 		free(t);
 	} else {
-		l = c->table ? python__line(c->table, c->ntable, first, lasti) : -1;
+		l = c->table ? line_of(pp, c->table, c->ntable, first, lasti) : -1;
 	}
 	*func = c->qualname;
 	*file = c->file;

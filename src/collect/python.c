@@ -4,13 +4,72 @@
  * bounded, a chain is walked a bounded number of steps, and a code object is
  * believed only while its type is PyCode_Type. */
 #include <errno.h>
+#include <elf.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include "collect/bpf/pyframes.h"
 #include "symbols/image.h"
 #include "collect/python_int.h"
+
+/* Before 3.11 a CPython has no Py_Version: its cache tag, the literal
+ * "cpython-3NN" sys.implementation.cache_tag is made of, a string of its
+ * own in the image's read-only data, says which it is. PY_VERSION_HEX's
+ * major and minor, or 0. */
+static uint32_t cache_tag_hex(const struct image *img)
+{
+	for (size_t i = 0; i < img->nloads; i++) {
+		const struct image_load *l = &img->loads[i];
+		if ((l->flags & PF_W) || l->off > img->size || l->filesz > img->size - l->off)
+			continue;
+		uint32_t hex = kiln_py_cache_tag(img->data + l->off, img->data + l->off + l->filesz);
+		if (hex)
+			return hex;
+	}
+	return 0;
+}
+
+/* Where glibc's struct pthread (a pthread_t points at it) keeps the thread's
+ * id: found in kiln's own threads, the same C library as the programs it
+ * runs beside (a 3.10 thread state names its thread by pthread_t). The
+ * first offset that holds the tid in two threads' descriptors, or -1. */
+#define TID_SCAN 2048
+static void *tid_offsets(void *arg)
+{
+	int *offs = arg, n = 0;
+	const unsigned char *self = (const unsigned char *)pthread_self();
+	pid_t tid = gettid();
+	for (int off = 0; off + 4 <= TID_SCAN && n < 8; off += 4)
+		if (!memcmp(self + off, &tid, 4))
+			offs[n++] = off;
+	return NULL;
+}
+
+int python__pthread_tid_offset(void)
+{
+	static int found = -2;
+	if (found != -2)
+		return found;
+	int mine[8], theirs[8];
+	memset(mine, -1, sizeof(mine));
+	memset(theirs, -1, sizeof(theirs));
+	tid_offsets(mine);
+	pthread_t th;
+	found = -1;
+	if (pthread_create(&th, NULL, tid_offsets, theirs) != 0)
+		return found;
+	pthread_join(th, NULL);
+	for (int i = 0; i < 8 && found < 0 && mine[i] >= 0; i++)
+		for (int j = 0; j < 8 && theirs[j] >= 0; j++)
+			if (mine[i] == theirs[j]) {
+				found = mine[i];
+				break;
+			}
+	return found;
+}
 
 struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid, char *why, size_t n)
 {
@@ -19,8 +78,9 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 	if (image__find_symbol(img, "_PyRuntime", &rt, &rtsz) < 0)
 		return NULL;
 	uint32_t hex = 0;
-	if (image__find_symbol(img, "Py_Version", &ver, &versz) < 0 || image__read(img, ver, &hex, 4) < 0) {
-		snprintf(why, n, "a Python older than 3.11 (no Py_Version in %s): native frames only",
+	if ((image__find_symbol(img, "Py_Version", &ver, &versz) < 0 || image__read(img, ver, &hex, 4) < 0) &&
+	    !(hex = cache_tag_hex(img))) {
+		snprintf(why, n, "a Python whose version kiln cannot read (no Py_Version nor cache tag in %s): native frames only",
 			 path_base(img->path));
 		return NULL;
 	}
@@ -38,9 +98,17 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 			 hex >> 24, (hex >> 16) & 0xff, path_base(img->path));
 		return NULL;
 	}
+	int tid_off = -1;
+	if (t->ts_native_tid == KILN_PY_NONE && (tid_off = python__pthread_tid_offset()) < 0) {
+		snprintf(why, n, "Python %u.%u (%s) names its threads by pthread_t, and this C library's thread descriptor "
+			 "shows no thread id kiln can find: native frames only", hex >> 24, (hex >> 16) & 0xff,
+			 path_base(img->path));
+		return NULL;
+	}
 	struct pyproc *pp = xcalloc(1, sizeof(*pp));
 	pp->pid = pid;
 	pp->o = *t;
+	pp->tid_off = tid_off;
 	if (t->version >= 0x30d) {
 		/* the interpreter's own offsets, from its initialized data */
 		unsigned char dbg[KILN_PY_DBG_SIZE];
@@ -97,6 +165,22 @@ bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip)
 	return ip >= pp->eval_lo && ip < pp->eval_hi;
 }
 
+/* The native id of the thread whose state ts is: native_thread_id (3.11+),
+ * or the tid in the struct pthread its thread_id names (3.10). */
+static bool ts_tid(const struct pyproc *pp, uint64_t ts, uint64_t *tid)
+{
+	const struct kiln_py_offsets *o = &pp->o;
+	if (o->ts_native_tid != KILN_PY_NONE)
+		return rd64(pp->pid, ts + o->ts_native_tid, tid);
+	uint64_t th = 0;
+	int32_t t = 0;
+	if (!rd64(pp->pid, ts + o->ts_thread_id, &th) || !th || pp->tid_off < 0 ||
+	    !rd(pp->pid, th + (uint64_t)pp->tid_off, &t, 4))
+		return false;
+	*tid = t > 0 ? (uint64_t)t : 0;
+	return true;
+}
+
 /* Every thread state of every interpreter, by native thread id. */
 static void scan_threads(struct pyproc *pp)
 {
@@ -116,8 +200,8 @@ static void scan_threads(struct pyproc *pp)
 		unsigned power = 1, lam = 0;
 		while (ts && seen++ < PY_MAX_THREADS) {
 			uint64_t tid = 0;
-			if (!rd64(pp->pid, ts + o->ts_native_tid, &tid))
-				break;
+			if (!ts_tid(pp, ts, &tid) && o->ts_native_tid != KILN_PY_NONE)
+				break; /* (3.10: a thread not started yet names no pthread) */
 			if (tid && tid < (1u << 31))
 				u64map__upsert(&pp->tstates, tid, NULL)->v1 = ts;
 			if (!rd64(pp->pid, ts + o->ts_next, &ts))
@@ -142,7 +226,7 @@ static uint64_t tstate_of(struct pyproc *pp, pid_t tid)
 	for (int pass = 0; pass < 2; pass++) {
 		struct u64map_ent *e = u64map__find(&pp->tstates, (uint64_t)tid);
 		uint64_t got;
-		if (e && rd64(pp->pid, e->v1 + pp->o.ts_native_tid, &got) && got == (uint64_t)tid)
+		if (e && ts_tid(pp, e->v1, &got) && got == (uint64_t)tid)
 			return e->v1;
 		/* a thread with no Python state (a native worker) would rescan at
 		 * each of its samples: at most every 20 ms */

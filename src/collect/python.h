@@ -95,6 +95,10 @@ bool pyproc__name(struct pyproc *pp, const struct pyframe *f, const char **func,
 /* The line of instruction lasti (code units) in a 3.11+ location table, or
  * -1 when it has none. */
 int python__line(const unsigned char *table, size_t n, int firstlineno, uint32_t lasti);
+/* The same in a 3.10 line table (co_linetable, PEP 626's byte pairs). */
+int python__line_310(const unsigned char *table, size_t n, int firstlineno, uint32_t lasti);
+/* The offset of the thread id in the C library's struct pthread, or -1. */
+int python__pthread_tid_offset(void);
 
 /* Kinds of native frames for python__merge. */
 enum { PYK_NATIVE = 0, PYK_EVAL = 1, PYK_ANON = 2 };

@@ -37,6 +37,7 @@ struct pyproc {
 	uint64_t eval_lo, eval_hi;
 	uint64_t init_shim; /* 3.13+ _Py_InitCleanup: a frame run between a class call and its
 			     * __init__, named "__init__" in a file "__init__": never shown */
+	int tid_off;           /* 3.10: the tid's offset in a struct pthread (python__pthread_tid_offset) */
 	struct u64map tstates; /* native tid -> PyThreadState address */
 	uint64_t last_scan;    /* when the thread list was last read (CLOCK_MONOTONIC ns) */
 	bool cyclic_threads;   /* the thread list came back on itself */

@@ -4,6 +4,7 @@
  * (collect/python.h says how they are read). */
 #include <string.h>
 #include "collect/recorder_int.h"
+#include "kiln/python.h"
 
 /* img, mapped in p at bias, may be a CPython interpreter or libpython. */
 void recorder_python_detect(struct recorder *r, struct rproc *p, struct image *img, uint64_t bias)
@@ -207,6 +208,21 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 	if (npy >= 0) {
 		py = kept;
 		npy = nkept;
+	}
+	if (npy >= 0 && pyproc__offsets(p->py)->frame_object) {
+		/* 3.10 publishes a frame (tstate->frame) inside its loop call,
+		 * a few instructions after it begins, and takes it back a few
+		 * before it returns: a loop call one more than the frames is the
+		 * innermost in that window, its code not running yet (or any
+		 * more). It stays a native frame of the caller's function. */
+		int groups = 0;
+		for (int i = 0; i < npy; i++)
+			groups += py[i].last_of_call;
+		for (int i = 0; i < n && evals == groups + 1; i++)
+			if (kinds[i] == PYK_EVAL) {
+				kinds[i] = PYK_NATIVE;
+				break;
+			}
 	}
 	int32_t order[KILN_MAX_DEPTH];
 	int k = npy >= 0 ? python__merge(kinds, n, py, npy, truncated, order, KILN_MAX_DEPTH) : -1;

@@ -47,15 +47,50 @@ void python_domains_wrap(void);
 /* Is this a CPython kiln reads? Its symbols are looked up once, at start
  * (the interpreter or libpython is loaded by then); a Python embedded later
  * by dlopen is not read, and its stacks stay native. */
+/* Before 3.11 (no Py_Version): the cache tag "cpython-3NN", a string of
+ * its own in the read-only data of the object that holds _PyRuntime, says
+ * which CPython it is (collect/python.c reads the file the same way). Read
+ * in place, nothing called. */
+struct tag_find {
+	uintptr_t at;
+	uint32_t hex;
+};
+
+static int tag_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct tag_find *tf = arg;
+	bool ours = false;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && tf->at >= lo && tf->at - lo < ph->p_memsz)
+			ours = true;
+	}
+	if (!ours)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum && !tf->hex; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W) || !(ph->p_flags & PF_R))
+			continue;
+		const unsigned char *lo = (const unsigned char *)(info->dlpi_addr + ph->p_vaddr);
+		tf->hex = kiln_py_cache_tag(lo, lo + ph->p_filesz);
+	}
+	return 1;
+}
+
 void python_init(void)
 {
 	const unsigned long *ver = dlsym(RTLD_DEFAULT, "Py_Version");
 	void *ev = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
 	void *gt = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
 	const unsigned char *rt = dlsym(RTLD_DEFAULT, "_PyRuntime");
-	if (!ver || !ev || !gt || !rt)
+	if (!ev || !gt || !rt)
 		return;
-	const struct kiln_py_offsets *t = kiln_py_table((uint32_t)*ver);
+	struct tag_find tf = {(uintptr_t)rt, 0};
+	if (!ver)
+		dl_iterate_phdr(tag_cb, &tf);
+	const struct kiln_py_offsets *t = kiln_py_table(ver ? (uint32_t)*ver : tf.hex);
 	if (!t)
 		return;
 	g_pyo = *t;

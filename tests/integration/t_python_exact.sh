@@ -1,6 +1,6 @@
 #!/bin/bash
 # Python CPU profiles that are right on a busy machine (two CPU hogs run
-# beside every case), on every CPython 3.11-3.13 found:
+# beside every case), on every CPython 3.10-3.13 found:
 #   py_mixed.py: recursion 50 %, a loop of short calls 25 %, a C extension
 #     25 % (of process CPU time): each within 3 points, launched and
 #     attached, and at least 97 % of samples with Python frames;
@@ -46,7 +46,7 @@ grep -q ';main;work (static_twins.c) [0-9]*$' $W/tw.folded && grep -q ';work (st
   || fail "static_twins: folded stacks do not name the file: $(sort -t' ' -k2 -nr $W/tw.folded | head -2)"
 ok "static_twins: two rows and two boxes, work (static_twins.c) $(pct $ra $((ra + rb))) % (want 70)"
 
-find_pythons 3.11 3.12 3.13
+find_pythons 3.10 3.11 3.12 3.13
 for PY in "${pys[@]}"; do
   v=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   tag="python $v ($PY)"
@@ -100,14 +100,21 @@ for PY in "${pys[@]}"; do
   grep -q 'handle (mod_a.py)' $W/n.svg && grep -q 'handle (mod_b.py)' $W/n.svg || fail "$tag: not two flamegraph boxes"
   ok "$tag: handle (mod_a.py) and handle (mod_b.py) two rows with def lines, $(pct $la $((la + lb))) % (want 75), two boxes"
 
-  # no phantom frame inside an instantiation
+  # no phantom frame inside an instantiation (3.10, without co_qualname,
+  # names the method alone: main;__init__ and nothing between or under)
+  # (its file beside it where importlib's __init__s were sampled too)
+  init='Builder.__init__'; [ "$v" = 3.10 ] && init='__init__( \(py_init.py\))?'
   run_to 60 "$KILN" record -q -o $W/i.kiln -- "$PY" $T/py_init.py 1 >/dev/null || fail "$tag: record py_init"
   F=$(folded $W/i.kiln cpu --python-only)
-  grep -qE ';main( \([^)]*\))?;Builder.__init__ [0-9]+$' $F || fail "$tag: main;Builder.__init__ missing: $(sort -t' ' -k2 -nr $F | head -2)"
-  ! grep -qE '(^|;)__init__(;| )' $F || fail "$tag: a frame named plain __init__: $(grep -E '(^|;)__init__(;| )' $F | head -1)"
+  grep -qE ";main( \([^)]*\))?;$init [0-9]+\$" $F || fail "$tag: main;$init missing: $(sort -t' ' -k2 -nr $F | head -2)"
+  if [ "$v" = 3.10 ]; then
+    ! grep -qE '(^|;)__init__( \(py_init.py\))?;' $F || fail "$tag: a frame under __init__: $(grep -E '(^|;)__init__( \(py_init.py\))?;' $F | head -1)"
+  else
+    ! grep -qE '(^|;)__init__(;| )' $F || fail "$tag: a frame named plain __init__: $(grep -E '(^|;)__init__(;| )' $F | head -1)"
+  fi
   "$KILN" report $W/i.kiln --by file --limit 0 >$W/i.rep || fail "$tag: report --by file"
   ! grep -qE '  __init__$' $W/i.rep || fail "$tag: --by file lists a file __init__"
-  ok "$tag: main;Builder.__init__ with no phantom __init__ frame"
+  ok "$tag: main;${init%%(*} with no phantom __init__ frame"
 
   # every object, with Python's allocators traced: what keep_small and
   # keep_big still hold at the end, and at the peak, is tracemalloc's to 1 %

@@ -16,12 +16,18 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 #include "collect/python.h"
 #include "symbols/image.h"
 #include "kiln/python.h"
 
+/* 3.10.13: co_linetable's byte pairs (PEP 626), lines from co_lines() */
+static const unsigned char lt_310[] = {0x08, 0x01, 0x08, 0x01, 0x06, 0x01, 0x06, 0x01, 0x06, 0xff, 0x02, 0x05, 0x02, 0x01, 0x04, 0xff, 0x04, 0xfe, 0x02, 0x02, 0x02, 0x01, 0x04, 0xff};
+static const int lines_310[] = {2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 5, 5, 5, 4, 4, 4, 9, 10, 9, 9, 7, 7, 9, 10, 9, 9};
+static const int first_310 = 1;
 /* 3.11.2 */
 static const unsigned char lt_311[] = {0x80, 0x00, 0xd8, 0x08, 0x09, 0x88, 0x41, 0x89, 0x05, 0x80, 0x41, 0xd8, 0x07, 0x08, 0x88, 0x31, 0x82, 0x75, 0x80, 0x75, 0xf0, 0x02, 0x01, 0x0d, 0x20, 0xf0, 0x00, 0x01, 0x0d, 0x20, 0xdd, 0x16, 0x1b, 0x98, 0x41, 0x91, 0x68, 0x94, 0x68, 0xf0, 0x03, 0x01, 0x0d, 0x20, 0xf1, 0x00, 0x01, 0x0d, 0x20, 0xf4, 0x00, 0x01, 0x0d, 0x20, 0x88, 0x01, 0x88, 0x01, 0xf0, 0x06, 0x00, 0x0d, 0x11, 0x88, 0x01, 0xe0, 0x0c, 0x0d, 0xd8, 0x0c, 0x0d, 0xf0, 0x03, 0x01, 0x0c, 0x0f, 0xf0, 0x00, 0x01, 0x05, 0x0f};
 static const int lines_311[] = {2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 8, 8, 10, 11, 10, 10};
@@ -50,6 +56,58 @@ static void check_table(const unsigned char *lt, size_t n, const int *lines, siz
 Test(python, line_311) { check_table(lt_311, sizeof(lt_311), lines_311, sizeof(lines_311) / sizeof(int), first_311); }
 Test(python, line_312) { check_table(lt_312, sizeof(lt_312), lines_312, sizeof(lines_312) / sizeof(int), first_312); }
 Test(python, line_313) { check_table(lt_313, sizeof(lt_313), lines_313, sizeof(lines_313) / sizeof(int), first_313); }
+
+Test(python, line_310)
+{
+	size_t n = sizeof(lt_310), nl = sizeof(lines_310) / sizeof(int);
+	for (size_t i = 0; i < nl; i++)
+		cr_assert_eq(python__line_310(lt_310, n, first_310, (uint32_t)i), lines_310[i],
+			     "instruction %zu: line %d, want %d", i, python__line_310(lt_310, n, first_310, (uint32_t)i),
+			     lines_310[i]);
+	cr_assert_eq(python__line_310(lt_310, n, first_310, (uint32_t)nl + 100), -1);
+	for (size_t cut = 0; cut < n; cut++)
+		for (size_t i = 0; i < nl; i++)
+			(void)python__line_310(lt_310, cut, first_310, (uint32_t)i);
+	/* a range with no line (-128) */
+	static const unsigned char none[] = {0x04, 0x80, 0x04, 0x01};
+	cr_assert_eq(python__line_310(none, sizeof(none), 10, 0), -1);
+	cr_assert_eq(python__line_310(none, sizeof(none), 10, 2), 11);
+}
+
+/* 3.10's frames: f_lasti an int (-1 before the first instruction), every
+ * frame one evaluation-loop call */
+Test(python, frame_310)
+{
+	const struct kiln_py_offsets *o = kiln_py_table(0x030a0df0);
+	cr_assert_not_null(o);
+	struct kiln_py_frame f;
+	kiln_py_frame_of(0x1000, 0x2000, 0x0000000700000005ull, 0, 0, o, &f); /* f_lineno 7, f_lasti 5 */
+	cr_assert(f.lasti == 5 && f.entry && !f.cstack && f.code == 0x1000 && f.previous == 0x2000);
+	kiln_py_frame_of(0x1000, 0, 0xffffffffull, 0, 0, o, &f);
+	cr_assert_eq(f.lasti, 0);
+}
+
+/* where a pthread_t keeps its thread's id: the same in every thread */
+static void *tid_at(void *arg)
+{
+	int off = *(int *)arg;
+	pid_t got;
+	memcpy(&got, (const char *)pthread_self() + off, sizeof(got));
+	return (void *)(intptr_t)(got == gettid());
+}
+
+Test(python, pthread_tid_offset)
+{
+	int off = python__pthread_tid_offset();
+	cr_assert(off >= 0, "glibc's struct pthread holds the tid");
+	cr_assert_eq(python__pthread_tid_offset(), off);
+	cr_assert(tid_at(&off));
+	pthread_t th;
+	void *r;
+	cr_assert_eq(pthread_create(&th, NULL, tid_at, &off), 0);
+	pthread_join(th, &r);
+	cr_assert(r, "another thread's descriptor holds its tid at the same offset");
+}
 
 Test(python, line_garbage)
 {
@@ -147,7 +205,9 @@ Test(python, debug_offsets)
 	put(d, 264, 70);
 	d[0] = 'y';
 	cr_assert_eq(kiln_py_from_debug(d, t, &o), -1);
-	cr_assert_null(kiln_py_table(0x030a0000));
+	cr_assert_not_null(kiln_py_table(0x030a0000));
+	cr_assert(kiln_py_table(0x030a0000)->frame_object && kiln_py_table(0x030a0000)->ts_native_tid == KILN_PY_NONE);
+	cr_assert_null(kiln_py_table(0x03090000));
 	cr_assert_null(kiln_py_table(0x030e0000));
 }
 

@@ -80,11 +80,31 @@ struct walk_ts {
 	__u32 tid;
 };
 
+/* The native id of ts's thread: native_thread_id (3.11+), or the tid in the
+ * struct pthread its thread_id names (3.10). 0 when it cannot be read. */
+static __always_inline __u64 ts_tid(const struct kiln_bpf_pycfg *c, __u64 ts)
+{
+	__u64 t = 0;
+	if (c->ts_native_tid != KILN_BPF_NONE) {
+		if (rd64(&t, ts + c->ts_native_tid))
+			return 0;
+		return t;
+	}
+	__u64 th = 0;
+	__s32 tid = 0;
+	if (rd64(&th, ts + c->ts_thread_id) || !th ||
+	    bpf_probe_read_user(&tid, sizeof(tid), (const void *)(th + c->pthread_tid)))
+		return 0;
+	return tid > 0 ? (__u64)tid : 0;
+}
+
 static long ts_step(__u32 i, void *ctx)
 {
 	struct walk_ts *w = ctx;
-	__u64 t = 0;
-	if (!w->ts || rd64(&t, w->ts + w->c.ts_native_tid))
+	if (!w->ts)
+		return 1;
+	__u64 t = ts_tid(&w->c, w->ts);
+	if (!t && w->c.ts_native_tid != KILN_BPF_NONE)
 		return 1;
 	if (t == w->tid) {
 		w->found = w->ts;
@@ -166,8 +186,8 @@ int kiln_pyframes(struct perf_ctx *ctx)
 	struct walk_ts wt = {.c = *cfg, .tid = tid};
 	__u64 *cached = bpf_map_lookup_elem(&kiln_tstates, &tid);
 	if (cached) {
-		__u64 ts = *cached, t = 0;
-		if (!rd64(&t, ts + wt.c.ts_native_tid) && t == tid)
+		__u64 ts = *cached;
+		if (ts_tid(&wt.c, ts) == tid)
 			wt.found = ts;
 	}
 	if (!wt.found) {

@@ -26,7 +26,9 @@ struct kiln_bpf_pycfg {
 	__u16 ts_next, ts_native_tid, ts_cframe, cf_current, ts_current_frame;
 	__u16 fr_code, fr_previous, fr_instr, fr_owner, fr_is_entry, fr_size;
 	__u16 co_firstlineno;
-	__u16 pad;
+	__u16 ts_thread_id; /* 3.10 (ts_native_tid KILN_BPF_NONE): the thread's pthread_t */
+	__u16 pthread_tid;  /* 3.10: the tid's offset in the struct pthread it points at */
+	__u16 pad[3];
 };
 
 /* One frame as read: the rest is decoded by the recorder (kiln/python.h). */
