@@ -6,6 +6,20 @@
 #include "collect/recorder_int.h"
 #include "kiln/python.h"
 
+static void python_notice(struct recorder *r, uint32_t pid, const char *why)
+{
+	json_t *n = json_object_get(r->meta, "python_notices");
+	if (!json_is_array(n)) {
+		n = json_array();
+		json_object_set_new(r->meta, "python_notices", n);
+	}
+	if (json_array_size(n) < 16) {
+		char line[320];
+		snprintf(line, sizeof(line), "pid %u: %s", pid, why);
+		json_array_append_new(n, json_string(line));
+	}
+}
+
 /* img, mapped in p at bias, may be a CPython interpreter or libpython. */
 void recorder_python_detect(struct recorder *r, struct rproc *p, struct image *img, uint64_t bias)
 {
@@ -14,19 +28,14 @@ void recorder_python_detect(struct recorder *r, struct rproc *p, struct image *i
 	if (p->py) {
 		p->py_img = img;
 		p->py_bias = bias;
+		if (pyproc__offsets(p->py)->frame_object)
+			python_notice(r, p->pid,
+				      "CPython 3.10: a method is named without its class (no co_qualname before 3.11), "
+				      "and asyncio's tasks are not read (from 3.11 on)");
 		if (r->on_python)
 			r->on_python(r->on_python_ctx, p->pid, p->py);
 	} else if (why[0]) {
-		json_t *n = json_object_get(r->meta, "python_notices");
-		if (!json_is_array(n)) {
-			n = json_array();
-			json_object_set_new(r->meta, "python_notices", n);
-		}
-		if (json_array_size(n) < 16) {
-			char line[320];
-			snprintf(line, sizeof(line), "pid %u: %s", p->pid, why);
-			json_array_append_new(n, json_string(line));
-		}
+		python_notice(r, p->pid, why);
 		p->py_img = img; /* checked: not again */
 	}
 	r->meta_dirty = true;

@@ -52,6 +52,10 @@ for PY in "${pys[@]}"; do
   grep -qE 'py_a \(.*py_split.py:13\)' $W/line.rep || fail "$tag: no file:line for py_a"
   "$KILN" report $W/split.kiln >$W/split.rep
   grep -q "python: pid [0-9]* is CPython $v" $W/split.rep || fail "$tag: header does not name the interpreter"
+  if [ "$v" = 3.10 ]; then
+    grep -q "python: pid [0-9]*: CPython 3.10: a method is named without its class .*asyncio's tasks are not read" $W/split.rep \
+      || fail "$tag: what 3.10 lacks is not said: $(grep '^# python' $W/split.rep)"
+  fi
   # --python-only: Python frames alone, totals whole
   P=$(folded $W/split.kiln cpu --python-only)
   eq "$(total $P)" "$(total $F)" "$tag: --python-only total"
