@@ -75,8 +75,13 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 {
 	uint64_t rt, rtsz, ev, evsz, ct, ctsz, ver, versz;
 	why[0] = 0;
-	if (image__find_symbol(img, "_PyRuntime", &rt, &rtsz) < 0)
+	if (image__find_symbol(img, "_PyRuntime", &rt, &rtsz) < 0) {
+		/* 2.x to 3.6: an evaluation loop, no runtime state to start from */
+		if (image__find_symbol(img, "PyEval_EvalFrameEx", &ev, &evsz) == 0)
+			snprintf(why, n, "a CPython older than 3.7 (no _PyRuntime in %s): native frames only",
+				 path_base(img->path));
 		return NULL;
+	}
 	uint32_t hex = 0;
 	if ((image__find_symbol(img, "Py_Version", &ver, &versz) < 0 || image__read(img, ver, &hex, 4) < 0) &&
 	    !(hex = cache_tag_hex(img))) {

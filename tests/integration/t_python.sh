@@ -25,6 +25,15 @@ if [ -n "$OLD" ] && [ -z "${KILN_REDUCED:-}" ]; then
 else
   skip "a CPython kiln has no table for: no pyenv 3.9 (or under the sanitizers)"
 fi
+# older still (no _PyRuntime at all): said too
+for ov in 3.6 2.7; do
+  OLD=$(ls -d "$root"/versions/$ov.*/bin/python$ov 2>/dev/null | sort -V | tail -1)
+  if [ -z "$OLD" ] || [ -n "${KILN_REDUCED:-}" ]; then skip "CPython $ov: not installed (or under the sanitizers)"; continue; fi
+  run_to 60 "$KILN" record -q -o $W/old$ov.kiln -- "$OLD" -c pass >/dev/null || fail "python $ov: record"
+  "$KILN" report $W/old$ov.kiln | grep -q "python: pid [0-9]*: a CPython older than 3.7 (no _PyRuntime in .*): native frames only" \
+    || fail "python $ov: no notice: $("$KILN" report $W/old$ov.kiln | grep '^# python')"
+  ok "python $ov ($OLD): older than 3.7, said so"
+done
 
 find_pythons 3.10 3.11 3.12 3.13
 
