@@ -58,12 +58,18 @@ struct kiln_py_offsets {
 	/* asyncio (collect/pyasync.c): a frame's globals, value stack and locals */
 	uint16_t fr_globals, fr_stacktop, fr_localsplus;
 	/* a coroutine: its embedded frame, its state, and the state of one
-	 * suspended in an await (the awaited object on its stack's top) */
+	 * suspended in an await (the awaited object on its stack's top).
+	 * 3.10 (frame_object): gen_iframe is where the coroutine points at its
+	 * PyFrameObject (cr_frame), gen_state the frame's f_state, fr_stacktop
+	 * its f_stackdepth and fr_valuestack its f_valuestack */
 	uint16_t gen_iframe, gen_state;
 	int8_t gen_awaiting;
+	uint16_t fr_valuestack;
 	/* type objects, instance attributes (managed dicts), dicts, sets, ints */
 	uint16_t tp_basicsize, tp_flags, tp_members, ht_cached_keys;
-	uint8_t attrs_kind;        /* 1: 3.11 values at obj-32, 2: 3.12 tagged at obj-24, 3: 3.13 inline values */
+	uint16_t tp_dictoffset;    /* 3.10: where an instance keeps its __dict__ */
+	uint8_t attrs_kind;        /* 1: 3.11 values at obj-32, 2: 3.12 tagged at obj-24, 3: 3.13 inline values,
+				    * 4: 3.10 the instance's __dict__ (tp_dictoffset), 3.10's dict layout */
 	uint16_t long_size_tag;    /* 3.11 ob_size, 3.12+ lv_tag (ndigits << 3) */
 	uint8_t long_tagged;
 	/* _asyncio's TaskObj */
@@ -84,11 +90,10 @@ static const struct kiln_py_offsets kiln_py_tables[] = {
 	 .co_linetable = 120, .co_firstlineno = 40, .co_code = 48, .co_size = 176,
 	 .str_length = 16, .str_state = 32, .str_ascii_size = 48, .str_compact_size = 72,
 	 .bytes_size = 16, .bytes_sval = 32,
-	 /* asyncio's task reader (collect/pyasync.c) is 3.11+: none of its fields */
-	 .fr_globals = 48, .fr_stacktop = KILN_PY_NONE, .fr_localsplus = 352, .gen_iframe = KILN_PY_NONE,
-	 .gen_state = KILN_PY_NONE, .gen_awaiting = -1, .tp_basicsize = 32, .tp_flags = 168, .tp_members = 240,
-	 .ht_cached_keys = KILN_PY_NONE, .attrs_kind = 0, .long_size_tag = 16, .long_tagged = 0,
-	 .task_loop = KILN_PY_NONE, .task_state = KILN_PY_NONE, .task_coro = KILN_PY_NONE, .task_name = KILN_PY_NONE,
+	 .fr_globals = 48, .fr_stacktop = 80, .fr_valuestack = 64, .fr_localsplus = 352, .gen_iframe = 16,
+	 .gen_state = 108, .gen_awaiting = -1 /* FRAME_SUSPENDED */, .tp_basicsize = 32, .tp_flags = 168,
+	 .tp_members = 240, .ht_cached_keys = KILN_PY_NONE, .tp_dictoffset = 288, .attrs_kind = 4,
+	 .long_size_tag = 16, .long_tagged = 0, .task_loop = 16, .task_state = 88, .task_coro = 160, .task_name = 168,
 	 .gil_rt = 352, .gil_interp = KILN_PY_NONE},
 	{.version = 0x30b, .rt_finalizing = 24, .rt_preinit = 8, .rt_interp_head = 40, .is_next = 0, .is_threads_head = 16,
 	 .ts_next = 8, .ts_native_tid = 160, .ts_cframe = 56, .cf_current = 8, .ts_current_frame = KILN_PY_NONE,

@@ -34,7 +34,6 @@
 #include "collect/tracee.h"
 #include "collect/unwind.h"
 #include "kiln/kiln.h"
-#include "kiln/python.h"
 #include "util/util.h"
 
 struct ptask {
@@ -117,8 +116,8 @@ static void stretch_see(struct sampler *s, struct ptask *t, uint64_t handle, con
 static uint64_t asyncio_running(struct sampler *s, struct pyproc *py, int *npy)
 {
 	s->nsusp = 0;
-	if (*npy <= 0 || pyproc__offsets(py)->frame_object)
-		return 0; /* asyncio's tasks are read from 3.11 on (collect/pyasync.c) */
+	if (*npy <= 0)
+		return 0;
 	if (s->pa_of != py) {
 		pyasync__free(s->pa);
 		s->pa = pyasync__new(py);

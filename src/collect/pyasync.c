@@ -82,6 +82,9 @@ static bool frame_is(struct pyasync *a, const struct pyframe *f, const char *qua
 	uint32_t line, def;
 	if (!f->code || f->label || !f->addr || !pyproc__name(a->pp, f, &fn, &fl, &line, &def))
 		return false;
+	const char *dot = strrchr(qual, '.');
+	if (a->o->frame_object && dot)
+		qual = dot + 1; /* 3.10: no co_qualname, the method's name alone */
 	size_t lf = strlen(fl), n = strlen(file);
 	return !strcmp(fn, qual) && lf >= n && !strcmp(fl + lf - n, file);
 }
@@ -97,11 +100,35 @@ static bool str_is(struct pyasync *a, uint64_t obj, const char *s)
 
 /* dict[name] for a dict with str keys (module globals, an instance's
  * dict); 0 when absent or unreadable. */
+/* 3.10's keys: dk_size (a power of two) at 8, dk_nentries at 32, then
+ * dk_size indices of 1, 2, 4 or 8 bytes, then the entries (hash, key,
+ * value); a split table's values are ma_values[i]. */
+static uint64_t dict_get_310(struct pyasync *a, uint64_t keys, uint64_t values, const char *name)
+{
+	int64_t size, n;
+	if (!pyproc__read(a->pp, keys + 8, &size, 8) || !pyproc__read(a->pp, keys + 32, &n, 8) || size <= 0 ||
+	    (size & (size - 1)) || size > (1ll << 40) || n < 0 || n > MAX_DICT || n > size)
+		return 0;
+	uint64_t width = size <= 0xff ? 1 : size <= 0xffff ? 2 : size <= 0xffffffffll ? 4 : 8;
+	uint64_t ents = keys + 40 + (uint64_t)size * width;
+	for (int64_t i = 0; i < n; i++) {
+		uint64_t k, v;
+		if (!r64(a, ents + 24 * (uint64_t)i + 8, &k) || !k || !str_is(a, k, name))
+			continue;
+		if (values)
+			return r64(a, values + 8 * (uint64_t)i, &v) ? v : 0;
+		return r64(a, ents + 24 * (uint64_t)i + 16, &v) ? v : 0;
+	}
+	return 0;
+}
+
 static uint64_t dict_get(struct pyasync *a, uint64_t dict, const char *name)
 {
 	uint64_t keys, values;
 	if (!r64(a, dict + 32, &keys) || !r64(a, dict + 40, &values) || !keys)
 		return 0;
+	if (a->o->attrs_kind == 4)
+		return dict_get_310(a, keys, values, name);
 	unsigned char h[32];
 	if (!pyproc__read(a->pp, keys, h, sizeof(h)))
 		return 0;
@@ -133,6 +160,13 @@ static uint64_t attr_get(struct pyasync *a, uint64_t obj, const char *name)
 	uint64_t t = type_of(a, obj), ck = 0, values = 0, dict = 0;
 	if (!t)
 		return 0;
+	if (o->attrs_kind == 4) { /* 3.10: the instance's __dict__, where its type says */
+		int64_t doff = 0;
+		if (!pyproc__read(a->pp, t + o->tp_dictoffset, &doff, 8) || doff <= 0 || doff > 4096 ||
+		    !r64(a, obj + (uint64_t)doff, &dict) || !dict)
+			return 0;
+		return dict_get(a, dict, name);
+	}
 	/* the attribute's index among the type's shared keys */
 	int64_t idx = -1;
 	if (r64(a, t + o->ht_cached_keys, &ck) && ck) {
@@ -215,6 +249,37 @@ static bool is_task(struct pyasync *a, uint64_t obj)
 	return obj && is_a(a, obj, "_asyncio.Task", &a->task_type, 4);
 }
 
+/* 3.10: coro's frame into *f (code 0: none read), and what it awaits, 0 if
+ * it awaits nothing: its frame (cr_frame) suspended (f_state) just after a
+ * YIELD_FROM's operand was pushed, the awaited object on its value stack's
+ * top (as _PyGen_yf reads it). */
+#define YIELD_FROM_310 72
+static uint64_t awaited_310(struct pyasync *a, uint64_t coro, struct pyframe *f)
+{
+	const struct kiln_py_offsets *o = a->o;
+	unsigned char fr[KILN_PY_FRAME_MAX];
+	uint64_t fa = 0, vs, next, bytes;
+	*f = (struct pyframe){0};
+	if (!r64(a, coro + o->gen_iframe, &fa) || !fa || o->fr_size > sizeof(fr) ||
+	    !pyproc__read(a->pp, fa, fr, o->fr_size))
+		return 0;
+	struct kiln_py_frame d;
+	kiln_py_frame_read(fr, o, &d);
+	*f = (struct pyframe){.code = d.code, .lasti = d.lasti, .addr = fa};
+	int8_t state = (int8_t)fr[o->gen_state];
+	int32_t depth, lasti;
+	unsigned char op;
+	memcpy(&depth, fr + o->fr_stacktop, 4);
+	memcpy(&vs, fr + o->fr_valuestack, 8);
+	memcpy(&lasti, fr + o->fr_instr, 4);
+	if (state != o->gen_awaiting || depth <= 0 || depth > 4096 || lasti < 0 || !d.code ||
+	    !r64(a, d.code + o->co_code, &bytes) || !bytes ||
+	    !pyproc__read(a->pp, bytes + o->bytes_sval + 2 * ((uint64_t)lasti + 1), &op, 1) || op != YIELD_FROM_310 ||
+	    !r64(a, vs + 8 * (uint64_t)(depth - 1), &next))
+		return 0;
+	return next;
+}
+
 /* The await chain from coro (innermost first into t->chain). */
 static void chain_of(struct pyasync *a, uint64_t coro, struct pytask *t)
 {
@@ -222,6 +287,22 @@ static void chain_of(struct pyasync *a, uint64_t coro, struct pytask *t)
 	struct pyframe outer[PYASYNC_CHAIN];
 	int n = 0;
 	while (coro && n < PYASYNC_CHAIN && is_a(a, coro, "coroutine", &a->coro_type, 0)) {
+		if (o->frame_object) {
+			uint64_t next = awaited_310(a, coro, &outer[n]);
+			if (!outer[n].code)
+				break;
+			n++;
+			uint64_t fut = next;
+			if (next && is_a(a, next, "_asyncio.FutureIter", &a->futiter_type, 0))
+				r64(a, next + 16, &fut);
+			if (next && is_a(a, fut, "_GatheringFuture", &a->gather_type, 0)) {
+				if (n < PYASYNC_CHAIN)
+					outer[n++] = (struct pyframe){.code = 1, .label = "gather"};
+				break;
+			}
+			coro = next;
+			continue;
+		}
 		uint64_t fa = coro + o->gen_iframe;
 		unsigned char fr[KILN_PY_FRAME_MAX];
 		if (o->fr_size > sizeof(fr) || !pyproc__read(a->pp, fa, fr, o->fr_size))
@@ -343,7 +424,7 @@ static bool task_sets(struct pyasync *a, uint64_t globals)
 	if (!mod || !is_a(a, mod, "module", NULL, 0) || !r64(a, mod + 16, &md) || !md)
 		return false;
 	a->tasks_dict = md;
-	bool v311 = a->o->version == 0x30b;
+	bool v311 = a->o->version <= 0x30b; /* 3.10 and 3.11: one WeakSet of every task */
 	a->ws = dict_get(a, md, v311 ? "_all_tasks" : "_scheduled_tasks");
 	if (!v311) {
 		uint64_t e = dict_get(a, md, "_eager_tasks");

@@ -30,8 +30,7 @@ void recorder_python_detect(struct recorder *r, struct rproc *p, struct image *i
 		p->py_bias = bias;
 		if (pyproc__offsets(p->py)->frame_object)
 			python_notice(r, p->pid,
-				      "CPython 3.10: a method is named without its class (no co_qualname before 3.11), "
-				      "and asyncio's tasks are not read (from 3.11 on)");
+				      "CPython 3.10: a method is named without its class (no co_qualname before 3.11)");
 		if (r->on_python)
 			r->on_python(r->on_python_ctx, p->pid, p->py);
 	} else if (why[0]) {

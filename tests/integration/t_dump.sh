@@ -53,9 +53,6 @@ for PY in "${pys[@]}"; do
   first_of_minor "$PY" || { skip "$PY: the same X.Y as one dumped already"; continue; }
   v=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   tag="python $v ($PY)"
-  if [ "$v" = 3.10 ]; then
-    skip "$tag: py_async.py's dump (it uses 3.11's asyncio)"
-  else
   : >$W/pa.out
   "$PY" $T/py_async.py dump >$W/pa.out 2>&1 & PP=$!
   # its asyncio part (0.8 s of CPU among others) comes first
@@ -80,7 +77,6 @@ PY
   stopped $PP && fail "$tag: py_async.py left stopped"
   kill $PP; wait $PP 2>/dev/null
   ok "$tag: blocked_reader (py_async.py:$line) and <module>; --native, --json; the process unharmed"
-  fi
   # one thread holding the GIL in a long C call, one waiting for it
   : >$W/g.out  # emptied first: the last Python's "ready" is there (await_out)
   "$PY" $T/py_gil_wait.py >$W/g.out 2>&1 & GP=$!

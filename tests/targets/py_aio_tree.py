@@ -3,7 +3,7 @@ wait, for 30 s, in known places.
   fetcher   fetch() awaits asyncio.sleep(30)
   gatherer  gather_two() awaits a gather of two tasks, child-a and child-b,
             each in leaf() awaiting asyncio.sleep(30)
-  the main task awaits its TaskGroup
+  the main task awaits its TaskGroup (3.10: a gather of the two)
 Prints "ready" once every task is suspended.
 Known facts: the loop's thread is idle in the selector; its suspended tasks
 are Task fetcher (fetch > sleep), Task gatherer (gather_two > gather),
@@ -23,6 +23,13 @@ async def gather_two():
     await asyncio.gather(a, b)
 
 async def main():
+    if not hasattr(asyncio, "TaskGroup"):  # 3.10: the same tasks, gathered
+        f = asyncio.create_task(fetch(), name="fetcher")
+        g = asyncio.create_task(gather_two(), name="gatherer")
+        await asyncio.sleep(0.1)
+        print("ready", flush=True)
+        await asyncio.gather(f, g)
+        return
     async with asyncio.TaskGroup() as tg:
         tg.create_task(fetch(), name="fetcher")
         tg.create_task(gather_two(), name="gatherer")
