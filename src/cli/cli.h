@@ -23,6 +23,7 @@ int cmd_flamegraph(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 /* "kiln CMD: message" + "Try 'kiln CMD --help'." on stderr; returns 2. */
 int cli__usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

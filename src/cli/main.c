@@ -20,6 +20,7 @@ static const struct cmd commands[] = {
 	{"diff", cmd_diff, "what changed between two profiles or heap snapshots"},
 	{"snapshot", cmd_snapshot, "write a heap snapshot of a program running under kiln record --heap"},
 	{"dump", cmd_dump, "every thread of a running process, now: its state and its stack"},
+	{"top", cmd_top, "a running process's busiest functions, live (as py-spy top)"},
 };
 
 static void usage(FILE *f)

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 "$KILN" --help | grep -q 'record' || fail "--help"
 "$KILN" --version | grep -qE '^kiln [0-9]+\.[0-9]+' || fail "--version"
-for c in record report export flamegraph diff snapshot dump; do
+for c in record report export flamegraph diff snapshot dump top; do
   "$KILN" $c --help >$W/h || fail "$c --help exits $?"
   grep -q "usage: kiln $c" $W/h || fail "$c --help text"
 done
@@ -15,7 +15,7 @@ grep -q -- "--help" $W/e || fail "usage hint"
 for args in "record -F 0 -- true" "record -F 1e9 -- true" "record -F abc -- true" "record -p -1" "record -p 0" \
     "record" "record -d -3 -- true" "report x --limit -3" "report x --metric nope" "report x --by nope" \
     "report x --sort up" "export x --format nope" "export x" "diff a" "snapshot" "snapshot abc" \
-    "record --no-cpu -- true" "record --bogus -- true"; do
+    "record --no-cpu -- true" "record --bogus -- true" "top" "top abc" "top 1 -d 0" "top 1 --sort up"; do
   s=$(date +%s%N)
   "$KILN" $args >/dev/null 2>$W/e; rc=$?
   ms=$(( ($(date +%s%N) - s) / 1000000 ))
