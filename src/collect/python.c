@@ -131,6 +131,19 @@ struct pyproc *pyproc__detect(const struct image *img, uint64_t bias, pid_t pid,
 	pp->code_type = ct + bias;
 	pp->eval_lo = ev + bias;
 	pp->eval_hi = ev + evsz + bias;
+	if (t->frame_object) {
+		/* what 3.10's loop calls a Python function through (a static
+		 * one is found where the image keeps its symbol table) */
+		static const char *const calls[] = {"_PyEval_Vector", "_PyFunction_Vectorcall", "method_vectorcall",
+						    "PyVectorcall_Call", "_PyObject_Call", "PyObject_Call"};
+		for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]) && pp->ncalls < 8; i++) {
+			uint64_t a, sz;
+			if (image__find_symbol(img, calls[i], &a, &sz) == 0 && sz) {
+				pp->call_lo[pp->ncalls] = a + bias;
+				pp->call_hi[pp->ncalls++] = a + sz + bias;
+			}
+		}
+	}
 	uint64_t sh, shsz;
 	if (t->version >= 0x30d && image__find_symbol(img, "_Py_InitCleanup", &sh, &shsz) == 0)
 		pp->init_shim = sh + bias;
@@ -168,6 +181,14 @@ bool pyproc__is_shim(const struct pyproc *pp, uint64_t code)
 bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip)
 {
 	return ip >= pp->eval_lo && ip < pp->eval_hi;
+}
+
+bool pyproc__is_call_path(const struct pyproc *pp, uint64_t ip)
+{
+	for (int i = 0; i < pp->ncalls; i++)
+		if (ip >= pp->call_lo[i] && ip < pp->call_hi[i])
+			return true;
+	return false;
 }
 
 /* The native id of the thread whose state ts is: native_thread_id (3.11+),
@@ -431,6 +452,15 @@ int python__merge(const uint8_t *kinds, int n, const struct pyframe *py, int npy
 		if (kinds[i] == PYK_ANON && after_eval) {
 			after_eval = false; /* the trampoline that called the loop */
 			continue;
+		}
+		if (kinds[i] == PYK_CALL && after_eval) {
+			int j = i;
+			while (j < n && kinds[j] == PYK_CALL)
+				j++;
+			if (j < n && kinds[j] == PYK_EVAL) {
+				i = j - 1; /* one Python function calling another (3.10) */
+				continue;
+			}
 		}
 		after_eval = false;
 		if (k == max)

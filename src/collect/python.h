@@ -47,6 +47,9 @@ const char *pyproc__version(const struct pyproc *pp);
 bool pyproc__is_shim(const struct pyproc *pp, uint64_t code);
 /* Whether ip (runtime) is in _PyEval_EvalFrameDefault. */
 bool pyproc__is_eval(const struct pyproc *pp, uint64_t ip);
+/* 3.10: ip is in one of the functions its loop calls a Python function
+ * through (_PyEval_Vector, _PyFunction_Vectorcall, method_vectorcall, ...). */
+bool pyproc__is_call_path(const struct pyproc *pp, uint64_t ip);
 /* The frames thread tid runs now, innermost first, at most max (*truncated
  * when there were more): read while the thread is stopped (ptrace), they
  * are the sample's. The count (0: no Python frames), -1 when tid has no
@@ -101,7 +104,10 @@ int python__line_310(const unsigned char *table, size_t n, int firstlineno, uint
 int python__pthread_tid_offset(void);
 
 /* Kinds of native frames for python__merge. */
-enum { PYK_NATIVE = 0, PYK_EVAL = 1, PYK_ANON = 2 };
+enum { PYK_NATIVE = 0, PYK_EVAL = 1, PYK_ANON = 2, PYK_CALL = 3 };
+/* PYK_CALL: 3.10's calling of one Python function from another
+ * (pyproc__is_call_path): dropped when it runs between two loop calls, as
+ * 3.11+ makes that call inside one loop call; kept (native) anywhere else. */
 /* Merge n native frames (kinds[i]) with npy Python frames into order[]:
  * i >= 0 a native frame, -(k+1) Python frame k. A native frame in
  * anonymous memory right above an eval frame (the -X perf trampoline that

@@ -35,6 +35,8 @@ struct pyproc {
 	char version[16];
 	uint64_t runtime, code_type;
 	uint64_t eval_lo, eval_hi;
+	uint64_t call_lo[8], call_hi[8]; /* 3.10: the call path's functions (pyproc__is_call_path) */
+	int ncalls;
 	uint64_t init_shim; /* 3.13+ _Py_InitCleanup: a frame run between a class call and its
 			     * __init__, named "__init__" in a file "__init__": never shown */
 	int tid_off;           /* 3.10: the tid's offset in a struct pthread (python__pthread_tid_offset) */

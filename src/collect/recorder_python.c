@@ -194,6 +194,8 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 		if (pyproc__is_eval(p->py, ips[i])) {
 			kinds[i] = PYK_EVAL;
 			evals++;
+		} else if (pyproc__is_call_path(p->py, ips[i])) {
+			kinds[i] = PYK_CALL;
 		} else {
 			struct rmap *m = ips[i] < KILN_KERNEL_START ? recorder_map_at(p, ips[i]) : NULL;
 			kinds[i] = (m && m->img) || ips[i] >= KILN_KERNEL_START ? PYK_NATIVE : PYK_ANON;

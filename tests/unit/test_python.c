@@ -122,6 +122,22 @@ Test(python, line_garbage)
 #define A PYK_ANON
 #define PY(c, last) {.code = (c), .lasti = 0, .last_of_call = (last)}
 
+/* 3.10: a Python function calling another goes through C functions
+ * (_PyEval_Vector, ...): dropped between two loop calls, kept elsewhere */
+Test(python, merge_call_path_310)
+{
+	uint8_t k[] = {PYK_NATIVE, PYK_EVAL, PYK_CALL, PYK_CALL, PYK_EVAL, PYK_CALL, PYK_NATIVE, PYK_NATIVE};
+	struct pyframe py[] = {{.code = 0x10, .last_of_call = true}, {.code = 0x20, .last_of_call = true}};
+	int32_t order[16];
+	int n = python__merge(k, 8, py, 2, false, order, 16);
+	cr_assert_eq(n, 6, "leaf, callee, caller, the caller's C caller, two natives: %d", n);
+	cr_assert(order[0] == 0 && order[1] == -1 && order[2] == -2 && order[3] == 5 && order[4] == 6 && order[5] == 7);
+	/* a call path with no loop call outside it is the program's own */
+	uint8_t k2[] = {PYK_EVAL, PYK_CALL, PYK_NATIVE};
+	n = python__merge(k2, 3, py, 1, false, order, 16);
+	cr_assert(n == 3 && order[0] == -1 && order[1] == 1 && order[2] == 2);
+}
+
 /* native leaf first: C callee, eval, C caller, eval, main */
 Test(python, merge_two_calls)
 {
