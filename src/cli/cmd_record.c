@@ -334,6 +334,7 @@ int cmd_record(int argc, char **argv)
 {
 	struct rec st;
 	memset(&st, 0, sizeof(st));
+	st.cpu_at_attach = -1;
 	st.exe_cause = -1;
 	st.out.fd = -1;
 	int rc = parse(argc, argv, &st.o);
@@ -431,6 +432,7 @@ int cmd_record(int argc, char **argv)
 			goto out;
 		}
 		st.ops->start(st.s);
+		st.cpu_at_attach = st.ops == &perf_sampler_ops && st.o.cpu && !st.o.wall ? record_proc_cpu(st.o.pid) : -1;
 		if (st.h) {
 			rc = record_heap_attach(&st);
 			if (rc)

@@ -63,6 +63,7 @@ struct rec {
 	size_t out_bytes; /* written when the writer was freed */
 	struct heapattach ha; /* --heap -p: the shim loaded into the running process */
 	bool heap_attached;
+	double cpu_at_attach; /* -p with perf_event CPU sampling: the process's CPU seconds then, < 0 unknown */
 };
 
 /* cmd_record.c */
@@ -77,6 +78,7 @@ void record_attach_error(long pid, int rc, const struct sampler_ops *ops); /* wh
 bool record_is_kernel_thread(long pid);
 long record_thread_group(long tid); /* the process a thread id belongs to; -1: unknown */
 bool record_is_zombie(long pid);
+double record_proc_cpu(long pid); /* CPU seconds the process has had (all its threads), -1 unknown */
 
 /* record_session.c */
 int record_snapshot_bytes(void *ctx, uint32_t pid, struct buf *out); /* channel callbacks */

@@ -230,6 +230,33 @@ static void heap_detach(struct rec *st, bool gone)
 			st->ha.detach_calls);
 }
 
+/* -p: the samples against the CPU time the process had meanwhile (its
+ * threads' utime and stime). The kernel takes one sample per 1/F s of a
+ * task's CPU time; far fewer came (none at all was seen once: perf record
+ * -p got none at the same time) is said, never left for the reader to
+ * notice. */
+static void check_samples(struct rec *st, bool child_done)
+{
+	/* (user space only, the kernel leaves out the samples that land in it:
+	 * fewer is no loss then) */
+	if (st->cpu_at_attach < 0 || child_done || !json_is_true(json_object_get(recorder__meta(st->r), "kernel_stacks")))
+		return;
+	double now = record_proc_cpu(st->o.pid);
+	if (now < st->cpu_at_attach)
+		return;
+	double used = now - st->cpu_at_attach, expected = used * (double)st->o.freq;
+	uint64_t got = recorder__samples(st->r) + recorder__lost_samples(st->r);
+	if (expected < 200 || (double)got >= expected / 2)
+		return;
+	json_object_set_new(recorder__meta(st->r), "samples_expected",
+			    json_pack("{s:f, s:I, s:I}", "cpu_seconds", used, "expected", (json_int_t)expected,
+				      "samples", (json_int_t)got));
+	recorder__meta_changed(st->r);
+	cli__warn(CMD, "pid %ld had %.2f s of CPU while attached, but only %llu samples came of the %.0f the kernel "
+		       "takes at %ld Hz: the profile is thin (the kernel throttled or dropped them)",
+		  st->o.pid, used, (unsigned long long)got, expected, st->o.freq);
+}
+
 int record_finish(struct rec *st, int status, bool child_done, uint64_t t0)
 {
 	heap_detach(st, child_done);
@@ -237,6 +264,7 @@ int record_finish(struct rec *st, int status, bool child_done, uint64_t t0)
 		st->ops->stop(st->s);
 		st->ops->read(st->s, 0);
 	}
+	check_samples(st, child_done);
 	/* what follows drains what was recorded before now (a busy program's
 	 * rings can take a second): the recording's length ends here */
 	recorder__stopped(st->r);

@@ -74,6 +74,20 @@ bool record_is_zombie(long pid)
 	return st == 'Z' || st == 'X';
 }
 
+double record_proc_cpu(long pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	char *t = read_small_file(path, NULL);
+	const char *p = t ? strrchr(t, ')') : NULL; /* past the name, which may hold anything */
+	unsigned long long ut, st;
+	double s = -1;
+	if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+		s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	free(t);
+	return s;
+}
+
 /* perf_event opens one descriptor per thread and CPU: a 700-thread process
  * on 2 CPUs needs more than the usual soft limit of 1024. Raise it to the
  * hard limit, as perf does. */

@@ -54,6 +54,8 @@ struct sampler {
 	size_t scratch_size;
 	uint64_t regs_mask;
 	bool kernel; /* samples carry the kernel part of the stack (PERF_SAMPLE_CALLCHAIN) */
+	bool test_drop; /* KILN_TEST_DROP_SAMPLES=1: every sample ignored, as a kernel that delivers
+			 * none (the tests of kiln record's check of samples against CPU time) */
 	struct pybpf *bpf;    /* Python frames caught at each sample, or NULL */
 	struct u64map bpf_pids; /* pid -> the pyproc it was registered with */
 	char bpf_why[160];    /* why there is no bpf */
@@ -198,6 +200,8 @@ static int perf_sampler_open(struct sampler **out, const struct sampler_opts *o,
 	int rc = 0, opened = 0, cpus = ncpus();
 	u64map__init(&s->bpf_pids);
 	s->opened_ns = now_ns();
+	const char *drop = getenv("KILN_TEST_DROP_SAMPLES");
+	s->test_drop = drop && *drop == '1';
 	if (o->cpu)
 		s->bpf = pybpf__open(s->bpf_why, sizeof(s->bpf_why));
 	pid_t *tids = NULL;
@@ -406,7 +410,7 @@ static void handle_record(struct sampler *s, const struct perf_event_header *h)
 	size_t len = h->size - sizeof(*h);
 	switch (h->type) {
 	case PERF_RECORD_SAMPLE:
-		if (s->o.cpu)
+		if (s->o.cpu && !s->test_drop)
 			handle_sample(s, p, len);
 		break;
 	case PERF_RECORD_MMAP2: {

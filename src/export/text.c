@@ -95,6 +95,14 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 		fprintf(f, "# wall: %lld tick%s NOT charged (gaps of over a second in which kiln took no sample: it "
 			   "was stopped or starved)\n",
 			(long long)un, un == 1 ? "" : "s");
+	json_t *se = json_object_get(p->meta, "samples_expected");
+	if (se)
+		fprintf(f, "# samples: the process had %.2f s of CPU while attached, but only %lld samples came of the "
+			   "%lld the kernel takes at its rate: this profile is THIN (the kernel throttled or dropped "
+			   "them)\n",
+			json_number_value(json_object_get(se, "cpu_seconds")),
+			(long long)json_integer_value(json_object_get(se, "samples")),
+			(long long)json_integer_value(json_object_get(se, "expected")));
 	json_int_t we = json_integer_value(json_object_get(json_object_get(p->meta, "waits_ended"), "timed"));
 	if (we)
 		fprintf(f, "# ptrace: kiln's stops ended %lld wait%s with a timeout (epoll_wait, sigtimedwait, semtimedop, "

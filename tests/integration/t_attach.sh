@@ -23,7 +23,17 @@ at_least $((n + lost)) 0.7 $cs 999 || fail "$n on-CPU samples (+$lost lost) for 
 a=$(share $F '^work_two$'); b=$(share $F '^work_one$')
 within $a 66.7 6 && within $b 33.3 6 || fail "split $a/$b, want 66.7/33.3"
 eq $(weight $F '^wait_for_request$') 0 "sleeping thread's on-CPU samples"
+! grep -q 'profile is thin' $W/e || fail "a whole attach said thin: $(cat $W/e)"
 ok "attached 2 s: $n samples for $cs CPU s, split $a/$b, sleeper 0"
+# samples the kernel does not deliver (KILN_TEST_DROP_SAMPLES=1: every one
+# ignored, as a kernel that throttles or drops them): said, not left for
+# the reader to notice in a thin profile
+KILN_TEST_DROP_SAMPLES=1 run_to 30 "$KILN" record -p $SP -d 1 -o $W/d.kiln 2>$W/e; eq $? 0 "attach (samples dropped) exit"
+grep -qE "^kiln record: warning: pid $SP had [0-9.]+ s of CPU while attached, but only 0 samples came of the [0-9]+ the kernel takes at 999 Hz" $W/e \
+  || fail "samples missing not said: $(cat $W/e)"
+"$KILN" report $W/d.kiln | grep -q '^# samples: the process had [0-9.]* s of CPU while attached, but only 0 samples came .* THIN' \
+  || fail "the report does not say the profile is thin: $("$KILN" report $W/d.kiln | head -4)"
+ok "samples missing against the CPU time: said at the end and in the report ($(grep -o 'only 0 samples came of the [0-9]*' $W/e))"
 echo ping >&7
 for i in $(seq 50); do grep -q 'pong 1' $W/out && break; sleep 0.05; done
 grep -q 'pong 1' $W/out || fail "the server does not serve after detach"
