@@ -30,6 +30,10 @@ int cli__usage(const char *cmd, const char *fmt, ...) __attribute__((format(prin
 /* "kiln CMD: message" on stderr; returns 1. */
 int cli__error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli__warn(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A private folder kiln-NAME.XXXXXX in $TMPDIR (or /tmp) for a recording
+ * kiln makes for itself (dump, top), its path in dir; 0, or the exit
+ * status after one line said why. */
+int cli__private_dir(const char *cmd, const char *name, char *dir, size_t n);
 
 /* Parse a whole number in [lo, hi]; false on anything else. */
 bool cli__parse_long(const char *s, long lo, long hi, long *out);

@@ -259,11 +259,9 @@ int cmd_dump(int argc, char **argv)
 		return cli__error(CMD, "cannot list the threads of pid %ld: %s", pid, strerror(nt < 0 ? -nt : ESRCH));
 
 	/* one instant, recorded into a private folder */
-	const char *tmp = getenv("TMPDIR");
 	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s/kiln-dump.XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
-	if (!mkdtemp(dir))
-		return cli__error(CMD, "cannot make a private folder in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+	if (cli__private_dir(CMD, "dump", dir, sizeof(dir)))
+		return 1;
 	char path[4200], pids[32];
 	snprintf(path, sizeof(path), "%s/dump.kiln", dir);
 	snprintf(pids, sizeof(pids), "%ld", pid);

@@ -71,22 +71,18 @@ static bool draw(const char *path, long pid, double interval, const struct view_
 		profile__release(&p);
 		return false;
 	}
-	double dur = profile__duration(&p);
-	struct view_opts o = *vo;
-	o.time_set = true;
-	o.time_from = dur > interval ? dur - interval : 0;
-	o.time_to = dur;
-	p.python_only = o.python_only;
-	double from = o.time_from, to = o.time_to;
+	/* as --time FROM..TO and --python-only (view_opts__apply, which says
+	 * why it cannot: here an early file with no window yet is no error) */
+	double dur = profile__duration(&p), from = dur > interval ? dur - interval : 0, to = dur;
+	p.python_only = vo->python_only;
 	if (profile__time_range(&p, &from, &to, err, sizeof(err)) < 0) {
 		profile__release(&p);
 		return false;
 	}
-	struct view_filter vf = {.metric = o.metric_name ? kiln_metric__parse(o.metric_name) : profile__default_metric(&p),
-				 .pid = -1, .tid = -1};
+	struct view_filter vf = {.metric = kiln_metric__parse(vo->metric_name), .pid = -1, .tid = -1};
 	struct table t;
 	table__build(&t, &p, &vf, by);
-	table__sort(&t, o.sort_self);
+	table__sort(&t, vo->sort_self);
 	const struct pprocess *pp = profile__process(&p, (uint32_t)pid);
 	const char *prog = pp && pp->exe ? pp->exe : p.program ? p.program : "?";
 	if (tty)
@@ -95,7 +91,7 @@ static bool draw(const char *path, long pid, double interval, const struct view_
 		printf("--- kiln top: %.1f s\n", dur);
 	printf("kiln top: pid %ld (%s), %.1f s; %.2f..%.2f s: %lld %s samples%s\n", pid, prog, dur, from, to,
 	       (long long)t.sum, kiln_metric__name(vf.metric), tty && !final ? " (Ctrl-C stops)" : "");
-	export__table_text(stdout, &p, &t, o.limit, o.sort_self);
+	export__table_text(stdout, &p, &t, vo->limit, vo->sort_self);
 	fflush(stdout);
 	table__release(&t);
 	profile__release(&p);
@@ -113,7 +109,7 @@ static int reap(pid_t child, bool interrupt)
 	for (int i = 0; i < 2000; i++) {
 		pid_t w = waitpid(child, &status, WNOHANG);
 		if (w == child)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			return record_wait_status(status);
 		if (w < 0 && errno != EINTR)
 			return 125;
 		struct timespec ts = {0, 10000000};
@@ -193,11 +189,9 @@ int cmd_top(int argc, char **argv)
 	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
 		return cli__error(CMD, "no process with pid %ld", pid);
 
-	const char *tmp = getenv("TMPDIR");
 	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s/kiln-top.XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp");
-	if (!mkdtemp(dir))
-		return cli__error(CMD, "cannot make a private folder in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+	if (cli__private_dir(CMD, "top", dir, sizeof(dir)))
+		return 1;
 	char path[4200], pids[32], hz[32];
 	snprintf(path, sizeof(path), "%s/top.kiln", dir);
 	snprintf(pids, sizeof(pids), "%ld", pid);
@@ -247,12 +241,11 @@ int cmd_top(int argc, char **argv)
 	vo.metric_name = wall ? "wall" : "cpu";
 	bool tty = isatty(STDOUT_FILENO);
 	uint64_t t0 = now_ns(), next = t0 + (uint64_t)(interval * 1e9);
-	int rc = -1, drawn = 0;
-	while (rc < 0) {
+	int rc, drawn = 0;
+	for (;;) {
 		int status;
-		pid_t w = waitpid(child, &status, WNOHANG);
-		if (w == child) {
-			rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		if (waitpid(child, &status, WNOHANG) == child) {
+			rc = record_wait_status(status);
 			break;
 		}
 		uint64_t now = now_ns();

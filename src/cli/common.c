@@ -36,6 +36,15 @@ int cli__error(const char *cmd, const char *fmt, ...)
 	return KILN_EXIT_ERROR;
 }
 
+int cli__private_dir(const char *cmd, const char *name, char *dir, size_t n)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, n, "%s/kiln-%s.XXXXXX", tmp && tmp[0] == '/' ? tmp : "/tmp", name);
+	if (!mkdtemp(dir))
+		return cli__error(cmd, "cannot make a private folder in %s: %s", tmp ? tmp : "/tmp", strerror(errno));
+	return 0;
+}
+
 void cli__warn(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;

@@ -44,16 +44,8 @@ static char *shim_path(void)
 /* PF_KTHREAD in /proc/PID/stat's flags (field 9). */
 bool record_is_kernel_thread(long pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	char *st = read_small_file(path, NULL);
-	if (!st)
-		return false;
-	char *rp = strrchr(st, ')');
 	unsigned long flags = 0;
-	bool ok = rp && sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1;
-	free(st);
-	return ok && (flags & 0x00200000UL);
+	return proc_stat_scan((int)pid, " %*c %*d %*d %*d %*d %*d %lu", &flags) == 1 && (flags & 0x00200000UL);
 }
 
 /* The process (Tgid) a thread id belongs to, or -1. */
@@ -76,16 +68,10 @@ bool record_is_zombie(long pid)
 
 double record_proc_cpu(long pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	char *t = read_small_file(path, NULL);
-	const char *p = t ? strrchr(t, ')') : NULL; /* past the name, which may hold anything */
-	unsigned long long ut, st;
-	double s = -1;
-	if (p && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
-		s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-	free(t);
-	return s;
+	unsigned long long ut, st; /* utime, stime: fields 14 and 15 */
+	if (proc_stat_scan((int)pid, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* perf_event opens one descriptor per thread and CPU: a 700-thread process

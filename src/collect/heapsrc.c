@@ -108,15 +108,8 @@ static struct stab *stab_get(struct hgroup *g, uint64_t ring_id, uint64_t prev_i
 /* The parent pid of a live process, or 0. */
 static uint32_t parent_of(uint32_t pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	char *st = read_small_file(path, NULL);
-	char *rp = st ? strrchr(st, ')') : NULL; /* the name may hold spaces and ')' */
 	unsigned long pp = 0;
-	if (!rp || sscanf(rp + 1, " %*c %lu", &pp) != 1)
-		pp = 0;
-	free(st);
-	return (uint32_t)pp;
+	return proc_stat_scan((int)pid, " %*c %lu", &pp) == 1 ? (uint32_t)pp : 0;
 }
 
 /* A loss message names its process; one the recording has not seen is

@@ -98,8 +98,6 @@ static bool str_is(struct pyasync *a, uint64_t obj, const char *s)
 	return eq;
 }
 
-/* dict[name] for a dict with str keys (module globals, an instance's
- * dict); 0 when absent or unreadable. */
 /* 3.10's keys: dk_size (a power of two) at 8, dk_nentries at 32, then
  * dk_size indices of 1, 2, 4 or 8 bytes, then the entries (hash, key,
  * value); a split table's values are ma_values[i]. */
@@ -122,6 +120,8 @@ static uint64_t dict_get_310(struct pyasync *a, uint64_t keys, uint64_t values, 
 	return 0;
 }
 
+/* dict[name] for a dict with str keys (module globals, an instance's
+ * dict); 0 when absent or unreadable. */
 static uint64_t dict_get(struct pyasync *a, uint64_t dict, const char *name)
 {
 	uint64_t keys, values;
@@ -249,22 +249,23 @@ static bool is_task(struct pyasync *a, uint64_t obj)
 	return obj && is_a(a, obj, "_asyncio.Task", &a->task_type, 4);
 }
 
-/* 3.10: coro's frame into *f (code 0: none read), and what it awaits, 0 if
- * it awaits nothing: its frame (cr_frame) suspended (f_state) just after a
- * YIELD_FROM's operand was pushed, the awaited object on its value stack's
- * top (as _PyGen_yf reads it). */
+/* 3.10: the coroutine points at its frame (cr_frame); suspended in an
+ * await, the frame's f_state says so, a YIELD_FROM follows its last
+ * instruction and the awaited object is on its value stack's top (as
+ * _PyGen_yf reads it). */
 #define YIELD_FROM_310 72
-static uint64_t awaited_310(struct pyasync *a, uint64_t coro, struct pyframe *f)
+static bool coro_frame_310(struct pyasync *a, uint64_t coro, struct pyframe *f, uint64_t *next)
 {
 	const struct kiln_py_offsets *o = a->o;
 	unsigned char fr[KILN_PY_FRAME_MAX];
-	uint64_t fa = 0, vs, next, bytes;
-	*f = (struct pyframe){0};
+	uint64_t fa = 0, vs, bytes;
 	if (!r64(a, coro + o->gen_iframe, &fa) || !fa || o->fr_size > sizeof(fr) ||
 	    !pyproc__read(a->pp, fa, fr, o->fr_size))
-		return 0;
+		return false;
 	struct kiln_py_frame d;
 	kiln_py_frame_read(fr, o, &d);
+	if (!d.code)
+		return false;
 	*f = (struct pyframe){.code = d.code, .lasti = d.lasti, .addr = fa};
 	int8_t state = (int8_t)fr[o->gen_state];
 	int32_t depth, lasti;
@@ -272,50 +273,50 @@ static uint64_t awaited_310(struct pyasync *a, uint64_t coro, struct pyframe *f)
 	memcpy(&depth, fr + o->fr_stacktop, 4);
 	memcpy(&vs, fr + o->fr_valuestack, 8);
 	memcpy(&lasti, fr + o->fr_instr, 4);
-	if (state != o->gen_awaiting || depth <= 0 || depth > 4096 || lasti < 0 || !d.code ||
-	    !r64(a, d.code + o->co_code, &bytes) || !bytes ||
-	    !pyproc__read(a->pp, bytes + o->bytes_sval + 2 * ((uint64_t)lasti + 1), &op, 1) || op != YIELD_FROM_310 ||
-	    !r64(a, vs + 8 * (uint64_t)(depth - 1), &next))
-		return 0;
-	return next;
+	if (state != o->gen_awaiting || depth <= 0 || depth > 4096 || lasti < 0 || !r64(a, d.code + o->co_code, &bytes) ||
+	    !bytes || !pyproc__read(a->pp, bytes + o->bytes_sval + 2 * ((uint64_t)lasti + 1), &op, 1) ||
+	    op != YIELD_FROM_310 || !r64(a, vs + 8 * (uint64_t)(depth - 1), next))
+		*next = 0;
+	return true;
+}
+
+/* coro's frame into *f, false when it cannot be read; *next what it
+ * awaits, 0 if it awaits nothing. 3.11+: the frame is embedded in the
+ * coroutine, which is suspended in an await with the awaited object on its
+ * stack's top. */
+static bool coro_frame(struct pyasync *a, uint64_t coro, struct pyframe *f, uint64_t *next)
+{
+	const struct kiln_py_offsets *o = a->o;
+	*next = 0;
+	if (o->frame_object)
+		return coro_frame_310(a, coro, f, next);
+	uint64_t fa = coro + o->gen_iframe;
+	unsigned char fr[KILN_PY_FRAME_MAX];
+	if (o->fr_size > sizeof(fr) || !pyproc__read(a->pp, fa, fr, o->fr_size))
+		return false;
+	struct kiln_py_frame d;
+	kiln_py_frame_read(fr, o, &d);
+	*f = (struct pyframe){.code = d.code, .lasti = d.lasti, .addr = fa};
+	int8_t state;
+	int32_t top;
+	if (!pyproc__read(a->pp, coro + o->gen_state, &state, 1) || state != o->gen_awaiting ||
+	    !pyproc__read(a->pp, fa + o->fr_stacktop, &top, 4) || top <= 0 || top > 4096 ||
+	    !r64(a, fa + o->fr_localsplus + 8 * (uint64_t)(top - 1), next))
+		*next = 0;
+	return true;
 }
 
 /* The await chain from coro (innermost first into t->chain). */
 static void chain_of(struct pyasync *a, uint64_t coro, struct pytask *t)
 {
-	const struct kiln_py_offsets *o = a->o;
 	struct pyframe outer[PYASYNC_CHAIN];
 	int n = 0;
 	while (coro && n < PYASYNC_CHAIN && is_a(a, coro, "coroutine", &a->coro_type, 0)) {
-		if (o->frame_object) {
-			uint64_t next = awaited_310(a, coro, &outer[n]);
-			if (!outer[n].code)
-				break;
-			n++;
-			uint64_t fut = next;
-			if (next && is_a(a, next, "_asyncio.FutureIter", &a->futiter_type, 0))
-				r64(a, next + 16, &fut);
-			if (next && is_a(a, fut, "_GatheringFuture", &a->gather_type, 0)) {
-				if (n < PYASYNC_CHAIN)
-					outer[n++] = (struct pyframe){.code = 1, .label = "gather"};
-				break;
-			}
-			coro = next;
-			continue;
-		}
-		uint64_t fa = coro + o->gen_iframe;
-		unsigned char fr[KILN_PY_FRAME_MAX];
-		if (o->fr_size > sizeof(fr) || !pyproc__read(a->pp, fa, fr, o->fr_size))
+		uint64_t next;
+		if (!coro_frame(a, coro, &outer[n], &next))
 			break;
-		struct kiln_py_frame d;
-		kiln_py_frame_read(fr, o, &d);
-		outer[n++] = (struct pyframe){.code = d.code, .lasti = d.lasti, .addr = fa};
-		int8_t state;
-		int32_t top;
-		uint64_t next = 0;
-		if (!pyproc__read(a->pp, coro + o->gen_state, &state, 1) || state != o->gen_awaiting ||
-		    !pyproc__read(a->pp, fa + o->fr_stacktop, &top, 4) || top <= 0 || top > 4096 ||
-		    !r64(a, fa + o->fr_localsplus + 8 * (uint64_t)(top - 1), &next))
+		n++;
+		if (!next)
 			break;
 		/* awaiting a future goes through its iterator (the C Future's
 		 * __await__), which holds the future */

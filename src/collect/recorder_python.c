@@ -225,14 +225,14 @@ uint32_t recorder__stack_py(struct recorder *r, uint32_t pid, const uint64_t *ip
 		 * before it returns: a loop call one more than the frames is the
 		 * innermost in that window, its code not running yet (or any
 		 * more). It stays a native frame of the caller's function. */
-		int groups = 0;
-		for (int i = 0; i < npy; i++)
-			groups += py[i].last_of_call;
-		for (int i = 0; i < n && evals == groups + 1; i++)
-			if (kinds[i] == PYK_EVAL) {
-				kinds[i] = PYK_NATIVE;
-				break;
-			}
+		int groups = 0, i = 0;
+		for (int k = 0; k < npy; k++)
+			groups += py[k].last_of_call;
+		if (evals == groups + 1) {
+			while (kinds[i] != PYK_EVAL) /* evals > 0: there is one */
+				i++;
+			kinds[i] = PYK_NATIVE;
+		}
 	}
 	int32_t order[KILN_MAX_DEPTH];
 	int k = npy >= 0 ? python__merge(kinds, n, py, npy, truncated, order, KILN_MAX_DEPTH) : -1;

@@ -44,9 +44,6 @@ int g_pyd_state;   /* 0 not yet, 1 wrapped, -1 never (no API) */
 
 void python_domains_wrap(void);
 
-/* Is this a CPython kiln reads? Its symbols are looked up once, at start
- * (the interpreter or libpython is loaded by then); a Python embedded later
- * by dlopen is not read, and its stacks stay native. */
 /* Before 3.11 (no Py_Version): the cache tag "cpython-3NN", a string of
  * its own in the read-only data of the object that holds _PyRuntime, says
  * which CPython it is (collect/python.c reads the file the same way). Read
@@ -79,6 +76,9 @@ static int tag_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
+/* Is this a CPython kiln reads? Its symbols are looked up once, at start
+ * (the interpreter or libpython is loaded by then); a Python embedded later
+ * by dlopen is not read, and its stacks stay native. */
 void python_init(void)
 {
 	const unsigned long *ver = dlsym(RTLD_DEFAULT, "Py_Version");

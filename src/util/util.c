@@ -372,6 +372,23 @@ char proc_state(int pid, int tid)
 	return c;
 }
 
+int proc_stat_scan(int pid, const char *fmt, ...)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	char *st = read_small_file(path, NULL);
+	char *rp = st ? strrchr(st, ')') : NULL;
+	int n = -1;
+	if (rp) {
+		va_list ap;
+		va_start(ap, fmt);
+		n = vsscanf(rp + 1, fmt, ap);
+		va_end(ap);
+	}
+	free(st);
+	return n;
+}
+
 /* The pid tracing pid (TracerPid), 0 when none; its comm in name. */
 static int proc_tracer(int pid, char *name, size_t n)
 {

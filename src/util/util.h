@@ -162,6 +162,10 @@ char *read_small_file(const char *path, size_t *len);
 /* The state letter of /proc/PID/stat (or /proc/PID/task/TID/stat when tid
  * > 0): 'R', 'S', 'Z'...; 0 when the process or thread is gone. */
 char proc_state(int pid, int tid);
+/* sscanf of /proc/PID/stat past its name (which may hold spaces and ')'),
+ * fmt starting at the state field: the fields converted, -1 when the
+ * process is gone. */
+int proc_stat_scan(int pid, const char *fmt, ...) __attribute__((format(scanf, 2, 3)));
 /* Why a ptrace of pid is refused when another process traces it (one
  * tracer at a time): "cannot attach to pid N: it is already traced by ..."
  * in out, the tracer's pid returned; 0 when it is not traced (or by kiln
