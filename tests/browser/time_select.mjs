@@ -19,6 +19,27 @@ const chart = await page.locator('#chart').boundingBox();
 const xs = (t) => t === 'end' ? chart.x + (td.x0 - 84) + td.w + 6 // 6 px right of the chart
   : chart.x + (td.x0 - 84) + (+t / td.span) * td.w; // the chart rect starts at x0
 const y = chart.y + chart.height / 2;
+// a drag that starts on what is drawn over the chart (the heap's curve, the
+// peak's mark) chooses a stretch as one started on the chart's background
+for (const what of ['#heap_curve', '#peak_mark']) {
+  const p = await page.evaluate((s) => {
+    const e = document.querySelector(s), m = e.getScreenCTM();
+    let x, y;
+    if (e.tagName === 'circle') { x = +e.getAttribute('cx'); y = +e.getAttribute('cy'); }
+    else { const P = e.points, q = P.getItem(Math.floor(P.numberOfItems / 2)); x = q.x; y = q.y; }
+    const cx = m.a * x + m.c * y + m.e, cy = m.b * x + m.d * y + m.f, hit = document.elementFromPoint(cx, cy);
+    return { x: cx, y: cy, hit: hit ? (hit.id || hit.tagName) : null };
+  }, what);
+  if ('#' + p.hit !== what) fail(`${what}: the point pressed is on ${p.hit}, not on ${what}`);
+  await page.mouse.move(p.x, p.y);
+  await page.mouse.down();
+  await page.mouse.move(p.x - 40, y, { steps: 4 });
+  await page.mouse.up();
+  if (!(await page.evaluate(() => !!T.cur))) fail(`a drag started on ${what} chose no stretch`);
+  if (!(await page.locator('#tsel').isVisible())) fail(`a drag started on ${what}: the stretch is not shown`);
+  await page.locator('#tall').click();
+  if (await page.evaluate(() => !!T.cur)) fail('"Whole run" left a stretch chosen');
+}
 await page.mouse.move(xs(t0), y);
 await page.mouse.down();
 await page.mouse.move((xs(t0) + xs(t1)) / 2, y, { steps: 4 });
