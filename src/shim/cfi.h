@@ -278,14 +278,43 @@ static void cfi_compute(uintptr_t pc, struct cfi_rule *r)
 	r->state = 1;
 }
 
+/* What a walk read (cfi_backtrace's rd): every stack word it loaded, with
+ * its value, and whether the starting RBP was used before one was loaded.
+ * A walk is a function of its start (ip, sp, and bp where used), the rules
+ * and these words: the same start and the same words give the same frames
+ * (stack.c's walk memo). n -1: more words than max (not kept). */
+struct cfi_reads {
+	int n, max;
+	bool bp_in;
+	uintptr_t *addr;
+	uint64_t *val;
+};
+
+static inline void cfi_read(struct cfi_reads *rd, uintptr_t at, uint64_t v)
+{
+	if (!rd || rd->n < 0)
+		return;
+	if (rd->n == rd->max) {
+		rd->n = -1;
+		return;
+	}
+	rd->addr[rd->n] = at;
+	rd->val[rd->n++] = v;
+}
+
 /* Walk from (ip, sp, bp) within [sp, stack_hi). exact: ip is where the
  * thread is (else a return address, looked up at ip - 1). Returns the frame
- * count, or -1 when a frame's rule is not one we handle (use libunwind). */
+ * count, or -1 when a frame's rule is not one we handle (use libunwind).
+ * rd (or NULL): what the walk read. */
 static int cfi_backtrace(struct cfi_rule *rules, uintptr_t ip, uintptr_t sp, uintptr_t bp, uintptr_t stack_hi,
-			 bool exact, void **out, int max)
+			 bool exact, void **out, int max, struct cfi_reads *rd)
 {
 	int n = 0;
-	bool first = exact;
+	bool first = exact, bp_loaded = false;
+	if (rd) {
+		rd->n = 0;
+		rd->bp_in = false;
+	}
 	while (n < max) {
 		out[n++] = (void *)ip;
 		uintptr_t pc = first ? ip : ip - 1;
@@ -297,16 +326,21 @@ static int cfi_backtrace(struct cfi_rule *rules, uintptr_t ip, uintptr_t sp, uin
 			return n;
 		if (r->state != 1)
 			return -1;
+		if (r->cfa_reg != 7 && !bp_loaded && rd)
+			rd->bp_in = true;
 		uintptr_t cfa = (r->cfa_reg == 7 ? sp : bp) + (uintptr_t)(intptr_t)r->cfa_off;
 		if (cfa <= sp || cfa > stack_hi || (cfa & 7))
 			return -1;
 		uintptr_t ra;
 		memcpy(&ra, (const void *)(cfa - 8), 8);
+		cfi_read(rd, cfa - 8, ra);
 		if (r->rbp_off) {
 			uintptr_t at = cfa + (uintptr_t)(intptr_t)r->rbp_off;
 			if (at < sp || at + 8 > stack_hi)
 				return -1;
 			memcpy(&bp, (const void *)at, 8);
+			cfi_read(rd, at, bp);
+			bp_loaded = true;
 		}
 		sp = cfa;
 		ip = ra;

@@ -127,6 +127,8 @@ static inline bool channel_send(uint16_t type, uint64_t cause, uint64_t count, i
 #define PYCODE_SET 4096           /* per thread: code objects whose names were sent */
 #define CACHE_SLOTS 16384         /* per-thread stack cache */
 #define ARENA_WORDS (1u << 20)    /* ips kept for the cache */
+#define MEMO_SLOTS 128            /* per-thread walk memo (stack.c) */
+#define MEMO_READS 24             /* stack words a memoized walk may have read */
 
 /* boot.c: the real functions (also real_malloc... above), and the pool that
  * serves dlsym's own allocations before they are known */
@@ -144,6 +146,18 @@ static inline bool is_boot(const void *p)
 }
 
 struct cfi_rule;
+
+/* A walk the thread made, its stack's id, and what to check to know the
+ * same walk again without walking (stack.c): where it started and the
+ * stack words it read, with their values. */
+struct walk_memo {
+	uintptr_t ip, sp, bp;     /* bp only where bp_in */
+	uint32_t gen, id;         /* gen: the thread's memo_gen when kept (0: empty) */
+	int32_t nread;
+	bool bp_in;
+	uintptr_t addr[MEMO_READS];
+	uint64_t val[MEMO_READS];
+};
 
 /* A thread's recording state: its ring (ring.c), its stack cache and
  * unwinding rules (stack.c). */
@@ -169,6 +183,8 @@ struct tstate {
 	uint64_t *arena;          /* ARENA_WORDS */
 	uint32_t arena_used;
 	struct cfi_rule *rules;   /* CFI_RULES */
+	struct walk_memo *memo;   /* MEMO_SLOTS */
+	uint32_t memo_gen;        /* of the stack ids the memo holds: bumped with a new chain */
 	uintptr_t stack_lo, stack_hi;
 	uint32_t agen;            /* the attach generation its ring belongs to */
 	uint64_t *pycodes;        /* PYCODE_SET code objects already sent (0: empty) */

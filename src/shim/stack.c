@@ -36,7 +36,56 @@ void stack_cache_reset(struct tstate *t)
 		memset(t->slots, 0, sizeof(*t->slots) * CACHE_SLOTS);
 		t->gen = 1;
 	}
+	if (++t->memo_gen == 0) { /* the memo's ids were the old chain's */
+		if (t->memo)
+			memset(t->memo, 0, sizeof(*t->memo) * MEMO_SLOTS);
+		t->memo_gen = 1;
+	}
 }
+
+/* The walk memo: a walk is a function of where it starts (ip, sp; bp where
+ * a frame's rule used it before one was loaded), the CFI rules and the
+ * stack words it read (cfi_reads). The same start and the same words are
+ * the same frames, so the stack id of that walk: a check of a few words
+ * that do not depend on each other, instead of a walk whose every load
+ * waits on the one before, a hash and a compare of the whole stack. Kept
+ * only for walks of the thread's own stack by the CFI rules with no frame
+ * in Python's evaluation loop (its frames change under the same native
+ * ones). Ids stay valid while the thread's ring chain lasts (memo_gen). */
+static inline struct walk_memo *memo_slot(struct tstate *t, const struct walk_start *ws)
+{
+	uint64_t h = ((uint64_t)ws->ip ^ ((uint64_t)ws->sp << 7)) * 0x9e3779b97f4a7c15ULL;
+	return &t->memo[h >> 57]; /* MEMO_SLOTS = 128 */
+}
+
+static inline bool memo_hit(const struct tstate *t, const struct walk_memo *m, const struct walk_start *ws)
+{
+	if (m->gen != t->memo_gen || m->ip != ws->ip || m->sp != ws->sp || (m->bp_in && m->bp != ws->bp))
+		return false;
+	uint64_t d = 0;
+	for (int i = 0; i < m->nread; i++) {
+		uint64_t v;
+		memcpy(&v, (const void *)m->addr[i], 8); /* in [sp, stack_hi) of this thread's stack */
+		d |= v ^ m->val[i];
+	}
+	return d == 0;
+}
+
+static void memo_keep(struct tstate *t, struct walk_memo *m, const struct walk_start *ws, const struct cfi_reads *rd,
+		      uint32_t id)
+{
+	m->gen = 0;
+	m->ip = ws->ip;
+	m->sp = ws->sp;
+	m->bp = ws->bp;
+	m->bp_in = rd->bp_in;
+	m->nread = rd->n;
+	memcpy(m->addr, rd->addr, sizeof(*rd->addr) * (size_t)rd->n);
+	memcpy(m->val, rd->val, sizeof(*rd->val) * (size_t)rd->n);
+	m->id = id;
+	m->gen = t->memo_gen;
+}
+_Static_assert(MEMO_SLOTS == 128, "memo_slot takes the hash's top 7 bits");
 
 /* Empty the stack cache without forgetting stack ids (the recorder keeps
  * every id this ring chain defined: a stack seen again is defined again,
@@ -60,6 +109,10 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 	void *ips[SHIM_DEPTH + 8 + 2 * SHIM_PY_MAX];
 	int n = -1;
 	bool foreign = false;
+	struct walk_memo *m = NULL;
+	uintptr_t rd_addr[MEMO_READS];
+	uint64_t rd_val[MEMO_READS];
+	struct cfi_reads rd = {.max = MEMO_READS, .addr = rd_addr, .val = rd_val};
 	if (likely(t->rules && t->stack_hi && ws)) {
 		uintptr_t hi = t->stack_hi;
 		if (unlikely(ws->sp < t->stack_lo || ws->sp >= t->stack_hi)) {
@@ -67,8 +120,16 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 			 * what is mapped above the stack pointer */
 			hi = mapped_above(ws->sp);
 			foreign = true;
+		} else if (likely(t->memo != NULL)) {
+			m = memo_slot(t, ws);
+			if (memo_hit(t, m, ws)) {
+				*out = m->id;
+				return true;
+			}
 		}
-		n = cfi_backtrace(t->rules, ws->ip, ws->sp, ws->bp, hi, false, ips, SHIM_DEPTH + 8);
+		n = cfi_backtrace(t->rules, ws->ip, ws->sp, ws->bp, hi, false, ips, SHIM_DEPTH + 8, m ? &rd : NULL);
+		if (n < 0)
+			m = NULL; /* libunwind's walk: not memoized */
 	}
 	if (n < 0 && foreign) {
 		/* libunwind would read past the foreign stack: keep the caller */
@@ -95,6 +156,7 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 		for (int i = 0; i < n; i++)
 			if ((uintptr_t)s[i] >= g_eval_lo && (uintptr_t)s[i] < g_eval_hi) {
 				bool pt = false;
+				m = NULL; /* the Python frames change under the same native ones */
 				npy = python_frames(s + n, SHIM_PY_MAX, &pt);
 				if (pt)
 					truncated = 1;
@@ -127,6 +189,8 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 			if (c->hash == h && c->depth == ((uint32_t)n | truncated << 31) &&
 			    same_words(t->arena + c->off, s, n)) {
 				*out = c->id;
+				if (m && rd.n >= 0)
+					memo_keep(t, m, ws, &rd, c->id);
 				return true;
 			}
 		}
@@ -159,6 +223,8 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 		t->arena_used += (uint32_t)n;
 	}
 	*out = id;
+	if (m && rd.n >= 0)
+		memo_keep(t, m, ws, &rd, id);
 	return true;
 }
 
@@ -187,14 +253,21 @@ void thread_caches(struct tstate *t)
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	void *rl = mmap(NULL, sizeof(struct cfi_rule) * CFI_RULES, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	void *mm = mmap(NULL, sizeof(struct walk_memo) * MEMO_SLOTS, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (s != MAP_FAILED && a != MAP_FAILED) {
 		t->slots = s;
 		t->arena = a;
 		t->rules = rl != MAP_FAILED ? rl : NULL;
+		t->memo = mm != MAP_FAILED ? mm : NULL;
+		if (!t->memo_gen)
+			t->memo_gen = 1;
 		thread_stack_bounds(t);
 	} else {
 		if (rl != MAP_FAILED)
 			munmap(rl, sizeof(struct cfi_rule) * CFI_RULES);
+		if (mm != MAP_FAILED)
+			munmap(mm, sizeof(struct walk_memo) * MEMO_SLOTS);
 		if (s != MAP_FAILED)
 			munmap(s, sizeof(*t->slots) * CACHE_SLOTS);
 		if (a != MAP_FAILED)
@@ -213,5 +286,9 @@ void thread_caches_free(struct tstate *t)
 	if (t->rules) {
 		munmap(t->rules, sizeof(struct cfi_rule) * CFI_RULES);
 		t->rules = NULL;
+	}
+	if (t->memo) {
+		munmap(t->memo, sizeof(struct walk_memo) * MEMO_SLOTS);
+		t->memo = NULL;
 	}
 }

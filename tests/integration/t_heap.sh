@@ -28,6 +28,21 @@ grep -q '^# heap: .* allocated in 101[0-9]* calls, 1000[0-9][0-9] temporary; pea
 "$KILN" report $W/lk.kiln --metric leak_bytes | grep -q leak_big || fail "report leak_bytes"
 ok "leaky exact"
 
+# stacks that start alike (the same call into malloc at the same stack
+# pointer) through different callers, and through a frame-pointer frame
+# that only its frame pointer tells apart: the shim's walk memo must not
+# give one the other's stack
+run_to 60 "$KILN" record -q --heap --no-cpu -o $W/mt.kiln -- $TARGETS/memo_twins 100000 >$W/out || fail "record memo_twins"
+grep -q '^same sp' $W/out || fail "memo_twins could not call grab at one stack pointer: $(cat $W/out)"
+B=$(folded $W/mt.kiln alloc_bytes)
+ends() { awk -v s="$2" '{ n=$NF; $NF=""; sub(/ $/, ""); if (substr($0, length($0) - length(s) + 1) == s) t+=n } END { printf "%d\n", t }' "$1"; }
+eq $(ends $B ';main;via_a;leaf') 10000000 "leaf under via_a"
+eq $(ends $B ';main;via_b;leaf') 20000000 "leaf under via_b"
+eq $(ends $B ';main;call_grab;grab') 11100000 "grab called from call_grab"
+eq $(ends $B ';main;call_grab;grab;grab') 22200000 "grab called from itself"
+eq $(weight $(folded $W/mt.kiln leak_bytes) "^(leaf|grab)$") 0 "memo_twins leaks nothing of its own"
+ok "stacks that start alike: each its own (via_a/via_b 10/20 MB, grab/grab;grab 11.1/22.2 MB)"
+
 run_to 60 "$KILN" record -q --heap --no-cpu -o $W/kill.kiln -- $TARGETS/leak_kill; eq $? 137 "SIGKILLed program's exit"
 F=$(folded $W/kill.kiln leak_bytes); eq $(weight $F '^leak_then_die$') 102400 "leak before SIGKILL"
 C=$(folded $W/kill.kiln leak_count); eq $(weight $C '^leak_then_die$') 50 "blocks before SIGKILL"
