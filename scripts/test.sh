@@ -7,12 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --deps
 J=$(nproc)
-echo "== build (Release, -Werror)"
+SECONDS=0
+stage() { echo "== $* (at ${SECONDS} s)"; }
+stage "build (Release, -Werror)"
 cmake -S . -B build-ci -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON >/dev/null
 cmake --build build-ci -j"$J" >/dev/null
 (cd build-ci && ctest --output-on-failure -j"$J" --timeout 300)
 [ "${1:-}" = "--quick" ] && exit 0
-echo "== build (ASan+UBSan)"
+stage "build (ASan+UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_WERROR=ON -DKILN_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$J" >/dev/null
 # KILN_REDUCED: the slowest integration tests run a part of their cases
@@ -24,7 +26,7 @@ cmake --build build-asan -j"$J" >/dev/null
 (cd build-asan && export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   KILN_REDUCED=1 && ctest --output-on-failure -L sidebyside -j2 --timeout 600 &&
   ctest --output-on-failure -LE sidebyside -j1 --timeout 600)
-echo "== libFuzzer on the profile reader (60 s, clang, ASan+UBSan)"
+stage "libFuzzer on the profile reader (60 s, clang, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DKILN_FUZZ=ON -DKILN_SANITIZE=ON -DKILN_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$J" --target fuzz_profile >/dev/null
@@ -49,3 +51,4 @@ edges=$(grep -o 'cov: [0-9]*' "$CORPUS/log" | tail -1 | cut -d' ' -f2)
 echo "fuzz: ${execs:-?} executions, ${edges} coverage edges, no finding"
 rm -rf "$CORPUS"
 echo "fuzz: 1 passed, 0 failed"
+stage "done"
