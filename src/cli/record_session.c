@@ -223,6 +223,8 @@ static void heap_detach(struct rec *st, bool gone)
 	json_object_set_new(ha, "detach_stopped_us", json_integer((json_int_t)(st->ha.detach_stopped_ns / 1000)));
 	json_object_set_new(ha, "detach_calls", json_integer(st->ha.detach_calls));
 	json_object_set_new(ha, "detach_kill_safe_calls", json_integer(st->ha.detach_framed));
+	recorder__waits_ended(st->r, (uint64_t)st->ha.waits_ended);
+	st->ha.waits_ended = 0;
 	if (!st->o.quiet)
 		fprintf(stderr, "kiln record: heap tracking detached from pid %ld (slots restored; thread %d stopped %.2f "
 				"ms, kill-safe calls: %d of %d)\n",

@@ -353,6 +353,8 @@ int record_heap_attach(struct rec *st)
 	}
 	json_object_set_new(recorder__meta(st->r), "heap_attach", ha);
 	recorder__meta_changed(st->r);
+	recorder__waits_ended(st->r, (uint64_t)st->ha.waits_ended);
+	st->ha.waits_ended = 0; /* said */
 	if (!st->o.quiet)
 		fprintf(stderr, "kiln record: heap tracking attached to pid %ld: %d allocator slots hooked; thread %d "
 				"was stopped %.2f ms (kill-safe calls: %d of %d); blocks allocated before now are not "

@@ -148,10 +148,11 @@ static int shim_memfd(struct injector *in, pid_t pid, uint64_t memfd_fn, uint64_
 /* inject__end, counting the calls made and those that were kill-safe. */
 static uint64_t finish(struct heapattach *ha, struct injector *in, bool detaching)
 {
-	int calls, framed;
-	inject__counts(in, &calls, &framed);
+	int calls, framed, waits;
+	inject__counts(in, &calls, &framed, &waits);
 	*(detaching ? &ha->detach_calls : &ha->calls) += calls;
 	*(detaching ? &ha->detach_framed : &ha->framed) += framed;
+	ha->waits_ended += waits;
 	return inject__end(in);
 }
 

@@ -26,6 +26,7 @@ struct heapattach {
 	int calls, framed;    /* calls made to attach, and those that returned through a
 			       * signal frame (kill-safe: inject.h) */
 	int detach_calls, detach_framed;
+	int waits_ended;      /* timed waits its stops ended with EINTR (attach and detach) */
 	char own_malloc[256]; /* a module with its own malloc, or "" */
 };
 

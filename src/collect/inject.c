@@ -143,7 +143,7 @@ static bool restart_block(pid_t tid, const struct user_regs_struct *r)
 /* tid, seized and stopped in a timed sleep or wait: let it run up to ms
  * until that system call returns, and keep it stopped at its exit (*r its
  * registers there). 1 kept, 0 let go (or gone). */
-static int await_return(pid_t tid, const struct unsafe *u, struct user_regs_struct *r, int ms)
+static int await_return(struct injector *in, pid_t tid, const struct unsafe *u, struct user_regs_struct *r, int ms)
 {
 	uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
 	int sig = 0;
@@ -189,8 +189,9 @@ let_go:
 				ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)WSTOPSIG(st));
 				return 0;
 			}
-			if (((unsigned)st >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(st) == SIGTRAP)
-				tracee__keep_waiting(tid, NULL);
+			if (((unsigned)st >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(st) == SIGTRAP &&
+			    tracee__keep_waiting(tid, NULL) == TRACEE_TIMED_EINTR)
+				in->waits_ended++;
 			break;
 		}
 	}
@@ -245,8 +246,8 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 	bool regs = ptrace(PTRACE_GETREGS, tid, NULL, &r) == 0;
 	/* our stop may have ended an epoll_wait without end: it waits on,
 	 * taken or let go (tracee.h) */
-	if (regs && WSTOPSIG(st) == SIGTRAP)
-		tracee__keep_waiting(tid, &r);
+	if (regs && WSTOPSIG(st) == SIGTRAP && tracee__keep_waiting(tid, &r) == TRACEE_TIMED_EINTR)
+		in->waits_ended++;
 	bool ok = regs && safe_point(u, &r) && !holds_got_lock(u, tid);
 	bool asleep = regs && restart_block(tid, &r); /* in a call that restarts through its block */
 	bool waiting = regs && (long long)r.orig_rax >= 0 && !asleep;
@@ -268,7 +269,7 @@ static int try_thread(struct injector *in, const struct unsafe *u, pid_t tid, en
 				sleeper = seen->tid[i] == tid;
 		if (!sleeper || wait_ms <= 0 || WSTOPSIG(st) != SIGTRAP) /* a group stop stays stopped */
 			ok = false;
-		else if (!await_return(tid, u, &r, wait_ms))
+		else if (!await_return(in, tid, u, &r, wait_ms))
 			return 0; /* let go there */
 		else
 			ok = true;
@@ -434,10 +435,11 @@ int inject__call(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1, uin
 	return address0_call(in, fn, a0, a1, a2, timeout_ms, ret);
 }
 
-void inject__counts(const struct injector *in, int *calls, int *framed_calls)
+void inject__counts(const struct injector *in, int *calls, int *framed_calls, int *waits_ended)
 {
 	*calls = in->calls;
 	*framed_calls = in->framed;
+	*waits_ended = in->waits_ended;
 }
 
 void inject_call_regs(struct user_regs_struct *r, uint64_t fn, uint64_t sp, uint64_t a0, uint64_t a1, uint64_t a2)

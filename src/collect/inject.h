@@ -44,8 +44,10 @@ int inject__call_void(struct injector *in, uint64_t fn, uint64_t a0, uint64_t a1
  * through it (its result kept), kill-safe. */
 void inject__return_via(struct injector *in, uint64_t tramp);
 /* How many calls were made, and how many of them returned through a signal
- * frame (would have left the thread where it was had kiln been killed). */
-void inject__counts(const struct injector *in, int *calls, int *framed);
+ * frame (would have left the thread where it was had kiln been killed);
+ * how many waits with a timeout kiln's stops ended with EINTR (tracee.h:
+ * the threads it stopped to choose one, and the one it took). */
+void inject__counts(const struct injector *in, int *calls, int *framed, int *waits_ended);
 /* Read memory of the process. 0 or -errno. */
 int inject__read(struct injector *in, uint64_t addr, void *out, size_t n);
 /* Restore and let the thread go. The time it was stopped, in ns. */

@@ -37,6 +37,7 @@ struct injector {
 	uint32_t xsize;	    /* its size, 0: no frame */
 	bool mask_set;	    /* a call changed the mask: put it back at the end */
 	int calls, framed;
+	int waits_ended; /* timed waits our stops ended with EINTR (tracee.h) */
 };
 
 /* The runtime's own modules, which kiln treats apart. */

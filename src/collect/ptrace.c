@@ -565,11 +565,8 @@ static void ptrace_report(struct sampler *s)
 		json_object_set_new(recorder__meta(s->r), "asyncio_tasks_left_out", json_integer((json_int_t)s->susp_more));
 		recorder__meta_changed(s->r);
 	}
-	if (s->waits_ended) {
-		json_object_set_new(recorder__meta(s->r), "waits_ended",
-				    json_pack("{s:I}", "timed", (json_int_t)s->waits_ended));
-		recorder__meta_changed(s->r);
-	}
+	recorder__waits_ended(s->r, s->waits_ended);
+	s->waits_ended = 0; /* said */
 	if (!s->stops)
 		return;
 	json_object_set_new(recorder__meta(s->r), "ptrace_stops",

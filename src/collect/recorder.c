@@ -282,6 +282,15 @@ void recorder__meta_changed(struct recorder *r)
 	r->meta_dirty = true;
 }
 
+void recorder__waits_ended(struct recorder *r, uint64_t n)
+{
+	if (!n)
+		return;
+	json_int_t was = json_integer_value(json_object_get(json_object_get(r->meta, "waits_ended"), "timed"));
+	json_object_set_new(r->meta, "waits_ended", json_pack("{s:I}", "timed", was + (json_int_t)n));
+	r->meta_dirty = true;
+}
+
 uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid)
 {
 	struct rproc *p = recorder_proc_find(r, pid);

@@ -42,6 +42,10 @@ void recorder__set_heap(struct recorder *r, bool on, uint64_t sample);
  * so: the next flush writes it again (a later META replaces the earlier). */
 json_t *recorder__meta(struct recorder *r);
 void recorder__meta_changed(struct recorder *r);
+/* n more waits with a timeout that a stop of kiln's ended with EINTR (the
+ * ptrace sampler's, a heap attach's or detach's): META waits_ended.timed,
+ * added up over every stopper. */
+void recorder__waits_ended(struct recorder *r, uint64_t n);
 /* Frees in pid of blocks never seen allocated (before an attach). */
 uint64_t recorder__unknown_frees(struct recorder *r, uint32_t pid);
 /* Over every process: frees of blocks never seen allocated, allocations at an

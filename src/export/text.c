@@ -105,9 +105,9 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 			(long long)json_integer_value(json_object_get(se, "expected")));
 	json_int_t we = json_integer_value(json_object_get(json_object_get(p->meta, "waits_ended"), "timed"));
 	if (we)
-		fprintf(f, "# ptrace: kiln's stops ended %lld wait%s with a timeout (epoll_wait, sigtimedwait, semtimedop, "
-			   "io_getevents) with EINTR, which the program saw, as after ^Z and fg (waits without a timeout "
-			   "waited on)\n",
+		fprintf(f, "# waits: kiln's stops (ptrace sampling, heap attach and detach) ended %lld wait%s with a "
+			   "timeout (epoll_wait, sigtimedwait, semtimedop, io_getevents) with EINTR, which the program "
+			   "saw, as after ^Z and fg (waits without a timeout waited on)\n",
 			(long long)we, we == 1 ? "" : "s");
 	/* said whenever CPU samples were asked for, even if none came */
 	if (json_is_false(json_object_get(p->meta, "kernel_stacks")))

@@ -188,7 +188,33 @@ wait $WP; eq $? 0 "wait_forever's status, signalled while sampled"
 grep -q "sigwaitinfo by SIGUSR2, 0 early returns, " $W/wf2.out || fail "signalled while sampled: $(tail -1 $W/wf2.out)"
 t=$(sed -n 's/.*, \([0-9]*\) timed waits ended by EINTR$/\1/p' $W/wf2.out)
 "$KILN" report $W/wf2.kiln >$W/wf2.rep || fail "report of wait_forever"
-said=$(sed -n "s/^# ptrace: kiln's stops ended \([0-9]*\) waits\{0,1\} with a timeout.*/\1/p" $W/wf2.rep)
+said=$(sed -n "s/^# waits: kiln's stops ([^)]*) ended \([0-9]*\) waits\{0,1\} with a timeout.*/\1/p" $W/wf2.rep)
 [ "${t:-0}" -gt 0 ] || fail "no timed wait ended while sampled at 999 Hz: $(tail -1 $W/wf2.out)"
 eq "${said:-0}" "$t" "timed waits ended with EINTR, the report against the program"
 ok "the same at 999 Hz with SIGUSR2 and SIGUSR1 sent while sampled: each wait ended by its signal, none early; $t timed waits ended with EINTR, said so in the report"
+# a heap attach (its stops to choose a thread, attach and detach) and kiln
+# dump (one stop a thread) count the timed waits they ended, as many as the
+# program saw
+$TARGETS/wait_forever >$W/wf3.out 2>&1 & WP=$!
+await_out $W/wf3.out ready $WP wait_forever
+run_to 30 "$KILN" record -q --heap --no-cpu -p $WP -d 0.3 -o $W/wf3.kiln >/dev/null 2>$W/e || fail "heap attach to wait_forever: $(tail -1 $W/e)"
+run_to 30 "$KILN" dump $WP >$W/wf3.dump 2>$W/e || fail "dump wait_forever: $(tail -1 $W/e)"
+kill -USR2 $WP; sleep 0.2; kill -USR1 $WP
+wait $WP; eq $? 0 "wait_forever's status after a heap attach and a dump ($(tail -1 $W/wf3.out))"
+grep -q "sigwaitinfo by SIGUSR2, 0 early returns, " $W/wf3.out || fail "a wait ended early by a heap attach or a dump: $(tail -1 $W/wf3.out)"
+t=$(sed -n 's/.*, \([0-9]*\) timed waits ended by EINTR$/\1/p' $W/wf3.out)
+h=$("$KILN" report $W/wf3.kiln | sed -n "s/^# waits: kiln's stops ([^)]*) ended \([0-9]*\) waits\{0,1\} with a timeout.*/\1/p")
+d=$(sed -n "s/^# waits: the stops ended \([0-9]*\) waits\{0,1\} with a timeout.*/\1/p" $W/wf3.dump)
+eq $(( ${h:-0} + ${d:-0} )) "${t:-0}" "timed waits ended with EINTR: the heap attach's report (${h:-0}) and the dump (${d:-0}) against the program"
+ok "a heap attach and a dump: no early return; ${h:-0} + ${d:-0} timed waits ended with EINTR, as the program saw ($t)"
+# a program whose one thread waits with a timeout: the heap attach's stops
+# (attach and detach) fall on it and end its waits; counted as it saw them
+$TARGETS/timed_wait 40 100 >$W/tw.out 2>&1 & WP=$!
+await_out $W/tw.out ready $WP timed_wait
+run_to 30 "$KILN" record -q --heap --no-cpu -p $WP -d 0.5 -o $W/tw.kiln >/dev/null 2>$W/e || fail "heap attach to timed_wait: $(tail -1 $W/e)"
+wait $WP; eq $? 0 "timed_wait's status"
+t=$(sed -n 's/^timed_wait: \([0-9]*\) waits ended by EINTR$/\1/p' $W/tw.out)
+h=$("$KILN" report $W/tw.kiln | sed -n "s/^# waits: kiln's stops ([^)]*) ended \([0-9]*\) waits\{0,1\} with a timeout.*/\1/p")
+[ "${t:-0}" -gt 0 ] || fail "no wait of timed_wait's was ended by the heap attach's stops (the case tests nothing): $(cat $W/tw.out)"
+eq "${h:-0}" "$t" "timed waits a heap attach ended, its report against the program"
+ok "a heap attach's stops ended $t timed waits of timed_wait's, said so in the report"
