@@ -71,17 +71,16 @@ static inline bool memo_hit(const struct tstate *t, const struct walk_memo *m, c
 	return d == 0;
 }
 
+/* The walk wrote what it read into the slot (its arrays): the slot says
+ * where that walk started and the id it came to. */
 static void memo_keep(struct tstate *t, struct walk_memo *m, const struct walk_start *ws, const struct cfi_reads *rd,
 		      uint32_t id)
 {
-	m->gen = 0;
 	m->ip = ws->ip;
 	m->sp = ws->sp;
 	m->bp = ws->bp;
 	m->bp_in = rd->bp_in;
 	m->nread = rd->n;
-	memcpy(m->addr, rd->addr, sizeof(*rd->addr) * (size_t)rd->n);
-	memcpy(m->val, rd->val, sizeof(*rd->val) * (size_t)rd->n);
 	m->id = id;
 	m->gen = t->memo_gen;
 }
@@ -110,9 +109,7 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 	int n = -1;
 	bool foreign = false;
 	struct walk_memo *m = NULL;
-	uintptr_t rd_addr[MEMO_READS];
-	uint64_t rd_val[MEMO_READS];
-	struct cfi_reads rd = {.max = MEMO_READS, .addr = rd_addr, .val = rd_val};
+	struct cfi_reads rd = {.max = MEMO_READS};
 	if (likely(t->rules && t->stack_hi && ws)) {
 		uintptr_t hi = t->stack_hi;
 		if (unlikely(ws->sp < t->stack_lo || ws->sp >= t->stack_hi)) {
@@ -126,6 +123,11 @@ bool stack_id(struct tstate *t, const struct walk_start *ws, uint64_t *out)
 				*out = m->id;
 				return true;
 			}
+			/* a miss: the slot takes this walk's reads (no copy on the
+			 * stack, which may be a small one), kept if the walk is */
+			m->gen = 0;
+			rd.addr = m->addr;
+			rd.val = m->val;
 		}
 		n = cfi_backtrace(t->rules, ws->ip, ws->sp, ws->bp, hi, false, ips, SHIM_DEPTH + 8, m ? &rd : NULL);
 		if (n < 0)
