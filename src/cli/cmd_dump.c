@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "aggregate/profile.h"
 #include "cli/cli.h"
+#include "export/export.h"
 #include "util/util.h"
 
 #define CMD "dump"
@@ -338,12 +339,8 @@ int cmd_dump(int argc, char **argv)
 			json_decref(jtasks);
 		}
 	}
-	/* a wait with a timeout that the stop ended: the program saw EINTR */
-	json_int_t we = json_integer_value(json_object_get(json_object_get(p.meta, "waits_ended"), "timed"));
-	if (we && !json)
-		printf("# waits: the stops ended %lld wait%s with a timeout (epoll_wait, sigtimedwait, semtimedop, "
-		       "io_getevents) with EINTR, which the program saw, as after ^Z and fg\n",
-		       (long long)we, we == 1 ? "" : "s");
+	/* a wait with a timeout that the stops ended: the program saw EINTR */
+	json_int_t we = export__waits_line(json ? NULL : stdout, &p, "the stops");
 	if (json) {
 		json_t *o = json_pack("{s:I, s:s, s:b, s:f, s:I, s:o}", "pid", (json_int_t)pid, "program", prog, "python",
 				      py, "stopped_us", stop_us, "waits_ended", we, "threads", jthreads);

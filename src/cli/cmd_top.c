@@ -50,15 +50,6 @@ static void on_signal(int sig)
 	top_stop = 1;
 }
 
-static int parse_by(const char *s)
-{
-	static const char *names[] = {"function", "line", "file", "lib", NULL, NULL, "task", "state"};
-	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
-		if (names[i] && !strcmp(s, names[i]))
-			return i;
-	return -1;
-}
-
 /* One frame: the last interval of what path holds so far. false when there
  * is nothing to show yet (the first flush has not come). */
 static bool draw(const char *path, long pid, double interval, const struct view_opts *vo, int by, bool tty,
@@ -164,7 +155,8 @@ int cmd_top(int argc, char **argv)
 			sort_self = !strcmp(optarg, "self");
 			break;
 		case O_BY:
-			if ((by = parse_by(optarg)) < 0)
+			by = by__parse(optarg); /* a table of the last interval: not by stack or process */
+			if (by < 0 || by == BY_STACK || by == BY_PROCESS)
 				return cli__usage(CMD, "--by takes function, line, file, lib, task or state, not '%s'", optarg);
 			break;
 		case O_PYONLY:

@@ -14,6 +14,10 @@ int export__folded(FILE *f, const struct profile *p, const struct view_filter *v
 /* The report: a header saying what was recorded, a heap summary when the
  * file has heap data, then the cumulative table. */
 void export__report_header(FILE *f, const struct profile *p, const struct view_filter *vf);
+/* The timed waits kiln's stops ended (meta.waits_ended.timed): said on f
+ * as "# waits: WHO ended N waits ..." when there were any (f NULL: not
+ * said). Their count. */
+long long export__waits_line(FILE *f, const struct profile *p, const char *who);
 void export__heap_summary(FILE *f, const struct profile *p, const struct view_filter *vf);
 void export__table_text(FILE *f, const struct profile *p, const struct table *t, long limit, bool sort_self);
 void export__table_json(FILE *f, const struct profile *p, const struct table *t, long limit, bool sort_self,

@@ -103,17 +103,23 @@ void export__report_header(FILE *f, const struct profile *p, const struct view_f
 			json_number_value(json_object_get(se, "cpu_seconds")),
 			(long long)json_integer_value(json_object_get(se, "samples")),
 			(long long)json_integer_value(json_object_get(se, "expected")));
-	json_int_t we = json_integer_value(json_object_get(json_object_get(p->meta, "waits_ended"), "timed"));
-	if (we)
-		fprintf(f, "# waits: kiln's stops (ptrace sampling, heap attach and detach) ended %lld wait%s with a "
-			   "timeout (epoll_wait, sigtimedwait, semtimedop, io_getevents) with EINTR, which the program "
-			   "saw, as after ^Z and fg (waits without a timeout waited on)\n",
-			(long long)we, we == 1 ? "" : "s");
+	export__waits_line(f, p, "kiln's stops (ptrace sampling, heap attach and detach)");
 	/* said whenever CPU samples were asked for, even if none came */
 	if (json_is_false(json_object_get(p->meta, "kernel_stacks")))
 		fprintf(f, "# kernel stacks: not recorded (perf_event_paranoid > 1 and no root): time in the kernel "
 			   "is charged to the user-space code that entered it\n");
 	buf__release(&cmd);
+}
+
+long long export__waits_line(FILE *f, const struct profile *p, const char *who)
+{
+	long long we = json_integer_value(json_object_get(json_object_get(p->meta, "waits_ended"), "timed"));
+	if (we > 0 && f)
+		fprintf(f, "# waits: %s ended %lld wait%s with a timeout (epoll_wait, sigtimedwait, semtimedop, "
+			   "io_getevents) with EINTR, which the program saw, as after ^Z and fg (waits without a "
+			   "timeout waited on)\n",
+			who, we, we == 1 ? "" : "s");
+	return we;
 }
 
 /* Allocations at an address kiln still held live: a free it did not see
