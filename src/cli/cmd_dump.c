@@ -266,26 +266,40 @@ int cmd_dump(int argc, char **argv)
 	char path[4200], pids[32];
 	snprintf(path, sizeof(path), "%s/dump.kiln", dir);
 	snprintf(pids, sizeof(pids), "%ld", pid);
+	/* 20 ms is a few rounds of every thread; on a loaded machine a round can
+	 * be late: a thread still there that no round caught is recorded again,
+	 * longer (at most three recordings) */
+	static char durs[][8] = {"0.02", "0.1", "0.4"};
 	char a_rec[] = "record", a_q[] = "-q", a_p[] = "-p", a_wall[] = "--wall", a_f[] = "-F", a_hz[] = "200",
-	     a_d[] = "-d", a_dur[] = "0.02", a_o[] = "-o";
-	char *rargv[] = {a_rec, a_q, a_p, pids, a_wall, a_f, a_hz, a_d, a_dur, a_o, path, NULL};
+	     a_d[] = "-d", a_o[] = "-o";
 	uint64_t t0 = now_ns();
-	optind = 0;
-	record_cmd = CMD; /* its refusals are said as kiln dump's */
-	int rc = cmd_record((int)(sizeof(rargv) / sizeof(rargv[0])) - 1, rargv);
-	record_cmd = "record";
-	uint64_t took = now_ns() - t0;
 	struct profile p;
-	memset(&p, 0, sizeof(p));
-	char err[256] = "";
-	if (rc != 0 || profile__load(&p, path, err, sizeof(err)) < 0) {
+	int rc;
+	for (size_t try = 0;; try++) {
+		char *rargv[] = {a_rec, a_q, a_p, pids, a_wall, a_f, a_hz, a_d, durs[try], a_o, path, NULL};
+		optind = 0;
+		record_cmd = CMD; /* its refusals are said as kiln dump's */
+		rc = cmd_record((int)(sizeof(rargv) / sizeof(rargv[0])) - 1, rargv);
+		record_cmd = "record";
+		memset(&p, 0, sizeof(p));
+		char err[256] = "";
+		if (rc != 0 || profile__load(&p, path, err, sizeof(err)) < 0) {
+			unlink(path);
+			rmdir(dir);
+			if (rc == 0)
+				cli__error(CMD, "cannot read what was recorded of pid %ld: %s", pid, err);
+			return rc ? rc : 1;
+		}
 		unlink(path);
-		rmdir(dir);
-		if (rc == 0)
-			cli__error(CMD, "cannot read what was recorded of pid %ld: %s", pid, err);
-		return rc ? rc : 1;
+		bool missed = false;
+		for (int i = 0; i < nt && !missed; i++)
+			missed = stack_of(&p, (uint32_t)pid, (uint32_t)ti[i].tid) == UINT32_MAX &&
+				 proc_state((int)pid, (int)ti[i].tid) != 0;
+		if (!missed || try + 1 == sizeof(durs) / sizeof(durs[0]))
+			break;
+		profile__release(&p);
 	}
-	unlink(path);
+	uint64_t took = now_ns() - t0;
 	rmdir(dir);
 	bool py = has_python(&p);
 	p.python_only = py && !native;
